@@ -1,0 +1,683 @@
+//! Profiles: TOML files under `profiles/` that declare what `dist` builds.
+//!
+//! Loading happens in three steps so that every error can point at a file,
+//! line and column:
+//! 1. each file of the `extends` chain is checked on its own against
+//!    [`ProfileFile`] (all fields optional, unknown keys rejected), which gives
+//!    toml's span-carrying errors;
+//! 2. the raw tables are merged, parent first, then `--set` overrides;
+//! 3. the merged table becomes a [`Profile`] with every default filled in.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+/// The default budget: the HSA of machines before z15.
+pub const DEFAULT_BUDGET: u64 = 32 << 20;
+/// Default runtime reserve, see [`Budget::runtime_reserve`].
+pub const DEFAULT_RUNTIME_RESERVE: u64 = 8 << 20;
+
+/// A fully resolved profile: what the stages consume.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Profile {
+    /// The profile file's stem: names `dist/<name>/`.
+    pub name: String,
+    /// The profile file, then the files it extends.
+    pub files: Vec<PathBuf>,
+    pub kernel: Kernel,
+    pub agent: Agent,
+    pub initramfs: Initramfs,
+    pub budget: Budget,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Kernel {
+    pub source: Source,
+    #[serde(default = "default_defconfig")]
+    pub defconfig: String,
+    /// File names under `kernel-config/`, applied in order after the defconfig.
+    #[serde(default)]
+    pub fragments: Vec<String>,
+    #[serde(default = "default_arch")]
+    pub arch: String,
+    #[serde(default = "default_cross")]
+    pub cross_compile: String,
+    /// make -j; 0 means the number of CPUs. Not part of any cache key.
+    #[serde(default)]
+    pub jobs: u32,
+}
+
+/// Exactly one of `tarball` or `dir`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    pub tarball: Option<PathBuf>,
+    /// Pins the tarball; the build fails when it differs.
+    pub sha256: Option<String>,
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Agent {
+    #[serde(default = "default_target")]
+    pub target: String,
+    /// How long the agent waits for the IPL disk to appear.
+    #[serde(default = "default_device_timeout")]
+    pub device_timeout_s: u32,
+    #[serde(default = "default_progress_interval")]
+    pub progress_interval_s: u32,
+    /// Skip writing all-zero pages (needs readers from s390-tools 2.33.0 on).
+    #[serde(default)]
+    pub zero_page_elision: bool,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    Gzip,
+    Xz,
+    Zstd,
+    None,
+}
+
+impl Compression {
+    /// The kernel option that lets the kernel unpack this initrd.
+    pub fn kernel_option(self) -> Option<&'static str> {
+        match self {
+            Compression::Gzip => Some("CONFIG_RD_GZIP"),
+            Compression::Xz => Some("CONFIG_RD_XZ"),
+            Compression::Zstd => Some("CONFIG_RD_ZSTD"),
+            Compression::None => None,
+        }
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            Compression::Gzip => "gzip",
+            Compression::Xz => "xz",
+            Compression::Zstd => "zstd",
+            Compression::None => "none",
+        };
+        f.write_str(s)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Initramfs {
+    #[serde(default)]
+    pub compression: Compression,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// Memory the dump kernel may use: the HSA size of the target machines.
+    #[serde(default = "default_budget", deserialize_with = "de_size")]
+    pub total: u64,
+    /// Left for the running kernel (page tables, slab, page cache of the
+    /// device) and the agent. 8 MiB: the zfcpdump kernel reports about 22 MiB
+    /// available of 32 MiB after boot, and the agent itself needs 2 MiB.
+    #[serde(default = "default_reserve", deserialize_with = "de_size")]
+    pub runtime_reserve: u64,
+}
+
+fn default_defconfig() -> String {
+    "zfcpdump_defconfig".into()
+}
+fn default_arch() -> String {
+    "s390".into()
+}
+fn default_cross() -> String {
+    "s390x-linux-gnu-".into()
+}
+fn default_target() -> String {
+    "s390x-unknown-linux-musl".into()
+}
+fn default_device_timeout() -> u32 {
+    30
+}
+fn default_progress_interval() -> u32 {
+    10
+}
+fn default_budget() -> u64 {
+    DEFAULT_BUDGET
+}
+fn default_reserve() -> u64 {
+    DEFAULT_RUNTIME_RESERVE
+}
+
+/// Sizes are byte counts or strings such as "32MiB", "512K", "1G".
+fn de_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Int(u64),
+        Str(String),
+    }
+    match Raw::deserialize(d) {
+        Ok(Raw::Int(n)) => Ok(n),
+        Ok(Raw::Str(s)) => parse_size(&s).map_err(serde::de::Error::custom),
+        Err(_) => Err(serde::de::Error::custom(
+            "expected a size: a byte count or a string such as \"32MiB\"",
+        )),
+    }
+}
+
+/// Parses "123", "64K", "32M", "32MiB", "1G", "1GiB" (binary units).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?}: expected e.g. 33554432 or \"32MiB\""))?;
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "K" | "KiB" => 10,
+        "M" | "MiB" => 20,
+        "G" | "GiB" => 30,
+        other => {
+            return Err(format!(
+                "invalid size unit {other:?} in {s:?}: use K/KiB, M/MiB or G/GiB"
+            ));
+        }
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+/// The shape of one profile file: everything optional, since a file may
+/// extend another. Only used to check a file on its own with spans.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // fields are read by serde's checks only
+struct ProfileFile {
+    extends: Option<String>,
+    kernel: Option<KernelFile>,
+    agent: Option<AgentFile>,
+    initramfs: Option<Initramfs>,
+    budget: Option<BudgetFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct KernelFile {
+    source: Option<Source>,
+    defconfig: Option<String>,
+    fragments: Option<Vec<String>>,
+    arch: Option<String>,
+    cross_compile: Option<String>,
+    jobs: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct AgentFile {
+    target: Option<String>,
+    device_timeout_s: Option<u32>,
+    progress_interval_s: Option<u32>,
+    zero_page_elision: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct BudgetFile {
+    #[serde(default, deserialize_with = "de_opt_size")]
+    total: Option<u64>,
+    #[serde(default, deserialize_with = "de_opt_size")]
+    runtime_reserve: Option<u64>,
+}
+
+fn de_opt_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    de_size(d).map(Some)
+}
+
+/// The merged, default-free form, deserialized into [`Profile`]'s sections.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Merged {
+    #[serde(default)]
+    #[allow(dead_code)]
+    extends: Option<String>,
+    kernel: Kernel,
+    #[serde(default = "default_agent")]
+    agent: Agent,
+    #[serde(default = "default_initramfs")]
+    initramfs: Initramfs,
+    #[serde(default = "default_budget_section")]
+    budget: Budget,
+}
+
+fn default_agent() -> Agent {
+    toml::from_str("").expect("agent defaults")
+}
+fn default_initramfs() -> Initramfs {
+    toml::from_str("").expect("initramfs defaults")
+}
+fn default_budget_section() -> Budget {
+    toml::from_str("").expect("budget defaults")
+}
+
+/// Where `--profile NAME` looks.
+pub fn profiles_dir(root: &Path) -> PathBuf {
+    root.join("profiles")
+}
+
+/// Resolves `--profile NAME|PATH`: a bare name means `profiles/NAME.toml`.
+pub fn profile_path(root: &Path, arg: &str) -> PathBuf {
+    let p = Path::new(arg);
+    if arg.ends_with(".toml") || p.components().count() > 1 {
+        p.to_path_buf()
+    } else {
+        profiles_dir(root).join(format!("{arg}.toml"))
+    }
+}
+
+/// Loads a profile, follows `extends`, applies `--set KEY=VALUE` overrides.
+pub fn load(root: &Path, arg: &str, sets: &[String]) -> Result<Profile> {
+    let path = profile_path(root, arg);
+    let name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .context("profile path has no file name")?
+        .to_string();
+
+    // Walk the chain child first, then merge parent first.
+    let mut chain: Vec<(PathBuf, toml::Table)> = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut next = Some(path);
+    while let Some(p) = next.take() {
+        let canon = p
+            .canonicalize()
+            .with_context(|| format!("cannot read profile {}", p.display()))?;
+        if !seen.insert(canon.clone()) {
+            let cycle: Vec<String> = chain
+                .iter()
+                .map(|(f, _)| f.display().to_string())
+                .chain([canon.display().to_string()])
+                .collect();
+            bail!("profile extends cycle: {}", cycle.join(" -> "));
+        }
+        let table = load_file(&canon)?;
+        if let Some(parent) = table.get("extends").and_then(|v| v.as_str()) {
+            next = Some(resolve_extends(root, &canon, parent));
+        }
+        chain.push((canon, table));
+    }
+
+    let files: Vec<PathBuf> = chain.iter().map(|(p, _)| p.clone()).collect();
+    let mut merged = toml::Table::new();
+    for (_, table) in chain.into_iter().rev() {
+        merge(&mut merged, table);
+    }
+    for set in sets {
+        apply_set(&mut merged, set)?;
+    }
+
+    let m: Merged = toml::Value::Table(merged).try_into().map_err(|e| {
+        anyhow::anyhow!(
+            "profile {} (after extends and --set): {e}",
+            files[0].display()
+        )
+    })?;
+    let profile = Profile {
+        name,
+        files,
+        kernel: m.kernel,
+        agent: m.agent,
+        initramfs: m.initramfs,
+        budget: m.budget,
+    };
+    validate(&profile)?;
+    Ok(profile)
+}
+
+fn resolve_extends(root: &Path, from: &Path, parent: &str) -> PathBuf {
+    if parent.ends_with(".toml") || parent.contains('/') {
+        from.parent().unwrap_or(Path::new(".")).join(parent)
+    } else {
+        profiles_dir(root).join(format!("{parent}.toml"))
+    }
+}
+
+/// Reads one file, checks it against the schema with spans, and makes its
+/// relative source paths absolute (relative to that file).
+fn load_file(path: &Path) -> Result<toml::Table> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read profile {}", path.display()))?;
+    check_text(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut table: toml::Table = text
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    if let Some(src) = table
+        .get_mut("kernel")
+        .and_then(|k| k.get_mut("source"))
+        .and_then(|s| s.as_table_mut())
+    {
+        for key in ["tarball", "dir"] {
+            if let Some(toml::Value::String(p)) = src.get_mut(key)
+                && Path::new(p.as_str()).is_relative()
+            {
+                *p = base.join(&*p).display().to_string();
+            }
+        }
+    }
+    Ok(table)
+}
+
+/// Checks profile text against the schema. The error carries toml's
+/// "line N, column M" and the offending key, and lists the allowed keys.
+fn check_text(text: &str) -> Result<(), toml::de::Error> {
+    toml::from_str::<ProfileFile>(text).map(|_| ())
+}
+
+/// Child values override parent values; tables merge recursively, except
+/// `kernel.fragments`, which accumulates so that a profile can add to its
+/// parent's fragments.
+fn merge(into: &mut toml::Table, from: toml::Table) {
+    merge_at(into, from, "")
+}
+
+fn merge_at(into: &mut toml::Table, from: toml::Table, prefix: &str) {
+    for (k, v) in from {
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match (into.get_mut(&k), v) {
+            (Some(toml::Value::Table(a)), toml::Value::Table(b)) => merge_at(a, b, &path),
+            (Some(toml::Value::Array(a)), toml::Value::Array(b)) if path == "kernel.fragments" => {
+                for item in b {
+                    if !a.contains(&item) {
+                        a.push(item);
+                    }
+                }
+            }
+            (_, v) => {
+                into.insert(k, v);
+            }
+        }
+    }
+}
+
+/// `--set section.key=value`: the value is TOML if it parses as such,
+/// otherwise a string; the key is checked against the schema like a file.
+fn apply_set(merged: &mut toml::Table, set: &str) -> Result<()> {
+    let (key, value) = set
+        .split_once('=')
+        .with_context(|| format!("--set {set:?}: expected KEY=VALUE, e.g. initramfs.compression=xz"))?;
+    let key = key.trim();
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        bail!("--set {set:?}: empty key component");
+    }
+    let value: toml::Value = match format!("v = {value}").parse::<toml::Table>() {
+        Ok(mut t) => t.remove("v").expect("parsed v"),
+        Err(_) => toml::Value::String(value.to_string()),
+    };
+    // Build a one-key document and check it like a profile file.
+    let mut doc = toml::Table::new();
+    let mut cur = &mut doc;
+    for p in &parts[..parts.len() - 1] {
+        cur = cur
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .expect("fresh table");
+    }
+    cur.insert(parts[parts.len() - 1].to_string(), value);
+    let text = toml::to_string(&doc)?;
+    check_text(&text).map_err(|e| anyhow::anyhow!("--set {set:?}: {}", e.message()))?;
+    // `--set` replaces, it does not accumulate.
+    let mut cur = &mut *merged;
+    for p in &parts[..parts.len() - 1] {
+        cur = cur
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .with_context(|| format!("--set {set:?}: {p} is not a table"))?;
+    }
+    let mut leaf = doc;
+    for p in &parts[..parts.len() - 1] {
+        leaf = match leaf.remove(*p) {
+            Some(toml::Value::Table(t)) => t,
+            _ => unreachable!("built above"),
+        };
+    }
+    let (k, v) = leaf.into_iter().next().expect("one key");
+    cur.insert(k, v);
+    Ok(())
+}
+
+/// Rules that span fields, checked after merging.
+fn validate(p: &Profile) -> Result<()> {
+    let file = p.files[0].display();
+    let s = &p.kernel.source;
+    match (&s.tarball, &s.dir) {
+        (Some(_), Some(_)) => {
+            bail!("{file}: kernel.source: set either `tarball` or `dir`, not both")
+        }
+        (None, None) => bail!(
+            "{file}: kernel.source: set `tarball` (with an optional `sha256`) or `dir`"
+        ),
+        (None, Some(_)) if s.sha256.is_some() => {
+            bail!("{file}: kernel.source.sha256 pins a tarball; it cannot be used with `dir`")
+        }
+        _ => {}
+    }
+    if let Some(h) = &s.sha256
+        && (h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        bail!("{file}: kernel.source.sha256 must be 64 hex digits, got {h:?}");
+    }
+    if p.kernel.arch != "s390" {
+        bail!(
+            "{file}: kernel.arch = {:?}: only \"s390\" is supported (zfcpdump is an IBM Z dump tool)",
+            p.kernel.arch
+        );
+    }
+    for f in &p.kernel.fragments {
+        if f.contains('/') || f.starts_with('.') {
+            bail!("{file}: kernel.fragments: {f:?} must be a file name in kernel-config/");
+        }
+    }
+    if p.budget.total == 0 || p.budget.runtime_reserve >= p.budget.total {
+        bail!(
+            "{file}: budget.runtime_reserve ({}) must be smaller than budget.total ({})",
+            p.budget.runtime_reserve,
+            p.budget.total
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn root_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("profiles")).unwrap();
+        for (name, text) in files {
+            let p = dir.path().join(name);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, text).unwrap();
+        }
+        dir
+    }
+
+    const BASE: &str = r#"
+[kernel]
+source = { tarball = "/usr/src/linux-source-6.1.tar.xz" }
+fragments = ["zfcpdump.config"]
+"#;
+
+    #[test]
+    fn defaults_are_filled_in() {
+        let d = root_with(&[("profiles/default.toml", BASE)]);
+        let p = load(d.path(), "default", &[]).unwrap();
+        assert_eq!(p.name, "default");
+        assert_eq!(p.kernel.defconfig, "zfcpdump_defconfig");
+        assert_eq!(p.kernel.cross_compile, "s390x-linux-gnu-");
+        assert_eq!(p.initramfs.compression, Compression::Gzip);
+        assert_eq!(p.budget.total, 32 << 20);
+        assert_eq!(p.agent.progress_interval_s, 10);
+    }
+
+    #[test]
+    fn extends_merges_and_accumulates_fragments() {
+        let d = root_with(&[
+            ("profiles/default.toml", BASE),
+            (
+                "profiles/qemu.toml",
+                "extends = \"default\"\n[kernel]\nfragments = [\"virtio.config\"]\n[budget]\ntotal = \"64MiB\"\n",
+            ),
+        ]);
+        let p = load(d.path(), "qemu", &[]).unwrap();
+        assert_eq!(p.name, "qemu");
+        assert_eq!(p.kernel.fragments, vec!["zfcpdump.config", "virtio.config"]);
+        assert_eq!(p.budget.total, 64 << 20);
+        assert_eq!(p.files.len(), 2);
+    }
+
+    #[test]
+    fn extends_by_relative_path_and_relative_tarball() {
+        let d = root_with(&[
+            (
+                "elsewhere/base.toml",
+                "[kernel]\nsource = { tarball = \"src/linux.tar.xz\" }\n",
+            ),
+            ("elsewhere/child.toml", "extends = \"base.toml\"\n"),
+        ]);
+        let path = d.path().join("elsewhere/child.toml");
+        let p = load(d.path(), path.to_str().unwrap(), &[]).unwrap();
+        assert_eq!(p.name, "child");
+        let tarball = p.kernel.source.tarball.unwrap();
+        assert!(tarball.ends_with("elsewhere/src/linux.tar.xz"), "{tarball:?}");
+        assert!(tarball.is_absolute());
+    }
+
+    #[test]
+    fn cycle_is_an_error() {
+        let d = root_with(&[
+            ("profiles/a.toml", "extends = \"b\"\n"),
+            ("profiles/b.toml", "extends = \"a\"\n"),
+        ]);
+        let e = load(d.path(), "a", &[]).unwrap_err().to_string();
+        assert!(e.contains("cycle"), "{e}");
+        assert!(e.contains("a.toml") && e.contains("b.toml"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_column_and_allowed_keys() {
+        let text = format!("{BASE}\n[initramfs]\ncompresion = \"xz\"\n");
+        let d = root_with(&[("profiles/bad.toml", &text)]);
+        let e = format!("{:#}", load(d.path(), "bad", &[]).unwrap_err());
+        assert!(e.contains("bad.toml"), "{e}");
+        assert!(e.contains("line 7, column 1"), "{e}");
+        assert!(e.contains("unknown field `compresion`"), "{e}");
+        assert!(e.contains("expected `compression`"), "{e}");
+    }
+
+    #[test]
+    fn bad_enum_value_lists_the_choices() {
+        let text = format!("{BASE}\n[initramfs]\ncompression = \"lz4\"\n");
+        let d = root_with(&[("profiles/bad.toml", &text)]);
+        let e = format!("{:#}", load(d.path(), "bad", &[]).unwrap_err());
+        assert!(e.contains("line 7, column 15"), "{e}");
+        assert!(e.contains("`gzip`, `xz`, `zstd`"), "{e}");
+    }
+
+    #[test]
+    fn bad_size_is_explained() {
+        let text = format!("{BASE}\n[budget]\ntotal = \"32 parsecs\"\n");
+        let d = root_with(&[("profiles/bad.toml", &text)]);
+        let e = format!("{:#}", load(d.path(), "bad", &[]).unwrap_err());
+        assert!(e.contains("line 7"), "{e}");
+        assert!(e.contains("size"), "{e}");
+    }
+
+    #[test]
+    fn set_overrides_and_is_checked() {
+        let d = root_with(&[("profiles/default.toml", BASE)]);
+        let p = load(
+            d.path(),
+            "default",
+            &[
+                "initramfs.compression=xz".into(),
+                "budget.total=\"64M\"".into(),
+                "kernel.jobs=3".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(p.initramfs.compression, Compression::Xz);
+        assert_eq!(p.budget.total, 64 << 20);
+        assert_eq!(p.kernel.jobs, 3);
+
+        let e = format!(
+            "{:#}",
+            load(d.path(), "default", &["initramfs.level=9".into()]).unwrap_err()
+        );
+        assert!(e.contains("unknown field `level`"), "{e}");
+        let e = format!(
+            "{:#}",
+            load(d.path(), "default", &["initramfs.compression".into()]).unwrap_err()
+        );
+        assert!(e.contains("KEY=VALUE"), "{e}");
+    }
+
+    #[test]
+    fn source_needs_exactly_one_kind() {
+        let d = root_with(&[(
+            "profiles/both.toml",
+            "[kernel]\nsource = { tarball = \"/a.tar.xz\", dir = \"/b\" }\n",
+        )]);
+        let e = load(d.path(), "both", &[]).unwrap_err().to_string();
+        assert!(e.contains("not both"), "{e}");
+        let d = root_with(&[("profiles/pin.toml", "[kernel]\nsource = { dir = \"/b\", sha256 = \"00\" }\n")]);
+        let e = load(d.path(), "pin", &[]).unwrap_err().to_string();
+        assert!(e.contains("cannot be used with `dir`"), "{e}");
+    }
+
+    #[test]
+    fn missing_profile_names_the_path() {
+        let d = root_with(&[]);
+        let e = format!("{:#}", load(d.path(), "nope", &[]).unwrap_err());
+        assert!(e.contains("profiles/nope.toml"), "{e}");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("32MiB"), Ok(32 << 20));
+        assert_eq!(parse_size("512K"), Ok(512 << 10));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("12Q").is_err());
+        assert!(parse_size("M").is_err());
+    }
+
+    #[test]
+    fn shipped_profiles_load() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        for entry in fs::read_dir(root.join("profiles")).unwrap() {
+            let path = entry.unwrap().path();
+            load(root, path.to_str().unwrap(), &[])
+                .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+        }
+    }
+}

@@ -1,0 +1,196 @@
+//! Host provisioning: find what is missing and, on Debian-like hosts,
+//! install it (as root, or through `sudo -n`), saying what it installs.
+
+use std::path::Path;
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+use crate::util;
+
+/// Something the build or the tests need from the host.
+pub struct Need {
+    /// What is checked: a command on PATH or an absolute file path.
+    pub check: &'static str,
+    /// The Debian package that provides it.
+    pub package: &'static str,
+    pub why: &'static str,
+}
+
+/// Everything `dist` needs.
+pub const BUILD: &[Need] = &[
+    need("make", "make", "runs the kernel build"),
+    need("gcc", "gcc", "host programs of the kernel build"),
+    need("s390x-linux-gnu-gcc", "gcc-s390x-linux-gnu", "cross-compiles the kernel"),
+    need("flex", "flex", "kconfig"),
+    need("bison", "bison", "kconfig"),
+    need("bc", "bc", "kernel build scripts"),
+    need("/usr/include/libelf.h", "libelf-dev", "objtool and kernel build scripts"),
+    need("/usr/include/openssl/ssl.h", "libssl-dev", "kernel build scripts"),
+    need("/usr/bin/s390x-linux-musl-gcc", "musl-dev:s390x", "links the static agent"),
+    need("/usr/lib/s390x-linux-musl/libc.a", "musl-dev:s390x", "links the static agent"),
+    need("cpio", "cpio", "reads initramfs archives back in tests"),
+    need("xz", "xz-utils", "initramfs compression checks"),
+    need("zstd", "zstd", "initramfs compression checks"),
+];
+
+/// What the tests need on top of [`BUILD`].
+pub const TEST: &[Need] = &[
+    need("qemu-s390x-static", "qemu-user-static", "runs the s390x agent on the host"),
+    need("qemu-system-s390x", "qemu-system-misc", "boots the dump kernel"),
+    need("mkfs.ext4", "e2fsprogs", "disk images for tests"),
+];
+
+/// The default profile's kernel source.
+pub const KERNEL_SOURCE: Need = need(
+    "/usr/src/linux-source-6.1.tar.xz",
+    "linux-source-6.1",
+    "the default profile's kernel source",
+);
+
+const fn need(check: &'static str, package: &'static str, why: &'static str) -> Need {
+    Need {
+        check,
+        package,
+        why,
+    }
+}
+
+fn present(n: &Need) -> bool {
+    if n.check.starts_with('/') {
+        Path::new(n.check).exists()
+    } else {
+        util::have_command(n.check)
+    }
+}
+
+/// rustup components the agent's build-std needs.
+const RUST_COMPONENTS: &[&str] = &["rust-src"];
+
+fn missing_components() -> Vec<&'static str> {
+    let Ok(out) = Command::new("rustup")
+        .args(["component", "list", "--installed"])
+        .output()
+    else {
+        return RUST_COMPONENTS.to_vec();
+    };
+    let installed = String::from_utf8_lossy(&out.stdout);
+    RUST_COMPONENTS
+        .iter()
+        .copied()
+        .filter(|c| !installed.lines().any(|l| l.starts_with(c)))
+        .collect()
+}
+
+/// Ensures `needs` are present. With `allowed`, installs what is missing
+/// where it can; otherwise fails listing what is missing and the command.
+pub fn ensure(needs: &[&Need], allowed: bool) -> Result<()> {
+    let mut pkgs: Vec<&str> = Vec::new();
+    for n in needs.iter().filter(|n| !present(n)) {
+        if !pkgs.contains(&n.package) {
+            pkgs.push(n.package);
+        }
+    }
+    let comps = missing_components();
+    if pkgs.is_empty() && comps.is_empty() {
+        return Ok(());
+    }
+    let debian = Path::new("/etc/debian_version").exists();
+    let needs_s390x_arch = pkgs.iter().any(|p| p.ends_with(":s390x"));
+    let apt_cmd = format!(
+        "{}apt-get update && apt-get install -y --no-install-recommends {}",
+        if needs_s390x_arch {
+            "dpkg --add-architecture s390x && "
+        } else {
+            ""
+        },
+        pkgs.join(" ")
+    );
+    let rustup_cmd = format!("rustup component add {}", comps.join(" "));
+    let describe = || {
+        let mut s = String::new();
+        for n in needs.iter().filter(|n| !present(n)) {
+            s.push_str(&format!("  {} (package {}): {}\n", n.check, n.package, n.why));
+        }
+        for c in &comps {
+            s.push_str(&format!("  rustup component {c}: the agent's build-std\n"));
+        }
+        s
+    };
+    if !allowed || !debian {
+        let mut msg = format!("missing host prerequisites:\n{}", describe());
+        if !pkgs.is_empty() {
+            if debian {
+                msg.push_str(&format!("install them with:\n  sudo sh -c '{apt_cmd}'\n"));
+            } else {
+                msg.push_str(
+                    "this host is not Debian-like: install the equivalents of these Debian \
+                     packages (see README, \"Other hosts\")\n",
+                );
+            }
+        }
+        if !comps.is_empty() {
+            msg.push_str(&format!("  {rustup_cmd}\n"));
+        }
+        bail!(msg);
+    }
+    eprint!("[provision] installing missing prerequisites:\n{}", describe());
+    if !comps.is_empty() {
+        run(Command::new("rustup").args(["component", "add"]).args(&comps))?;
+    }
+    if !pkgs.is_empty() {
+        let is_root = unsafe_free_is_root();
+        let mut sh = if is_root {
+            Command::new("sh")
+        } else if Command::new("sudo")
+            .args(["-n", "true"])
+            .output()
+            .is_ok_and(|o| o.status.success())
+        {
+            let mut c = Command::new("sudo");
+            c.args(["-n", "sh"]);
+            c
+        } else {
+            bail!(
+                "missing host packages, and this user can neither run apt nor use sudo without a \
+                 password; run:\n  sudo sh -c '{apt_cmd}'"
+            );
+        };
+        sh.arg("-c")
+            .arg(&apt_cmd)
+            .env("DEBIAN_FRONTEND", "noninteractive");
+        eprintln!("[provision] {apt_cmd}");
+        run(&mut sh)?;
+    }
+    let still: Vec<&str> = needs
+        .iter()
+        .filter(|n| !present(n))
+        .map(|n| n.check)
+        .collect();
+    if !still.is_empty() {
+        bail!("still missing after installing: {}", still.join(", "));
+    }
+    Ok(())
+}
+
+fn run(cmd: &mut Command) -> Result<()> {
+    let status = cmd
+        .status()
+        .with_context(|| format!("cannot run {:?}", cmd.get_program()))?;
+    if !status.success() {
+        bail!("{cmd:?} failed: {status}");
+    }
+    Ok(())
+}
+
+/// Whether we run as root, read from /proc so no libc call is needed.
+fn unsafe_free_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .map(|l| l.split_whitespace().nth(2) == Some("0"))
+        })
+        .unwrap_or(false)
+}
