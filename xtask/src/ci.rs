@@ -28,7 +28,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
         .chain(provision::TEST)
         .chain([&provision::KERNEL_SOURCE])
         .collect();
-    provision::ensure(&needs, !args.no_provision)?;
+    provision::ensure(&needs, provision::TEST_COMPONENTS, !args.no_provision)?;
 
     let mut steps: Vec<Step> = Vec::new();
     let mut step = |name: &'static str, args: &[&str]| {
@@ -40,17 +40,30 @@ pub fn run(args: &TestArgs) -> Result<()> {
             .status()
             .is_ok_and(|s| s.success());
         let secs = t.elapsed().as_secs_f64();
-        eprintln!("<== {name}: {} in {secs:.0}s", if ok { "ok" } else { "FAILED" });
+        eprintln!(
+            "<== {name}: {} in {secs:.0}s",
+            if ok { "ok" } else { "FAILED" }
+        );
         steps.push(Step { name, ok, secs });
     };
     step("fmt", &["fmt", "--all", "--check"]);
     step(
         "clippy",
-        &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
     );
     // Builds the default kernel into the shared stage cache first, so the
     // integration tests find it warm.
-    step("dist (default profile)", &["xtask", "dist", "--no-provision"]);
+    step(
+        "dist (default profile)",
+        &["xtask", "dist", "--no-provision"],
+    );
     step("unit and integration tests", &["test", "--workspace"]);
 
     eprintln!("\nsummary:");

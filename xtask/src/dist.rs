@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use clap::Args;
 
-use crate::kernel::{self, KernelRecord};
+use crate::kernel;
 use crate::profile::Profile;
 use crate::{ProfileArgs, provision, util};
 
@@ -20,17 +20,11 @@ pub struct DistArgs {
     pub no_provision: bool,
 }
 
-/// What a dist run produced.
-pub struct DistOutput {
-    pub dir: PathBuf,
-    pub kernel: KernelRecord,
-}
-
 pub fn dist_dir(root: &Path, profile: &Profile) -> PathBuf {
     root.join("dist").join(&profile.name)
 }
 
-pub fn run(args: &DistArgs) -> Result<DistOutput> {
+pub fn run(args: &DistArgs) -> Result<()> {
     let t = Instant::now();
     let root = util::project_root();
     let profile = args.profile.load()?;
@@ -44,7 +38,7 @@ pub fn run(args: &DistArgs) -> Result<DistOutput> {
     {
         needs.push(&provision::KERNEL_SOURCE);
     }
-    provision::ensure(&needs, !args.no_provision)?;
+    provision::ensure(&needs, provision::BUILD_COMPONENTS, !args.no_provision)?;
 
     let kernel = kernel::Stage::new(&root, &profile).run()?;
 
@@ -59,13 +53,17 @@ pub fn run(args: &DistArgs) -> Result<DistOutput> {
         kernel.image_size,
         kernel.release
     );
-    Ok(DistOutput { dir, kernel })
+    Ok(())
 }
 
 pub fn plan(args: &ProfileArgs) -> Result<()> {
     let root = util::project_root();
     let profile = args.load()?;
-    println!("# profile {} ({})", profile.name, join_paths(&profile.files));
+    println!(
+        "# profile {} ({})",
+        profile.name,
+        join_paths(&profile.files)
+    );
     println!("{}", toml::to_string_pretty(&profile)?);
     println!("# stages");
     let k = kernel::Stage::new(&root, &profile).plan()?;

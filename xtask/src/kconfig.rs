@@ -193,8 +193,18 @@ mod tests {
             "# comment\n\nCONFIG_A=y\n# CONFIG_B is not set\nCONFIG_C=\"s p\"\n",
         )
         .unwrap();
-        let got: Vec<_> = f.iter().map(|r| (r.option.as_str(), r.value.as_str())).collect();
-        assert_eq!(got, [("CONFIG_A", "y"), ("CONFIG_B", "n"), ("CONFIG_C", "\"s p\"")]);
+        let got: Vec<_> = f
+            .iter()
+            .map(|r| (r.option.as_str(), r.value.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("CONFIG_A", "y"),
+                ("CONFIG_B", "n"),
+                ("CONFIG_C", "\"s p\"")
+            ]
+        );
         assert_eq!(f[1].origin, "x.config:4");
         let e = parse_fragment("x.config", "CONFIG_A=y\nA=y\n").unwrap_err();
         assert!(e.to_string().contains("x.config:2"), "{e}");
@@ -231,6 +241,9 @@ mod tests {
         let mut reqs = parse_fragment("a.config", "CONFIG_X=y\n").unwrap();
         reqs.extend(parse_fragment("b.config", "# CONFIG_X is not set\n").unwrap());
         let e = conflicts(&reqs).unwrap_err().to_string();
-        assert!(e.contains("a.config:1 wants y, but b.config:1 wants n"), "{e}");
+        assert!(
+            e.contains("a.config:1 wants y, but b.config:1 wants n"),
+            "{e}"
+        );
     }
 }

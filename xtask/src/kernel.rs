@@ -93,10 +93,12 @@ pub struct Plan {
 }
 
 pub enum State {
-    UpToDate(KernelRecord),
+    UpToDate(Box<KernelRecord>),
     /// Configure is cached and its compile exists elsewhere: cheap.
     Configure,
-    Rebuild { why: String },
+    Rebuild {
+        why: String,
+    },
 }
 
 impl<'a> Stage<'a> {
@@ -131,7 +133,7 @@ impl<'a> Stage<'a> {
     pub fn requirements(&self) -> Result<Vec<Requirement>> {
         let mut reqs = self.stage_requirements();
         for name in &self.profile.kernel.fragments {
-            let path = self.root.join("kernel-config").join(name);
+            let path = self.fragment_path(name);
             let text = fs::read_to_string(&path).with_context(|| {
                 format!(
                     "kernel fragment {name:?} (profile {}): cannot read {}",
@@ -143,6 +145,14 @@ impl<'a> Stage<'a> {
         }
         kconfig::conflicts(&reqs)?;
         Ok(reqs)
+    }
+
+    fn fragment_path(&self, name: &str) -> PathBuf {
+        if name.contains('/') {
+            PathBuf::from(name)
+        } else {
+            self.root.join("kernel-config").join(name)
+        }
     }
 
     fn source_id(&self) -> Result<SourceId> {
@@ -192,9 +202,14 @@ impl<'a> Stage<'a> {
     /// `s390x-linux-gnu-gcc --version`, first line.
     fn compiler_version(&self) -> Result<String> {
         let gcc = format!("{}gcc", self.profile.kernel.cross_compile);
-        let out = Command::new(&gcc).arg("--version").output().with_context(|| {
-            format!("cannot run {gcc}: install the cross compiler (Debian: gcc-s390x-linux-gnu)")
-        })?;
+        let out = Command::new(&gcc)
+            .arg("--version")
+            .output()
+            .with_context(|| {
+                format!(
+                    "cannot run {gcc}: install the cross compiler (Debian: gcc-s390x-linux-gnu)"
+                )
+            })?;
         Ok(String::from_utf8_lossy(&out.stdout)
             .lines()
             .next()
@@ -247,7 +262,7 @@ impl<'a> Stage<'a> {
             );
         }
         for name in &self.profile.kernel.fragments {
-            let text = fs::read(self.root.join("kernel-config").join(name))?;
+            let text = fs::read(self.fragment_path(name))?;
             i.insert(format!("fragment {name}"), util::sha256_bytes(&text));
         }
         i.insert("compiler".into(), self.compiler_version()?);
@@ -282,7 +297,7 @@ impl<'a> Stage<'a> {
         let state = match read_json::<ConfigureRecord>(&self.configure_record_path(&configure_key))
         {
             Some(c) => match self.compiled(&c.compile_key) {
-                Some(rec) => State::UpToDate(rec),
+                Some(rec) => State::UpToDate(Box::new(rec)),
                 None => State::Rebuild {
                     why: "configuration known, but its compile is missing or incomplete".into(),
                 },
@@ -334,11 +349,11 @@ impl<'a> Stage<'a> {
     pub fn run(&self) -> Result<KernelRecord> {
         let inputs = self.inputs()?;
         let configure_key = key_of(&inputs);
-        let configure = match read_json::<ConfigureRecord>(&self.configure_record_path(&configure_key))
-        {
-            Some(c) => c,
-            None => self.configure(&inputs, &configure_key)?,
-        };
+        let configure =
+            match read_json::<ConfigureRecord>(&self.configure_record_path(&configure_key)) {
+                Some(c) => c,
+                None => self.configure(&inputs, &configure_key)?,
+            };
         let rec = match self.compiled(&configure.compile_key) {
             Some(rec) => {
                 eprintln!(
@@ -383,7 +398,9 @@ impl<'a> Stage<'a> {
         let t = Instant::now();
         let src = self.source_root()?;
         let reqs = self.requirements()?;
-        let scratch = self.cache.join(format!("configure-{}", &configure_key[..16]));
+        let scratch = self
+            .cache
+            .join(format!("configure-{}", &configure_key[..16]));
         let _ = fs::remove_dir_all(&scratch);
         fs::create_dir_all(&scratch)?;
         let log = scratch.join("configure.log");
@@ -393,7 +410,8 @@ impl<'a> Stage<'a> {
             self.profile.kernel.fragments.len()
         );
         run_logged(
-            self.make(&src, &scratch).arg(&self.profile.kernel.defconfig),
+            self.make(&src, &scratch)
+                .arg(&self.profile.kernel.defconfig),
             &log,
             "kernel defconfig",
             false,
@@ -431,7 +449,10 @@ impl<'a> Stage<'a> {
             ckey.insert(format!("make {k}"), v);
         }
         let compile_key = key_of(&ckey);
-        let saved = self.cache.join("configs").join(format!("{configure_key}.config"));
+        let saved = self
+            .cache
+            .join("configs")
+            .join(format!("{configure_key}.config"));
         util::write_atomic(&saved, final_text.as_bytes())?;
         let rec = ConfigureRecord {
             configure_key: configure_key.into(),
@@ -454,7 +475,10 @@ impl<'a> Stage<'a> {
         let obj = self.build_dir(&c.compile_key);
         fs::create_dir_all(&obj)?;
         let _ = fs::remove_file(obj.join("stage.json"));
-        let saved = self.cache.join("configs").join(format!("{}.config", c.configure_key));
+        let saved = self
+            .cache
+            .join("configs")
+            .join(format!("{}.config", c.configure_key));
         fs::copy(&saved, obj.join(".config"))?;
         let log = obj.join("make.log");
         let _ = fs::remove_file(&log);
@@ -474,7 +498,9 @@ impl<'a> Stage<'a> {
             false,
         )?;
         run_logged(
-            self.make(&src, &obj).arg(format!("-j{jobs}")).arg("bzImage"),
+            self.make(&src, &obj)
+                .arg(format!("-j{jobs}"))
+                .arg("bzImage"),
             &log,
             "kernel compile",
             true,
@@ -514,8 +540,9 @@ impl<'a> Stage<'a> {
 }
 
 /// The span from physical 0 to the end of the highest PT_LOAD (bss
-/// included), from vmlinux's program headers. Using p_paddr keeps this right
-/// for kernels linked at a virtual base.
+/// included), rounded up to whole pages as the kernel reserves them, from
+/// vmlinux's program headers. Using p_paddr keeps this right for kernels
+/// linked at a virtual base. For 6.1 it equals `_end`.
 pub fn footprint(vmlinux: &Path) -> Result<u64> {
     use object::elf;
     use object::read::elf::{FileHeader, ProgramHeader};
@@ -532,7 +559,8 @@ pub fn footprint(vmlinux: &Path) -> Result<u64> {
     if end == 0 {
         bail!("{} has no PT_LOAD program header", vmlinux.display());
     }
-    Ok(end)
+    const PAGE: u64 = 4096;
+    Ok(end.div_ceil(PAGE) * PAGE)
 }
 
 pub fn source_date_epoch() -> u64 {
@@ -633,9 +661,13 @@ pub fn unpack_tarball(tarball: &Path, dest: &Path) -> Result<PathBuf> {
 }
 
 fn unpack_into(tarball: &Path, dest: &Path) -> Result<()> {
-    let f = fs::File::open(tarball).with_context(|| format!("cannot open {}", tarball.display()))?;
+    let f =
+        fs::File::open(tarball).with_context(|| format!("cannot open {}", tarball.display()))?;
     let reader: Box<dyn std::io::Read> = match tarball.extension().and_then(|e| e.to_str()) {
-        Some("xz") => Box::new(xz2::read::XzDecoder::new(BufReader::with_capacity(1 << 20, f))),
+        Some("xz") => Box::new(xz2::read::XzDecoder::new(BufReader::with_capacity(
+            1 << 20,
+            f,
+        ))),
         Some("tar") => Box::new(BufReader::new(f)),
         _ => bail!(
             "{}: unsupported archive type: use a .tar or .tar.xz kernel source",
@@ -705,7 +737,8 @@ pub fn stays_inside(base: &Path, rel: &Path) -> bool {
 /// `progress`, shows a live line of elapsed time and objects compiled.
 /// On failure, prints the log's last lines and its path.
 fn run_logged(cmd: &mut Command, log: &Path, what: &str, progress: bool) -> Result<()> {
-    let mut logf = fs::OpenOptions::new().create(true).append(true).open(log)?;
+    let mut logf =
+        std::io::BufWriter::new(fs::OpenOptions::new().create(true).append(true).open(log)?);
     writeln!(logf, "$ {cmd:?}")?;
     let (reader, writer) = std::io::pipe()?;
     cmd.stdin(Stdio::null())
@@ -752,6 +785,7 @@ fn run_logged(cmd: &mut Command, log: &Path, what: &str, progress: bool) -> Resu
         }
     }
     let status = child.wait()?;
+    logf.flush()?;
     if progress && tty {
         eprint!("\r\x1b[K");
     }
@@ -769,6 +803,118 @@ fn run_logged(cmd: &mut Command, log: &Path, what: &str, progress: bool) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::profile;
+
+    /// A project root with a fake source dir and one fragment; the host gcc
+    /// stands in for the cross compiler (only its --version is read).
+    fn fake_root() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        fs::create_dir_all(root.join("linux")).unwrap();
+        fs::write(root.join("linux/Makefile"), "VERSION = 6\n").unwrap();
+        fs::create_dir_all(root.join("kernel-config")).unwrap();
+        fs::write(root.join("kernel-config/x.config"), "CONFIG_A=y\n").unwrap();
+        fs::create_dir_all(root.join("profiles")).unwrap();
+        fs::write(
+            root.join("profiles/p.toml"),
+            format!(
+                "[kernel]\nsource = {{ dir = \"{}\" }}\nfragments = [\"x.config\"]\ncross_compile = \"\"\n",
+                root.join("linux").display()
+            ),
+        )
+        .unwrap();
+        d
+    }
+
+    fn stage_plan(root: &Path, sets: &[&str]) -> (Plan, Profile) {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        let p = profile::load(root, "p", &sets).unwrap();
+        let plan = {
+            let mut st = Stage::new(root, &p);
+            st.cache = root.join("cache");
+            st.plan().unwrap()
+        };
+        (plan, p)
+    }
+
+    /// Pretends the stage ran for `profile`: records as `run` writes them.
+    fn fake_build(root: &Path, p: &Profile) {
+        let mut st = Stage::new(root, p);
+        st.cache = root.join("cache");
+        let inputs = st.inputs().unwrap();
+        let ckey = key_of(&inputs);
+        let compile_key = util::sha256_bytes(ckey.as_bytes());
+        let obj = st.build_dir(&compile_key);
+        fs::create_dir_all(&obj).unwrap();
+        fs::write(obj.join("bzImage"), b"image").unwrap();
+        let rec = KernelRecord {
+            compile_key: compile_key.clone(),
+            image: obj.join("bzImage"),
+            image_size: 5,
+            footprint: 0x69b000,
+            release: "6.1.0".into(),
+            config_sha256: String::new(),
+            config: obj.join(".config"),
+            source: st.source_id().unwrap(),
+            build_dir: obj.clone(),
+            log: obj.join("make.log"),
+        };
+        write_json(&obj.join("stage.json"), &rec).unwrap();
+        let c = ConfigureRecord {
+            configure_key: ckey.clone(),
+            compile_key,
+            config_sha256: String::new(),
+        };
+        write_json(&st.configure_record_path(&ckey), &c).unwrap();
+        write_json(&st.last_inputs_path(), &inputs).unwrap();
+    }
+
+    #[test]
+    fn cache_invalidation() {
+        let d = fake_root();
+        let root = d.path();
+        let (plan, p) = stage_plan(root, &[]);
+        assert!(
+            matches!(plan.state, State::Rebuild { ref why } if why.contains("no earlier build"))
+        );
+        fake_build(root, &p);
+        let (plan, _) = stage_plan(root, &[]);
+        assert!(matches!(plan.state, State::UpToDate(_)));
+
+        // make -j is not part of any key.
+        let (plan, _) = stage_plan(root, &["kernel.jobs=7"]);
+        assert!(matches!(plan.state, State::UpToDate(_)));
+
+        // A fragment edit invalidates, and plan says which input changed.
+        fs::write(root.join("kernel-config/x.config"), "CONFIG_A=m\n").unwrap();
+        let (plan, _) = stage_plan(root, &[]);
+        match plan.state {
+            State::Rebuild { why } => {
+                assert!(why.contains("fragment x.config changed"), "{why}");
+                assert!(why.contains("option CONFIG_A changed"), "{why}");
+            }
+            _ => panic!("fragment change not detected"),
+        }
+        fs::write(root.join("kernel-config/x.config"), "CONFIG_A=y\n").unwrap();
+        let (plan, _) = stage_plan(root, &[]);
+        assert!(matches!(plan.state, State::UpToDate(_)));
+
+        // Another initrd compression requires another decompressor.
+        let (plan, _) = stage_plan(root, &["initramfs.compression=xz"]);
+        match plan.state {
+            State::Rebuild { why } => assert!(why.contains("option CONFIG_RD_XZ added"), "{why}"),
+            _ => panic!("compression change not detected"),
+        }
+
+        // Losing the build output is noticed too.
+        let (plan, _) = stage_plan(root, &[]);
+        let State::UpToDate(rec) = plan.state else {
+            panic!()
+        };
+        fs::remove_file(&rec.image).unwrap();
+        let (plan, _) = stage_plan(root, &[]);
+        assert!(matches!(plan.state, State::Rebuild { ref why } if why.contains("missing")));
+    }
 
     #[test]
     fn timestamp_format() {
@@ -777,7 +923,10 @@ mod tests {
             kbuild_timestamp(DEFAULT_SOURCE_DATE_EPOCH),
             "Mon Jan  1 00:00:00 UTC 2024"
         );
-        assert_eq!(kbuild_timestamp(1_709_210_096), "Thu Feb 29 12:34:56 UTC 2024");
+        assert_eq!(
+            kbuild_timestamp(1_709_210_096),
+            "Thu Feb 29 12:34:56 UTC 2024"
+        );
     }
 
     #[test]

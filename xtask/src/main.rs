@@ -2,6 +2,7 @@
 //! profile, and runs the project's checks. One module per task; this file
 //! only parses the command line.
 
+mod agent;
 mod ci;
 mod dist;
 mod kconfig;
@@ -30,6 +31,8 @@ struct Cli {
 enum Task {
     /// Run the whole pipeline and write dist/<profile>/
     Dist(dist::DistArgs),
+    /// Cross-build the static s390x dump agent
+    Agent(AgentArgs),
     /// Print the resolved profile and each stage's cache state; runs nothing
     Plan(ProfileArgs),
     /// Run everything CI runs (README's test command)
@@ -47,6 +50,15 @@ pub struct ProfileArgs {
     pub sets: Vec<String>,
 }
 
+#[derive(Args, Clone, Debug)]
+struct AgentArgs {
+    #[command(flatten)]
+    profile: ProfileArgs,
+    /// Use only what `cargo xtask fetch` brought into the local caches
+    #[arg(long)]
+    offline: bool,
+}
+
 impl ProfileArgs {
     pub fn load(&self) -> anyhow::Result<profile::Profile> {
         profile::load(&util::project_root(), &self.profile, &self.sets)
@@ -56,8 +68,13 @@ impl ProfileArgs {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = match cli.task {
-        Task::Dist(a) => dist::run(&a).map(|_| ()),
+        Task::Dist(a) => dist::run(&a),
         Task::Plan(a) => dist::plan(&a),
+        Task::Agent(a) => a.profile.load().and_then(|p| {
+            let rec = agent::Stage::new(&util::project_root(), &p, a.offline).run()?;
+            println!("{}", rec.binary.display());
+            Ok(())
+        }),
         Task::Test(a) => ci::run(&a),
     };
     match res {

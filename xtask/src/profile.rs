@@ -39,7 +39,8 @@ pub struct Kernel {
     pub source: Source,
     #[serde(default = "default_defconfig")]
     pub defconfig: String,
-    /// File names under `kernel-config/`, applied in order after the defconfig.
+    /// File names under `kernel-config/`, or paths relative to the profile,
+    /// applied in order after the defconfig.
     #[serde(default)]
     pub fragments: Vec<String>,
     #[serde(default = "default_arch")]
@@ -362,6 +363,20 @@ fn load_file(path: &Path) -> Result<toml::Table> {
         .parse()
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let base = path.parent().unwrap_or(Path::new("."));
+    // Fragments: a bare name lives in kernel-config/, a path is relative to
+    // the profile that names it (for out-of-tree profiles).
+    if let Some(toml::Value::Array(frags)) =
+        table.get_mut("kernel").and_then(|k| k.get_mut("fragments"))
+    {
+        for f in frags.iter_mut() {
+            if let toml::Value::String(s) = f
+                && s.contains('/')
+                && Path::new(s.as_str()).is_relative()
+            {
+                *s = base.join(&*s).display().to_string();
+            }
+        }
+    }
     if let Some(src) = table
         .get_mut("kernel")
         .and_then(|k| k.get_mut("source"))
@@ -417,9 +432,9 @@ fn merge_at(into: &mut toml::Table, from: toml::Table, prefix: &str) {
 /// `--set section.key=value`: the value is TOML if it parses as such,
 /// otherwise a string; the key is checked against the schema like a file.
 fn apply_set(merged: &mut toml::Table, set: &str) -> Result<()> {
-    let (key, value) = set
-        .split_once('=')
-        .with_context(|| format!("--set {set:?}: expected KEY=VALUE, e.g. initramfs.compression=xz"))?;
+    let (key, value) = set.split_once('=').with_context(|| {
+        format!("--set {set:?}: expected KEY=VALUE, e.g. initramfs.compression=xz")
+    })?;
     let key = key.trim();
     let parts: Vec<&str> = key.split('.').collect();
     if parts.iter().any(|p| p.is_empty()) {
@@ -471,9 +486,9 @@ fn validate(p: &Profile) -> Result<()> {
         (Some(_), Some(_)) => {
             bail!("{file}: kernel.source: set either `tarball` or `dir`, not both")
         }
-        (None, None) => bail!(
-            "{file}: kernel.source: set `tarball` (with an optional `sha256`) or `dir`"
-        ),
+        (None, None) => {
+            bail!("{file}: kernel.source: set `tarball` (with an optional `sha256`) or `dir`")
+        }
         (None, Some(_)) if s.sha256.is_some() => {
             bail!("{file}: kernel.source.sha256 pins a tarball; it cannot be used with `dir`")
         }
@@ -489,11 +504,6 @@ fn validate(p: &Profile) -> Result<()> {
             "{file}: kernel.arch = {:?}: only \"s390\" is supported (zfcpdump is an IBM Z dump tool)",
             p.kernel.arch
         );
-    }
-    for f in &p.kernel.fragments {
-        if f.contains('/') || f.starts_with('.') {
-            bail!("{file}: kernel.fragments: {f:?} must be a file name in kernel-config/");
-        }
     }
     if p.budget.total == 0 || p.budget.runtime_reserve >= p.budget.total {
         bail!(
@@ -568,7 +578,10 @@ fragments = ["zfcpdump.config"]
         let p = load(d.path(), path.to_str().unwrap(), &[]).unwrap();
         assert_eq!(p.name, "child");
         let tarball = p.kernel.source.tarball.unwrap();
-        assert!(tarball.ends_with("elsewhere/src/linux.tar.xz"), "{tarball:?}");
+        assert!(
+            tarball.ends_with("elsewhere/src/linux.tar.xz"),
+            "{tarball:?}"
+        );
         assert!(tarball.is_absolute());
     }
 
@@ -649,7 +662,10 @@ fragments = ["zfcpdump.config"]
         )]);
         let e = load(d.path(), "both", &[]).unwrap_err().to_string();
         assert!(e.contains("not both"), "{e}");
-        let d = root_with(&[("profiles/pin.toml", "[kernel]\nsource = { dir = \"/b\", sha256 = \"00\" }\n")]);
+        let d = root_with(&[(
+            "profiles/pin.toml",
+            "[kernel]\nsource = { dir = \"/b\", sha256 = \"00\" }\n",
+        )]);
         let e = load(d.path(), "pin", &[]).unwrap_err().to_string();
         assert!(e.contains("cannot be used with `dir`"), "{e}");
     }

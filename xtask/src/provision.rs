@@ -21,14 +21,34 @@ pub struct Need {
 pub const BUILD: &[Need] = &[
     need("make", "make", "runs the kernel build"),
     need("gcc", "gcc", "host programs of the kernel build"),
-    need("s390x-linux-gnu-gcc", "gcc-s390x-linux-gnu", "cross-compiles the kernel"),
+    need(
+        "s390x-linux-gnu-gcc",
+        "gcc-s390x-linux-gnu",
+        "cross-compiles the kernel",
+    ),
     need("flex", "flex", "kconfig"),
     need("bison", "bison", "kconfig"),
     need("bc", "bc", "kernel build scripts"),
-    need("/usr/include/libelf.h", "libelf-dev", "objtool and kernel build scripts"),
-    need("/usr/include/openssl/ssl.h", "libssl-dev", "kernel build scripts"),
-    need("/usr/bin/s390x-linux-musl-gcc", "musl-dev:s390x", "links the static agent"),
-    need("/usr/lib/s390x-linux-musl/libc.a", "musl-dev:s390x", "links the static agent"),
+    need(
+        "/usr/include/libelf.h",
+        "libelf-dev",
+        "objtool and kernel build scripts",
+    ),
+    need(
+        "/usr/include/openssl/ssl.h",
+        "libssl-dev",
+        "kernel build scripts",
+    ),
+    need(
+        "/usr/bin/s390x-linux-musl-gcc",
+        "musl-dev:s390x",
+        "links the static agent",
+    ),
+    need(
+        "/usr/lib/s390x-linux-musl/libc.a",
+        "musl-dev:s390x",
+        "links the static agent",
+    ),
     need("cpio", "cpio", "reads initramfs archives back in tests"),
     need("xz", "xz-utils", "initramfs compression checks"),
     need("zstd", "zstd", "initramfs compression checks"),
@@ -36,8 +56,16 @@ pub const BUILD: &[Need] = &[
 
 /// What the tests need on top of [`BUILD`].
 pub const TEST: &[Need] = &[
-    need("qemu-s390x-static", "qemu-user-static", "runs the s390x agent on the host"),
-    need("qemu-system-s390x", "qemu-system-misc", "boots the dump kernel"),
+    need(
+        "qemu-s390x-static",
+        "qemu-user-static",
+        "runs the s390x agent on the host",
+    ),
+    need(
+        "qemu-system-s390x",
+        "qemu-system-misc",
+        "boots the dump kernel",
+    ),
     need("mkfs.ext4", "e2fsprogs", "disk images for tests"),
 ];
 
@@ -64,18 +92,20 @@ fn present(n: &Need) -> bool {
     }
 }
 
-/// rustup components the agent's build-std needs.
-const RUST_COMPONENTS: &[&str] = &["rust-src"];
+/// rustup components: build-std needs the standard library's source.
+pub const BUILD_COMPONENTS: &[&str] = &["rust-src"];
+/// `cargo xtask test` also runs rustfmt and clippy.
+pub const TEST_COMPONENTS: &[&str] = &["rust-src", "rustfmt", "clippy"];
 
-fn missing_components() -> Vec<&'static str> {
+fn missing_components(wanted: &[&'static str]) -> Vec<&'static str> {
     let Ok(out) = Command::new("rustup")
         .args(["component", "list", "--installed"])
         .output()
     else {
-        return RUST_COMPONENTS.to_vec();
+        return wanted.to_vec();
     };
     let installed = String::from_utf8_lossy(&out.stdout);
-    RUST_COMPONENTS
+    wanted
         .iter()
         .copied()
         .filter(|c| !installed.lines().any(|l| l.starts_with(c)))
@@ -84,14 +114,14 @@ fn missing_components() -> Vec<&'static str> {
 
 /// Ensures `needs` are present. With `allowed`, installs what is missing
 /// where it can; otherwise fails listing what is missing and the command.
-pub fn ensure(needs: &[&Need], allowed: bool) -> Result<()> {
+pub fn ensure(needs: &[&Need], components: &[&'static str], allowed: bool) -> Result<()> {
     let mut pkgs: Vec<&str> = Vec::new();
     for n in needs.iter().filter(|n| !present(n)) {
         if !pkgs.contains(&n.package) {
             pkgs.push(n.package);
         }
     }
-    let comps = missing_components();
+    let comps = missing_components(components);
     if pkgs.is_empty() && comps.is_empty() {
         return Ok(());
     }
@@ -110,10 +140,13 @@ pub fn ensure(needs: &[&Need], allowed: bool) -> Result<()> {
     let describe = || {
         let mut s = String::new();
         for n in needs.iter().filter(|n| !present(n)) {
-            s.push_str(&format!("  {} (package {}): {}\n", n.check, n.package, n.why));
+            s.push_str(&format!(
+                "  {} (package {}): {}\n",
+                n.check, n.package, n.why
+            ));
         }
         for c in &comps {
-            s.push_str(&format!("  rustup component {c}: the agent's build-std\n"));
+            s.push_str(&format!("  rustup component {c}\n"));
         }
         s
     };
@@ -134,9 +167,14 @@ pub fn ensure(needs: &[&Need], allowed: bool) -> Result<()> {
         }
         bail!(msg);
     }
-    eprint!("[provision] installing missing prerequisites:\n{}", describe());
+    eprint!(
+        "[provision] installing missing prerequisites:\n{}",
+        describe()
+    );
     if !comps.is_empty() {
-        run(Command::new("rustup").args(["component", "add"]).args(&comps))?;
+        run(Command::new("rustup")
+            .args(["component", "add"])
+            .args(&comps))?;
     }
     if !pkgs.is_empty() {
         let is_root = unsafe_free_is_root();

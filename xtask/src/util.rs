@@ -93,7 +93,10 @@ pub fn write_atomic(path: &Path, data: &[u8]) -> Result<()> {
 
 /// A sibling name for a temporary file; unique per process.
 pub fn tmp_name(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
@@ -146,7 +149,10 @@ mod tests {
         fs::write(&f, b"abc").unwrap();
         let cache = d.path().join("cache");
         let a = sha256_file_cached(&cache, &f).unwrap();
-        assert_eq!(a, "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+        assert_eq!(
+            a,
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
         assert_eq!(sha256_file_cached(&cache, &f).unwrap(), a);
         std::thread::sleep(Duration::from_millis(10));
         fs::write(&f, b"abcd").unwrap();

@@ -1,0 +1,178 @@
+//! Integration tests of the kernel stage against the real kernel source and
+//! cross compiler. They share the stage cache with `cargo xtask dist`, so
+//! CI compiles each distinct kernel configuration once.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::Mutex;
+use std::{fs, time::SystemTime};
+
+/// Stages write into one shared cache; run these tests one at a time.
+static CACHE: Mutex<()> = Mutex::new(());
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .into()
+}
+
+fn xtask(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .current_dir(root())
+        .output()
+        .expect("run xtask")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The `O=` directory named by `[kernel] up to date: .../arch/s390/boot/bzImage`.
+fn build_dir(out: &str) -> PathBuf {
+    let line = out
+        .lines()
+        .find(|l| l.contains("[kernel] up to date: "))
+        .unwrap_or_else(|| panic!("no up-to-date line in:\n{out}"));
+    let path = line.split("up to date: ").nth(1).unwrap();
+    let path = path.split(" (").next().unwrap();
+    Path::new(path).ancestors().nth(4).unwrap().to_path_buf()
+}
+
+#[test]
+fn default_kernel_builds_and_second_run_does_no_kernel_work() {
+    let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let first = xtask(&["dist", "--no-provision"]);
+    assert!(first.status.success(), "{}", text(&first));
+
+    let second = xtask(&["dist", "--no-provision"]);
+    let out = text(&second);
+    assert!(second.status.success(), "{out}");
+    assert!(!out.contains("compiling"), "second run compiled:\n{out}");
+    assert!(
+        !out.contains("configuring"),
+        "second run configured:\n{out}"
+    );
+
+    let obj = build_dir(&out);
+    let log_mtime = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).unwrap();
+    let before: SystemTime = log_mtime(&obj.join("make.log"));
+    let third = xtask(&["dist", "--no-provision"]);
+    assert!(third.status.success());
+    assert_eq!(log_mtime(&obj.join("make.log")), before, "make ran again");
+
+    let rec: serde_json::Value =
+        serde_json::from_slice(&fs::read(obj.join("stage.json")).unwrap()).unwrap();
+    let footprint = rec["footprint"].as_u64().unwrap();
+    // 6.1's zfcpdump kernel ends at 0x69b000; any sane kernel is 2..16 MiB.
+    assert!(
+        (2 << 20..16 << 20).contains(&footprint),
+        "footprint {footprint:#x}"
+    );
+    assert!(
+        rec["release"].as_str().unwrap().starts_with("6.1."),
+        "{rec}"
+    );
+    let dist_image = fs::read(root().join("dist/default/zfcpdump.image")).unwrap();
+    assert_eq!(dist_image.len() as u64, rec["image_size"].as_u64().unwrap());
+    assert_eq!(
+        dist_image,
+        fs::read(obj.join("arch/s390/boot/bzImage")).unwrap()
+    );
+
+    let cfg = fs::read_to_string(obj.join(".config")).unwrap();
+    for opt in [
+        "CONFIG_CRASH_DUMP=y",
+        "CONFIG_BLK_DEV_INITRD=y",
+        "CONFIG_RD_GZIP=y",
+    ] {
+        assert!(
+            cfg.lines().any(|l| l == opt),
+            "{opt} missing from final .config"
+        );
+    }
+    // The fixed build identity is what the image says about itself.
+    let generated = obj.join("include/generated");
+    let version = fs::read_to_string(generated.join("utsversion.h")).unwrap();
+    assert!(
+        version.contains("\"#1 SMP Mon Jan  1 00:00:00 UTC 2024\""),
+        "{version}"
+    );
+    let compile = fs::read_to_string(generated.join("compile.h")).unwrap();
+    assert!(
+        compile.contains("LINUX_COMPILE_BY\t\"zfcpdump\""),
+        "{compile}"
+    );
+    assert!(
+        compile.contains("LINUX_COMPILE_HOST\t\"reproducible\""),
+        "{compile}"
+    );
+
+    let plan = xtask(&["plan"]);
+    assert!(
+        text(&plan).contains("kernel: up to date"),
+        "{}",
+        text(&plan)
+    );
+}
+
+#[test]
+fn option_dropped_by_kconfig_fails_before_compiling() {
+    let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempfile::tempdir().unwrap();
+    // virtio SCSI depends on VIRTIO, which only the virtio-ccw transport
+    // (CONFIG_S390_GUEST) selects: olddefconfig drops it.
+    fs::write(
+        dir.path().join("scsi-only.config"),
+        "CONFIG_SCSI_VIRTIO=y\n",
+    )
+    .unwrap();
+    fs::write(
+        dir.path().join("dropped.toml"),
+        format!(
+            "extends = \"{}\"\n[kernel]\nfragments = [\"./scsi-only.config\"]\n",
+            root().join("profiles/default.toml").display()
+        ),
+    )
+    .unwrap();
+    let profile = dir.path().join("dropped.toml");
+    let o = xtask(&[
+        "dist",
+        "--no-provision",
+        "--profile",
+        profile.to_str().unwrap(),
+    ]);
+    let out = text(&o);
+    assert!(!o.status.success(), "{out}");
+    assert!(
+        out.contains(
+            "CONFIG_SCSI_VIRTIO: requested y, final not set (requested by ./scsi-only.config:1)"
+        ) || out.contains("CONFIG_SCSI_VIRTIO: requested y, final not set (requested by"),
+        "{out}"
+    );
+    assert!(!out.contains("compiling"), "{out}");
+    assert!(!root().join("dist/dropped").exists());
+}
+
+#[test]
+fn malformed_profile_names_file_line_and_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("typo.toml");
+    fs::write(
+        &p,
+        "[kernel]\nsource = { tarball = \"/x.tar.xz\" }\ndefconifg = \"x\"\n",
+    )
+    .unwrap();
+    let o = xtask(&["plan", "--profile", p.to_str().unwrap()]);
+    let out = text(&o);
+    assert!(!o.status.success());
+    assert!(out.contains("typo.toml"), "{out}");
+    assert!(out.contains("line 3, column 1"), "{out}");
+    assert!(out.contains("unknown field `defconifg`"), "{out}");
+    assert!(out.contains("`defconfig`"), "{out}");
+}
