@@ -1,0 +1,35 @@
+//! On-disk formats of a zipl-prepared SCSI dump disk and of the s390x `/proc/vmcore`
+//! ELF core, defined once and shared by the PID-1 dump agent and the host tools.
+//!
+//! Everything on the dump disk is big-endian (s390 native), so every field is read
+//! and written with explicit byte order: the crate works the same on any host.
+//! The only exception is the DOS partition table ([`mbr::DosPartition`]), which is
+//! little-endian by its own definition.
+//!
+//! The crate has no dependencies and does no allocation that grows with the dump
+//! size: the agent runs inside the few MiB of the hardware-saved memory (HSA).
+//!
+//! Modules:
+//! - [`mbr`]: the zipl SCSI master boot record and the DOS partition table entries.
+//! - [`superblock`]: zipl's `scsi_dump_sb`, which describes the dump area.
+//! - [`csum`]: the superblock checksum (s390 CKSM semantics).
+//! - [`busy`]: the "dump in progress" marker.
+//! - [`elf`]: a bounded reader for the vmcore ELF (header, program headers, notes).
+//! - [`plan`]: the order in which the agent copies the vmcore.
+//! - [`config`]: the agent's `/etc/zfcpdump.conf`.
+//! - [`layout`]: what `zipl --dumpto` writes, for preparing disk images.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod busy;
+mod bytes;
+pub mod config;
+pub mod csum;
+pub mod elf;
+pub mod layout;
+pub mod mbr;
+pub mod plan;
+pub mod superblock;
+
+/// Size of a page on s390x, and of the ELF header block that the agent writes last.
+pub const PAGE_SIZE: u64 = 4096;
