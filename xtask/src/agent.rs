@@ -82,8 +82,23 @@ impl<'a> Stage<'a> {
             format!("--remap-path-prefix={}=/build", self.root.display()),
             format!("--remap-path-prefix={src}=/rust-src"),
             format!("--remap-path-prefix={cargo_home}=/cargo"),
+            format!("-L native={}", self.unwind_dir().display()),
         ]
         .join(" ")
+    }
+
+    /// Holds an empty `libunwind.a`. std's musl target always links
+    /// `-lunwind`, and the Debian cross toolchain has none; with
+    /// immediate-abort nothing references an unwinder symbol, so an empty
+    /// archive satisfies the name. Should std ever need one, the link fails
+    /// with undefined `_Unwind_*` symbols instead of shipping a silent stub.
+    fn unwind_dir(&self) -> PathBuf {
+        self.cache.join("empty-libunwind")
+    }
+
+    fn write_empty_unwind(&self) -> Result<()> {
+        // An ar archive with no members is just its magic.
+        util::write_atomic(&self.unwind_dir().join("libunwind.a"), b"!<arch>\n")
     }
 
     fn rustc_version() -> Result<String> {
@@ -121,6 +136,7 @@ impl<'a> Stage<'a> {
     /// The flags without this machine's paths, for the cache key.
     fn rustflags_template(&self) -> String {
         self.rustflags()
+            .replace(&self.cache.display().to_string(), "<cache>")
             .replace(&self.root.display().to_string(), "<root>")
     }
 
@@ -151,6 +167,7 @@ impl<'a> Stage<'a> {
         if rust_src().is_none() {
             bail!("the rust-src component is missing: rustup component add rust-src");
         }
+        self.write_empty_unwind()?;
         eprintln!(
             "[agent] building {PACKAGE} for {} (build-std, profile agent)",
             self.target()

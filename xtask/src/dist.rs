@@ -1,15 +1,25 @@
-//! `dist` and `plan`: run the stages in order and write dist/<profile>/.
+//! `dist`, `plan`, `size` and `install`: run the stages in order, write
+//! dist/<profile>/ atomically, and report on it.
 
 use std::fs;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::Args;
+use serde::{Deserialize, Serialize};
 
-use crate::kernel;
+use crate::agent::{self, AgentRecord};
+use crate::budget::Table;
+use crate::initramfs::{self, EntrySize, InitramfsRecord};
+use crate::kernel::{self, KernelRecord};
 use crate::profile::Profile;
 use crate::{ProfileArgs, provision, util};
+
+pub const IMAGE: &str = "zfcpdump.image";
+pub const RD: &str = "zfcpdump.rd";
+pub const MANIFEST: &str = "manifest.json";
 
 #[derive(Args, Clone, Debug)]
 pub struct DistArgs {
@@ -18,16 +28,76 @@ pub struct DistArgs {
     /// Fail listing missing host packages instead of installing them
     #[arg(long)]
     pub no_provision: bool,
+    /// Use only what `cargo xtask fetch` brought into the local caches
+    #[arg(long)]
+    pub offline: bool,
+    /// Prove reproducibility: build again from clean in another directory
+    /// and compare the artifacts bit for bit
+    #[arg(long)]
+    pub check_reproducible: bool,
+    /// Write the artifacts here instead of dist/<profile>/
+    #[arg(long, value_name = "DIR")]
+    pub out_dir: Option<PathBuf>,
+}
+
+/// `dist/<profile>/manifest.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub profile: serde_json::Value,
+    pub kernel: KernelInfo,
+    pub toolchain: Toolchain,
+    pub artifacts: Vec<Artifact>,
+    pub agent: Artifact,
+    pub initramfs: InitramfsInfo,
+    pub budget: Table,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct KernelInfo {
+    pub release: String,
+    /// Tarball sha256, or `git <commit>`, or `unpinned <release>`.
+    pub source: String,
+    pub source_pinned: bool,
+    pub config_sha256: String,
+    pub footprint: u64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Toolchain {
+    pub cross_gcc: String,
+    pub rustc: String,
+    pub cargo: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Artifact {
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct InitramfsInfo {
+    pub compression: String,
+    pub cpio_size: u64,
+    pub unpacked_size: u64,
+    pub entries: Vec<EntrySize>,
 }
 
 pub fn dist_dir(root: &Path, profile: &Profile) -> PathBuf {
     root.join("dist").join(&profile.name)
 }
 
-pub fn run(args: &DistArgs) -> Result<()> {
-    let t = Instant::now();
-    let root = util::project_root();
-    let profile = args.profile.load()?;
+/// Stage records of one run.
+pub struct Built {
+    pub kernel: KernelRecord,
+    pub agent: AgentRecord,
+    pub initramfs: InitramfsRecord,
+    pub budget: Table,
+}
+
+/// Runs every stage (each one cached) and checks the budget.
+pub fn build(root: &Path, profile: &Profile, provision_ok: bool, offline: bool) -> Result<Built> {
     let mut needs: Vec<&provision::Need> = provision::BUILD.iter().collect();
     if profile
         .kernel
@@ -38,21 +108,254 @@ pub fn run(args: &DistArgs) -> Result<()> {
     {
         needs.push(&provision::KERNEL_SOURCE);
     }
-    provision::ensure(&needs, provision::BUILD_COMPONENTS, !args.no_provision)?;
+    provision::ensure(
+        &needs,
+        provision::BUILD_COMPONENTS,
+        provision_ok && !offline,
+    )?;
+    let kernel = kernel::Stage::new(root, profile).run()?;
+    let agent = agent::Stage::new(root, profile, offline).run()?;
+    let initramfs = initramfs::Stage::new(root, profile, &agent).run()?;
+    let budget = Table::compute(profile, &kernel, &initramfs);
+    eprintln!("[budget] {}:\n{}", profile.name, budget.render());
+    budget.check(&profile.name)?;
+    Ok(Built {
+        kernel,
+        agent,
+        initramfs,
+        budget,
+    })
+}
 
-    let kernel = kernel::Stage::new(&root, &profile).run()?;
-
-    let dir = dist_dir(&root, &profile);
-    fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
-    let image = fs::read(&kernel.image)?;
-    util::write_atomic(&dir.join("zfcpdump.image"), &image)?;
+pub fn run(args: &DistArgs) -> Result<()> {
+    let t = Instant::now();
+    let root = util::project_root();
+    let profile = args.profile.load()?;
+    let built = build(&root, &profile, !args.no_provision, args.offline)?;
+    let dir = args
+        .out_dir
+        .clone()
+        .unwrap_or_else(|| dist_dir(&root, &profile));
+    let manifest = manifest(&root, &profile, &built)?;
+    publish(&dir, &built, &manifest)?;
     eprintln!(
-        "[dist] {} ready in {}: zfcpdump.image ({} bytes, kernel {})",
+        "[dist] {} ready in {}: {IMAGE} {} bytes, {RD} {} bytes ({}), kernel {}",
         dir.display(),
         util::fmt_duration(t.elapsed()),
-        kernel.image_size,
-        kernel.release
+        built.kernel.image_size,
+        built.initramfs.rd_size,
+        built.initramfs.compression,
+        built.kernel.release
     );
+    if args.check_reproducible {
+        check_reproducible(&root, args, &dir)?;
+    }
+    Ok(())
+}
+
+fn manifest(root: &Path, profile: &Profile, b: &Built) -> Result<Manifest> {
+    let artifact = |name: &str, path: &Path| -> Result<Artifact> {
+        let data = fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+        Ok(Artifact {
+            name: name.into(),
+            size: data.len() as u64,
+            sha256: util::sha256_bytes(&data),
+        })
+    };
+    let src = &b.kernel.source;
+    let source = match (&src.sha256, &src.git_commit) {
+        (Some(sum), _) => sum.clone(),
+        (None, Some(commit)) => format!("git {commit}"),
+        (None, None) => format!("unpinned {}", b.kernel.release),
+    };
+    // Paths relative to the project, so that the manifest does not depend
+    // on where the checkout is.
+    let mut p = serde_json::to_value(profile)?;
+    if let Some(files) = p.get_mut("files").and_then(|f| f.as_array_mut()) {
+        for f in files {
+            if let Some(s) = f.as_str() {
+                let rel = Path::new(s).strip_prefix(root).unwrap_or(Path::new(s));
+                *f = serde_json::Value::String(rel.display().to_string());
+            }
+        }
+    }
+    Ok(Manifest {
+        profile: p,
+        kernel: KernelInfo {
+            release: b.kernel.release.clone(),
+            source,
+            source_pinned: src.pinned,
+            config_sha256: b.kernel.config_sha256.clone(),
+            footprint: b.kernel.footprint,
+        },
+        toolchain: Toolchain {
+            cross_gcc: first_line(&format!("{}gcc", profile.kernel.cross_compile), "--version"),
+            rustc: b.agent.rustc.clone(),
+            cargo: first_line(env!("CARGO"), "-V"),
+        },
+        artifacts: vec![
+            artifact(IMAGE, &b.kernel.image)?,
+            artifact(RD, &b.initramfs.rd)?,
+        ],
+        agent: artifact("zfcpdump-agent", &b.agent.binary)?,
+        initramfs: InitramfsInfo {
+            compression: b.initramfs.compression.to_string(),
+            cpio_size: b.initramfs.cpio_size,
+            unpacked_size: b.initramfs.unpacked_size,
+            entries: b.initramfs.entries.clone(),
+        },
+        budget: b.budget.clone(),
+    })
+}
+
+fn first_line(cmd: &str, arg: &str) -> String {
+    Command::new(cmd)
+        .arg(arg)
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Writes the three files into a fresh sibling directory, then swaps it in
+/// with renames: readers see the old complete set or the new one, and a
+/// failed or interrupted build leaves no partial file under a final name.
+pub fn publish(dir: &Path, b: &Built, manifest: &Manifest) -> Result<()> {
+    let parent = dir.parent().context("dist dir has no parent")?;
+    fs::create_dir_all(parent)?;
+    let staging = util::tmp_name(dir);
+    let _ = fs::remove_dir_all(&staging);
+    fs::create_dir_all(&staging)?;
+    let res = (|| -> Result<()> {
+        fs::write(staging.join(IMAGE), fs::read(&b.kernel.image)?)?;
+        fs::copy(&b.initramfs.rd, staging.join(RD))?;
+        fs::write(staging.join(MANIFEST), serde_json::to_vec_pretty(manifest)?)?;
+        for f in [IMAGE, RD, MANIFEST] {
+            fs::File::open(staging.join(f))?.sync_all()?;
+        }
+        Ok(())
+    })();
+    if let Err(e) = res {
+        let _ = fs::remove_dir_all(&staging);
+        return Err(e.context(format!("cannot write artifacts to {}", staging.display())));
+    }
+    let old = parent.join(format!(
+        ".{}.old-{}",
+        dir.file_name().unwrap_or_default().to_string_lossy(),
+        std::process::id()
+    ));
+    if dir.exists() {
+        fs::rename(dir, &old)?;
+    }
+    fs::rename(&staging, dir)?;
+    let _ = fs::remove_dir_all(&old);
+    Ok(())
+}
+
+/// A second build from a clean copy of the sources in another directory,
+/// with its own cache, must produce bit-identical artifacts.
+fn check_reproducible(root: &Path, args: &DistArgs, dir: &Path) -> Result<()> {
+    let t = Instant::now();
+    let base = util::cache_dir(root).join("repro");
+    let _ = fs::remove_dir_all(&base);
+    let src = base.join("src");
+    fs::create_dir_all(&src)?;
+    eprintln!("[reproducible] copying the sources to {}", src.display());
+    let files = Command::new("git")
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
+        .current_dir(root)
+        .output()
+        .context("git ls-files")?;
+    if !files.status.success() {
+        bail!("--check-reproducible needs a git checkout");
+    }
+    for f in files.stdout.split(|b| *b == 0).filter(|f| !f.is_empty()) {
+        let rel = Path::new(std::str::from_utf8(f)?);
+        let from = root.join(rel);
+        if !from.exists() {
+            continue; // deleted in the work tree
+        }
+        let to = src.join(rel);
+        fs::create_dir_all(to.parent().unwrap())?;
+        fs::copy(&from, &to)?;
+    }
+    let out = base.join("dist");
+    let profile_arg = {
+        let p = crate::profile::profile_path(root, &args.profile.profile);
+        match p.strip_prefix(root) {
+            Ok(rel) => src.join(rel),
+            Err(_) => p,
+        }
+    };
+    eprintln!("[reproducible] clean build in {}", base.display());
+    let mut cmd = Command::new(env!("CARGO"));
+    cmd.current_dir(&src)
+        .args([
+            "run",
+            "--quiet",
+            "--package",
+            "xtask",
+            "--",
+            "dist",
+            "--no-provision",
+        ])
+        .arg("--profile")
+        .arg(&profile_arg)
+        .arg("--out-dir")
+        .arg(&out)
+        .env("CARGO_TARGET_DIR", base.join("target"));
+    for s in &args.profile.sets {
+        cmd.arg("--set").arg(s);
+    }
+    if args.offline {
+        cmd.arg("--offline");
+    }
+    let status = cmd.status().context("cannot run the second build")?;
+    if !status.success() {
+        bail!("the second build for --check-reproducible failed ({status})");
+    }
+    let a: Manifest = serde_json::from_slice(&fs::read(dir.join(MANIFEST))?)?;
+    let b: Manifest = serde_json::from_slice(&fs::read(out.join(MANIFEST))?)?;
+    let mut diffs = Vec::new();
+    for (x, y) in a
+        .artifacts
+        .iter()
+        .chain([&a.agent])
+        .zip(b.artifacts.iter().chain([&b.agent]))
+    {
+        if x != y {
+            diffs.push(format!(
+                "  {}: {} bytes sha256 {} vs {} bytes sha256 {}",
+                x.name, x.size, x.sha256, y.size, y.sha256
+            ));
+        }
+    }
+    if !diffs.is_empty() {
+        bail!(
+            "not reproducible: the clean build in {} differs:\n{}",
+            base.display(),
+            diffs.join("\n")
+        );
+    }
+    eprintln!(
+        "[reproducible] ok in {}: {IMAGE}, {RD} and the agent are bit-identical ({} / {} / {})",
+        util::fmt_duration(t.elapsed()),
+        &a.artifacts[0].sha256[..16],
+        &a.artifacts[1].sha256[..16],
+        &a.agent.sha256[..16]
+    );
+    let _ = fs::remove_dir_all(&base);
     Ok(())
 }
 
@@ -74,12 +377,39 @@ pub fn plan(args: &ProfileArgs) -> Result<()> {
             rec.image.display(),
             rec.image_size
         ),
-        kernel::State::Configure => println!(
-            "kernel: will configure (about 10 s); the compile may be shared with another profile"
-        ),
+        kernel::State::Configure => {
+            println!("kernel: will configure (seconds); the compile is shared with another profile")
+        }
         kernel::State::Rebuild { why } => println!("kernel: will rebuild: {why}"),
     }
     println!("  configure key {}", &k.configure_key[..16]);
+    let a = agent::Stage::new(&root, &profile, false);
+    let agent = match a.cached()? {
+        Some(rec) => {
+            println!("agent: up to date ({} bytes)", rec.size);
+            Some(rec)
+        }
+        None => {
+            println!("agent: will rebuild: sources, toolchain or flags changed, or never built");
+            None
+        }
+    };
+    match agent {
+        Some(rec) => match initramfs::Stage::new(&root, &profile, &rec).cached()? {
+            Some(i) => println!(
+                "initramfs: up to date ({} bytes, {})",
+                i.rd_size, i.compression
+            ),
+            None => {
+                println!("initramfs: will rebuild: rootfs, agent, config or compression changed")
+            }
+        },
+        None => println!("initramfs: will rebuild: the agent will be rebuilt"),
+    }
+    println!(
+        "budget: checked on every build ({} bytes)",
+        profile.budget.total
+    );
     Ok(())
 }
 
@@ -89,4 +419,120 @@ fn join_paths(files: &[PathBuf]) -> String {
         .map(|f| f.display().to_string())
         .collect::<Vec<_>>()
         .join(" <- ")
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct SizeArgs {
+    #[command(flatten)]
+    pub profile: ProfileArgs,
+    /// Another build's manifest.json to compare with
+    #[arg(long, value_name = "MANIFEST")]
+    pub compare: Option<PathBuf>,
+    /// How many initramfs entries to list
+    #[arg(long, default_value_t = 15)]
+    pub top: usize,
+}
+
+pub fn size(args: &SizeArgs) -> Result<()> {
+    let root = util::project_root();
+    let profile = args.profile.load()?;
+    let path = dist_dir(&root, &profile).join(MANIFEST);
+    let m = read_manifest(&path)?;
+    println!("# {} (kernel {})", path.display(), m.kernel.release);
+    for a in m.artifacts.iter().chain([&m.agent]) {
+        println!(
+            "{:<20} {:>10} bytes  sha256 {}",
+            a.name,
+            a.size,
+            &a.sha256[..16]
+        );
+    }
+    println!("\n# memory budget\n{}", m.budget.render());
+    println!(
+        "# initramfs entries by size ({} entries, cpio {} bytes, {} {} bytes)",
+        m.initramfs.entries.len(),
+        m.initramfs.cpio_size,
+        m.initramfs.compression,
+        m.artifacts[1].size
+    );
+    for e in m.initramfs.entries.iter().take(args.top) {
+        println!("{:>10}  {}", e.bytes, e.path);
+    }
+    if let Some(other) = &args.compare {
+        let o = read_manifest(other)?;
+        println!("\n# difference from {} (this - other)", other.display());
+        let d = |a: u64, b: u64| a as i64 - b as i64;
+        for (a, b) in m
+            .artifacts
+            .iter()
+            .chain([&m.agent])
+            .zip(o.artifacts.iter().chain([&o.agent]))
+        {
+            println!("{:<38} {:>+12}", a.name, d(a.size, b.size));
+        }
+        for r in &m.budget.rows {
+            let before = o
+                .budget
+                .rows
+                .iter()
+                .find(|x| x.component == r.component)
+                .map_or(0, |x| x.bytes);
+            println!("{:<38} {:>+12}", r.component, d(r.bytes, before));
+        }
+        println!("{:<38} {:>+12}", "total", d(m.budget.total, o.budget.total));
+    }
+    Ok(())
+}
+
+fn read_manifest(path: &Path) -> Result<Manifest> {
+    let data = fs::read(path).with_context(|| {
+        format!(
+            "cannot read {}: run `cargo xtask dist` first",
+            path.display()
+        )
+    })?;
+    serde_json::from_slice(&data).with_context(|| format!("{} is not a manifest", path.display()))
+}
+
+#[derive(Args, Clone, Debug)]
+pub struct InstallArgs {
+    #[command(flatten)]
+    pub profile: ProfileArgs,
+    /// Staging root, as in `make install DESTDIR=...`
+    #[arg(long, value_name = "DIR")]
+    pub destdir: PathBuf,
+    /// Where zipl looks for the dump tool. Debian's zipl looks in
+    /// /lib/s390-tools/zfcpdump
+    #[arg(long, value_name = "D", default_value = "/usr/lib/s390-tools/zfcpdump")]
+    pub zfcpdump_dir: PathBuf,
+    /// Also install manifest.json next to them
+    #[arg(long)]
+    pub with_manifest: bool,
+}
+
+/// Installs the names zipl looks for, mode 0644, from an existing dist.
+pub fn install(args: &InstallArgs) -> Result<()> {
+    let root = util::project_root();
+    let profile = args.profile.load()?;
+    let from = dist_dir(&root, &profile);
+    read_manifest(&from.join(MANIFEST))?;
+    let rel = args
+        .zfcpdump_dir
+        .strip_prefix("/")
+        .unwrap_or(&args.zfcpdump_dir);
+    let to = args.destdir.join(rel);
+    fs::create_dir_all(&to).with_context(|| format!("cannot create {}", to.display()))?;
+    let mut files = vec![(IMAGE, "zfcpdump-image"), (RD, "zfcpdump-initrd")];
+    if args.with_manifest {
+        files.push((MANIFEST, "manifest.json"));
+    }
+    for (src, dst) in files {
+        let data = fs::read(from.join(src))?;
+        let target = to.join(dst);
+        util::write_atomic(&target, &data)?;
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&target, fs::Permissions::from_mode(0o644))?;
+        println!("installed {}", target.display());
+    }
+    Ok(())
 }

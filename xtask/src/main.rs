@@ -3,8 +3,12 @@
 //! only parses the command line.
 
 mod agent;
+mod archive;
+mod boot;
+mod budget;
 mod ci;
 mod dist;
+mod initramfs;
 mod kconfig;
 mod kernel;
 mod profile;
@@ -35,6 +39,12 @@ enum Task {
     Agent(AgentArgs),
     /// Print the resolved profile and each stage's cache state; runs nothing
     Plan(ProfileArgs),
+    /// Show the memory budget and initramfs contents of a dist build
+    Size(dist::SizeArgs),
+    /// Install dist artifacts under the names zipl looks for
+    Install(dist::InstallArgs),
+    /// Boot the dist artifacts under qemu-system-s390x (smoke test)
+    Boot(boot::BootArgs),
     /// Run everything CI runs (README's test command)
     Test(ci::TestArgs),
 }
@@ -75,6 +85,9 @@ fn main() -> ExitCode {
             println!("{}", rec.binary.display());
             Ok(())
         }),
+        Task::Size(a) => dist::size(&a),
+        Task::Install(a) => dist::install(&a),
+        Task::Boot(a) => boot::run(&a),
         Task::Test(a) => ci::run(&a),
     };
     match res {

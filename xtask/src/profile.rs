@@ -116,6 +116,10 @@ impl fmt::Display for Compression {
 pub struct Initramfs {
     #[serde(default)]
     pub compression: Compression,
+    /// The rootfs tree (manifest.toml + overlay/); default: rootfs/ of the
+    /// project. Relative to the profile that sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootfs: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -376,6 +380,12 @@ fn load_file(path: &Path) -> Result<toml::Table> {
                 *s = base.join(&*s).display().to_string();
             }
         }
+    }
+    if let Some(toml::Value::String(p)) =
+        table.get_mut("initramfs").and_then(|i| i.get_mut("rootfs"))
+        && Path::new(p.as_str()).is_relative()
+    {
+        *p = base.join(&*p).display().to_string();
     }
     if let Some(src) = table
         .get_mut("kernel")
