@@ -1,9 +1,10 @@
-//! `test`: everything CI runs, with a summary at the end.
+//! `test`: everything CI runs, in order, with a summary at the end.
 
+use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use crate::{provision, util};
@@ -13,15 +14,55 @@ pub struct TestArgs {
     /// Fail listing missing host packages instead of installing them
     #[arg(long)]
     pub no_provision: bool,
+    /// Skip the slow steps (boots, e2e, reproducibility): for a quick local run
+    #[arg(long)]
+    pub quick: bool,
 }
 
 struct Step {
-    name: &'static str,
+    name: String,
     ok: bool,
     secs: f64,
 }
 
+struct Runner {
+    root: PathBuf,
+    steps: Vec<Step>,
+    envs: Vec<(String, String)>,
+}
+
+impl Runner {
+    fn run(&mut self, name: &str, program: &str, args: &[&str]) -> bool {
+        eprintln!("\n==> {name}: {program} {}", args.join(" "));
+        let t = Instant::now();
+        let ok = Command::new(program)
+            .args(args)
+            .current_dir(&self.root)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)))
+            .status()
+            .is_ok_and(|s| s.success());
+        let secs = t.elapsed().as_secs_f64();
+        eprintln!("<== {name}: {} in {secs:.0}s", if ok { "ok" } else { "FAILED" });
+        self.steps.push(Step {
+            name: name.into(),
+            ok,
+            secs,
+        });
+        ok
+    }
+
+    fn cargo(&mut self, name: &str, args: &[&str]) -> bool {
+        self.run(name, env!("CARGO"), args)
+    }
+
+    fn xtask(&mut self, name: &str, args: &[&str]) -> bool {
+        let exe = std::env::current_exe().expect("own path");
+        self.run(name, exe.to_str().expect("utf-8 path"), args)
+    }
+}
+
 pub fn run(args: &TestArgs) -> Result<()> {
+    let t = Instant::now();
     let root = util::project_root();
     let needs: Vec<&provision::Need> = provision::BUILD
         .iter()
@@ -30,55 +71,63 @@ pub fn run(args: &TestArgs) -> Result<()> {
         .collect();
     provision::ensure(&needs, provision::TEST_COMPONENTS, !args.no_provision)?;
 
-    let mut steps: Vec<Step> = Vec::new();
-    let mut step = |name: &'static str, args: &[&str]| {
-        eprintln!("==> {name}: cargo {}", args.join(" "));
-        let t = Instant::now();
-        let ok = Command::new(env!("CARGO"))
-            .args(args)
-            .current_dir(&root)
-            .status()
-            .is_ok_and(|s| s.success());
-        let secs = t.elapsed().as_secs_f64();
-        eprintln!(
-            "<== {name}: {} in {secs:.0}s",
-            if ok { "ok" } else { "FAILED" }
-        );
-        steps.push(Step { name, ok, secs });
+    let mut r = Runner {
+        root: root.clone(),
+        steps: Vec::new(),
+        envs: Vec::new(),
     };
-    step("fmt", &["fmt", "--all", "--check"]);
-    step(
+    r.cargo("fmt", &["fmt", "--all", "--check"]);
+    r.cargo(
         "clippy",
-        &[
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ],
+        &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
     );
-    // Builds the default kernel into the shared stage cache first, so the
-    // integration tests find it warm.
-    step(
-        "dist (default profile)",
-        &["xtask", "dist", "--no-provision"],
-    );
-    step("unit and integration tests", &["test", "--workspace"]);
+    // Builds the default profile into the shared stage cache, so that the
+    // integration tests find it warm, and gives the s390x agent binary.
+    if r.xtask("dist (default profile)", &["dist", "--no-provision"]) {
+        let agent = agent_binary(&root)?;
+        r.envs.push(("ZFCPDUMP_AGENT_S390X".into(), agent.display().to_string()));
+    }
+    // Tests that need the s390x binary fail instead of skipping under CI.
+    r.envs.push(("ZFCPDUMP_REQUIRE_S390X".into(), "1".into()));
+    r.cargo("unit and integration tests", &["test", "--workspace"]);
 
-    eprintln!("\nsummary:");
-    for s in &steps {
+    if !args.quick {
+        for comp in ["gzip", "xz", "zstd", "none"] {
+            let set = format!("initramfs.compression={comp}");
+            r.xtask(
+                &format!("boot smoke test ({comp})"),
+                &["boot", "--no-provision", "--set", &set],
+            );
+        }
+        r.xtask(
+            "reproducibility (default profile)",
+            &["dist", "--no-provision", "--check-reproducible"],
+        );
+    }
+
+    eprintln!("\nsummary ({} total):", util::fmt_duration(t.elapsed()));
+    for s in &r.steps {
         eprintln!(
-            "  {:<32} {:>6}  {:>5.0}s",
+            "  {:<40} {:>6}  {:>5.0}s",
             s.name,
             if s.ok { "ok" } else { "FAILED" },
             s.secs
         );
     }
-    let failed = steps.iter().filter(|s| !s.ok).count();
-    println!("ci: {} passed, {} failed", steps.len() - failed, failed);
+    let failed = r.steps.iter().filter(|s| !s.ok).count();
+    println!("ci: {} passed, {} failed", r.steps.len() - failed, failed);
     if failed > 0 {
         bail!("{failed} CI step(s) failed");
     }
     Ok(())
+}
+
+/// The agent binary of the default dist build, from its manifest's stage
+/// cache record.
+fn agent_binary(root: &std::path::Path) -> Result<PathBuf> {
+    let profile = crate::profile::load(root, "default", &[])?;
+    let rec = crate::agent::Stage::new(root, &profile, false)
+        .cached()?
+        .context("the agent stage has no record after dist")?;
+    Ok(rec.binary)
 }

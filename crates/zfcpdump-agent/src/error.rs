@@ -1,0 +1,148 @@
+//! The agent's one error type: which step failed, what it was doing, and the
+//! operating system's error in words.
+
+use std::fmt;
+use std::io;
+
+/// The steps of a dump, in the order they run. Named in every error so the
+/// console line alone says where a dump stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Step {
+    /// Mounting proc, sysfs, devtmpfs and debugfs (PID 1 only).
+    Mount,
+    /// Reading /proc/cmdline.
+    Cmdline,
+    /// Reading the config file.
+    Config,
+    /// Bringing the IPL zfcp device online and finding its disk.
+    IplDevice,
+    /// Opening the dump disk.
+    Disk,
+    /// Reading and validating the MBR boot_info, superblock and checksum.
+    Metadata,
+    /// Finding the partition the superblock describes.
+    Partition,
+    /// Opening and parsing the vmcore.
+    Vmcore,
+    /// Checking that the vmcore fits the dump area.
+    SizeCheck,
+    /// Writing the busy marker.
+    BusyMarker,
+    /// Copying the vmcore.
+    Copy,
+    /// Updating the superblock checksum at the end.
+    Checksum,
+}
+
+impl Step {
+    /// The name printed in `Dump failed: <step>: ...`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Step::Mount => "mount",
+            Step::Cmdline => "cmdline",
+            Step::Config => "config",
+            Step::IplDevice => "IPL device",
+            Step::Disk => "dump disk",
+            Step::Metadata => "dump metadata",
+            Step::Partition => "partition",
+            Step::Vmcore => "vmcore",
+            Step::SizeCheck => "size check",
+            Step::BusyMarker => "busy marker",
+            Step::Copy => "copy",
+            Step::Checksum => "checksum",
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A failed dump: `<step>: <what> (<errno in words>)`.
+#[derive(Debug)]
+pub struct DumpError {
+    /// The step that failed.
+    pub step: Step,
+    /// What was being done, or what is wrong.
+    pub what: String,
+    /// The OS error, if one caused it.
+    pub io: Option<io::Error>,
+}
+
+impl DumpError {
+    /// An error without an OS error behind it.
+    pub fn new(step: Step, what: impl Into<String>) -> DumpError {
+        DumpError {
+            step,
+            what: what.into(),
+            io: None,
+        }
+    }
+
+    /// An error caused by an OS error.
+    pub fn io(step: Step, what: impl Into<String>, err: io::Error) -> DumpError {
+        DumpError {
+            step,
+            what: what.into(),
+            io: Some(err),
+        }
+    }
+
+    /// The raw errno, if an OS error caused this.
+    pub fn errno(&self) -> Option<i32> {
+        self.io.as_ref().and_then(io::Error::raw_os_error)
+    }
+}
+
+impl fmt::Display for DumpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.step, self.what)?;
+        if let Some(e) = &self.io {
+            // io::Error's Display gives the errno in words plus its number,
+            // e.g. "No space left on device (os error 28)".
+            write!(f, " ({e})")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for DumpError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.io.as_ref().map(|e| e as _)
+    }
+}
+
+/// Attaches a step and a description to an `io::Result`.
+pub(crate) trait Context<T> {
+    fn ctx(self, step: Step, what: impl FnOnce() -> String) -> Result<T, DumpError>;
+}
+
+impl<T> Context<T> for io::Result<T> {
+    fn ctx(self, step: Step, what: impl FnOnce() -> String) -> Result<T, DumpError> {
+        self.map_err(|e| DumpError::io(step, what(), e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_names_step_and_errno_in_words() {
+        let e = DumpError::io(
+            Step::Copy,
+            "writing 1048576 bytes at disk offset 0x100000",
+            io::Error::from_raw_os_error(libc::ENOSPC),
+        );
+        assert_eq!(
+            e.to_string(),
+            "copy: writing 1048576 bytes at disk offset 0x100000 (No space left on device (os error 28))"
+        );
+        assert_eq!(e.errno(), Some(libc::ENOSPC));
+        let e = DumpError::new(Step::SizeCheck, "Disk too small");
+        assert_eq!(e.to_string(), "size check: Disk too small");
+        assert_eq!(e.errno(), None);
+    }
+}

@@ -1,0 +1,562 @@
+//! The zfcpdump dump agent.
+//!
+//! Runs as /init (PID 1) of the dump initramfs and copies `/proc/vmcore` to
+//! the dump partition that `zipl --dumpto` prepared, or, as a tool, does the
+//! same against a root directory, a source file and a disk image given to it.
+//! The interface (modes, kernel command line, config file, exit codes, console
+//! messages, panic strategy) is documented in this crate's README.md.
+//!
+//! [`run`] does the work in the reference tool's order; `main` only decides the
+//! mode, prints the verdict and, in PID-1 mode, powers off.
+
+pub mod cmdline;
+pub mod copy;
+pub mod disk;
+pub mod error;
+pub mod ipl;
+pub mod log;
+pub mod sys;
+pub mod tool;
+
+use crate::copy::{COPY_BUF_SIZE, Progress, execute_plan};
+use crate::disk::{DumpDisk, DumpTarget};
+use crate::error::{Context, DumpError, Step};
+use crate::ipl::{poll_until, read_attr, under, write_attr};
+use crate::log::Log;
+use std::fs::File;
+use std::io::{self, Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, FileTypeExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+use zfcpdump_format::busy::BUSY_MARKER;
+use zfcpdump_format::config::{AgentConfig, CONFIG_PATH};
+use zfcpdump_format::csum::{CSUM_SIZE, dump_csum};
+use zfcpdump_format::elf::{ReadAt, Vmcore, vmcoreinfo_lookup};
+use zfcpdump_format::plan::copy_plan;
+use zfcpdump_format::superblock::{csum_field_bytes, csum_field_offset};
+
+/// Version printed in the banner.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Where the zcore HSA control file is (debugfs).
+pub const ZCORE_HSA: &str = "/sys/kernel/debug/zcore/hsa";
+/// Where the zcore re-IPL control file is (debugfs).
+pub const ZCORE_REIPL: &str = "/sys/kernel/debug/zcore/reipl";
+
+/// What [`run`] works on. In PID-1 mode `root` is `/` and nothing else is set;
+/// the tool fills the overrides from its command line.
+#[derive(Debug)]
+pub struct Env {
+    /// The root for /proc, /sys, /dev and /etc.
+    pub root: PathBuf,
+    /// PID-1 mode: mount the pseudo file systems first. Only `main` sets this,
+    /// and only when getpid() == 1; the privileged calls check again.
+    pub pid1: bool,
+    /// Source file instead of `/proc/vmcore` (a host path, not under `root`).
+    pub source: Option<PathBuf>,
+    /// Whole disk (or image) instead of the IPL device (a host path).
+    pub disk: Option<PathBuf>,
+    /// Simulated HSA size in bytes.
+    pub hsa_size: Option<u64>,
+    /// Logical block size of an image file (512 or 4096); `None` tries both.
+    pub sector_size: Option<u64>,
+    /// Config file instead of `<root>/etc/zfcpdump.conf`; must then exist.
+    pub config: Option<PathBuf>,
+    /// Debug level, taking precedence over `dump_debug=`.
+    pub debug: Option<u8>,
+    /// Where console lines go.
+    pub log: Log,
+}
+
+impl Env {
+    /// A tool-mode environment on `root` with no overrides, logging to the console.
+    pub fn new(root: impl Into<PathBuf>) -> Env {
+        Env {
+            root: root.into(),
+            pid1: false,
+            source: None,
+            disk: None,
+            hsa_size: None,
+            sector_size: None,
+            config: None,
+            debug: None,
+            log: Log::console(),
+        }
+    }
+}
+
+/// What a successful dump did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Summary {
+    /// The vmcore that was copied.
+    pub source: PathBuf,
+    /// The whole disk written to.
+    pub disk: PathBuf,
+    /// The dump partition's number.
+    pub partition: u32,
+    /// Bytes copied (the vmcore's size).
+    pub bytes: u64,
+    /// Bytes copied from HSA-backed ranges before the HSA release.
+    pub hsa_bytes: u64,
+    /// The HSA size used for the plan.
+    pub hsa_size: u64,
+    /// Whether the HSA size was simulated (test override).
+    pub hsa_simulated: bool,
+    /// CPUs in the vmcore (NT_PRSTATUS notes).
+    pub cpus: usize,
+    /// The superblock checksum written at the end.
+    pub csum: u32,
+    /// Wall time of the copy in milliseconds.
+    pub copy_ms: u64,
+}
+
+/// Runs a dump against `env`, writing through a plain `File`.
+pub fn run(env: &Env) -> Result<Summary, DumpError> {
+    run_with(env, |f| f)
+}
+
+/// Like [`run`], but every read and write of the dump disk goes through the
+/// target that `wrap` makes of the opened disk file: tests inject I/O errors
+/// this way.
+pub fn run_with<T: DumpTarget>(
+    env: &Env,
+    wrap: impl FnOnce(File) -> T,
+) -> Result<Summary, DumpError> {
+    let log = &env.log;
+    let root = env.root.as_path();
+    if let Some(level) = env.debug {
+        log.set_level(level);
+    }
+
+    // 1. Mounts (PID 1 only).
+    if env.pid1 {
+        sys::mount_all(log)?;
+        info!(
+            log,
+            "zfcpdump-agent {VERSION}: writing the dump to the IPL SCSI disk"
+        );
+    } else {
+        info!(
+            log,
+            "zfcpdump-agent {VERSION} (tool mode, root {})",
+            root.display()
+        );
+    }
+
+    // 2. Kernel command line and config file.
+    let (cmd, cmd_text) = read_cmdline(env)?;
+    if let Some(level) = env.debug.or(cmd.dump_debug) {
+        log.set_level(level);
+    }
+    trace!(log, "cmdline: {}", cmd_text.trim());
+    for w in &cmd.warnings {
+        error!(log, "warning: {w}");
+    }
+    if cmd.test_panic {
+        // Test-only: proves that a panic still ends in "Dump failed" and a power-off.
+        panic!("zfcpdump.test_panic=1 on the kernel command line: deliberate panic");
+    }
+    let cfg = load_config(env)?;
+    trace!(
+        log,
+        "config: device_timeout_s={} progress_interval_s={} zero_page_elision={}",
+        cfg.device_timeout_s,
+        cfg.progress_interval_s,
+        cfg.zero_page_elision
+    );
+    let deadline = Instant::now() + Duration::from_secs(cfg.device_timeout_s as u64);
+
+    // 3. The dump disk: an override, or the IPL device brought online.
+    let disk_path = if let Some(d) = &env.disk {
+        wait_for_path(d, deadline, cfg.device_timeout_s)?
+    } else if let Some(d) = &cmd.disk {
+        info!(log, "test override zfcpdump.disk={d}");
+        wait_for_path(&under(root, d), deadline, cfg.device_timeout_s)?
+    } else {
+        let dev = ipl::read_ipl(root)?;
+        info!(
+            log,
+            "IPL device {} wwpn 0x{:016x} lun 0x{:016x}", dev.device, dev.wwpn, dev.lun
+        );
+        ipl::bring_online(root, &dev, deadline, log)?;
+        ipl::wait_for_disk(root, &dev, deadline, cfg.device_timeout_s, log)?
+    };
+
+    // 4. Metadata: MBR boot_info, superblock, checksum.
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&disk_path)
+        .ctx(Step::Disk, || {
+            format!("opening {} for writing", disk_path.display())
+        })?;
+    let meta = file
+        .metadata()
+        .ctx(Step::Disk, || format!("stat {}", disk_path.display()))?;
+    let is_block = meta.file_type().is_block_device();
+    let disk_size = if is_block {
+        file.seek(SeekFrom::End(0)).ctx(Step::Disk, || {
+            format!("finding the size of {}", disk_path.display())
+        })?
+    } else {
+        meta.len()
+    };
+    let mut target = wrap(file);
+    let disk = disk::read_metadata(&mut target, disk_size)?;
+    let sb = disk.sb;
+    info!(
+        log,
+        "dump superblock at {:#x}: partition {:#x}+{} bytes, dump area {} bytes",
+        disk.sb_offset,
+        sb.part_start,
+        sb.part_size,
+        sb.dump_size
+    );
+
+    // 5. The partition the superblock describes must exist, in bytes.
+    let partition = match_partition(env, &disk_path, is_block, &disk, deadline)?;
+    info!(
+        log,
+        "dump partition {} ({})", partition.number, partition.how
+    );
+
+    // 6. The vmcore, and the size check before anything is written.
+    let source = match (&env.source, &cmd.source) {
+        (Some(s), _) => s.clone(),
+        (None, Some(s)) => {
+            info!(log, "test override zfcpdump.source={s}");
+            under(root, s)
+        }
+        (None, None) => under(root, "/proc/vmcore"),
+    };
+    let src_file =
+        File::open(&source).ctx(Step::Vmcore, || format!("opening {}", source.display()))?;
+    let (vm, copy_len) = read_vmcore(&src_file, &source)?;
+    let cpus = match vm.cpu_count() {
+        Ok(n) => n,
+        Err(e) => {
+            // The memory is still worth saving; the notes are copied as they are.
+            error!(log, "warning: {}: {e}; copying it anyway", source.display());
+            0
+        }
+    };
+    let osrelease = vm
+        .vmcoreinfo()
+        .ok()
+        .flatten()
+        .and_then(|t| vmcoreinfo_lookup(t, "OSRELEASE"))
+        .unwrap_or("unknown")
+        .to_string();
+    info!(
+        log,
+        "vmcore {}: {copy_len} bytes, {cpus} CPUs, {} PT_LOADs, kernel {osrelease}",
+        source.display(),
+        vm.loads().count()
+    );
+    if copy_len > sb.dump_size {
+        return Err(DumpError::new(
+            Step::SizeCheck,
+            format!(
+                "Disk too small: the vmcore is {copy_len} bytes ({} MiB), the dump area holds {} bytes \
+                 ({} MiB)",
+                copy_len.div_ceil(1 << 20),
+                sb.dump_size,
+                sb.dump_size >> 20
+            ),
+        ));
+    }
+    let (hsa_size, hsa_simulated) = hsa_size(env, &cmd);
+    let plan = copy_plan(&vm.phdrs, copy_len, hsa_size)
+        .map_err(|e| DumpError::new(Step::Vmcore, e.to_string()))?;
+    drop(vm);
+
+    // 7. Busy marker, then the checksum that now covers it.
+    let area = sb.dump_area();
+    target
+        .write_all_at(&BUSY_MARKER, area.start)
+        .ctx(Step::BusyMarker, || {
+            format!("writing the busy marker at disk offset {:#x}", area.start)
+        })?;
+    update_csum(&mut target, &disk, Step::BusyMarker)?;
+    info!(log, "busy marker written");
+
+    // 8. The copy: HSA ranges, HSA release, the rest, the ELF header last.
+    let mut buf = vec![0u8; COPY_BUF_SIZE];
+    let mut progress = Progress::new(log, copy_len, cfg.progress_interval_s);
+    let started = Instant::now();
+    let mut release = || {
+        release_hsa(env, hsa_size, hsa_simulated);
+        Ok(())
+    };
+    let stats = execute_plan(
+        &mut FileSource(&src_file),
+        &mut target,
+        area.start,
+        &plan,
+        &mut buf,
+        &mut progress,
+        &mut release,
+        log,
+    )?;
+    target
+        .sync()
+        .ctx(Step::Copy, || format!("fsync of {}", disk_path.display()))?;
+    let copy_ms = started.elapsed().as_millis() as u64;
+
+    // 9. The final checksum over the (now ELF) first block.
+    let csum = update_csum(&mut target, &disk, Step::Checksum)?;
+    trace!(log, "superblock checksum {csum:#010x}");
+
+    Ok(Summary {
+        source,
+        disk: disk_path,
+        partition: partition.number,
+        bytes: stats.bytes,
+        hsa_bytes: stats.hsa_bytes,
+        hsa_size,
+        hsa_simulated,
+        cpus,
+        csum,
+        copy_ms,
+    })
+}
+
+/// Prints the verdict lines every exit path ends with: `Dump successful` or
+/// `Dump failed: <step>: <what> (<errno in words>)`, then the peak RSS.
+pub fn report(result: &Result<Summary, DumpError>, log: &Log) {
+    match result {
+        Ok(s) => {
+            info!(
+                log,
+                "{} bytes written to partition {} of {} in {} ms",
+                s.bytes,
+                s.partition,
+                s.disk.display(),
+                s.copy_ms
+            );
+            error!(log, "Dump successful");
+        }
+        Err(e) => error!(log, "Dump failed: {e}"),
+    }
+    match sys::peak_rss_kib() {
+        Some(kib) => error!(log, "peak RSS: {kib} KiB"),
+        None => error!(log, "peak RSS: unknown"),
+    }
+}
+
+fn read_cmdline(env: &Env) -> Result<(cmdline::Cmdline, String), DumpError> {
+    let path = under(&env.root, "/proc/cmdline");
+    match std::fs::read_to_string(&path) {
+        Ok(text) => Ok((cmdline::parse(&text), text)),
+        // A fake root without proc/cmdline is fine; a real /proc always has it.
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !env.pid1 => Ok(Default::default()),
+        Err(e) => Err(DumpError::io(Step::Cmdline, "reading /proc/cmdline", e)),
+    }
+}
+
+/// An explicit config file must be readable and valid. The initramfs one may
+/// be missing (defaults); if it is broken the dump still runs with defaults,
+/// because no dump is worse than a dump with the default timeouts.
+fn load_config(env: &Env) -> Result<AgentConfig, DumpError> {
+    if let Some(p) = &env.config {
+        let text =
+            std::fs::read_to_string(p).ctx(Step::Config, || format!("reading {}", p.display()))?;
+        return AgentConfig::parse(&text).map_err(|e| DumpError::new(Step::Config, e.to_string()));
+    }
+    let path = under(&env.root, CONFIG_PATH);
+    match std::fs::read_to_string(&path) {
+        Ok(text) => match AgentConfig::parse(&text) {
+            Ok(c) => Ok(c),
+            Err(e) => {
+                error!(env.log, "warning: {e}; using the defaults");
+                Ok(AgentConfig::default())
+            }
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            trace!(env.log, "no {CONFIG_PATH}: using the defaults");
+            Ok(AgentConfig::default())
+        }
+        Err(e) => {
+            error!(
+                env.log,
+                "warning: reading {CONFIG_PATH}: {e}; using the defaults"
+            );
+            Ok(AgentConfig::default())
+        }
+    }
+}
+
+fn wait_for_path(path: &Path, deadline: Instant, timeout_s: u32) -> Result<PathBuf, DumpError> {
+    match poll_until(deadline, || path.exists().then_some(())) {
+        Some(()) => Ok(path.to_path_buf()),
+        None => Err(DumpError::io(
+            Step::Disk,
+            format!("{} did not appear within {timeout_s} s", path.display()),
+            io::Error::from_raw_os_error(libc::ENOENT),
+        )),
+    }
+}
+
+/// Step 5. A block device is matched against the kernel's view in sysfs
+/// (waiting for the partition scan, which can finish after the disk node
+/// appears); an image file against its DOS table.
+fn match_partition(
+    env: &Env,
+    disk_path: &Path,
+    is_block: bool,
+    disk: &DumpDisk,
+    deadline: Instant,
+) -> Result<disk::PartitionMatch, DumpError> {
+    if !is_block {
+        let sizes: &[u64] = match env.sector_size {
+            Some(ref s) => std::slice::from_ref(s),
+            None => &[512, 4096],
+        };
+        return disk::match_dos(&disk.sector0, &disk.sb, sizes);
+    }
+    let real = std::fs::canonicalize(disk_path).unwrap_or_else(|_| disk_path.to_path_buf());
+    let name = real
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let parts = poll_until(deadline, || {
+        let p = disk::sysfs_partitions(&env.root, &name);
+        (!p.is_empty()).then_some(p)
+    })
+    .unwrap_or_default();
+    if let Some(p) = disk::match_sysfs(&parts, &disk.sb) {
+        return Ok(disk::PartitionMatch {
+            number: p.number,
+            how: format!("{} in sysfs", p.name),
+        });
+    }
+    if !parts.is_empty() {
+        return Err(disk::sysfs_mismatch(&name, &parts, &disk.sb));
+    }
+    // No partitions in sysfs at all: read the table ourselves, in the disk's
+    // logical blocks.
+    let lbs = disk::logical_block_size(&env.root, &name);
+    trace!(
+        env.log,
+        "no partitions of {name} in sysfs; logical block size {lbs:?}"
+    );
+    match lbs {
+        Some(bs) => disk::match_dos(&disk.sector0, &disk.sb, &[bs]),
+        None => disk::match_dos(&disk.sector0, &disk.sb, &[512, 4096]),
+    }
+}
+
+/// Reads and validates the vmcore's headers and notes. Returns the number of
+/// bytes to copy: the file size for a regular file (/proc/vmcore's st_size is
+/// its full size), the ELF extent for a device, whose size is the device's.
+fn read_vmcore(file: &File, path: &Path) -> Result<(Vmcore, u64), DumpError> {
+    let shown = path.display();
+    let meta = file
+        .metadata()
+        .ctx(Step::Vmcore, || format!("stat {shown}"))?;
+    let size = if meta.is_file() {
+        meta.len()
+    } else {
+        let mut f = file;
+        f.seek(SeekFrom::End(0))
+            .ctx(Step::Vmcore, || format!("finding the size of {shown}"))?
+    };
+    // The ELF error's text already carries the OS error in words, if any.
+    let vm = Vmcore::read(&mut FileSource(file), size).map_err(|e| {
+        DumpError::new(
+            Step::Vmcore,
+            format!("{shown} is not a usable s390x vmcore: {e}"),
+        )
+    })?;
+    let len = if meta.is_file() { size } else { vm.extent() };
+    Ok((vm, len))
+}
+
+/// The HSA size: simulated (test override) or read as hex from zcore. No zcore
+/// (not a dump kernel, or debugfs missing) means no HSA: 0.
+fn hsa_size(env: &Env, cmd: &cmdline::Cmdline) -> (u64, bool) {
+    let log = &env.log;
+    if let Some(n) = env.hsa_size.or(cmd.hsa_size) {
+        info!(
+            log,
+            "simulated HSA size {n:#x} (test override): HSA-backed ranges first, release only logged"
+        );
+        return (n, true);
+    }
+    let path = under(&env.root, ZCORE_HSA);
+    match read_attr(&path) {
+        Ok(text) => match ipl::parse_hex(&text) {
+            Some(n) => {
+                info!(log, "HSA size {n:#x} (from {ZCORE_HSA})");
+                (n, false)
+            }
+            None => {
+                error!(
+                    log,
+                    "warning: {ZCORE_HSA} reads '{text}', not a hex number: assuming no HSA"
+                );
+                (0, false)
+            }
+        },
+        Err(e) => {
+            info!(log, "no HSA ({ZCORE_HSA}: {e})");
+            (0, false)
+        }
+    }
+}
+
+/// Releases the HSA after its ranges are copied. Failing to release only costs
+/// the firmware its memory sooner or later; it does not spoil the dump.
+fn release_hsa(env: &Env, hsa_size: u64, simulated: bool) {
+    let log = &env.log;
+    if simulated {
+        info!(
+            log,
+            "HSA release (simulated HSA of {hsa_size:#x} bytes: nothing written)"
+        );
+        return;
+    }
+    let path = under(&env.root, ZCORE_HSA);
+    if !path.exists() {
+        info!(log, "HSA release: no {ZCORE_HSA}, nothing to release");
+        return;
+    }
+    match write_attr(&path, "0") {
+        Ok(()) => info!(log, "HSA released (wrote 0 to {ZCORE_HSA})"),
+        Err(e) => error!(
+            log,
+            "warning: releasing the HSA (writing 0 to {ZCORE_HSA}) failed: {e}"
+        ),
+    }
+}
+
+/// Recomputes the superblock checksum over the checksummed block as it is on
+/// disk now, stores it in the 8-byte csum field and syncs.
+fn update_csum<T: DumpTarget + ?Sized>(
+    t: &mut T,
+    disk: &DumpDisk,
+    step: Step,
+) -> Result<u32, DumpError> {
+    let mut block = [0u8; CSUM_SIZE];
+    let at = disk.sb.csum_area().start;
+    t.read_exact_at(&mut block, at)
+        .ctx(step, || format!("reading the checksummed block at {at:#x}"))?;
+    let csum = dump_csum(&block);
+    let field = csum_field_offset(disk.sb_offset);
+    t.write_all_at(&csum_field_bytes(csum), field)
+        .ctx(step, || {
+            format!("writing the superblock checksum at {field:#x}")
+        })?;
+    t.sync()
+        .ctx(step, || "fsync after the checksum update".into())?;
+    Ok(csum)
+}
+
+/// pread on the vmcore: no mapping, no seek position shared with anyone.
+struct FileSource<'a>(&'a File);
+
+impl ReadAt for FileSource<'_> {
+    fn read_exact_at(&mut self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        FileExt::read_exact_at(self.0, buf, offset)
+    }
+}
