@@ -42,7 +42,10 @@ impl Runner {
             .status()
             .is_ok_and(|s| s.success());
         let secs = t.elapsed().as_secs_f64();
-        eprintln!("<== {name}: {} in {secs:.0}s", if ok { "ok" } else { "FAILED" });
+        eprintln!(
+            "<== {name}: {} in {secs:.0}s",
+            if ok { "ok" } else { "FAILED" }
+        );
         self.steps.push(Step {
             name: name.into(),
             ok,
@@ -79,13 +82,21 @@ pub fn run(args: &TestArgs) -> Result<()> {
     r.cargo("fmt", &["fmt", "--all", "--check"]);
     r.cargo(
         "clippy",
-        &["clippy", "--workspace", "--all-targets", "--", "-D", "warnings"],
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
     );
     // Builds the default profile into the shared stage cache, so that the
     // integration tests find it warm, and gives the s390x agent binary.
     if r.xtask("dist (default profile)", &["dist", "--no-provision"]) {
         let agent = agent_binary(&root)?;
-        r.envs.push(("ZFCPDUMP_AGENT_S390X".into(), agent.display().to_string()));
+        r.envs
+            .push(("ZFCPDUMP_AGENT_S390X".into(), agent.display().to_string()));
     }
     // Tests that need the s390x binary fail instead of skipping under CI.
     r.envs.push(("ZFCPDUMP_REQUIRE_S390X".into(), "1".into()));

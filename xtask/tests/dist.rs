@@ -12,7 +12,10 @@ use std::sync::Mutex;
 static CACHE: Mutex<()> = Mutex::new(());
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().into()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .into()
 }
 
 fn xtask(args: &[&str]) -> Output {
@@ -59,11 +62,23 @@ fn initramfs_reads_back_with_gnu_cpio() {
     std::io::Write::write_all(child.stdin.as_mut().unwrap(), &rd).unwrap();
     drop(child.stdin.take());
     let listing = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
-    let rows: Vec<Vec<&str>> = listing.lines().map(|l| l.split_whitespace().collect()).collect();
+    let rows: Vec<Vec<&str>> = listing
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     let names: Vec<&str> = rows.iter().map(|r| *r.last().unwrap()).collect();
     assert_eq!(
         names,
-        ["dev", "dev/console", "dev/null", "etc", "etc/zfcpdump.conf", "init", "proc", "sys"],
+        [
+            "dev",
+            "dev/console",
+            "dev/null",
+            "etc",
+            "etc/zfcpdump.conf",
+            "init",
+            "proc",
+            "sys"
+        ],
         "{listing}"
     );
     for r in &rows {
@@ -77,7 +92,13 @@ fn initramfs_reads_back_with_gnu_cpio() {
     let x = d.path().join("x");
     fs::create_dir_all(&x).unwrap();
     let mut child = Command::new("cpio")
-        .args(["-id", "--quiet", "--no-absolute-filenames", "--nonmatching", "dev/*"])
+        .args([
+            "-id",
+            "--quiet",
+            "--no-absolute-filenames",
+            "--nonmatching",
+            "dev/*",
+        ])
         .current_dir(&x)
         .stdin(Stdio::piped())
         .spawn()
@@ -88,7 +109,10 @@ fn initramfs_reads_back_with_gnu_cpio() {
     let manifest: serde_json::Value =
         serde_json::from_slice(&fs::read(out.join("manifest.json")).unwrap()).unwrap();
     let init = fs::read(x.join("init")).unwrap();
-    assert_eq!(init.len() as u64, manifest["agent"]["size"].as_u64().unwrap());
+    assert_eq!(
+        init.len() as u64,
+        manifest["agent"]["size"].as_u64().unwrap()
+    );
     let conf = fs::read_to_string(x.join("etc/zfcpdump.conf")).unwrap();
     assert!(conf.contains("progress_interval_s = 10"), "{conf}");
 }
@@ -98,13 +122,20 @@ fn over_budget_fails_and_publishes_nothing() {
     let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("dist");
-    let o = dist_into(&out, &["budget.total=\"12MiB\"", "budget.runtime_reserve=\"6MiB\""]);
+    let o = dist_into(
+        &out,
+        &["budget.total=\"12MiB\"", "budget.runtime_reserve=\"6MiB\""],
+    );
     let t = text(&o);
     assert!(!o.status.success(), "{t}");
     assert!(t.contains("over its memory budget"), "{t}");
     assert!(t.contains("biggest parts: kernel"), "{t}");
     assert!(!out.exists(), "a failed build published {}", out.display());
-    assert_eq!(fs::read_dir(d.path()).unwrap().count(), 0, "leftovers in the dist parent");
+    assert_eq!(
+        fs::read_dir(d.path()).unwrap().count(),
+        0,
+        "leftovers in the dist parent"
+    );
 }
 
 #[test]
@@ -113,7 +144,11 @@ fn rootfs_change_rebuilds_only_the_initramfs() {
     let d = tempfile::tempdir().unwrap();
     let rootfs = d.path().join("rootfs");
     fs::create_dir_all(rootfs.join("overlay/etc")).unwrap();
-    fs::copy(root().join("rootfs/manifest.toml"), rootfs.join("manifest.toml")).unwrap();
+    fs::copy(
+        root().join("rootfs/manifest.toml"),
+        rootfs.join("manifest.toml"),
+    )
+    .unwrap();
     fs::write(rootfs.join("overlay/etc/motd"), format!("{:?}\n", d.path())).unwrap();
     let set = format!("initramfs.rootfs=\"{}\"", rootfs.display());
     let out = d.path().join("dist");
@@ -131,7 +166,10 @@ fn rootfs_change_rebuilds_only_the_initramfs() {
     let o = dist_into(&out, &[&set]);
     let t = text(&o);
     assert!(t.contains("[initramfs] built"), "{t}");
-    assert!(t.contains("[kernel] up to date") && t.contains("[agent] up to date"), "{t}");
+    assert!(
+        t.contains("[kernel] up to date") && t.contains("[agent] up to date"),
+        "{t}"
+    );
 }
 
 #[test]
@@ -166,5 +204,9 @@ fn install_puts_zipl_names_with_packager_modes() {
         "/lib/s390-tools/zfcpdump",
     ]);
     assert!(o.status.success());
-    assert!(d.path().join("lib/s390-tools/zfcpdump/zfcpdump-initrd").is_file());
+    assert!(
+        d.path()
+            .join("lib/s390-tools/zfcpdump/zfcpdump-initrd")
+            .is_file()
+    );
 }
