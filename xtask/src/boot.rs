@@ -171,8 +171,10 @@ pub fn run(args: &BootArgs) -> Result<()> {
     })?;
     let dir = dist::dist_dir(&root, &profile);
     let log = util::cache_dir(&root).join("boot").join(format!(
-        "{}-{}.log",
-        profile.name, profile.initramfs.compression
+        "{}-{}{}.log",
+        profile.name,
+        profile.initramfs.compression,
+        if args.append.is_some() { "-append" } else { "" }
     ));
     let boot = Boot {
         image: &dir.join(IMAGE),

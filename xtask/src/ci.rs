@@ -110,6 +110,19 @@ pub fn run(args: &TestArgs) -> Result<()> {
                 &["boot", "--no-provision", "--set", &set],
             );
         }
+        // PID 1 must never die: a panic traps (SIGILL), and the handler
+        // still prints the verdict and powers off (QEMU exit 0, no panic).
+        r.xtask(
+            "agent panic as PID 1 ends in power-off",
+            &[
+                "boot",
+                "--no-provision",
+                "--append",
+                "zfcpdump.test_panic=1",
+                "--expect",
+                "Dump failed: agent crashed (signal SIGILL)",
+            ],
+        );
         r.xtask(
             "reproducibility (default profile)",
             &["dist", "--no-provision", "--check-reproducible"],

@@ -124,6 +124,7 @@ pub fn unpacked_root(cache: &Path, offline: bool) -> Result<PathBuf> {
             return Err(e).with_context(|| format!("cannot create {}", entry.display()));
         }
     }
+    progress(format!("sysroot ready: {}", root.display()));
     Ok(root)
 }
 
@@ -162,7 +163,10 @@ fn fill_entry(tmp: &Path) -> Result<()> {
         .map(|e| e.map(|e| e.path()))
         .collect::<std::io::Result<_>>()?;
     files.sort();
-    for deb in files.iter().filter(|p| p.extension() == Some("deb".as_ref())) {
+    for deb in files
+        .iter()
+        .filter(|p| p.extension() == Some("deb".as_ref()))
+    {
         let out = Command::new("dpkg-deb")
             .args(["-f"])
             .arg(deb)
@@ -216,11 +220,7 @@ fn fill_entry(tmp: &Path) -> Result<()> {
         root.join("bin/busybox").is_file(),
         "busybox-static:s390x did not provide bin/busybox"
     );
-    progress(format!(
-        "unpacked into {}: {}",
-        tmp.parent().unwrap_or(tmp).display(),
-        versions.trim().replace('\n', ", ")
-    ));
+    progress(format!("unpacked {}", versions.trim().replace('\n', ", ")));
     Ok(())
 }
 
@@ -255,16 +255,21 @@ pub fn elf_closure(root: &Path, bin: &str) -> Result<Vec<String>> {
             }
         }
         for lib in needed {
-            let rel = ["lib/s390x-linux-gnu", "usr/lib/s390x-linux-gnu", "lib", "usr/lib"]
-                .iter()
-                .map(|d| format!("{d}/{lib}"))
-                .find(|p| in_root(root, p).exists())
-                .with_context(|| {
-                    format!(
-                        "{bin} needs {lib}, which no package in {PACKAGES:?} provides; \
+            let rel = [
+                "lib/s390x-linux-gnu",
+                "usr/lib/s390x-linux-gnu",
+                "lib",
+                "usr/lib",
+            ]
+            .iter()
+            .map(|d| format!("{d}/{lib}"))
+            .find(|p| in_root(root, p).exists())
+            .with_context(|| {
+                format!(
+                    "{bin} needs {lib}, which no package in {PACKAGES:?} provides; \
                          add its package to PACKAGES"
-                    )
-                })?;
+                )
+            })?;
             if seen.insert(rel.clone()) {
                 out.push(rel);
             }
@@ -316,9 +321,8 @@ fn elf_deps(data: &[u8]) -> Result<(Option<String>, Vec<String>)> {
 }
 
 fn have_command(name: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|d| d.join(name).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(name).is_file()))
 }
 
 // ---------------------------------------------------------------------------
@@ -390,7 +394,7 @@ impl ZgetdumpInfo {
             }
             // "CPU count (online).: 3": dots pad the key to a column.
             if let Some((k, v)) = t.split_once(':')
-                && k.contains("..")
+                && k.ends_with('.')
             {
                 fields.push((k.trim_end_matches('.').to_string(), v.trim().to_string()));
             }
@@ -617,7 +621,11 @@ pub fn zipl_prepare(cache: &Path, job: &ZiplJob) -> Result<ZiplResult> {
         ensure!(p.is_file(), "{what} {} does not exist", p.display());
     }
     if let Some(rd) = job.dump_initrd {
-        ensure!(rd.is_file(), "dump tool initrd {} does not exist", rd.display());
+        ensure!(
+            rd.is_file(),
+            "dump tool initrd {} does not exist",
+            rd.display()
+        );
     }
     let root = unpacked_root(cache, job.offline)?;
     create_partitioned_disk(
@@ -639,20 +647,27 @@ pub fn zipl_prepare(cache: &Path, job: &ZiplJob) -> Result<ZiplResult> {
         ));
     }
     let mut cmd = Command::new("qemu-system-s390x");
-    cmd.args(["-M", "s390-ccw-virtio", "-m", "512", "-nographic", "-no-reboot"])
-        .arg("-kernel")
-        .arg(job.helper_kernel)
-        .arg("-initrd")
-        .arg(&rd)
-        .args(["-append", "console=ttysclp0"])
-        // A guest kernel panic ends QEMU with status 1 instead of hanging.
-        .args(["-action", "panic=exit-failure"])
-        .arg("-drive")
-        .arg(format!(
-            "if=none,id=d,file={},format=raw",
-            qemu_opt_path(job.disk)?
-        ))
-        .args(["-device", "virtio-scsi-ccw", "-device", &scsi_hd]);
+    cmd.args([
+        "-M",
+        "s390-ccw-virtio",
+        "-m",
+        "512",
+        "-nographic",
+        "-no-reboot",
+    ])
+    .arg("-kernel")
+    .arg(job.helper_kernel)
+    .arg("-initrd")
+    .arg(&rd)
+    .args(["-append", "console=ttysclp0"])
+    // A guest kernel panic ends QEMU with status 1 instead of hanging.
+    .args(["-action", "panic=exit-failure"])
+    .arg("-drive")
+    .arg(format!(
+        "if=none,id=d,file={},format=raw",
+        qemu_opt_path(job.disk)?
+    ))
+    .args(["-device", "virtio-scsi-ccw", "-device", &scsi_hd]);
     progress(format!(
         "zipl guest: zipl --dumpto on {} ({}-byte sectors, partition {:#x}+{}); console: {}",
         job.disk.display(),
@@ -946,8 +961,12 @@ pub fn read_at(path: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
     let mut f = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
     f.seek(SeekFrom::Start(offset))?;
     let mut b = vec![0u8; len];
-    f.read_exact(&mut b)
-        .with_context(|| format!("cannot read {len} bytes at {offset:#x} of {}", path.display()))?;
+    f.read_exact(&mut b).with_context(|| {
+        format!(
+            "cannot read {len} bytes at {offset:#x} of {}",
+            path.display()
+        )
+    })?;
     Ok(b)
 }
 
