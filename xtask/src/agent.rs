@@ -196,7 +196,7 @@ impl<'a> Stage<'a> {
                 crate::kernel::source_date_epoch().to_string(),
             );
         if self.offline {
-            cmd.arg("--offline");
+            cmd.arg("--offline").env("CARGO_NET_OFFLINE", "true");
         }
         let status = cmd.status().context("cannot run cargo")?;
         if !status.success() {

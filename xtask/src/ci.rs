@@ -123,9 +123,17 @@ pub fn run(args: &TestArgs) -> Result<()> {
                 "Dump failed: agent crashed (signal SIGILL)",
             ],
         );
+        // The clean second build runs offline: it proves both that the
+        // build reproduces and that `fetch` brought everything it needs.
+        r.xtask("fetch (for offline builds)", &["fetch", "--no-provision"]);
         r.xtask(
-            "reproducibility (default profile)",
-            &["dist", "--no-provision", "--check-reproducible"],
+            "reproducibility, offline (default profile)",
+            &[
+                "dist",
+                "--no-provision",
+                "--offline",
+                "--check-reproducible",
+            ],
         );
     }
 

@@ -319,7 +319,7 @@ fn check_reproducible(root: &Path, args: &DistArgs, dir: &Path) -> Result<()> {
         cmd.arg("--set").arg(s);
     }
     if args.offline {
-        cmd.arg("--offline");
+        cmd.arg("--offline").env("CARGO_NET_OFFLINE", "true");
     }
     let status = cmd.status().context("cannot run the second build")?;
     if !status.success() {

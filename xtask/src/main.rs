@@ -8,6 +8,7 @@ mod boot;
 mod budget;
 mod ci;
 mod dist;
+mod fetch;
 mod initramfs;
 mod kconfig;
 mod kernel;
@@ -45,6 +46,8 @@ enum Task {
     Install(dist::InstallArgs),
     /// Boot the dist artifacts under qemu-system-s390x (smoke test)
     Boot(boot::BootArgs),
+    /// Bring everything a build needs into local caches, for --offline
+    Fetch(fetch::FetchArgs),
     /// Run everything CI runs (README's test command)
     Test(ci::TestArgs),
 }
@@ -88,6 +91,7 @@ fn main() -> ExitCode {
         Task::Size(a) => dist::size(&a),
         Task::Install(a) => dist::install(&a),
         Task::Boot(a) => boot::run(&a),
+        Task::Fetch(a) => fetch::run(&a),
         Task::Test(a) => ci::run(&a),
     };
     match res {

@@ -1,0 +1,62 @@
+//! `fetch`: brings everything a build needs into the local caches, so that
+//! `cargo xtask dist --offline` then works with no network.
+
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use crate::{agent, provision, util};
+
+#[derive(Args, Clone, Debug)]
+pub struct FetchArgs {
+    /// Fail listing missing host packages instead of installing them
+    #[arg(long)]
+    pub no_provision: bool,
+}
+
+pub fn run(args: &FetchArgs) -> Result<()> {
+    let root = util::project_root();
+    // Host packages, the kernel source tarball and rustup components.
+    let needs: Vec<&provision::Need> = provision::BUILD
+        .iter()
+        .chain(provision::TEST)
+        .chain([&provision::KERNEL_SOURCE])
+        .collect();
+    provision::ensure(&needs, provision::TEST_COMPONENTS, !args.no_provision)?;
+
+    eprintln!("[fetch] crates of the workspace (Cargo.lock)");
+    cargo(
+        Command::new(env!("CARGO"))
+            .current_dir(&root)
+            .args(["fetch", "--locked"]),
+    )?;
+
+    // -Zbuild-std resolves std's own dependencies from the rust-src
+    // component's Cargo.lock; fetch them the same way.
+    let src = agent::rust_src().context("the rust-src component is missing")?;
+    eprintln!(
+        "[fetch] crates that build-std needs for std ({})",
+        src.display()
+    );
+    cargo(
+        Command::new(env!("CARGO"))
+            .arg("fetch")
+            .arg("--manifest-path")
+            .arg(src.join("library/Cargo.toml"))
+            .env("RUSTC_BOOTSTRAP", "1"),
+    )?;
+    eprintln!(
+        "[fetch] done: `cargo xtask dist --offline` now needs no network \
+         (run cargo itself offline too: CARGO_NET_OFFLINE=true)"
+    );
+    Ok(())
+}
+
+fn cargo(cmd: &mut Command) -> Result<()> {
+    let status = cmd.status().context("cannot run cargo")?;
+    if !status.success() {
+        bail!("{cmd:?} failed ({status})");
+    }
+    Ok(())
+}
