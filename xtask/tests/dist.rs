@@ -162,7 +162,12 @@ fn rootfs_change_rebuilds_only_the_initramfs() {
     let o = dist_into(&out, &[&set]);
     assert!(text(&o).contains("[initramfs] up to date"), "{}", text(&o));
     // A rootfs edit rebuilds the initramfs and nothing before it.
-    fs::write(rootfs.join("overlay/etc/motd"), "changed\n").unwrap();
+    // Unique content: the stage cache is keyed on content and shared.
+    fs::write(
+        rootfs.join("overlay/etc/motd"),
+        format!("changed {:?}\n", d.path()),
+    )
+    .unwrap();
     let o = dist_into(&out, &[&set]);
     let t = text(&o);
     assert!(t.contains("[initramfs] built"), "{t}");

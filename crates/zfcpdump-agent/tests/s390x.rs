@@ -43,7 +43,7 @@ fn dump(bin: &Path, w: &World, extra: &[&str]) -> Output {
         "--disk".as_ref(),
         w.image.as_os_str(),
     ];
-    args.extend(extra.iter().map(|s| std::ffi::OsStr::new(s)));
+    args.extend(extra.iter().map(std::ffi::OsStr::new));
     agent(bin, &args)
 }
 
