@@ -68,6 +68,12 @@ impl Outcome {
 
 impl Boot<'_> {
     pub fn command(&self) -> Command {
+        self.command_with(&[])
+    }
+
+    /// [`Boot::command`] plus `extra` QEMU arguments at the end, e.g. a QMP
+    /// socket or another `-action`.
+    pub fn command_with(&self, extra: &[String]) -> Command {
         let mut c = Command::new("qemu-system-s390x");
         c.args([
             "-M",
@@ -103,15 +109,21 @@ impl Boot<'_> {
                 "{dev},logical_block_size={bs},physical_block_size={bs}"
             ));
         }
+        c.args(extra);
         c
     }
 
     /// Boots, captures the console into `log`, kills QEMU at the timeout.
     pub fn run(&self) -> Result<Outcome> {
+        self.run_with(&[])
+    }
+
+    /// [`Boot::run`] with extra QEMU arguments (see [`Boot::command_with`]).
+    pub fn run_with(&self, extra: &[String]) -> Result<Outcome> {
         if let Some(dir) = self.log.parent() {
             fs::create_dir_all(dir)?;
         }
-        let mut cmd = self.command();
+        let mut cmd = self.command_with(extra);
         let mut log = fs::File::create(&self.log)
             .with_context(|| format!("cannot create {}", self.log.display()))?;
         writeln!(log, "$ {cmd:?}")?;

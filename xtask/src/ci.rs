@@ -57,6 +57,28 @@ impl Runner {
         ok
     }
 
+    /// A step done in-process.
+    fn check(&mut self, name: &str, f: impl FnOnce() -> Result<()>) -> bool {
+        eprintln!("\n==> {name}");
+        let t = Instant::now();
+        let res = f();
+        if let Err(e) = &res {
+            eprintln!("error: {e:#}");
+        }
+        let ok = res.is_ok();
+        let secs = t.elapsed().as_secs_f64();
+        eprintln!(
+            "<== {name}: {} in {secs:.0}s",
+            if ok { "ok" } else { "FAILED" }
+        );
+        self.steps.push(Step {
+            name: name.into(),
+            ok,
+            secs,
+        });
+        ok
+    }
+
     fn cargo(&mut self, name: &str, args: &[&str]) -> bool {
         self.run(name, env!("CARGO"), args)
     }
@@ -106,6 +128,13 @@ pub fn run(args: &TestArgs) -> Result<()> {
         r.envs
             .push(("ZFCPDUMP_AGENT_S390X".into(), agent.display().to_string()));
     }
+    // Debian's s390x zgetdump, run under qemu-user by the agent's tests.
+    match crate::s390tools::unpacked_root(&util::cache_dir(&root), false) {
+        Ok(tools) => r
+            .envs
+            .push(("ZGETDUMP_ROOT".into(), tools.display().to_string())),
+        Err(e) => eprintln!("error: cannot provide zgetdump: {e:#}"),
+    }
     // Tests that need the s390x binary fail instead of skipping under CI.
     r.envs.push(("ZFCPDUMP_REQUIRE_S390X".into(), "1".into()));
     r.cargo("unit and integration tests", &["test", "--workspace"]);
@@ -134,15 +163,21 @@ pub fn run(args: &TestArgs) -> Result<()> {
         // The clean second build runs offline: it proves both that the
         // build reproduces and that `fetch` brought everything it needs.
         r.xtask("fetch (for offline builds)", &["fetch", "--no-provision"]);
-        r.xtask(
-            "reproducibility, offline (default profile)",
-            &[
-                "dist",
-                "--no-provision",
-                "--offline",
-                "--check-reproducible",
-            ],
-        );
+        // The release pipeline checks reproducibility with a clean second
+        // build (offline: it also proves `fetch` brought everything), then
+        // packs; the pack is checked against its own checksums.
+        r.envs
+            .push(("XTASK_DIST_ARGS".into(), "--no-provision --offline".into()));
+        let out = util::cache_dir(&root).join("release");
+        let _ = std::fs::remove_dir_all(&out);
+        let out_arg = out.display().to_string();
+        if r.run(
+            "release pipeline (reproducible, offline)",
+            "bash",
+            &["ci/release.sh", "default", &out_arg],
+        ) {
+            r.check("release tarball verifies", || verify_release(&out));
+        }
     }
 
     eprintln!("\nsummary ({} total):", util::fmt_duration(t.elapsed()));
@@ -170,4 +205,57 @@ fn agent_binary(root: &std::path::Path) -> Result<PathBuf> {
         .cached()?
         .context("the agent stage has no record after dist")?;
     Ok(rec.binary)
+}
+
+/// The release tarball: its .sha256 matches, it unpacks to exactly the
+/// three artifacts and SHA256SUMS, and those sums match.
+fn verify_release(out: &std::path::Path) -> Result<()> {
+    let tarball = std::fs::read_dir(out)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
+        .context("no .tar.gz in the release output")?;
+    let sh = |dir: &std::path::Path, cmd: &str| -> Result<()> {
+        let st = Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .current_dir(dir)
+            .status()?;
+        if !st.success() {
+            bail!("`{cmd}` failed in {}", dir.display());
+        }
+        Ok(())
+    };
+    sh(out, "sha256sum -c --quiet *.tar.gz.sha256")?;
+    let x = out.join("x");
+    std::fs::create_dir_all(&x)?;
+    let st = Command::new("tar")
+        .arg("-xzf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&x)
+        .status()?;
+    if !st.success() {
+        bail!("cannot unpack {}", tarball.display());
+    }
+    let top = std::fs::read_dir(&x)?
+        .next()
+        .context("empty tarball")??
+        .path();
+    let mut names: Vec<String> = std::fs::read_dir(&top)?
+        .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_>>()?;
+    names.sort();
+    if names
+        != [
+            "SHA256SUMS",
+            "manifest.json",
+            "zfcpdump.image",
+            "zfcpdump.rd",
+        ]
+    {
+        bail!("unexpected tarball contents: {names:?}");
+    }
+    sh(&top, "sha256sum -c --quiet SHA256SUMS")?;
+    eprintln!("{} verifies", tarball.display());
+    Ok(())
 }

@@ -380,7 +380,9 @@ pub fn plan(args: &ProfileArgs) -> Result<()> {
         kernel::State::Configure => {
             println!("kernel: will configure (seconds); the compile is shared with another profile")
         }
-        kernel::State::Rebuild { why } => println!("kernel: will rebuild: {why}"),
+        kernel::State::Rebuild { why } => println!(
+            "kernel: will rebuild: {why}\n  (configure runs again; the compile is reused if the final .config matches an earlier build)"
+        ),
     }
     println!("  configure key {}", &k.configure_key[..16]);
     let a = agent::Stage::new(&root, &profile, false);

@@ -46,6 +46,9 @@ pub fn run(args: &FetchArgs) -> Result<()> {
             .arg(src.join("library/Cargo.toml"))
             .env("RUSTC_BOOTSTRAP", "1"),
     )?;
+    // The s390-tools readers and zipl that the tests and e2e run.
+    let tools = crate::s390tools::unpacked_root(&util::cache_dir(&root), false)?;
+    eprintln!("[fetch] s390-tools for the tests: {}", tools.display());
     eprintln!(
         "[fetch] done: `cargo xtask dist --offline` now needs no network \
          (run cargo itself offline too: CARGO_NET_OFFLINE=true)"

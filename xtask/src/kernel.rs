@@ -270,8 +270,11 @@ impl<'a> Stage<'a> {
             i.insert(format!("make {k}"), v);
         }
         i.insert(
-            "kcflags".into(),
-            format!("-ffile-prefix-map=<src>={MAPPED_SRC} -ffile-prefix-map=<obj>={MAPPED_OBJ}"),
+            "cc".into(),
+            format!(
+                "{}gcc -ffile-prefix-map=<src>={MAPPED_SRC} -ffile-prefix-map=<obj>={MAPPED_OBJ}",
+                self.profile.kernel.cross_compile
+            ),
         );
         Ok(i)
     }
@@ -383,12 +386,15 @@ impl<'a> Stage<'a> {
         for (k, v) in self.make_vars() {
             c.arg(format!("{k}={v}"));
         }
-        let map = format!(
-            "-ffile-prefix-map={}={MAPPED_SRC} -ffile-prefix-map={}={MAPPED_OBJ}",
+        // The path maps go into CC itself: KCFLAGS does not reach the s390
+        // boot decompressor, whose debug info paths would otherwise change
+        // the build-id note that ends up in the image.
+        c.arg(format!(
+            "CC={}gcc -ffile-prefix-map={}={MAPPED_SRC} -ffile-prefix-map={}={MAPPED_OBJ}",
+            self.profile.kernel.cross_compile,
             src.display(),
             obj.display()
-        );
-        c.env("KCFLAGS", &map).env("KAFLAGS", &map);
+        ));
         c.envs(self.build_env());
         c
     }
@@ -442,7 +448,7 @@ impl<'a> Stage<'a> {
         let mut ckey = Inputs::new();
         ckey.insert("stage".into(), STAGE_VERSION.into());
         ckey.insert("config".into(), config_sha256.clone());
-        for k in ["source", "compiler", "kcflags"] {
+        for k in ["source", "compiler", "cc"] {
             ckey.insert(k.into(), inputs.get(k).cloned().unwrap_or_default());
         }
         for (k, v) in self.make_vars().into_iter().chain(self.build_env()) {

@@ -14,6 +14,8 @@ mod kconfig;
 mod kernel;
 mod profile;
 mod provision;
+#[allow(dead_code)] // until e2e calls zipl_prepare and Zgetdump
+mod s390tools;
 mod util;
 
 use std::process::ExitCode;

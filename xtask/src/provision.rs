@@ -26,6 +26,13 @@ pub const BUILD: &[Need] = &[
         "gcc-s390x-linux-gnu",
         "cross-compiles the kernel",
     ),
+    // Without a libc for the cross compiler, kconfig's CC_CAN_LINK test
+    // flips with whatever else is installed: make it always true.
+    need(
+        "/usr/s390x-linux-gnu/include/stdio.h",
+        "libc6-dev-s390x-cross",
+        "a fixed kernel .config (CC_CAN_LINK)",
+    ),
     need("flex", "flex", "kconfig"),
     need("bison", "bison", "kconfig"),
     need("bc", "bc", "kernel build scripts"),

@@ -47,13 +47,16 @@ const MARK_OK: &str = "ZIPL-HELPER: SUCCESS";
 const MARK_FAILED: &str = "ZIPL-HELPER: FAILED";
 const MARK_OUT_BEGIN: &str = "ZIPL-HELPER: zipl output begin";
 const MARK_OUT_END: &str = "ZIPL-HELPER: zipl output end";
+const MARK_NO_DISK: &str = "ZIPL-HELPER: FAILED: no /dev/sda1";
+/// How long /init waits for the partition (it appears within a second).
+const NO_DISK_SECS: u32 = 30;
 
-/// Kill the helper guest after this long. A run takes about 20 s; the margin
-/// covers a loaded 2-core CI machine.
+/// Kill the helper guest after this long. A run takes a few seconds; the
+/// margin covers a loaded 2-core CI machine.
 pub const ZIPL_GUEST_TIMEOUT: Duration = Duration::from_secs(180);
 
 fn progress(msg: impl AsRef<str>) {
-    println!("[s390-tools] {}", msg.as_ref());
+    eprintln!("[s390-tools] {}", msg.as_ref());
 }
 
 fn secs(d: Duration) -> String {
@@ -84,6 +87,10 @@ pub fn cache_entry(cache: &Path) -> PathBuf {
 /// busybox, unpacked once into the cache (atomically: a temp dir renamed into
 /// place). Returns the sysroot (`.../root`); `versions.txt` beside it lists
 /// the package versions. With `offline`, only a cached sysroot is used.
+///
+/// The cache key covers the package list, not the versions, so a cached
+/// sysroot needs no apt query; delete `cache/s390-tools/` to pick up newer
+/// Debian packages.
 pub fn unpacked_root(cache: &Path, offline: bool) -> Result<PathBuf> {
     let entry = cache_entry(cache);
     let root = entry.join("root");
@@ -659,7 +666,9 @@ pub fn zipl_prepare(cache: &Path, job: &ZiplJob) -> Result<ZiplResult> {
     .arg(job.helper_kernel)
     .arg("-initrd")
     .arg(&rd)
-    .args(["-append", "console=ttysclp0"])
+    // A synchronous SCSI scan of virtio-scsi's empty targets holds up
+    // /init for about 15 s under TCG; /init polls for sda1 instead.
+    .args(["-append", "console=ttysclp0 scsi_mod.scan=async"])
     // A guest kernel panic ends QEMU with status 1 instead of hanging.
     .args(["-action", "panic=exit-failure"])
     .arg("-drive")
@@ -684,6 +693,11 @@ pub fn zipl_prepare(cache: &Path, job: &ZiplJob) -> Result<ZiplResult> {
         None => Some(format!(
             "the zipl guest did not power off within {} s and was killed",
             ZIPL_GUEST_TIMEOUT.as_secs()
+        )),
+        Some(_) if console.contains(MARK_NO_DISK) => Some(format!(
+            "the helper guest saw no /dev/sda1 within {NO_DISK_SECS} s: its kernel {} \
+             probably lacks virtio-scsi (CONFIG_SCSI_VIRTIO=y)",
+            job.helper_kernel.display()
         )),
         Some(s) if console.contains(MARK_FAILED) => Some(format!(
             "zipl failed in the guest (QEMU {s}): see zipl's output in the console tail"
@@ -791,12 +805,12 @@ mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 echo "zipl-helper: waiting for /dev/sda1"
-# The partition scan finishes a few seconds after boot.
+# With scsi_mod.scan=async the partition appears shortly after /init starts.
 i=0
 while [ ! -b /dev/sda1 ]; do
     i=$((i + 1))
-    if [ $i -gt 120 ]; then
-        echo "{failed}: no /dev/sda1 after 120 s; /proc/partitions:"
+    if [ $i -gt {secs} ]; then
+        echo "{no_disk} after {secs} s; /proc/partitions:"
         cat /proc/partitions
         poweroff -f
     fi
@@ -818,6 +832,8 @@ fi
 poweroff -f
 "#,
         failed = MARK_FAILED,
+        no_disk = MARK_NO_DISK,
+        secs = NO_DISK_SECS,
         begin = MARK_OUT_BEGIN,
         end = MARK_OUT_END,
         ok = MARK_OK,

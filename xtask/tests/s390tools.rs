@@ -419,6 +419,56 @@ fn real_zipl_writes_what_zfcpdump_disk_prepare_writes() {
         );
     }
     println!("{report}");
+
+    // Both refuse a 4K disk whose partition cannot hold zipl's 256 MiB reserve.
+    let small = Geometry {
+        name: "4096-too-small",
+        disk_size: 64 << 20,
+        sector_size: 4096,
+        part_start: 0x100000,
+        part_size: 51 << 20,
+    };
+    let e = s390tools::zipl_prepare(
+        &cache(),
+        &ZiplJob {
+            helper_kernel: &kernel,
+            dump_image: &image,
+            dump_initrd: Some(&initrd),
+            disk: &dir.join(format!("zipl-{}.img", small.name)),
+            disk_size: small.disk_size,
+            sector_size: small.sector_size,
+            part_start: small.part_start,
+            part_size: small.part_size,
+            offline: false,
+        },
+    )
+    .unwrap_err();
+    let e = format!("{e:#}");
+    assert!(e.contains("Partition too small for dump tool"), "{e}");
+    assert!(e.contains("zipl-console.log"), "{e}");
+    let out = Command::new(env!("CARGO"))
+        .args(["run", "-q", "-p", "zfcpdump-disk", "--", "prepare"])
+        .arg(dir.join(format!("prepare-{}.img", small.name)))
+        .args([
+            "--size",
+            &small.disk_size.to_string(),
+            "--sector-size",
+            "4096",
+        ])
+        .args(["--part-size", &small.part_size.to_string()])
+        .arg("--image")
+        .arg(&image)
+        .arg("--initrd")
+        .arg(&initrd)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && text.contains("Partition too small for dump tool"),
+        "zfcpdump-disk prepare accepted a partition that zipl refuses: {text}"
+    );
+
     assert!(
         differ.is_empty(),
         "zfcpdump-disk prepare differs from real zipl:\n{}\n{report}",
