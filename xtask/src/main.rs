@@ -4,10 +4,12 @@
 
 mod agent;
 mod archive;
+mod bench;
 mod boot;
 mod budget;
 mod ci;
 mod dist;
+mod e2e;
 mod fetch;
 mod initramfs;
 mod kconfig;
@@ -46,10 +48,15 @@ enum Task {
     Size(dist::SizeArgs),
     /// Install dist artifacts under the names zipl looks for
     Install(dist::InstallArgs),
+    /// Time the agent's copy path against dd and cp (page cache, fsync)
+    Bench(bench::BenchArgs),
     /// Boot the dist artifacts under qemu-system-s390x (smoke test)
     Boot(boot::BootArgs),
     /// Bring everything a build needs into local caches, for --offline
     Fetch(fetch::FetchArgs),
+    /// End to end under qemu-system-s390x: real zipl prepares the disks, the
+    /// qemu profile's dump tool dumps, zgetdump and zfcpdump-disk check
+    E2e(e2e::E2eArgs),
     /// Run everything CI runs (README's test command)
     Test(ci::TestArgs),
 }
@@ -93,7 +100,9 @@ fn main() -> ExitCode {
         Task::Size(a) => dist::size(&a),
         Task::Install(a) => dist::install(&a),
         Task::Boot(a) => boot::run(&a),
+        Task::Bench(a) => bench::run(&a),
         Task::Fetch(a) => fetch::run(&a),
+        Task::E2e(a) => e2e::run(&a),
         Task::Test(a) => ci::run(&a),
     };
     match res {
