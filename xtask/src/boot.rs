@@ -67,12 +67,8 @@ impl Outcome {
 }
 
 impl Boot<'_> {
-    pub fn command(&self) -> Command {
-        self.command_with(&[])
-    }
-
-    /// [`Boot::command`] plus `extra` QEMU arguments at the end, e.g. a QMP
-    /// socket or another `-action`.
+    /// The QEMU command line, with `extra` arguments at the end (e.g. a QMP
+    /// socket or another `-action`).
     pub fn command_with(&self, extra: &[String]) -> Command {
         let mut c = Command::new("qemu-system-s390x");
         c.args([
@@ -118,7 +114,7 @@ impl Boot<'_> {
         self.run_with(&[])
     }
 
-    /// [`Boot::run`] with extra QEMU arguments (see [`Boot::command_with`]).
+    /// [`Boot::run`] with extra QEMU arguments at the end of the command line.
     pub fn run_with(&self, extra: &[String]) -> Result<Outcome> {
         if let Some(dir) = self.log.parent() {
             fs::create_dir_all(dir)?;

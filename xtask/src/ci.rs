@@ -147,6 +147,12 @@ pub fn run(args: &TestArgs) -> Result<()> {
                 &["boot", "--no-provision", "--set", &set],
             );
         }
+        // Real zipl prepares the disks, the qemu profile's dump tool dumps,
+        // zgetdump and zfcpdump-disk check; negative runs leave disks intact.
+        r.xtask(
+            "end to end under QEMU (qemu profile)",
+            &["e2e", "--no-provision"],
+        );
         // PID 1 must never die: a panic traps (SIGILL), and the handler
         // still prints the verdict and powers off (QEMU exit 0, no panic).
         r.xtask(
