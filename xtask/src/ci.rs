@@ -44,6 +44,10 @@ impl Runner {
             .envs(self.envs.iter().map(|(k, v)| (k, v)))
             .status()
             .is_ok_and(|s| s.success());
+        self.record(name, ok, t)
+    }
+
+    fn record(&mut self, name: &str, ok: bool, t: Instant) -> bool {
         let secs = t.elapsed().as_secs_f64();
         eprintln!(
             "<== {name}: {} in {secs:.0}s",
@@ -66,17 +70,7 @@ impl Runner {
             eprintln!("error: {e:#}");
         }
         let ok = res.is_ok();
-        let secs = t.elapsed().as_secs_f64();
-        eprintln!(
-            "<== {name}: {} in {secs:.0}s",
-            if ok { "ok" } else { "FAILED" }
-        );
-        self.steps.push(Step {
-            name: name.into(),
-            ok,
-            secs,
-        });
-        ok
+        self.record(name, ok, t)
     }
 
     fn cargo(&mut self, name: &str, args: &[&str]) -> bool {
@@ -92,12 +86,7 @@ impl Runner {
 pub fn run(args: &TestArgs) -> Result<()> {
     let t = Instant::now();
     let root = util::project_root();
-    let needs: Vec<&provision::Need> = provision::BUILD
-        .iter()
-        .chain(provision::TEST)
-        .chain([&provision::KERNEL_SOURCE])
-        .collect();
-    provision::ensure(&needs, provision::TEST_COMPONENTS, !args.no_provision)?;
+    provision::ensure_all(!args.no_provision)?;
 
     let exe = util::cache_dir(&root).join("ci").join("xtask");
     let own = std::fs::read(std::env::current_exe()?)?;

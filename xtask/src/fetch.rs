@@ -18,12 +18,7 @@ pub struct FetchArgs {
 pub fn run(args: &FetchArgs) -> Result<()> {
     let root = util::project_root();
     // Host packages, the kernel source tarball and rustup components.
-    let needs: Vec<&provision::Need> = provision::BUILD
-        .iter()
-        .chain(provision::TEST)
-        .chain([&provision::KERNEL_SOURCE])
-        .collect();
-    provision::ensure(&needs, provision::TEST_COMPONENTS, !args.no_provision)?;
+    provision::ensure_all(!args.no_provision)?;
 
     eprintln!("[fetch] crates of the workspace (Cargo.lock)");
     cargo(

@@ -119,6 +119,12 @@ fn missing_components(wanted: &[&'static str]) -> Vec<&'static str> {
         .collect()
 }
 
+/// Everything: the build, the tests, the default kernel source.
+pub fn ensure_all(allowed: bool) -> Result<()> {
+    let needs: Vec<&Need> = BUILD.iter().chain(TEST).chain([&KERNEL_SOURCE]).collect();
+    ensure(&needs, TEST_COMPONENTS, allowed)
+}
+
 /// Ensures `needs` are present. With `allowed`, installs what is missing
 /// where it can; otherwise fails listing what is missing and the command.
 pub fn ensure(needs: &[&Need], components: &[&'static str], allowed: bool) -> Result<()> {

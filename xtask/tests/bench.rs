@@ -3,31 +3,11 @@
 //! work directory is gone afterwards. The timings themselves are not checked:
 //! at this size they are noise.
 
-use std::path::{Path, PathBuf};
+mod common;
+
+use common::{text, xtask};
+
 use std::process::{Command, Output};
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .into()
-}
-
-fn xtask(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("run xtask")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 #[test]
 fn small_bench_reports_every_contender_and_cleans_up() {

@@ -2,36 +2,16 @@
 //! cross compiler. They share the stage cache with `cargo xtask dist`, so
 //! CI compiles each distinct kernel configuration once.
 
+mod common;
+
+use common::{root, text, xtask};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 use std::sync::Mutex;
 use std::{fs, time::SystemTime};
 
 /// Stages write into one shared cache; run these tests one at a time.
 static CACHE: Mutex<()> = Mutex::new(());
-
-fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .into()
-}
-
-fn xtask(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(args)
-        .current_dir(root())
-        .output()
-        .expect("run xtask")
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
 
 /// The `O=` directory named by `[kernel] up to date: .../arch/s390/boot/bzImage`.
 fn build_dir(out: &str) -> PathBuf {
