@@ -7,8 +7,6 @@ mod common;
 
 use common::{text, xtask};
 
-use std::process::{Command, Output};
-
 #[test]
 fn small_bench_reports_every_contender_and_cleans_up() {
     let d = tempfile::tempdir().unwrap();
