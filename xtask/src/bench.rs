@@ -1,5 +1,7 @@
 //! `bench`: times the agent's copy path against `dd bs=64K`, `dd bs=1M` and
-//! `cp` on the same generated vmcores, in the same run (issues 3 and 6).
+//! `cp` on the same generated vmcores, in the same run (issues 3 and 6), and
+//! the agent with zero-page elision (`zero_page_elision = true` through
+//! `--config`) as a fifth contender.
 //!
 //! Method, chosen so that the contenders differ only in how they copy:
 //! - The source is read once before timing, so every contender reads it from
@@ -95,14 +97,20 @@ enum Contender {
     Dd64K,
     Dd1M,
     Cp,
+    /// The agent with zero-page elision.
+    AgentElided,
 }
 
-const CONTENDERS: [Contender; 4] = [
+const CONTENDERS: [Contender; 5] = [
     Contender::Agent,
     Contender::Dd64K,
     Contender::Dd1M,
     Contender::Cp,
+    Contender::AgentElided,
 ];
+
+/// The config file that turns zero-page elision on.
+const ELIDE_CONF: &str = "zero_page_elision = true\n";
 
 impl Contender {
     fn name(self) -> &'static str {
@@ -111,6 +119,7 @@ impl Contender {
             Contender::Dd64K => "dd bs=64K",
             Contender::Dd1M => "dd bs=1M",
             Contender::Cp => "cp + sync",
+            Contender::AgentElided => "agent, elided",
         }
     }
 
@@ -121,7 +130,14 @@ impl Contender {
             Contender::Dd64K => "dd_64k",
             Contender::Dd1M => "dd_1m",
             Contender::Cp => "cp",
+            Contender::AgentElided => "agent_elided",
         }
+    }
+}
+
+impl Contender {
+    fn is_agent(self) -> bool {
+        matches!(self, Contender::Agent | Contender::AgentElided)
     }
 }
 
@@ -403,6 +419,8 @@ struct Bench {
     disk_img: PathBuf,
     dd_target: PathBuf,
     cp_target: PathBuf,
+    /// The agent's config file for the elided contender.
+    elide_conf: PathBuf,
     /// `--reflink=never` where cp could share extents instead of copying.
     cp_args: Vec<&'static str>,
     peak_disk: u64,
@@ -421,6 +439,8 @@ impl Bench {
         let initrd = w.join("zfcpdump.rd");
         fs::File::create(&image)?.set_len(TOOL_IMAGE_SIZE)?;
         fs::File::create(&initrd)?.set_len(TOOL_INITRD_SIZE)?;
+        let elide_conf = w.join("elide.conf");
+        fs::write(&elide_conf, ELIDE_CONF)?;
         let cp_args = if reflink_capable(&w) {
             vec!["--reflink=never"]
         } else {
@@ -434,6 +454,7 @@ impl Bench {
             disk_img: w.join("disk.img"),
             dd_target: w.join("dd.target"),
             cp_target: w.join("cp.target"),
+            elide_conf,
             cp_args,
             peak_disk: 0,
             work,
@@ -499,7 +520,7 @@ impl Bench {
         })
     }
 
-    fn agent_cmd(&self, src: &Source) -> Command {
+    fn agent_cmd(&self, src: &Source, elide: bool) -> Command {
         let mut c = Command::new(&self.tools.agent);
         c.arg("--root")
             .arg(&self.root)
@@ -508,6 +529,9 @@ impl Bench {
             .arg("--disk")
             .arg(&self.disk_img)
             .args(["--hsa-size", HSA_SIZE, "--sector-size", "512"]);
+        if elide {
+            c.arg("--config").arg(&self.elide_conf);
+        }
         c
     }
 
@@ -528,6 +552,11 @@ impl Bench {
                 "zfcpdump-agent --root ROOT --source VMCORE --disk disk.img --hsa-size {HSA_SIZE} \
                  --sector-size 512"
             ),
+            Contender::AgentElided => format!(
+                "zfcpdump-agent --root ROOT --source VMCORE --disk disk.img --hsa-size {HSA_SIZE} \
+                 --sector-size 512 --config elide.conf  (elide.conf: {})",
+                ELIDE_CONF.trim()
+            ),
             Contender::Dd64K | Contender::Dd1M => format!(
                 "dd if=VMCORE of=TARGET bs={} seek=DUMP_OFFSET oflag=seek_bytes \
                  conv=fsync,notrunc",
@@ -546,7 +575,7 @@ impl Bench {
     /// with `zfcpdump-disk status` afterwards (untimed).
     fn run_one(&mut self, c: Contender, src: &Source, verify: bool) -> Result<Run> {
         let target = match c {
-            Contender::Agent => {
+            Contender::Agent | Contender::AgentElided => {
                 self.prepare_disk(src.disk.size)?;
                 self.disk_img.clone()
             }
@@ -563,7 +592,8 @@ impl Bench {
         sync_fs(&self.work.path)?;
         let t = Instant::now();
         let out = match c {
-            Contender::Agent => self.agent_cmd(src).output(),
+            Contender::Agent => self.agent_cmd(src, false).output(),
+            Contender::AgentElided => self.agent_cmd(src, true).output(),
             Contender::Dd64K => self.dd_cmd(src, "64K").output(),
             Contender::Dd1M => self.dd_cmd(src, "1M").output(),
             Contender::Cp => {
@@ -581,13 +611,22 @@ impl Bench {
         let elapsed = t.elapsed();
         check_output(c.name(), &out)?;
         let mut rss_kib = None;
-        if c == Contender::Agent {
+        if c.is_agent() {
             let err = String::from_utf8_lossy(&out.stderr);
             ensure!(
                 err.contains("\nDump successful\n"),
                 "the agent did not report success:\n{err}"
             );
             rss_kib = parse_peak_rss(&err);
+            ensure!(
+                (c == Contender::AgentElided) == err.contains("\nzero-page elision: "),
+                "zero-page elision was {} expected:\n{err}",
+                if c == Contender::AgentElided {
+                    ""
+                } else {
+                    "not "
+                }
+            );
             if verify {
                 let st = Command::new(&self.tools.disk)
                     .arg("status")
@@ -772,6 +811,9 @@ const NOTES: &[&str] = &[
      but it reads a file. HSA and zcore read speed cannot be measured on this machine \
      (no /proc/vmcore from an FCP dump).",
     "dd and cp are the baseline on the same files in the same run.",
+    "`agent, elided` is the agent with zero_page_elision = true (its --config file): all-zero \
+     pages are not written. Its MB/s counts the whole vmcore, like the others: the rate at \
+     which a machine's memory is dumped. Its runs count in the peak RSS too.",
 ];
 
 fn render(r: &Report, commands: &[(String, String)]) -> String {
@@ -814,6 +856,22 @@ fn render(r: &Report, commands: &[(String, String)]) -> String {
                     c.stats.median,
                     format!("{:.0}-{:.0}", c.stats.min, c.stats.max),
                     c.ratio_to_dd_1m
+                ),
+            );
+        }
+        let median = |key: &str| {
+            f.contenders
+                .iter()
+                .find(|c| c.key == key)
+                .map(|c| c.stats.median)
+        };
+        if let (Some(exact), Some(elided)) = (median("agent"), median("agent_elided")) {
+            push(
+                &mut s,
+                format!(
+                    "{:<7} agent, elided / agent: {:.2}x",
+                    "",
+                    elided / exact.max(1e-9)
                 ),
             );
         }
@@ -1098,14 +1156,14 @@ mod tests {
     fn rounds_rotate_through_every_position() {
         assert_eq!(round_order(0)[0], Contender::Agent);
         assert_eq!(round_order(1)[0], Contender::Dd64K);
-        assert_eq!(round_order(4), round_order(0));
+        assert_eq!(round_order(5), round_order(0));
         for c in CONTENDERS {
-            let positions: Vec<_> = (0..4)
+            let positions: Vec<_> = (0..5)
                 .map(|r| round_order(r).iter().position(|&x| x == c).unwrap())
                 .collect();
             let mut sorted = positions.clone();
             sorted.sort();
-            assert_eq!(sorted, [0, 1, 2, 3], "{c:?}");
+            assert_eq!(sorted, [0, 1, 2, 3, 4], "{c:?}");
         }
     }
 

@@ -35,6 +35,8 @@ fn small_bench_reports_every_contender_and_cleans_up() {
         "dd bs=64K",
         "dd bs=1M",
         "cp + sync",
+        "agent, elided",
+        "agent, elided / agent: ",
         "agent peak RSS",
         "cannot be measured on this machine",
         "10^6 bytes",
@@ -52,14 +54,15 @@ fn small_bench_reports_every_contender_and_cleans_up() {
     for r in results {
         let cs = r["contenders"].as_array().unwrap();
         let keys: Vec<_> = cs.iter().map(|c| c["key"].as_str().unwrap()).collect();
-        assert_eq!(keys, ["agent", "dd_64k", "dd_1m", "cp"]);
+        assert_eq!(keys, ["agent", "dd_64k", "dd_1m", "cp", "agent_elided"]);
         for c in cs {
             let runs = c["mb_per_s"].as_array().unwrap();
             assert_eq!(runs.len(), 5);
             assert!(runs.iter().all(|x| x.as_f64().unwrap() > 0.0));
         }
         assert_eq!(cs[2]["ratio_to_dd_1m"].as_f64().unwrap(), 1.0);
-        assert_eq!(r["agent_peak_rss_kib"].as_array().unwrap().len(), 5);
+        // The byte-exact and the elided agent, 5 runs each.
+        assert_eq!(r["agent_peak_rss_kib"].as_array().unwrap().len(), 10);
     }
     assert!(v["rss_probe"]["peak_rss_kib"].as_u64().unwrap() > 0);
 
