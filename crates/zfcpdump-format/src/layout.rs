@@ -35,7 +35,9 @@
 //! boot_info pointer and never assume this position.
 //!
 //! The program table pointer in the MBR follows from the same model (the block
-//! before the superblock); its value was not checked against real zipl.
+//! before the superblock). `cargo xtask e2e` and xtask/tests/s390tools.rs
+//! compare every byte of zipl 2.16's metadata (MBR, DOS table, program and
+//! component tables, superblock) with this layout on 512- and 4096-byte disks.
 
 use crate::csum::CSUM_SIZE;
 use crate::mbr::{BlockPtr, DOS_SECTOR_SIZE, DOS_TYPE_LINUX, DosPartition, ZIPL_MAGIC, ZiplMbr};
