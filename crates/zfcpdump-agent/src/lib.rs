@@ -12,6 +12,7 @@
 pub mod cmdline;
 pub mod copy;
 pub mod disk;
+pub mod elide;
 pub mod error;
 pub mod ipl;
 pub mod log;
@@ -94,7 +95,7 @@ pub struct Summary {
     pub disk: PathBuf,
     /// The dump partition's number.
     pub partition: u32,
-    /// Bytes copied (the vmcore's size).
+    /// Bytes written: the vmcore's size, or the elided dump's.
     pub bytes: u64,
     /// Bytes copied from HSA-backed ranges before the HSA release.
     pub hsa_bytes: u64,
@@ -108,6 +109,8 @@ pub struct Summary {
     pub csum: u32,
     /// Wall time of the copy in milliseconds.
     pub copy_ms: u64,
+    /// What zero-page elision did, when it was used.
+    pub elision: Option<zfcpdump_format::elide::ElideStats>,
 }
 
 /// Runs a dump against `env`, writing through a plain `File`.
@@ -268,6 +271,10 @@ pub fn run_with<T: DumpTarget>(
     let (hsa_size, hsa_simulated) = hsa_size(env, &cmd);
     let plan = copy_plan(&vm.phdrs, copy_len, hsa_size)
         .map_err(|e| DumpError::new(Step::Vmcore, e.to_string()))?;
+    let elided = cfg
+        .zero_page_elision
+        .then(|| elide::plan_for(&vm, copy_len, hsa_size, sb.dump_size, log))
+        .flatten();
     drop(vm);
 
     // 7. Busy marker, then the checksum that now covers it.
@@ -281,23 +288,44 @@ pub fn run_with<T: DumpTarget>(
     info!(log, "busy marker written");
 
     // 8. The copy: HSA ranges, HSA release, the rest, the ELF header last.
-    let mut buf = vec![0u8; COPY_BUF_SIZE];
-    let mut progress = Progress::new(log, copy_len, cfg.progress_interval_s);
     let started = Instant::now();
     let mut release = || {
         release_hsa(env, hsa_size, hsa_simulated);
         Ok(())
     };
-    let stats = execute_plan(
-        &mut FileSource(&src_file),
-        &mut target,
-        area.start,
-        &plan,
-        &mut buf,
-        &mut progress,
-        &mut release,
-        log,
-    )?;
+    let mut buf = vec![0u8; COPY_BUF_SIZE];
+    let (stats, elision) = if let Some(ep) = &elided {
+        let mut progress = Progress::new(log, ep.input_bytes(), cfg.progress_interval_s);
+        let s = elide::execute_elided(
+            &mut FileSource(&src_file),
+            &mut target,
+            area.start,
+            ep,
+            &mut buf,
+            &mut progress,
+            &mut release,
+            log,
+        )?;
+        info!(log, "{}", elide::summary_line(&s, ep));
+        let stats = copy::CopyStats {
+            bytes: s.file_size,
+            hsa_bytes: ep.parts.iter().filter(|p| p.hsa).map(|p| p.len()).sum(),
+        };
+        (stats, Some(s))
+    } else {
+        let mut progress = Progress::new(log, copy_len, cfg.progress_interval_s);
+        let stats = execute_plan(
+            &mut FileSource(&src_file),
+            &mut target,
+            area.start,
+            &plan,
+            &mut buf,
+            &mut progress,
+            &mut release,
+            log,
+        )?;
+        (stats, None)
+    };
     target
         .sync()
         .ctx(Step::Copy, || format!("fsync of {}", disk_path.display()))?;
@@ -318,6 +346,7 @@ pub fn run_with<T: DumpTarget>(
         cpus,
         csum,
         copy_ms,
+        elision,
     })
 }
 

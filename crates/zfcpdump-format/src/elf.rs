@@ -807,9 +807,15 @@ impl Vmcore {
     }
 }
 
+/// Sorts ranges by start, then end. The one sort of the crate: each sort
+/// instance costs the agent's static binary a few KB.
+pub(crate) fn sort_ranges(r: &mut [Range<u64>]) {
+    r.sort_by_key(|x| (x.start, x.end));
+}
+
 /// Sorts and merges overlapping or touching ranges in place.
 pub(crate) fn merge_ranges(r: &mut Vec<Range<u64>>) {
-    r.sort_by_key(|x| (x.start, x.end));
+    sort_ranges(r);
     let mut out: Vec<Range<u64>> = Vec::with_capacity(r.len());
     for x in r.drain(..) {
         match out.last_mut() {

@@ -16,6 +16,7 @@
 //! - [`busy`]: the "dump in progress" marker.
 //! - [`elf`]: a bounded reader for the vmcore ELF (header, program headers, notes).
 //! - [`plan`]: the order in which the agent copies the vmcore.
+//! - [`elide`]: the layout of a dump without its all-zero pages (opt-in).
 //! - [`config`]: the agent's `/etc/zfcpdump.conf`.
 //! - [`layout`]: what `zipl --dumpto` writes, for preparing disk images.
 #![forbid(unsafe_code)]
@@ -26,6 +27,7 @@ mod bytes;
 pub mod config;
 pub mod csum;
 pub mod elf;
+pub mod elide;
 pub mod layout;
 pub mod mbr;
 pub mod plan;
