@@ -1327,7 +1327,7 @@ mod tests {
 
     const GOOD: &str = "\
 [    0.29] Run /init as init process
-zfcpdump-agent 0.1.0: writing the dump to the IPL SCSI disk
+zfcpdump-agent 0.1.0: writing the dump (PID 1)
 busy marker written
 copy HSA-backed range 0x3000..0x403000 (4096 KiB)
 HSA release (simulated HSA of 0x400000 bytes: nothing written)

@@ -134,10 +134,7 @@ pub fn run_with<T: DumpTarget>(
     // 1. Mounts (PID 1 only).
     if env.pid1 {
         sys::mount_all(log)?;
-        info!(
-            log,
-            "zfcpdump-agent {VERSION}: writing the dump to the IPL SCSI disk"
-        );
+        info!(log, "zfcpdump-agent {VERSION}: writing the dump (PID 1)");
     } else {
         info!(
             log,
