@@ -16,7 +16,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::kernel::{Inputs, key_of};
+use crate::cache::{self, Inputs, key_of};
 use crate::profile::Profile;
 use crate::util;
 
@@ -153,7 +153,29 @@ impl<'a> Stage<'a> {
         Ok(rec.filter(|r| r.key == key && r.binary.is_file()))
     }
 
+    /// Which inputs differ from this profile's last run of the stage.
+    pub fn why(&self) -> Result<String> {
+        Ok(
+            cache::why_changed(&self.cache, &self.profile.name, &self.inputs()?)
+                .unwrap_or_else(|| "its output is missing".into()),
+        )
+    }
+
+    fn remember_inputs(&self) -> Result<()> {
+        cache::write_json(
+            &cache::last_inputs_path(&self.cache, &self.profile.name),
+            &self.inputs()?,
+        )
+    }
+
     pub fn run(&self) -> Result<AgentRecord> {
+        let rec = self.produce()?;
+        self.remember_inputs()?;
+        Ok(rec)
+    }
+
+    /// The cached record, or a fresh build.
+    fn produce(&self) -> Result<AgentRecord> {
         if let Some(rec) = self.cached()? {
             eprintln!(
                 "[agent] up to date: {} ({} bytes)",

@@ -406,20 +406,21 @@ pub fn plan(args: &ProfileArgs) -> Result<()> {
             Some(rec)
         }
         None => {
-            println!("agent: will rebuild: sources, toolchain or flags changed, or never built");
+            println!("agent: will rebuild: {}", a.why()?);
             None
         }
     };
     match agent {
-        Some(rec) => match initramfs::Stage::new(&root, &profile, &rec).cached()? {
-            Some(i) => println!(
-                "initramfs: up to date ({} bytes, {})",
-                i.rd_size, i.compression
-            ),
-            None => {
-                println!("initramfs: will rebuild: rootfs, agent, config or compression changed")
+        Some(rec) => {
+            let st = initramfs::Stage::new(&root, &profile, &rec);
+            match st.cached()? {
+                Some(i) => println!(
+                    "initramfs: up to date ({} bytes, {})",
+                    i.rd_size, i.compression
+                ),
+                None => println!("initramfs: will rebuild: {}", st.why()?),
             }
-        },
+        }
         None => println!("initramfs: will rebuild: the agent will be rebuilt"),
     }
     println!(

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent::AgentRecord;
 use crate::archive::{Archive, Kind, Record};
-use crate::kernel::{Inputs, key_of, source_date_epoch, stays_inside};
+use crate::cache::{self, Inputs, key_of};
+use crate::kernel::{source_date_epoch, stays_inside};
 use crate::profile::{Compression, Profile};
 use crate::util;
 
@@ -232,7 +233,29 @@ impl<'a> Stage<'a> {
         Ok(rec.filter(|r| r.key == key && r.rd.is_file()))
     }
 
+    /// Which inputs differ from this profile's last run of the stage.
+    pub fn why(&self) -> Result<String> {
+        Ok(
+            cache::why_changed(&self.cache, &self.profile.name, &self.inputs()?)
+                .unwrap_or_else(|| "its output is missing".into()),
+        )
+    }
+
+    fn remember_inputs(&self) -> Result<()> {
+        cache::write_json(
+            &cache::last_inputs_path(&self.cache, &self.profile.name),
+            &self.inputs()?,
+        )
+    }
+
     pub fn run(&self) -> Result<InitramfsRecord> {
+        let rec = self.produce()?;
+        self.remember_inputs()?;
+        Ok(rec)
+    }
+
+    /// The cached record, or a fresh build.
+    fn produce(&self) -> Result<InitramfsRecord> {
         if let Some(rec) = self.cached()? {
             eprintln!(
                 "[initramfs] up to date: {} ({} bytes, {})",

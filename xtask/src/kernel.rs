@@ -9,7 +9,6 @@
 //!   in the same .config (e.g. differing only in initrd compression) share
 //!   one compile.
 
-use std::collections::BTreeMap;
 use std::fs;
 use std::io::{BufRead, BufReader, IsTerminal, Write};
 use std::path::{Component, Path, PathBuf};
@@ -19,6 +18,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
+use crate::cache;
 use crate::kconfig::{self, Config, Requirement};
 use crate::profile::Profile;
 use crate::util;
@@ -77,8 +77,8 @@ struct ConfigureRecord {
     config_sha256: String,
 }
 
-/// Inputs of the stage, by name, so that `plan` can say what changed.
-pub type Inputs = BTreeMap<String, String>;
+pub use crate::cache::{Inputs, key_of};
+use crate::cache::{read_json, write_json};
 
 pub struct Stage<'a> {
     pub root: &'a Path,
@@ -284,9 +284,7 @@ impl<'a> Stage<'a> {
     }
 
     fn last_inputs_path(&self) -> PathBuf {
-        self.cache
-            .join("last")
-            .join(format!("{}.json", self.profile.name))
+        cache::last_inputs_path(&self.cache, &self.profile.name)
     }
 
     fn build_dir(&self, compile_key: &str) -> PathBuf {
@@ -317,29 +315,7 @@ impl<'a> Stage<'a> {
     }
 
     fn why_changed(&self, inputs: &Inputs) -> Option<String> {
-        let Some(last) = read_json::<Inputs>(&self.last_inputs_path()) else {
-            return Some(format!(
-                "no earlier build of profile {:?} in {}",
-                self.profile.name,
-                self.cache.display()
-            ));
-        };
-        let mut diffs = Vec::new();
-        for (k, v) in inputs {
-            match last.get(k) {
-                None => diffs.push(format!("{k} added")),
-                Some(old) if old != v => diffs.push(format!("{k} changed")),
-                _ => {}
-            }
-        }
-        for k in last.keys().filter(|k| !inputs.contains_key(*k)) {
-            diffs.push(format!("{k} removed"));
-        }
-        if diffs.is_empty() {
-            None
-        } else {
-            Some(diffs.join(", "))
-        }
+        cache::why_changed(&self.cache, &self.profile.name, inputs)
     }
 
     /// The record of a finished compile, if its outputs are still there.
@@ -617,18 +593,6 @@ fn git_commit(dir: &Path) -> Option<String> {
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-pub fn key_of(inputs: &Inputs) -> String {
-    util::sha256_bytes(&serde_json::to_vec(inputs).expect("inputs serialize"))
-}
-
-fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Option<T> {
-    serde_json::from_slice(&fs::read(path).ok()?).ok()
-}
-
-fn write_json<T: Serialize>(path: &Path, v: &T) -> Result<()> {
-    util::write_atomic(path, &serde_json::to_vec_pretty(v)?)
 }
 
 /// Unpacks a kernel tarball once into `dest` and returns the source root.

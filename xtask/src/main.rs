@@ -7,6 +7,7 @@ mod archive;
 mod bench;
 mod boot;
 mod budget;
+mod cache;
 mod ci;
 mod dist;
 mod e2e;
