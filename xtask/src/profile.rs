@@ -411,7 +411,7 @@ fn check_text(text: &str) -> Result<(), toml::de::Error> {
 
 /// Child values override parent values; tables merge recursively, except
 /// `kernel.fragments`, which accumulates so that a profile can add to its
-/// parent's fragments.
+/// parent's fragments, and `kernel.source`, which is replaced whole.
 fn merge(into: &mut toml::Table, from: toml::Table) {
     merge_at(into, from, "")
 }
@@ -424,7 +424,11 @@ fn merge_at(into: &mut toml::Table, from: toml::Table, prefix: &str) {
             format!("{prefix}.{k}")
         };
         match (into.get_mut(&k), v) {
-            (Some(toml::Value::Table(a)), toml::Value::Table(b)) => merge_at(a, b, &path),
+            // A child's source replaces its parent's: a `dir` must not
+            // inherit the parent's `tarball`.
+            (Some(toml::Value::Table(a)), toml::Value::Table(b)) if path != "kernel.source" => {
+                merge_at(a, b, &path)
+            }
             (Some(toml::Value::Array(a)), toml::Value::Array(b)) if path == "kernel.fragments" => {
                 for item in b {
                     if !a.contains(&item) {
@@ -593,6 +597,23 @@ fragments = ["zfcpdump.config"]
             "{tarball:?}"
         );
         assert!(tarball.is_absolute());
+    }
+
+    #[test]
+    fn child_source_replaces_the_parents() {
+        let d = root_with(&[
+            ("profiles/default.toml", BASE),
+            (
+                "profiles/dir.toml",
+                "extends = \"default\"\n[kernel]\nsource = { dir = \"/src/linux\" }\n",
+            ),
+        ]);
+        let p = load(d.path(), "dir", &[]).unwrap();
+        assert_eq!(
+            p.kernel.source.dir.as_deref(),
+            Some(Path::new("/src/linux"))
+        );
+        assert_eq!(p.kernel.source.tarball, None);
     }
 
     #[test]
