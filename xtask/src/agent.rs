@@ -16,7 +16,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::cache::{self, Inputs, key_of};
+use crate::cache::{Inputs, Lookup, Slot};
 use crate::profile::Profile;
 use crate::util;
 
@@ -140,51 +140,37 @@ impl<'a> Stage<'a> {
             .replace(&self.root.display().to_string(), "<root>")
     }
 
-    fn record_path(&self, key: &str) -> PathBuf {
-        self.cache.join(&key[..16]).join("stage.json")
+    fn slot(&self) -> Result<Slot> {
+        Ok(Slot::new(&self.cache, &self.profile.name, self.inputs()?))
     }
 
-    /// The cached record when the inputs are unchanged.
-    pub fn cached(&self) -> Result<Option<AgentRecord>> {
-        let key = key_of(&self.inputs()?);
-        let rec: Option<AgentRecord> = fs::read(self.record_path(&key))
-            .ok()
-            .and_then(|d| serde_json::from_slice(&d).ok());
-        Ok(rec.filter(|r| r.key == key && r.binary.is_file()))
+    fn check(slot: &Slot) -> Lookup<AgentRecord> {
+        slot.lookup(|r: &AgentRecord| r.key == slot.key && r.binary.is_file())
     }
 
-    /// Which inputs differ from this profile's last run of the stage.
-    pub fn why(&self) -> Result<String> {
-        Ok(
-            cache::why_changed(&self.cache, &self.profile.name, &self.inputs()?)
-                .unwrap_or_else(|| "its output is missing".into()),
-        )
-    }
-
-    fn remember_inputs(&self) -> Result<()> {
-        cache::write_json(
-            &cache::last_inputs_path(&self.cache, &self.profile.name),
-            &self.inputs()?,
-        )
+    /// The cached record when the inputs are unchanged, else why not.
+    pub fn lookup(&self) -> Result<Lookup<AgentRecord>> {
+        Ok(Self::check(&self.slot()?))
     }
 
     pub fn run(&self) -> Result<AgentRecord> {
-        let rec = self.produce()?;
-        self.remember_inputs()?;
+        let slot = self.slot()?;
+        let rec = match Self::check(&slot) {
+            Lookup::Hit(rec) => {
+                eprintln!(
+                    "[agent] up to date: {} ({} bytes)",
+                    rec.binary.display(),
+                    rec.size
+                );
+                rec
+            }
+            Lookup::Miss { .. } => self.build(&slot)?,
+        };
+        slot.remember()?;
         Ok(rec)
     }
 
-    /// The cached record, or a fresh build.
-    fn produce(&self) -> Result<AgentRecord> {
-        if let Some(rec) = self.cached()? {
-            eprintln!(
-                "[agent] up to date: {} ({} bytes)",
-                rec.binary.display(),
-                rec.size
-            );
-            return Ok(rec);
-        }
-        let key = key_of(&self.inputs()?);
+    fn build(&self, slot: &Slot) -> Result<AgentRecord> {
         let t = Instant::now();
         if rust_src().is_none() {
             bail!("the rust-src component is missing: rustup component add rust-src");
@@ -234,18 +220,17 @@ impl<'a> Stage<'a> {
             .join(PACKAGE);
         let data = fs::read(&built).with_context(|| format!("cannot read {}", built.display()))?;
         check_static(&data, &built)?;
-        let dir = self.cache.join(&key[..16]);
-        let binary = dir.join(PACKAGE);
+        let binary = slot.dir().join(PACKAGE);
         util::write_atomic(&binary, &data)?;
         set_executable(&binary)?;
         let rec = AgentRecord {
-            key: key.clone(),
+            key: slot.key.clone(),
             binary,
             size: data.len() as u64,
             sha256: util::sha256_bytes(&data),
-            rustc: Self::rustc_version()?,
+            rustc: slot.inputs["rustc"].clone(),
         };
-        util::write_atomic(&self.record_path(&key), &serde_json::to_vec_pretty(&rec)?)?;
+        slot.store(&rec)?;
         eprintln!(
             "[agent] built in {}: {} bytes, static",
             util::fmt_duration(t.elapsed()),

@@ -7,6 +7,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 use anyhow::Result;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use crate::util;
@@ -52,6 +53,65 @@ pub fn why_changed(stage_cache: &Path, profile: &str, inputs: &Inputs) -> Option
         diffs.push(format!("{k} removed"));
     }
     (!diffs.is_empty()).then(|| diffs.join(", "))
+}
+
+/// One stage's cache slot for one set of inputs, computed once: they give
+/// the key, which names the output directory and its `stage.json` record.
+pub struct Slot {
+    stage_cache: PathBuf,
+    profile: String,
+    pub inputs: Inputs,
+    pub key: String,
+}
+
+/// What a slot holds: a valid record, or why the stage must run.
+pub enum Lookup<T> {
+    Hit(T),
+    Miss { why: String },
+}
+
+impl Slot {
+    pub fn new(stage_cache: &Path, profile: &str, inputs: Inputs) -> Slot {
+        Slot {
+            stage_cache: stage_cache.to_path_buf(),
+            profile: profile.to_string(),
+            key: key_of(&inputs),
+            inputs,
+        }
+    }
+
+    /// Where this key's outputs live.
+    pub fn dir(&self) -> PathBuf {
+        self.stage_cache.join(&self.key[..16])
+    }
+
+    fn record_path(&self) -> PathBuf {
+        self.dir().join("stage.json")
+    }
+
+    /// The stored record if `valid` accepts it (its key matches and its
+    /// outputs still exist); otherwise which inputs changed.
+    pub fn lookup<T: DeserializeOwned>(&self, valid: impl FnOnce(&T) -> bool) -> Lookup<T> {
+        match read_json::<T>(&self.record_path()) {
+            Some(rec) if valid(&rec) => Lookup::Hit(rec),
+            _ => Lookup::Miss {
+                why: why_changed(&self.stage_cache, &self.profile, &self.inputs)
+                    .unwrap_or_else(|| "its output is missing".into()),
+            },
+        }
+    }
+
+    pub fn store<T: Serialize>(&self, rec: &T) -> Result<()> {
+        write_json(&self.record_path(), rec)
+    }
+
+    /// Remembers these inputs as the profile's last run, for `plan`.
+    pub fn remember(&self) -> Result<()> {
+        write_json(
+            &last_inputs_path(&self.stage_cache, &self.profile),
+            &self.inputs,
+        )
+    }
 }
 
 #[cfg(test)]

@@ -196,10 +196,12 @@ pub fn run(args: &TestArgs) -> Result<()> {
 /// cache record.
 fn agent_binary(root: &std::path::Path) -> Result<PathBuf> {
     let profile = crate::profile::load(root, "default", &[])?;
-    let rec = crate::agent::Stage::new(root, &profile, false)
-        .cached()?
-        .context("the agent stage has no record after dist")?;
-    Ok(rec.binary)
+    match crate::agent::Stage::new(root, &profile, false).lookup()? {
+        crate::cache::Lookup::Hit(rec) => Ok(rec.binary),
+        crate::cache::Lookup::Miss { why } => {
+            bail!("the agent stage has no record after dist: {why}")
+        }
+    }
 }
 
 /// The release tarball: its .sha256 matches, it unpacks to exactly the

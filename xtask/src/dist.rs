@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent::{self, AgentRecord};
 use crate::budget::Table;
+use crate::cache::Lookup;
 use crate::initramfs::{self, EntrySize, InitramfsRecord};
 use crate::kernel::{self, KernelRecord};
 use crate::profile::Profile;
@@ -399,29 +400,21 @@ pub fn plan(args: &ProfileArgs) -> Result<()> {
         ),
     }
     println!("  configure key {}", &k.configure_key[..16]);
-    let a = agent::Stage::new(&root, &profile, false);
-    let agent = match a.cached()? {
-        Some(rec) => {
+    match agent::Stage::new(&root, &profile, false).lookup()? {
+        Lookup::Hit(rec) => {
             println!("agent: up to date ({} bytes)", rec.size);
-            Some(rec)
-        }
-        None => {
-            println!("agent: will rebuild: {}", a.why()?);
-            None
-        }
-    };
-    match agent {
-        Some(rec) => {
-            let st = initramfs::Stage::new(&root, &profile, &rec);
-            match st.cached()? {
-                Some(i) => println!(
+            match initramfs::Stage::new(&root, &profile, &rec).lookup()? {
+                Lookup::Hit(i) => println!(
                     "initramfs: up to date ({} bytes, {})",
                     i.rd_size, i.compression
                 ),
-                None => println!("initramfs: will rebuild: {}", st.why()?),
+                Lookup::Miss { why } => println!("initramfs: will rebuild: {why}"),
             }
         }
-        None => println!("initramfs: will rebuild: the agent will be rebuilt"),
+        Lookup::Miss { why } => {
+            println!("agent: will rebuild: {why}");
+            println!("initramfs: will rebuild: the agent will be rebuilt");
+        }
     }
     println!(
         "budget: checked on every build ({} bytes)",

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent::AgentRecord;
 use crate::archive::{Archive, Kind, Record};
-use crate::cache::{self, Inputs, key_of};
+use crate::cache::{Inputs, Lookup, Slot};
 use crate::kernel::{source_date_epoch, stays_inside};
 use crate::profile::{Compression, Profile};
 use crate::util;
@@ -221,52 +221,39 @@ impl<'a> Stage<'a> {
         Ok(i)
     }
 
-    fn record_path(&self, key: &str) -> PathBuf {
-        self.cache.join(&key[..16]).join("stage.json")
+    fn slot(&self) -> Result<Slot> {
+        Ok(Slot::new(&self.cache, &self.profile.name, self.inputs()?))
     }
 
-    pub fn cached(&self) -> Result<Option<InitramfsRecord>> {
-        let key = key_of(&self.inputs()?);
-        let rec: Option<InitramfsRecord> = fs::read(self.record_path(&key))
-            .ok()
-            .and_then(|d| serde_json::from_slice(&d).ok());
-        Ok(rec.filter(|r| r.key == key && r.rd.is_file()))
+    fn check(slot: &Slot) -> Lookup<InitramfsRecord> {
+        slot.lookup(|r: &InitramfsRecord| r.key == slot.key && r.rd.is_file())
     }
 
-    /// Which inputs differ from this profile's last run of the stage.
-    pub fn why(&self) -> Result<String> {
-        Ok(
-            cache::why_changed(&self.cache, &self.profile.name, &self.inputs()?)
-                .unwrap_or_else(|| "its output is missing".into()),
-        )
-    }
-
-    fn remember_inputs(&self) -> Result<()> {
-        cache::write_json(
-            &cache::last_inputs_path(&self.cache, &self.profile.name),
-            &self.inputs()?,
-        )
+    /// The cached record when the inputs are unchanged, else why not.
+    pub fn lookup(&self) -> Result<Lookup<InitramfsRecord>> {
+        Ok(Self::check(&self.slot()?))
     }
 
     pub fn run(&self) -> Result<InitramfsRecord> {
-        let rec = self.produce()?;
-        self.remember_inputs()?;
+        let slot = self.slot()?;
+        let rec = match Self::check(&slot) {
+            Lookup::Hit(rec) => {
+                eprintln!(
+                    "[initramfs] up to date: {} ({} bytes, {})",
+                    rec.rd.display(),
+                    rec.rd_size,
+                    rec.compression
+                );
+                rec
+            }
+            Lookup::Miss { .. } => self.build(&slot)?,
+        };
+        slot.remember()?;
         Ok(rec)
     }
 
-    /// The cached record, or a fresh build.
-    fn produce(&self) -> Result<InitramfsRecord> {
-        if let Some(rec) = self.cached()? {
-            eprintln!(
-                "[initramfs] up to date: {} ({} bytes, {})",
-                rec.rd.display(),
-                rec.rd_size,
-                rec.compression
-            );
-            return Ok(rec);
-        }
+    fn build(&self, slot: &Slot) -> Result<InitramfsRecord> {
         let t = Instant::now();
-        let key = key_of(&self.inputs()?);
         let ar = self.archive()?;
         let mtime = u32::try_from(source_date_epoch()).context("SOURCE_DATE_EPOCH beyond 2106")?;
         let cpio = ar.write(Vec::new(), mtime)?;
@@ -285,10 +272,10 @@ impl<'a> Stage<'a> {
             })
             .collect();
         entries.sort_by(|a, b| b.bytes.cmp(&a.bytes).then(a.path.cmp(&b.path)));
-        let path = self.cache.join(&key[..16]).join("zfcpdump.rd");
+        let path = slot.dir().join("zfcpdump.rd");
         util::write_atomic(&path, &rd)?;
         let rec = InitramfsRecord {
-            key: key.clone(),
+            key: slot.key.clone(),
             rd: path,
             rd_size: rd.len() as u64,
             compression: comp,
@@ -296,7 +283,7 @@ impl<'a> Stage<'a> {
             unpacked_size,
             entries,
         };
-        util::write_atomic(&self.record_path(&key), &serde_json::to_vec_pretty(&rec)?)?;
+        slot.store(&rec)?;
         eprintln!(
             "[initramfs] built in {}: {} entries, cpio {} bytes, {comp} {} bytes",
             util::fmt_duration(t.elapsed()),
