@@ -756,19 +756,7 @@ mod tests {
     /// What the disk held before: never allowed to show up in the output.
     const STALE: u8 = 0xa5;
 
-    /// A tiny deterministic generator, so the property test needs no dependency.
-    struct XorShift(u64);
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            if n == 0 { 0 } else { self.next() % n }
-        }
-    }
+    use crate::testrand::XorShift;
 
     /// A /proc/vmcore-shaped core: header + phdrs padded, notes padded, then
     /// the PT_LOAD data back to back. `loads`: (paddr, vaddr, pages, memsz

@@ -32,6 +32,8 @@ pub mod layout;
 pub mod mbr;
 pub mod plan;
 pub mod superblock;
+#[cfg(test)]
+mod testrand;
 
 /// Size of a page on s390x, and of the ELF header block that the agent writes last.
 pub const PAGE_SIZE: u64 = 4096;

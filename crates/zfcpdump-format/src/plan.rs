@@ -273,19 +273,7 @@ mod tests {
         assert!(copy_plan(&[load(u64::MAX, 0, 2)], 10, 0).is_err());
     }
 
-    /// A tiny deterministic generator, so the property test needs no dependency.
-    struct XorShift(u64);
-    impl XorShift {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        fn below(&mut self, n: u64) -> u64 {
-            if n == 0 { 0 } else { self.next() % n }
-        }
-    }
+    use crate::testrand::XorShift;
 
     #[test]
     fn property_disjoint_exact_cover_in_order() {
