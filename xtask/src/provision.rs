@@ -190,7 +190,7 @@ pub fn ensure(needs: &[&Need], components: &[&'static str], allowed: bool) -> Re
             .args(&comps))?;
     }
     if !pkgs.is_empty() {
-        let is_root = unsafe_free_is_root();
+        let is_root = is_root();
         let mut sh = if is_root {
             Command::new("sh")
         } else if Command::new("sudo")
@@ -235,7 +235,7 @@ fn run(cmd: &mut Command) -> Result<()> {
 }
 
 /// Whether we run as root, read from /proc so no libc call is needed.
-fn unsafe_free_is_root() -> bool {
+fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
