@@ -20,6 +20,14 @@
 //!   and the min-max spread.
 //! - Only one vmcore and one target exist at a time: the space it needs is
 //!   about twice the vmcore, stated and checked before anything is written.
+//!
+//! Every vmcore is timed twice: with the page cache as the target (what the
+//! copy costs in CPU), and with the writes limited to `--device-mbps` (800
+//! MB/s by default, about an 8 Gb/s FCP link) through a block-I/O cgroup
+//! ([`throttle`]), a model of the real dump disk. The limited section needs
+//! root; without it the table says why it is missing.
+
+mod throttle;
 
 use std::fs;
 use std::io::Read;
@@ -34,6 +42,7 @@ use serde::Serialize;
 
 use crate::profile::parse_size;
 use crate::util;
+use throttle::Throttle;
 
 const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
@@ -58,6 +67,11 @@ const DISK_EXTRA: u64 = 65 * MIB;
 const VMCORE_OVERHEAD: u64 = MIB;
 /// File system metadata and anything else the run writes.
 const FS_SLACK: u64 = 64 * MIB;
+/// The default device limit, about what an 8 Gb/s FCP link carries.
+const DEFAULT_DEVICE_MBPS: u64 = 800;
+/// Above this size the device-limited section runs only when asked for:
+/// at 800 MB/s it would outlast the bench's 10 minutes.
+const DEFAULT_DEVICE_MAX_SIZE: u64 = 2 * GIB;
 /// A small vmcore run once, untimed, so the agent's peak RSS is seen at two
 /// sizes in every run.
 const PROBE_MAX: u64 = 64 * MIB;
@@ -79,6 +93,12 @@ pub struct BenchArgs {
     /// needs the free space stated at the start
     #[arg(long, value_name = "DIR")]
     pub dir: Option<PathBuf>,
+    /// Also time every contender with writes to the disk limited to this
+    /// many MB/s (10^6 bytes), a model of the FCP-attached dump disk; 0 for
+    /// off. Needs root and a block-I/O cgroup controller. Default: 800 for
+    /// sizes up to 2G, else off
+    #[arg(long, value_name = "MB/s")]
+    pub device_mbps: Option<u64>,
     /// Also write the numbers as JSON to OUT
     #[arg(long, value_name = "OUT")]
     pub json: Option<PathBuf>,
@@ -424,6 +444,9 @@ struct Bench {
     /// `--reflink=never` where cp could share extents instead of copying.
     cp_args: Vec<&'static str>,
     peak_disk: u64,
+    /// The device limit, and whether the current section uses it.
+    throttle: Option<Throttle>,
+    limited: bool,
 }
 
 impl Bench {
@@ -457,6 +480,8 @@ impl Bench {
             elide_conf,
             cp_args,
             peak_disk: 0,
+            throttle: None,
+            limited: false,
             work,
         })
     }
@@ -545,6 +570,17 @@ impl Bench {
         c
     }
 
+    /// Runs `cmd`, inside the device limit's cgroup in a limited section.
+    fn output(&self, cmd: Command) -> std::io::Result<Output> {
+        match &self.throttle {
+            Some(t) if self.limited => t.wrap(&cmd).output(),
+            _ => {
+                let mut cmd = cmd;
+                cmd.output()
+            }
+        }
+    }
+
     /// The exact command lines, for the notes and the JSON.
     fn describe(&self, c: Contender) -> String {
         match c {
@@ -590,26 +626,40 @@ impl Bench {
             }
         };
         sync_fs(&self.work.path)?;
+        let limited = self.throttle.as_ref().filter(|_| self.limited);
+        let written_before = match limited {
+            Some(t) if verify => Some(t.written()?),
+            _ => None,
+        };
         let t = Instant::now();
         let out = match c {
-            Contender::Agent => self.agent_cmd(src, false).output(),
-            Contender::AgentElided => self.agent_cmd(src, true).output(),
-            Contender::Dd64K => self.dd_cmd(src, "64K").output(),
-            Contender::Dd1M => self.dd_cmd(src, "1M").output(),
+            Contender::Agent => self.output(self.agent_cmd(src, false)),
+            Contender::AgentElided => self.output(self.agent_cmd(src, true)),
+            Contender::Dd64K => self.output(self.dd_cmd(src, "64K")),
+            Contender::Dd1M => self.output(self.dd_cmd(src, "1M")),
             Contender::Cp => {
-                let cp = Command::new("cp")
-                    .args(&self.cp_args)
-                    .arg(&src.path)
-                    .arg(&self.cp_target)
-                    .output()
-                    .context("cannot run cp")?;
+                let mut cp = Command::new("cp");
+                cp.args(&self.cp_args).arg(&src.path).arg(&self.cp_target);
+                let cp = self.output(cp).context("cannot run cp")?;
                 check_output("cp", &cp)?;
-                Command::new("sync").arg(&self.cp_target).output()
+                let mut sync = Command::new("sync");
+                sync.arg(&self.cp_target);
+                self.output(sync)
             }
         }
         .with_context(|| format!("cannot run {}", c.name()))?;
         let elapsed = t.elapsed();
         check_output(c.name(), &out)?;
+        if let (Some(t), Some(before)) = (limited, written_before) {
+            let n = t.written()? - before;
+            ensure!(
+                n > 0,
+                "{} wrote nothing inside the device limit's cgroup ({}); the limited section \
+                 would not measure what it says",
+                c.name(),
+                t.mechanism
+            );
+        }
         let mut rss_kib = None;
         if c.is_agent() {
             let err = String::from_utf8_lossy(&out.stderr);
@@ -794,6 +844,21 @@ pub struct Report {
     pub peak_disk_use_bytes: u64,
     pub total_seconds: f64,
     pub rss_probe: RssPoint,
+    /// The page cache as the target.
+    pub results: Vec<FractionReport>,
+    /// The same vmcores with the writes limited, when that could run.
+    pub device_limit: Option<DeviceLimitReport>,
+    /// Why the device-limited section did not run.
+    pub device_limit_skipped: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeviceLimitReport {
+    /// The limit, MB (10^6 bytes) per second.
+    pub mb_per_s: u64,
+    pub mechanism: String,
+    /// "major:minor" of the limited disk.
+    pub device: String,
     pub results: Vec<FractionReport>,
 }
 
@@ -811,10 +876,57 @@ const NOTES: &[&str] = &[
      but it reads a file. HSA and zcore read speed cannot be measured on this machine \
      (no /proc/vmcore from an FCP dump).",
     "dd and cp are the baseline on the same files in the same run.",
+    "The device-limited section runs every command in a block-I/O cgroup that limits its \
+     writes to the disk (the v1 blkio limit does not cover writeback that the kernel's \
+     flusher threads start on their own, which 1 GiB of dirty pages does not reach here). \
+     There the write speed, not the CPU, bounds a dump, as on a real one.",
     "`agent, elided` is the agent with zero_page_elision = true (its --config file): all-zero \
      pages are not written. Its MB/s counts the whole vmcore, like the others: the rate at \
      which a machine's memory is dumped. Its runs count in the peak RSS too.",
 ];
+
+/// The median/spread/ratio rows of one section, and the elided/byte-exact
+/// ratio per vmcore.
+fn push_table(s: &mut String, results: &[FractionReport]) {
+    let mut push = |line: String| {
+        s.push_str(&line);
+        s.push('\n');
+    };
+    push(format!(
+        "{:<7} {:<16} {:>11} {:>17} {:>9}",
+        "zeros", "contender", "median MB/s", "min-max MB/s", "vs dd 1M"
+    ));
+    for f in results {
+        for (i, c) in f.contenders.iter().enumerate() {
+            let zeros = if i == 0 {
+                fmt_fraction(f.zero_fraction)
+            } else {
+                String::new()
+            };
+            push(format!(
+                "{:<7} {:<16} {:>11.0} {:>17} {:>9.2}",
+                zeros,
+                c.name,
+                c.stats.median,
+                format!("{:.0}-{:.0}", c.stats.min, c.stats.max),
+                c.ratio_to_dd_1m
+            ));
+        }
+        let median = |key: &str| {
+            f.contenders
+                .iter()
+                .find(|c| c.key == key)
+                .map(|c| c.stats.median)
+        };
+        if let (Some(exact), Some(elided)) = (median("agent"), median("agent_elided")) {
+            push(format!(
+                "{:<7} agent, elided / agent: {:.2}x",
+                "",
+                elided / exact.max(1e-9)
+            ));
+        }
+    }
+}
 
 fn render(r: &Report, commands: &[(String, String)]) -> String {
     let mut s = String::new();
@@ -833,48 +945,23 @@ fn render(r: &Report, commands: &[(String, String)]) -> String {
         ),
     );
     push(&mut s, String::new());
-    push(
-        &mut s,
-        format!(
-            "{:<7} {:<16} {:>11} {:>17} {:>9}",
-            "zeros", "contender", "median MB/s", "min-max MB/s", "vs dd 1M"
-        ),
-    );
-    for f in &r.results {
-        for (i, c) in f.contenders.iter().enumerate() {
-            let zeros = if i == 0 {
-                fmt_fraction(f.zero_fraction)
-            } else {
-                String::new()
-            };
+    push(&mut s, "Target: the page cache (what the copy costs in CPU):".into());
+    push_table(&mut s, &r.results);
+    push(&mut s, String::new());
+    match (&r.device_limit, &r.device_limit_skipped) {
+        (Some(d), _) => {
             push(
                 &mut s,
                 format!(
-                    "{:<7} {:<16} {:>11.0} {:>17} {:>9.2}",
-                    zeros,
-                    c.name,
-                    c.stats.median,
-                    format!("{:.0}-{:.0}", c.stats.min, c.stats.max),
-                    c.ratio_to_dd_1m
+                    "Target: writes limited to {} MB/s ({} on disk {}), a model of the \
+                     FCP-attached dump disk:",
+                    d.mb_per_s, d.mechanism, d.device
                 ),
             );
+            push_table(&mut s, &d.results);
         }
-        let median = |key: &str| {
-            f.contenders
-                .iter()
-                .find(|c| c.key == key)
-                .map(|c| c.stats.median)
-        };
-        if let (Some(exact), Some(elided)) = (median("agent"), median("agent_elided")) {
-            push(
-                &mut s,
-                format!(
-                    "{:<7} agent, elided / agent: {:.2}x",
-                    "",
-                    elided / exact.max(1e-9)
-                ),
-            );
-        }
+        (None, Some(why)) => push(&mut s, format!("Device-limited section not run: {why}")),
+        (None, None) => {}
     }
     push(&mut s, String::new());
     push(
@@ -976,6 +1063,72 @@ fn validate(args: &BenchArgs) -> Result<Vec<f64>> {
     Ok(fractions)
 }
 
+/// `device_mbps` as asked for, or its default for the size; 0 is off.
+fn device_mbps(args: &BenchArgs) -> u64 {
+    match args.device_mbps {
+        Some(m) => m,
+        None if args.size <= DEFAULT_DEVICE_MAX_SIZE => DEFAULT_DEVICE_MBPS,
+        None => 0,
+    }
+}
+
+/// One untimed warm-up round and `runs` timed rounds of every contender on
+/// `src`, in the current section (page cache or device-limited).
+fn time_contenders(b: &mut Bench, src: &Source, label: &str, runs: u32) -> Result<FractionReport> {
+    let mut mbps: Vec<Vec<f64>> = vec![Vec::new(); CONTENDERS.len()];
+    let mut rss = Vec::new();
+    // Round 0 warms up: the first big write after generating a vmcore was up
+    // to 4 times slower, whoever ran it. It also checks the dump.
+    for round in 0..=runs as usize {
+        let t_round = Instant::now();
+        for c in round_order(round) {
+            let run = b.run_one(c, src, round == 0)?;
+            let what = if round == 0 {
+                "warm-up (not timed)".to_string()
+            } else {
+                format!("run {round}/{runs}")
+            };
+            eprintln!("[bench] {what}: {} {label} ... {:.0} MB/s", c.key(), run.mbps);
+            if round > 0 {
+                let i = CONTENDERS.iter().position(|&x| x == c).unwrap_or(0);
+                mbps[i].push(run.mbps);
+                rss.extend(run.rss_kib);
+            }
+        }
+        if round == 0 {
+            eprintln!(
+                "[bench] a round took {}; about {} for the {runs} timed ones of {label}",
+                util::fmt_duration(t_round.elapsed()),
+                util::fmt_duration(t_round.elapsed() * runs)
+            );
+        }
+    }
+    let dd1m = stats(&mbps[2]).median;
+    let contenders = CONTENDERS
+        .iter()
+        .zip(&mbps)
+        .map(|(&c, v)| {
+            let st = stats(v);
+            ContenderReport {
+                key: c.key().into(),
+                name: c.name().into(),
+                command: b.describe(c),
+                mb_per_s: v.clone(),
+                stats: st,
+                ratio_to_dd_1m: st.median / dd1m,
+            }
+        })
+        .collect();
+    Ok(FractionReport {
+        zero_fraction: 0.0,
+        vmcore_bytes: src.len,
+        generate_seconds: 0.0,
+        contenders,
+        agent_peak_rss_kib: rss,
+        resident_after: resident(&src.path),
+    })
+}
+
 pub fn run(args: &BenchArgs) -> Result<()> {
     let t0 = Instant::now();
     let fractions = validate(args)?;
@@ -1009,10 +1162,44 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     let probe = (args.size / 16).clamp(MIB, PROBE_MAX);
     let rss_probe = b.rss_probe(probe)?;
 
+    let (mbps_limit, mut skipped) = match device_mbps(args) {
+        0 if args.device_mbps == Some(0) => (0, Some("off (--device-mbps 0)".to_string())),
+        0 => (
+            0,
+            Some(format!(
+                "off by default above {}; ask for it with --device-mbps",
+                fmt_bytes(DEFAULT_DEVICE_MAX_SIZE)
+            )),
+        ),
+        m => (m, None),
+    };
+    if mbps_limit > 0 {
+        match Throttle::new(&b.work.path, mbps_limit * 1_000_000) {
+            Ok(t) => {
+                eprintln!(
+                    "[bench] device-limited section: writes to {} limited to {mbps_limit} MB/s \
+                     ({})",
+                    t.device, t.mechanism
+                );
+                b.throttle = Some(t);
+            }
+            Err(e) if args.device_mbps.is_some() => {
+                return Err(e.context(format!("cannot limit writes to {mbps_limit} MB/s")));
+            }
+            Err(e) => {
+                eprintln!("[bench] no device-limited section: {e:#}");
+                skipped = Some(format!("{e:#}"));
+            }
+        }
+    }
+    let sections: &[bool] = if b.throttle.is_some() {
+        &[false, true]
+    } else {
+        &[false]
+    };
+
     let mut results = Vec::new();
-    // Per vmcore: one untimed warm-up round, then the timed ones.
-    let total_rounds = (args.runs as usize + 1) * fractions.len();
-    let mut rounds_done = 0usize;
+    let mut limited_results = Vec::new();
     let t_bench = Instant::now();
     for &zf in &fractions {
         eprintln!(
@@ -1027,67 +1214,23 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             gen_secs,
             resident(&src.path).map_or("unknown".into(), fmt_bytes)
         );
-        let mut mbps: Vec<Vec<f64>> = vec![Vec::new(); CONTENDERS.len()];
-        let mut rss = Vec::new();
-        // Round 0 warms up: the first big write after generating a vmcore
-        // was up to 4 times slower, whoever ran it. It also checks the dump.
-        for round in 0..=args.runs as usize {
-            let t_round = Instant::now();
-            for c in round_order(round) {
-                let run = b.run_one(c, &src, round == 0)?;
-                let what = if round == 0 {
-                    "warm-up (not timed)".to_string()
-                } else {
-                    format!("run {round}/{}", args.runs)
-                };
-                eprintln!(
-                    "[bench] {what}: {} {} ... {:.0} MB/s",
-                    c.key(),
-                    src.label,
-                    run.mbps
-                );
-                if round > 0 {
-                    let i = CONTENDERS.iter().position(|&x| x == c).unwrap_or(0);
-                    mbps[i].push(run.mbps);
-                    rss.extend(run.rss_kib);
-                }
-            }
-            rounds_done += 1;
-            if rounds_done == 1 {
-                let left = t_round.elapsed() * (total_rounds - 1) as u32;
-                eprintln!(
-                    "[bench] a round took {}; about {} of rounds to go",
-                    util::fmt_duration(t_round.elapsed()),
-                    util::fmt_duration(left)
-                );
+        for &limited in sections {
+            b.limited = limited;
+            let label = if limited {
+                format!("{} at {mbps_limit} MB/s", src.label)
+            } else {
+                src.label.clone()
+            };
+            let mut fr = time_contenders(&mut b, &src, &label, args.runs)?;
+            fr.zero_fraction = zf;
+            fr.generate_seconds = gen_secs;
+            if limited {
+                limited_results.push(fr);
+            } else {
+                results.push(fr);
             }
         }
-        let resident_after = resident(&src.path);
         fs::remove_file(&src.path)?;
-        let dd1m = stats(&mbps[2]).median;
-        let contenders = CONTENDERS
-            .iter()
-            .zip(&mbps)
-            .map(|(&c, v)| {
-                let st = stats(v);
-                ContenderReport {
-                    key: c.key().into(),
-                    name: c.name().into(),
-                    command: b.describe(c),
-                    mb_per_s: v.clone(),
-                    stats: st,
-                    ratio_to_dd_1m: st.median / dd1m,
-                }
-            })
-            .collect();
-        results.push(FractionReport {
-            zero_fraction: zf,
-            vmcore_bytes: src.len,
-            generate_seconds: gen_secs,
-            contenders,
-            agent_peak_rss_kib: rss,
-            resident_after,
-        });
     }
     eprintln!(
         "[bench] vmcores and runs took {}",
@@ -1098,9 +1241,15 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         .map(|&c| (c.name().to_string(), b.describe(c)))
         .collect();
     let peak_disk = b.peak_disk;
-    drop(b); // removes the work dir before the report says it is clean
+    let device_limit = b.throttle.as_ref().map(|t| DeviceLimitReport {
+        mb_per_s: mbps_limit,
+        mechanism: t.mechanism.to_string(),
+        device: t.device.clone(),
+        results: limited_results,
+    });
+    drop(b); // removes the work dir (and the cgroup) before the report says it is clean
     let report = Report {
-        schema: 1,
+        schema: 2,
         unit: "MB/s (10^6 bytes per second)".into(),
         size_bytes: args.size,
         runs: args.runs,
@@ -1110,6 +1259,8 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         total_seconds: t0.elapsed().as_secs_f64(),
         rss_probe,
         results,
+        device_limit,
+        device_limit_skipped: skipped,
     };
     let table = render(&report, &commands);
     print!("{table}");
@@ -1233,6 +1384,7 @@ mod tests {
             json: None,
             allow_small: false,
             latest: None,
+            device_mbps: None,
         }
     }
 
@@ -1290,6 +1442,8 @@ mod tests {
                 agent_peak_rss_kib: vec![3100, 3124, 3000, 3050, 3080],
                 resident_after: Some(GIB + 8192),
             }],
+            device_limit: None,
+            device_limit_skipped: Some("no cgroup here".into()),
         };
         let t = render(&r, &[]);
         // Compared word by word: the column widths may change.
@@ -1315,5 +1469,21 @@ mod tests {
         assert!(t.contains("cannot be measured on this machine"), "{t}");
         assert!(t.contains("Took 1m15s"), "{t}");
         assert!(!t.contains("WARNING"), "{t}");
+        assert!(
+            t.contains("Device-limited section not run: no cgroup here"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn device_limit_defaults_to_800_up_to_2_gib() {
+        assert_eq!(device_mbps(&args(GIB, 5, vec![])), 800);
+        assert_eq!(device_mbps(&args(2 * GIB, 5, vec![])), 800);
+        assert_eq!(device_mbps(&args(4 * GIB, 5, vec![])), 0);
+        let mut a = args(4 * GIB, 5, vec![]);
+        a.device_mbps = Some(1600);
+        assert_eq!(device_mbps(&a), 1600);
+        a.device_mbps = Some(0);
+        assert_eq!(device_mbps(&a), 0);
     }
 }

@@ -9,7 +9,7 @@
 //! page (the ELF header) last. Memory: the copy buffer plus the elider's two
 //! pages; nothing grows with the dump size or the number of zero runs.
 
-use crate::copy::{Progress, Writeback};
+use crate::copy::{Progress, Writeback, copy_chunks};
 use crate::disk::DumpTarget;
 use crate::error::{DumpError, Step as ErrStep};
 use crate::log::Log;
@@ -209,33 +209,6 @@ where
     let stats = elider.finish(&mut sink).map_err(|e| sink.error(e))?;
     progress.finish();
     Ok(stats)
-}
-
-/// Reads `range` of the vmcore in buffer-sized chunks and hands each to
-/// `f(chunk, input offset)`.
-fn copy_chunks<S: ReadAt + ?Sized>(
-    src: &mut S,
-    range: std::ops::Range<u64>,
-    buf: &mut [u8],
-    progress: &mut Progress<'_>,
-    mut f: impl FnMut(&[u8], u64) -> Result<(), DumpError>,
-) -> Result<(), DumpError> {
-    let mut off = range.start;
-    while off < range.end {
-        let n = (buf.len() as u64).min(range.end - off) as usize;
-        let chunk = &mut buf[..n];
-        src.read_exact_at(chunk, off).map_err(|e| {
-            DumpError::io(
-                ErrStep::Copy,
-                format!("reading {n} bytes of the vmcore at offset {off:#x}"),
-                e,
-            )
-        })?;
-        f(chunk, off)?;
-        off += n as u64;
-        progress.add(n as u64);
-    }
-    Ok(())
 }
 
 /// One line about what elision saved, for the console.
