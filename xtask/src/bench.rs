@@ -945,7 +945,10 @@ fn render(r: &Report, commands: &[(String, String)]) -> String {
         ),
     );
     push(&mut s, String::new());
-    push(&mut s, "Target: the page cache (what the copy costs in CPU):".into());
+    push(
+        &mut s,
+        "Target: the page cache (what the copy costs in CPU):".into(),
+    );
     push_table(&mut s, &r.results);
     push(&mut s, String::new());
     match (&r.device_limit, &r.device_limit_skipped) {
@@ -1088,7 +1091,11 @@ fn time_contenders(b: &mut Bench, src: &Source, label: &str, runs: u32) -> Resul
             } else {
                 format!("run {round}/{runs}")
             };
-            eprintln!("[bench] {what}: {} {label} ... {:.0} MB/s", c.key(), run.mbps);
+            eprintln!(
+                "[bench] {what}: {} {label} ... {:.0} MB/s",
+                c.key(),
+                run.mbps
+            );
             if round > 0 {
                 let i = CONTENDERS.iter().position(|&x| x == c).unwrap_or(0);
                 mbps[i].push(run.mbps);

@@ -9,7 +9,11 @@ use common::{text, xtask};
 
 #[test]
 fn small_bench_reports_every_contender_and_cleans_up() {
-    let d = tempfile::tempdir().unwrap();
+    // On the project's disk, like the bench's default dir: the device limit
+    // needs a block device (a tmpfs /tmp has none).
+    let target = common::root().join("target");
+    std::fs::create_dir_all(&target).unwrap();
+    let d = tempfile::tempdir_in(&target).unwrap();
     let work = d.path().join("work");
     let json = d.path().join("bench.json");
     let latest = d.path().join("latest.txt");
@@ -65,6 +69,26 @@ fn small_bench_reports_every_contender_and_cleans_up() {
         assert_eq!(r["agent_peak_rss_kib"].as_array().unwrap().len(), 10);
     }
     assert!(v["rss_probe"]["peak_rss_kib"].as_u64().unwrap() > 0);
+
+    // As root (CI), the same vmcores also ran under the 800 MB/s write limit;
+    // otherwise the table says why not.
+    if common::is_root() {
+        assert!(
+            stdout.contains("Target: writes limited to 800 MB/s"),
+            "{stdout}"
+        );
+        let limited = v["device_limit"]["results"].as_array().unwrap();
+        assert_eq!(limited.len(), 2);
+        for r in limited {
+            assert_eq!(r["contenders"].as_array().unwrap().len(), 5);
+        }
+        assert!(all.contains("[bench] run 5/5: agent_elided 8 MiB 50% zeros at 800 MB/s ... "));
+    } else {
+        assert!(
+            stdout.contains("Device-limited section not run: "),
+            "{stdout}"
+        );
+    }
 
     // Only the (empty) parent is left: the work dir went with the guard.
     let left: Vec<_> = std::fs::read_dir(&work).unwrap().collect();

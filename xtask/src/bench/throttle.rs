@@ -298,7 +298,13 @@ mod tests {
         assert_eq!(t.written().unwrap(), 0);
         let mut dd = Command::new("dd");
         dd.arg(format!("of={}", d.path().join("f").display()))
-            .args(["if=/dev/zero", "bs=1M", "count=4", "conv=fsync", "status=none"]);
+            .args([
+                "if=/dev/zero",
+                "bs=1M",
+                "count=4",
+                "conv=fsync",
+                "status=none",
+            ]);
         let st = t.wrap(&dd).status().unwrap();
         assert!(st.success());
         let n = t.written().unwrap();
@@ -306,7 +312,9 @@ mod tests {
     }
 
     fn nix_is_root() -> bool {
-        fs::metadata("/proc/self").map(|m| m.uid() == 0).unwrap_or(false)
+        fs::metadata("/proc/self")
+            .map(|m| m.uid() == 0)
+            .unwrap_or(false)
     }
 
     #[test]
