@@ -226,7 +226,7 @@ pub fn summary_line(s: &ElideStats, plan: &ElidePlan) -> String {
     );
     if s.zeros_written > 0 {
         line.push_str(&format!(
-            "; program header table full: {} of zero pages written",
+            "; {} of zero pages written (program header entries rationed or used up)",
             mib(s.zeros_written)
         ));
     }

@@ -33,8 +33,10 @@
 //! never has to move: [`slots_for`] picks one entry per 64 KiB of memory, at
 //! least [`MIN_SLOTS`] and at most [`MAX_SLOTS`] (below `PN_XNUM`, so no section
 //! header is needed). The [`Elider`] elides a zero run only while enough
-//! entries are left for it and for every part still to come; after that the
-//! remaining zero pages are written as zeros, which is always correct. Memory
+//! entries are left for it and for every part still to come, and within a
+//! ration that hands the spare entries out along the input (so an early
+//! fragmented stretch cannot starve long runs later); other zero pages are
+//! written as zeros, which is always correct. Memory
 //! is two pages (the first header page and one staging page) and the list of
 //! written runs of the chunk being fed (at most one per two of its pages):
 //! finished program headers are written to the table on disk as they are
@@ -500,6 +502,11 @@ pub struct Elider<'p> {
     /// The written ranges of the data being fed (reused; at most one per
     /// two pages of a chunk).
     runs: Vec<Range<usize>>,
+    /// Entries left for zero runs once every part has its own.
+    spare: u64,
+    /// Part bytes fed so far, and in all.
+    fed: u64,
+    input_total: u64,
     stats: ElideStats,
 }
 
@@ -517,6 +524,9 @@ impl<'p> Elider<'p> {
             stage_page: 0,
             current: None,
             runs: Vec::new(),
+            spare: (plan.slots as u64).saturating_sub((plan.fixed.len() + plan.parts.len()) as u64),
+            fed: 0,
+            input_total: plan.parts.iter().map(Part::len).sum(),
             stats: ElideStats::default(),
         };
         for p in &plan.fixed {
@@ -577,8 +587,10 @@ impl<'p> Elider<'p> {
             let n = ((PAGE_SIZE - pa % PAGE_SIZE) as usize).min(data.len() - i);
             let zero = pa >= LOWCORE_SIZE && is_zero(&data[i..i + n]);
             // A new zero run costs at most one entry (the piece after it);
-            // every part still to come needs one too.
-            let room = self.used as u64 + 2 + self.parts_left as u64 <= self.plan.slots as u64;
+            // every part still to come needs one too. And the run must be
+            // within the ration.
+            let room = self.used as u64 + 2 + self.parts_left as u64 <= self.plan.slots as u64
+                && self.stats.runs < self.runs_allowed(self.fed + i as u64);
             if zero && (cur.piece.zeros > 0 || room) {
                 if cur.piece.zeros == 0 {
                     self.stats.runs += 1;
@@ -612,8 +624,20 @@ impl<'p> Elider<'p> {
             sink.write_runs(data, &self.runs, out)?;
         }
         cur.next += data.len() as u64;
+        self.fed += data.len() as u64;
         self.current = Some(cur);
         Ok(())
+    }
+
+    /// How many zero runs may have been started once `fed` part bytes were
+    /// fed: an eighth of the spare entries at once, the rest in proportion to
+    /// the input. So a fragmented stretch early in memory (free pages
+    /// scattered between used ones) cannot use up the entries that the long
+    /// zero runs further on need; entries it leaves unused carry over.
+    fn runs_allowed(&self, fed: u64) -> u64 {
+        let spare = self.spare as u128;
+        let share = spare * fed as u128 / self.input_total.max(1) as u128;
+        (spare / 8 + share) as u64
     }
 
     /// Ends the open part: its last piece gets the part's tail and its
@@ -1074,7 +1098,14 @@ mod tests {
                 all.elided,
                 "slots {slots}"
             );
-            assert_eq!(stats.runs, (slots - 3) as u64, "slots {slots}");
+            // At most one run per spare entry; the ration gives them out
+            // along the input, so the last may come too late for a run.
+            let spare = (slots - 3) as u64;
+            assert!(
+                stats.runs <= spare && stats.runs + 1 >= spare,
+                "slots {slots}: {} runs",
+                stats.runs
+            );
             assert!(stats.zeros_written > 0);
         }
         // Not even one entry per part: no plan.
@@ -1086,6 +1117,33 @@ mod tests {
                 slots: 2
             }
         );
+    }
+
+    #[test]
+    fn ration_keeps_entries_for_long_runs_later() {
+        // 512 pages: the first 256 fragmented (every other page zero: 128
+        // one-page runs), then 255 zero pages in one run and a last used page.
+        let zero = |page: u64| {
+            if page < 256 {
+                page % 2 == 1
+            } else {
+                page < 511
+            }
+        };
+        let c = core(&[(0, 0, 512, 0)], &zero);
+        // The note, the part and 40 spare entries: too few for every run.
+        let (plan, disk, stats) = elide(&c, 0, 42, 8);
+        check(&c, &plan, &disk, &stats);
+        // Without the ration the 40 entries would go to the first 80 pages
+        // and the long run would be written: 255 + 88 zero pages. With it,
+        // the long run is left out, and so are fragmented pages as the
+        // ration allows.
+        let long_run = 255 * P;
+        assert!(stats.elided >= long_run, "{stats:?}");
+        assert!(stats.runs <= 40, "{stats:?}");
+        assert!(stats.zeros_written <= 126 * P, "{stats:?}");
+        // Page 1 is lowcore: written, not counted as a zero page.
+        assert_eq!(stats.elided + stats.zeros_written, (127 + 255) * P);
     }
 
     #[test]
