@@ -21,8 +21,13 @@
 //!    generated vmcore with half its pages zero onto the 4K disk. The memory
 //!    read back from `zfcpdump-disk extract` through the ELF's program headers
 //!    (elided tails read as zeros) must equal the vmcore's, and every zero page
-//!    outside the lowcore must have been left out. zgetdump 2.16 misreads
-//!    `p_filesz < p_memsz`, so it does not check this run.
+//!    outside the lowcore must have been left out. The same for QEMU's dump.
+//!    zgetdump 2.16 misreads `p_filesz < p_memsz`, so it does not check these
+//!    runs.
+//! 6. crash (Debian 12's s390x build, under qemu-user) opens the dumps of
+//!    QEMU's vmcore, byte-exact and elided, with the qemu kernel's vmlinux:
+//!    it must accept them, name the kernel release, and read all of physical
+//!    memory with `rd -p` exactly as the vmcore holds it.
 //!
 //! Work files live in `<target>/zfcpdump/e2e/work/`, kept on failure (or with
 //! `--keep`); the summary table goes to `<target>/zfcpdump/e2e/summary.txt`.
@@ -48,8 +53,8 @@ use zfcpdump_format::superblock::{CSUM_FIELD_OFFSET, DumpSuperblock, SB_SIZE};
 
 use crate::boot::{Boot, Drive, Outcome};
 use crate::dist::{self, DistArgs, IMAGE, RD};
-use crate::s390tools::{self, Zgetdump, ZiplJob, read_at};
-use crate::{ProfileArgs, profile, provision, util};
+use crate::s390tools::{self, Crash, Zgetdump, ZiplJob, read_at};
+use crate::{ProfileArgs, kernel, profile, provision, util};
 
 #[derive(Args, Clone, Debug)]
 pub struct E2eArgs {
@@ -155,6 +160,9 @@ struct Source {
     hsa_size: u64,
     /// Within zgetdump 2.16's limits (e_phoff 64, p_vaddr == p_paddr).
     zgetdump: bool,
+    /// The memory of a guest that ran the qemu profile's kernel: crash can
+    /// read its dumps with that kernel's vmlinux.
+    kernel_dump: bool,
     /// One line for the report.
     about: String,
 }
@@ -205,6 +213,10 @@ struct Ctx {
     disk_tool: PathBuf,
     fixture_tool: PathBuf,
     zgetdump: Zgetdump,
+    crash: Crash,
+    /// The qemu profile kernel's vmlinux (with debug info) and release.
+    vmlinux: PathBuf,
+    release: String,
     keep: bool,
 }
 
@@ -236,13 +248,24 @@ pub fn run(args: &E2eArgs) -> Result<()> {
     })?;
     let profile = profile_args.load()?;
     let dist_dir = dist::dist_dir(&root, &profile);
+    // Cached by the dist above: only its record, for crash's vmlinux.
+    let kernel_rec = kernel::Stage::new(&root, &profile).run()?;
+    let vmlinux = kernel_rec.build_dir.join("vmlinux");
+    ensure!(
+        vmlinux.is_file(),
+        "{} is missing: the kernel build directory is incomplete",
+        vmlinux.display()
+    );
     let (disk_tool, fixture_tool) = build_host_tools(&root, &cache, args.offline)?;
     let tools_root = s390tools::unpacked_root(&cache, args.offline)?;
     let zgetdump = Zgetdump::new(&tools_root)?;
+    let crash = Crash::new(&tools_root)?;
     // Which Debian builds of zipl and zgetdump did the checking.
     let versions: Vec<String> = s390tools::versions(&tools_root)?
         .lines()
-        .filter(|l| l.starts_with("s390-tools ") || l.starts_with("libc6 "))
+        .filter(|l| {
+            l.starts_with("s390-tools ") || l.starts_with("crash ") || l.starts_with("libc6 ")
+        })
         .map(String::from)
         .collect();
     timings.push(("build (cached)".into(), t.elapsed()));
@@ -261,6 +284,9 @@ pub fn run(args: &E2eArgs) -> Result<()> {
         disk_tool,
         fixture_tool,
         zgetdump,
+        crash,
+        vmlinux,
+        release: kernel_rec.release.clone(),
         keep: args.keep,
     };
 
@@ -437,6 +463,16 @@ fn run_all(
         sector_size: t4k.geometry.sector_size,
         before: t4k.pristine.clone(),
         source: &half_zero,
+        expect: Expect::Success,
+        elided: true,
+    });
+    // And of QEMU's dump of the real kernel, which crash reads.
+    specs.push(RunSpec {
+        name: format!("elided-qemu-{}", t4k.geometry.name),
+        target: t4k.geometry.name,
+        sector_size: t4k.geometry.sector_size,
+        before: t4k.pristine.clone(),
+        source: &qemu,
         expect: Expect::Success,
         elided: true,
     });
@@ -796,6 +832,7 @@ fn source(
         ranges,
         hsa_size,
         zgetdump,
+        kernel_dump: false,
         about: String::new(),
     })
 }
@@ -849,6 +886,7 @@ fn qemu_dump_source(ctx: &Ctx) -> Result<Source> {
         tail()
     );
     let mut src = source("qemu", file, 1, QEMU_DUMP_HSA, &ctx.work)?;
+    src.kernel_dump = true;
     ensure!(
         src.ranges.iter().map(|r| r.end - r.start).sum::<u64>() == QEMU_GUEST_MEMORY,
         "QEMU's dump covers {}, not the guest's {} MiB",
@@ -1149,6 +1187,9 @@ fn check_success(
             ));
         } else {
             checked.push("extract = vmcore".into());
+            if src.kernel_dump {
+                check_with_crash(ctx, spec, &elf, &mut p, checked)?;
+            }
         }
     }
     if !ctx.keep {
@@ -1361,6 +1402,9 @@ fn check_elided(
                 }
             }
         }
+        if src.kernel_dump {
+            check_with_crash(ctx, spec, &elf, p, checked)?;
+        }
     }
     if !ctx.keep {
         let _ = fs::remove_file(&elf);
@@ -1370,6 +1414,101 @@ fn check_elided(
             .into(),
     );
     Ok(())
+}
+
+/// crash (Debian's s390x build under qemu-user) on the extracted dump of a
+/// guest that ran the qemu kernel, with that kernel's vmlinux: it must take
+/// the dump (it refuses a dump that does not match the vmlinux), name the
+/// kernel release, and read every byte of physical memory with `rd -p` as
+/// the vmcore holds it, the zero tails of an elided dump included.
+fn check_with_crash(
+    ctx: &Ctx,
+    spec: &RunSpec,
+    elf: &Path,
+    p: &mut Vec<String>,
+    checked: &mut Vec<String>,
+) -> Result<()> {
+    let src = spec.source;
+    let raws: Vec<PathBuf> = (0..src.ranges.len())
+        .map(|i| ctx.work.join(format!("{}.crash-rd{i}.bin", spec.name)))
+        .collect();
+    let mut cmds = vec!["sys".to_string()];
+    for (r, f) in src.ranges.iter().zip(&raws) {
+        cmds.push(format!(
+            "rd -p -r {} {:#x} {}",
+            f.display(),
+            r.start,
+            r.end - r.start
+        ));
+    }
+    let log = ctx.work.join(format!("{}.crash.log", spec.name));
+    let t = Instant::now();
+    let out = match ctx.crash.session(&ctx.vmlinux, elf, &cmds, &log) {
+        Ok(out) => out,
+        Err(e) => {
+            p.push(format!("{e:#}"));
+            return Ok(());
+        }
+    };
+    let release = format!("RELEASE: {}", ctx.release);
+    if !out.lines().any(|l| l.trim() == release) {
+        p.push(format!(
+            "crash's `sys` does not say {release:?} (log: {})",
+            log.display()
+        ));
+        return Ok(());
+    }
+    let mem = PhysMem::open(&src.file)?;
+    for (r, f) in src.ranges.iter().zip(&raws) {
+        if let Some(problem) = differs_from_memory(&mem, r.clone(), f)? {
+            p.push(format!("crash `rd -p` of {r:#x?}: {problem}"));
+            return Ok(());
+        }
+        if !ctx.keep {
+            let _ = fs::remove_file(f);
+        }
+    }
+    let memory: u64 = src.ranges.iter().map(|r| r.end - r.start).sum();
+    checked.push(format!(
+        "crash (Debian s390x, qemu-user) with the kernel's vmlinux: takes the dump, {release}, \
+         `rd -p` of all {} MiB = the vmcore's memory ({:.1} s)",
+        memory >> 20,
+        t.elapsed().as_secs_f64()
+    ));
+    Ok(())
+}
+
+/// Whether `file` (what crash wrote) holds the memory `range` of `mem`.
+fn differs_from_memory(mem: &PhysMem, range: Range<u64>, file: &Path) -> Result<Option<String>> {
+    let f = match File::open(file) {
+        Ok(f) => f,
+        Err(e) => return Ok(Some(format!("crash wrote no {} ({e})", file.display()))),
+    };
+    let len = f.metadata()?.len();
+    if len != range.end - range.start {
+        return Ok(Some(format!(
+            "crash wrote {len} bytes, not {}",
+            range.end - range.start
+        )));
+    }
+    let mut want = vec![0u8; 1 << 20];
+    let mut got = vec![0u8; 1 << 20];
+    let mut at = range.start;
+    while at < range.end {
+        let n = ((range.end - at) as usize).min(want.len());
+        mem.read(at, &mut want[..n])?;
+        f.read_exact_at(&mut got[..n], at - range.start)?;
+        if let Some(i) = (0..n).find(|&i| want[i] != got[i]) {
+            return Ok(Some(format!(
+                "physical byte {:#x} reads {:#04x}, the vmcore has {:#04x}",
+                at + i as u64,
+                got[i],
+                want[i]
+            )));
+        }
+        at += n as u64;
+    }
+    Ok(None)
 }
 
 /// The agent's summary line of an elided dump (`elide::summary_line`).

@@ -27,13 +27,22 @@ use sha2::{Digest, Sha256};
 
 /// The s390x packages of the sysroot. zipl needs libc6; zgetdump also needs
 /// zlib1g and libfuse2 (its ELF NEEDED entries); busybox-static is the
-/// helper guest's shell.
+/// helper guest's shell; crash (8.0.2 in Debian 12) needs the libraries
+/// after it.
 pub const PACKAGES: &[&str] = &[
     "s390-tools",
     "libc6",
     "zlib1g",
     "libfuse2",
     "busybox-static",
+    "crash",
+    "libncursesw6",
+    "libtinfo6",
+    "liblzo2-2",
+    "libsnappy1v5",
+    "libzstd1",
+    "libstdc++6",
+    "libgcc-s1",
 ];
 
 /// Bumped when the layout of a cache entry changes.
@@ -554,6 +563,81 @@ pub struct ZiplResult {
     pub elapsed: Duration,
 }
 
+/// Debian's s390x crash (the kernel dump analyser) under qemu-user.
+pub struct Crash {
+    root: PathBuf,
+}
+
+/// A crash session takes about 10 s under qemu-user; reading 64 MiB with
+/// `rd -r` about 10 s more.
+pub const CRASH_TIMEOUT: Duration = Duration::from_secs(300);
+
+impl Crash {
+    /// crash from a sysroot made by [`unpacked_root`], with every library it
+    /// needs.
+    pub fn new(root: &Path) -> Result<Crash> {
+        ensure!(
+            root.join("usr/bin/crash").is_file(),
+            "{} has no usr/bin/crash: the sysroot predates crash in PACKAGES",
+            root.display()
+        );
+        elf_closure(root, "usr/bin/crash")?;
+        ensure!(
+            have_command("qemu-s390x-static"),
+            "qemu-s390x-static not found: install Debian's qemu-user-static to run s390x \
+             crash on this host"
+        );
+        Ok(Crash {
+            root: root.to_path_buf(),
+        })
+    }
+
+    /// `crash -s VMLINUX DUMP -i CMDS` with `commands` (a `quit` is added):
+    /// its output, or an error with the output's tail if crash refused the
+    /// dump (crash says "vmlinux and DUMP do not match!" for a wrong
+    /// vmlinux) or did not finish in time. The command file and the log go
+    /// next to `log`.
+    pub fn session(
+        &self,
+        vmlinux: &Path,
+        dump: &Path,
+        commands: &[String],
+        log: &Path,
+    ) -> Result<String> {
+        let cmds = sibling(log, "commands");
+        let mut text = commands.join("\n");
+        text.push_str("\nquit\n");
+        fs::write(&cmds, text).with_context(|| format!("cannot write {}", cmds.display()))?;
+        let mut c = Command::new("qemu-s390x-static");
+        c.arg("-L")
+            .arg(&self.root)
+            .arg(self.root.join("usr/bin/crash"))
+            .arg("-s")
+            .arg(vmlinux)
+            .arg(dump)
+            .arg("-i")
+            .arg(&cmds);
+        let status = run_with_timeout(&mut c, log, CRASH_TIMEOUT)?;
+        let out = fs::read_to_string(log).unwrap_or_default();
+        match status {
+            Some(s) if s.success() => Ok(out),
+            Some(s) => bail!(
+                "crash {} {} failed ({s}):\n{}",
+                vmlinux.display(),
+                dump.display(),
+                tail(&out, 15)
+            ),
+            None => bail!(
+                "crash {} {} did not finish within {} s:\n{}",
+                vmlinux.display(),
+                dump.display(),
+                CRASH_TIMEOUT.as_secs(),
+                tail(&out, 15)
+            ),
+        }
+    }
+}
+
 /// Creates a sparse raw disk image with a DOS partition table holding one
 /// Linux (0x83) partition; start and size count logical blocks of
 /// `sector_size`, as Linux reads the table on a disk with that block size.
@@ -781,7 +865,7 @@ fn run_with_timeout(
         .stdout(f.try_clone()?)
         .stderr(f)
         .spawn()
-        .context("cannot start qemu-system-s390x")?;
+        .with_context(|| format!("cannot start {}", cmd.get_program().to_string_lossy()))?;
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(s) = child.try_wait()? {
