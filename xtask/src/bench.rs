@@ -348,31 +348,55 @@ impl WorkDir {
         let path = parent.join(format!("{WORK_PREFIX}{}", std::process::id()));
         let _ = fs::remove_dir_all(&path);
         fs::create_dir_all(&path).with_context(|| format!("cannot create {}", path.display()))?;
-        let dir = WorkDir { path };
-        dir.spawn_watchdog();
-        Ok(dir)
+        spawn_cleanup_watchdog("rm -rf", &path);
+        Ok(WorkDir { path })
     }
+}
 
-    /// std has no signal handlers: a shell that ignores the terminal's
-    /// signals waits for this process to go, then removes the directory.
-    /// After a normal exit the directory is already gone and `rm` does
-    /// nothing.
-    fn spawn_watchdog(&self) {
-        let script = r#"trap "" INT TERM HUP QUIT
+/// std has no signal handlers: a shell that ignores the terminal's signals
+/// waits for this process to go, then runs `cleanup -- PATH`. After a normal
+/// exit `Drop` has already cleaned up and the command finds nothing to do.
+fn spawn_cleanup_watchdog(cleanup: &str, path: &Path) {
+    let script = format!(
+        r#"trap "" INT TERM HUP QUIT
 while kill -0 "$0" 2>/dev/null; do sleep 0.2; done
-rm -rf -- "$1""#;
-        let res = Command::new("sh")
-            .args(["-c", script])
-            .arg(std::process::id().to_string())
-            .arg(&self.path)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        if let Err(e) = res {
-            eprintln!("[bench] warning: no cleanup watchdog ({e}); Ctrl-C may leave the work dir");
-        }
+{cleanup} -- "$1" 2>/dev/null"#
+    );
+    let res = Command::new("sh")
+        .arg("-c")
+        .arg(script)
+        .arg(std::process::id().to_string())
+        .arg(path)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn();
+    if let Err(e) = res {
+        eprintln!(
+            "[bench] warning: no cleanup watchdog for {} ({e}); Ctrl-C may leave it behind",
+            path.display()
+        );
     }
+}
+
+/// Entries of `parent` named `<prefix><pid>` whose process is gone: what
+/// interrupted runs left.
+fn left_by_dead_runs(parent: &Path, prefix: &str) -> Vec<PathBuf> {
+    let Ok(entries) = fs::read_dir(parent) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter(|e| {
+            let name = e.file_name();
+            name.to_str()
+                .and_then(|n| n.strip_prefix(prefix))
+                .is_some_and(|pid| {
+                    pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists()
+                })
+        })
+        .map(|e| e.path())
+        .collect()
 }
 
 impl Drop for WorkDir {
@@ -390,21 +414,9 @@ impl Drop for WorkDir {
 
 /// Removes work dirs of runs whose process is gone.
 fn remove_stale(parent: &Path) {
-    let Ok(entries) = fs::read_dir(parent) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(WORK_PREFIX)) else {
-            continue;
-        };
-        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
-            eprintln!(
-                "[bench] removing {} of an interrupted run",
-                e.path().display()
-            );
-            let _ = fs::remove_dir_all(e.path());
-        }
+    for dir in left_by_dead_runs(parent, WORK_PREFIX) {
+        eprintln!("[bench] removing {} of an interrupted run", dir.display());
+        let _ = fs::remove_dir_all(dir);
     }
 }
 

@@ -12,9 +12,11 @@
 use std::fs;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+
+use super::{left_by_dead_runs, spawn_cleanup_watchdog};
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 const NAME_PREFIX: &str = "zfcpdump-bench.";
@@ -60,7 +62,9 @@ impl Throttle {
         let path = t.dir.join(file);
         fs::write(&path, &line)
             .with_context(|| format!("cannot write {line:?} to {}", path.display()))?;
-        t.spawn_watchdog();
+        // After a kill, the cgroup goes when the bench has gone (it is empty
+        // by then: every limited command has exited).
+        spawn_cleanup_watchdog("rmdir", &t.dir);
         Ok(t)
     }
 
@@ -88,28 +92,6 @@ impl Throttle {
         let text =
             fs::read_to_string(&path).with_context(|| format!("cannot read {}", path.display()))?;
         Ok(parse_written(&text, &self.device, v2))
-    }
-
-    /// The shell waits for the bench to go, then removes the cgroup (empty
-    /// by then: every limited command has exited).
-    fn spawn_watchdog(&self) {
-        let script = r#"trap "" INT TERM HUP QUIT
-while kill -0 "$0" 2>/dev/null; do sleep 0.2; done
-rmdir -- "$1" 2>/dev/null"#;
-        let res = Command::new("sh")
-            .args(["-c", script])
-            .arg(std::process::id().to_string())
-            .arg(&self.dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn();
-        if let Err(e) = res {
-            eprintln!(
-                "[bench] warning: no cleanup watchdog for {} ({e})",
-                self.dir.display()
-            );
-        }
     }
 }
 
@@ -217,17 +199,8 @@ fn split_dev(dev: u64) -> (u64, u64) {
 
 /// Removes cgroups of earlier runs whose process is gone (empty by then).
 fn remove_stale(parent: &Path) {
-    let Ok(entries) = fs::read_dir(parent) else {
-        return;
-    };
-    for e in entries.flatten() {
-        let name = e.file_name();
-        let Some(pid) = name.to_str().and_then(|n| n.strip_prefix(NAME_PREFIX)) else {
-            continue;
-        };
-        if pid.parse::<u32>().is_ok() && !Path::new("/proc").join(pid).exists() {
-            let _ = fs::remove_dir(e.path());
-        }
+    for dir in left_by_dead_runs(parent, NAME_PREFIX) {
+        let _ = fs::remove_dir(dir);
     }
 }
 
