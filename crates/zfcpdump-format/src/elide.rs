@@ -586,12 +586,7 @@ impl<'p> Elider<'p> {
             let pa = paddr0 + i as u64;
             let n = ((PAGE_SIZE - pa % PAGE_SIZE) as usize).min(data.len() - i);
             let zero = pa >= LOWCORE_SIZE && is_zero(&data[i..i + n]);
-            // A new zero run costs at most one entry (the piece after it);
-            // every part still to come needs one too. And the run must be
-            // within the ration.
-            let room = self.used as u64 + 2 + self.parts_left as u64 <= self.plan.slots as u64
-                && self.stats.runs < self.runs_allowed(self.fed + i as u64);
-            if zero && (cur.piece.zeros > 0 || room) {
+            if zero && (cur.piece.zeros > 0 || self.may_start_run(self.fed + i as u64)) {
                 if cur.piece.zeros == 0 {
                     self.stats.runs += 1;
                 }
@@ -629,15 +624,21 @@ impl<'p> Elider<'p> {
         Ok(())
     }
 
-    /// How many zero runs may have been started once `fed` part bytes were
-    /// fed: an eighth of the spare entries at once, the rest in proportion to
-    /// the input. So a fragmented stretch early in memory (free pages
-    /// scattered between used ones) cannot use up the entries that the long
-    /// zero runs further on need; entries it leaves unused carry over.
-    fn runs_allowed(&self, fed: u64) -> u64 {
+    /// Whether a new zero run may start once `fed` part bytes were fed.
+    /// It costs at most one entry (the piece after it), and every part still
+    /// to come needs one too. And it must be within the ration: an eighth of
+    /// the spare entries at once, the rest in proportion to the input. So a
+    /// fragmented stretch early in memory (free pages scattered between used
+    /// ones) cannot use up the entries that the long zero runs further on
+    /// need; entries it leaves unused carry over. Asked only at the start of
+    /// a zero run, not for every page.
+    fn may_start_run(&self, fed: u64) -> bool {
+        if self.used as u64 + 2 + self.parts_left as u64 > self.plan.slots as u64 {
+            return false;
+        }
         let spare = self.spare as u128;
         let share = spare * fed as u128 / self.input_total.max(1) as u128;
-        (spare / 8 + share) as u64
+        (self.stats.runs as u128) < spare / 8 + share
     }
 
     /// Ends the open part: its last piece gets the part's tail and its
