@@ -456,9 +456,6 @@ struct Bench {
     /// `--reflink=never` where cp could share extents instead of copying.
     cp_args: Vec<&'static str>,
     peak_disk: u64,
-    /// The device limit, and whether the current section uses it.
-    throttle: Option<Throttle>,
-    limited: bool,
 }
 
 impl Bench {
@@ -492,8 +489,6 @@ impl Bench {
             elide_conf,
             cp_args,
             peak_disk: 0,
-            throttle: None,
-            limited: false,
             work,
         })
     }
@@ -582,17 +577,6 @@ impl Bench {
         c
     }
 
-    /// Runs `cmd`, inside the device limit's cgroup in a limited section.
-    fn output(&self, cmd: Command) -> std::io::Result<Output> {
-        match &self.throttle {
-            Some(t) if self.limited => t.wrap(&cmd).output(),
-            _ => {
-                let mut cmd = cmd;
-                cmd.output()
-            }
-        }
-    }
-
     /// The exact command lines, for the notes and the JSON.
     fn describe(&self, c: Contender) -> String {
         match c {
@@ -621,7 +605,14 @@ impl Bench {
 
     /// One timed run of `c` into a fresh target. `verify`: check the dump
     /// with `zfcpdump-disk status` afterwards (untimed).
-    fn run_one(&mut self, c: Contender, src: &Source, verify: bool) -> Result<Run> {
+    /// With `limit`, every command runs inside the device limit's cgroup.
+    fn run_one(
+        &mut self,
+        c: Contender,
+        src: &Source,
+        verify: bool,
+        limit: Option<&Throttle>,
+    ) -> Result<Run> {
         let target = match c {
             Contender::Agent | Contender::AgentElided => {
                 self.prepare_disk(src.disk.size)?;
@@ -638,31 +629,30 @@ impl Bench {
             }
         };
         sync_fs(&self.work.path)?;
-        let limited = self.throttle.as_ref().filter(|_| self.limited);
-        let written_before = match limited {
+        let written_before = match limit {
             Some(t) if verify => Some(t.written()?),
             _ => None,
         };
         let t = Instant::now();
         let out = match c {
-            Contender::Agent => self.output(self.agent_cmd(src, false)),
-            Contender::AgentElided => self.output(self.agent_cmd(src, true)),
-            Contender::Dd64K => self.output(self.dd_cmd(src, "64K")),
-            Contender::Dd1M => self.output(self.dd_cmd(src, "1M")),
+            Contender::Agent => output(self.agent_cmd(src, false), limit),
+            Contender::AgentElided => output(self.agent_cmd(src, true), limit),
+            Contender::Dd64K => output(self.dd_cmd(src, "64K"), limit),
+            Contender::Dd1M => output(self.dd_cmd(src, "1M"), limit),
             Contender::Cp => {
                 let mut cp = Command::new("cp");
                 cp.args(&self.cp_args).arg(&src.path).arg(&self.cp_target);
-                let cp = self.output(cp).context("cannot run cp")?;
+                let cp = output(cp, limit).context("cannot run cp")?;
                 check_output("cp", &cp)?;
                 let mut sync = Command::new("sync");
                 sync.arg(&self.cp_target);
-                self.output(sync)
+                output(sync, limit)
             }
         }
         .with_context(|| format!("cannot run {}", c.name()))?;
         let elapsed = t.elapsed();
         check_output(c.name(), &out)?;
-        if let (Some(t), Some(before)) = (limited, written_before) {
+        if let (Some(t), Some(before)) = (limit, written_before) {
             let n = t.written()? - before;
             ensure!(
                 n > 0,
@@ -716,7 +706,7 @@ impl Bench {
     /// size in every run, and a fail-fast check of the whole pipeline.
     fn rss_probe(&mut self, size: u64) -> Result<RssPoint> {
         let (src, _) = self.source("probe.vmcore", size, 0.0)?;
-        let run = self.run_one(Contender::Agent, &src, true)?;
+        let run = self.run_one(Contender::Agent, &src, true, None)?;
         fs::remove_file(&src.path)?;
         let kib = run
             .rss_kib
@@ -730,6 +720,14 @@ impl Bench {
             vmcore_bytes: src.len,
             peak_rss_kib: kib,
         })
+    }
+}
+
+/// Runs `cmd`, inside the device limit's cgroup if there is one.
+fn output(mut cmd: Command, limit: Option<&Throttle>) -> std::io::Result<Output> {
+    match limit {
+        Some(t) => t.wrap(&cmd).output(),
+        None => cmd.output(),
     }
 }
 
@@ -1088,8 +1086,19 @@ fn device_mbps(args: &BenchArgs) -> u64 {
 }
 
 /// One untimed warm-up round and `runs` timed rounds of every contender on
-/// `src`, in the current section (page cache or device-limited).
-fn time_contenders(b: &mut Bench, src: &Source, label: &str, runs: u32) -> Result<FractionReport> {
+/// `src` (with `zero_fraction` zero pages, generated in `generate_seconds`),
+/// with the page cache as the target or, with `limit`, the writes limited.
+fn time_contenders(
+    b: &mut Bench,
+    src: &Source,
+    (zero_fraction, generate_seconds): (f64, f64),
+    runs: u32,
+    limit: Option<&Throttle>,
+) -> Result<FractionReport> {
+    let label = match limit {
+        Some(t) => format!("{} at {} MB/s", src.label, t.bytes_per_s / 1_000_000),
+        None => src.label.clone(),
+    };
     let mut mbps: Vec<Vec<f64>> = vec![Vec::new(); CONTENDERS.len()];
     let mut rss = Vec::new();
     // Round 0 warms up: the first big write after generating a vmcore was up
@@ -1097,7 +1106,7 @@ fn time_contenders(b: &mut Bench, src: &Source, label: &str, runs: u32) -> Resul
     for round in 0..=runs as usize {
         let t_round = Instant::now();
         for c in round_order(round) {
-            let run = b.run_one(c, src, round == 0)?;
+            let run = b.run_one(c, src, round == 0, limit)?;
             let what = if round == 0 {
                 "warm-up (not timed)".to_string()
             } else {
@@ -1139,9 +1148,9 @@ fn time_contenders(b: &mut Bench, src: &Source, label: &str, runs: u32) -> Resul
         })
         .collect();
     Ok(FractionReport {
-        zero_fraction: 0.0,
+        zero_fraction,
         vmcore_bytes: src.len,
-        generate_seconds: 0.0,
+        generate_seconds,
         contenders,
         agent_peak_rss_kib: rss,
         resident_after: resident(&src.path),
@@ -1192,6 +1201,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         ),
         m => (m, None),
     };
+    let mut throttle = None;
     if mbps_limit > 0 {
         match Throttle::new(&b.work.path, mbps_limit * 1_000_000) {
             Ok(t) => {
@@ -1200,7 +1210,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                      ({})",
                     t.device, t.mechanism
                 );
-                b.throttle = Some(t);
+                throttle = Some(t);
             }
             Err(e) if args.device_mbps.is_some() => {
                 return Err(e.context(format!("cannot limit writes to {mbps_limit} MB/s")));
@@ -1211,11 +1221,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             }
         }
     }
-    let sections: &[bool] = if b.throttle.is_some() {
-        &[false, true]
-    } else {
-        &[false]
-    };
+    // The page cache first, then the device limit if it could be set up.
+    let sections: Vec<Option<&Throttle>> = std::iter::once(None)
+        .chain(throttle.as_ref().map(Some))
+        .collect();
 
     let mut results = Vec::new();
     let mut limited_results = Vec::new();
@@ -1233,17 +1242,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             gen_secs,
             resident(&src.path).map_or("unknown".into(), fmt_bytes)
         );
-        for &limited in sections {
-            b.limited = limited;
-            let label = if limited {
-                format!("{} at {mbps_limit} MB/s", src.label)
-            } else {
-                src.label.clone()
-            };
-            let mut fr = time_contenders(&mut b, &src, &label, args.runs)?;
-            fr.zero_fraction = zf;
-            fr.generate_seconds = gen_secs;
-            if limited {
+        for &limit in &sections {
+            let fr = time_contenders(&mut b, &src, (zf, gen_secs), args.runs, limit)?;
+            if limit.is_some() {
                 limited_results.push(fr);
             } else {
                 results.push(fr);
@@ -1260,13 +1261,14 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         .map(|&c| (c.name().to_string(), b.describe(c)))
         .collect();
     let peak_disk = b.peak_disk;
-    let device_limit = b.throttle.as_ref().map(|t| DeviceLimitReport {
+    let device_limit = throttle.as_ref().map(|t| DeviceLimitReport {
         mb_per_s: mbps_limit,
         mechanism: t.mechanism.to_string(),
         device: t.device.clone(),
         results: limited_results,
     });
-    drop(b); // removes the work dir (and the cgroup) before the report says it is clean
+    drop(throttle); // removes the cgroup
+    drop(b); // removes the work dir before the report says it is clean
     let report = Report {
         schema: 2,
         unit: "MB/s (10^6 bytes per second)".into(),

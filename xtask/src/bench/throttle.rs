@@ -27,6 +27,8 @@ pub struct Throttle {
     dir: PathBuf,
     /// "major:minor" of the whole disk that holds the work dir.
     pub device: String,
+    /// The limit.
+    pub bytes_per_s: u64,
     /// "cgroup v2 io.max" or "cgroup v1 blkio".
     pub mechanism: &'static str,
 }
@@ -49,6 +51,7 @@ impl Throttle {
         let t = Throttle {
             dir,
             device,
+            bytes_per_s,
             mechanism,
         };
         let (file, line) = if mechanism.starts_with("cgroup v2") {
@@ -222,6 +225,7 @@ mod tests {
         let t = Throttle {
             dir: PathBuf::from("/sys/fs/cgroup/blkio/x"),
             device: "254:0".into(),
+            bytes_per_s: 1,
             mechanism: "cgroup v1 blkio",
         };
         let mut inner = Command::new("dd");
