@@ -1491,14 +1491,13 @@ fn differs_from_memory(mem: &PhysMem, range: Range<u64>, file: &Path) -> Result<
             range.end - range.start
         )));
     }
-    let mut want = vec![0u8; 1 << 20];
-    let mut got = vec![0u8; 1 << 20];
+    let (mut want, mut got) = (vec![0u8; CHUNK], vec![0u8; CHUNK]);
     let mut at = range.start;
     while at < range.end {
-        let n = ((range.end - at) as usize).min(want.len());
+        let n = ((range.end - at) as usize).min(CHUNK);
         mem.read(at, &mut want[..n])?;
         f.read_exact_at(&mut got[..n], at - range.start)?;
-        if let Some(i) = (0..n).find(|&i| want[i] != got[i]) {
+        if let Some(i) = want[..n].iter().zip(&got[..n]).position(|(x, y)| x != y) {
             return Ok(Some(format!(
                 "physical byte {:#x} reads {:#04x}, the vmcore has {:#04x}",
                 at + i as u64,

@@ -235,7 +235,7 @@ fn run(cmd: &mut Command) -> Result<()> {
 }
 
 /// Whether we run as root, read from /proc so no libc call is needed.
-fn is_root() -> bool {
+pub fn is_root() -> bool {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {

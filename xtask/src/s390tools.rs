@@ -450,11 +450,7 @@ impl Zgetdump {
             "{} has no sbin/zgetdump: not an s390-tools sysroot",
             root.display()
         );
-        ensure!(
-            have_command("qemu-s390x-static"),
-            "qemu-s390x-static not found: install Debian's qemu-user-static to run s390x \
-             zgetdump on this host"
-        );
+        require_qemu_user("zgetdump")?;
         Ok(Zgetdump {
             root: root.to_path_buf(),
         })
@@ -466,11 +462,7 @@ impl Zgetdump {
     }
 
     fn command(&self) -> Command {
-        let mut c = Command::new("qemu-s390x-static");
-        c.arg("-L")
-            .arg(&self.root)
-            .arg(self.root.join("sbin/zgetdump"));
-        c
+        qemu_user(&self.root, "sbin/zgetdump")
     }
 
     /// `zgetdump -i FILE`: FILE is a dump file or a partition image (the
@@ -563,6 +555,23 @@ pub struct ZiplResult {
     pub elapsed: Duration,
 }
 
+/// `qemu-s390x-static -L ROOT ROOT/BIN`: an s390x binary of the sysroot,
+/// with its libraries from there too.
+fn qemu_user(root: &Path, bin: &str) -> Command {
+    let mut c = Command::new("qemu-s390x-static");
+    c.arg("-L").arg(root).arg(root.join(bin));
+    c
+}
+
+fn require_qemu_user(what: &str) -> Result<()> {
+    ensure!(
+        have_command("qemu-s390x-static"),
+        "qemu-s390x-static not found: install Debian's qemu-user-static to run s390x {what} on \
+         this host"
+    );
+    Ok(())
+}
+
 /// Debian's s390x crash (the kernel dump analyser) under qemu-user.
 pub struct Crash {
     root: PathBuf,
@@ -582,11 +591,7 @@ impl Crash {
             root.display()
         );
         elf_closure(root, "usr/bin/crash")?;
-        ensure!(
-            have_command("qemu-s390x-static"),
-            "qemu-s390x-static not found: install Debian's qemu-user-static to run s390x \
-             crash on this host"
-        );
+        require_qemu_user("crash")?;
         Ok(Crash {
             root: root.to_path_buf(),
         })
@@ -608,15 +613,8 @@ impl Crash {
         let mut text = commands.join("\n");
         text.push_str("\nquit\n");
         fs::write(&cmds, text).with_context(|| format!("cannot write {}", cmds.display()))?;
-        let mut c = Command::new("qemu-s390x-static");
-        c.arg("-L")
-            .arg(&self.root)
-            .arg(self.root.join("usr/bin/crash"))
-            .arg("-s")
-            .arg(vmlinux)
-            .arg(dump)
-            .arg("-i")
-            .arg(&cmds);
+        let mut c = qemu_user(&self.root, "usr/bin/crash");
+        c.arg("-s").arg(vmlinux).arg(dump).arg("-i").arg(&cmds);
         let status = run_with_timeout(&mut c, log, CRASH_TIMEOUT)?;
         let out = fs::read_to_string(log).unwrap_or_default();
         match status {

@@ -263,7 +263,7 @@ mod tests {
     /// cgroup, so the limit applies to them. Needs root (CI runs as root).
     #[test]
     fn wrapped_writes_are_counted_by_the_cgroup() {
-        if !nix_is_root() {
+        if !crate::provision::is_root() {
             eprintln!("skipped: the device limit needs root");
             return;
         }
@@ -286,12 +286,6 @@ mod tests {
         assert!(st.success());
         let n = t.written().unwrap();
         assert!(n >= 4 << 20, "the cgroup saw {n} bytes written");
-    }
-
-    fn nix_is_root() -> bool {
-        fs::metadata("/proc/self")
-            .map(|m| m.uid() == 0)
-            .unwrap_or(false)
     }
 
     #[test]
