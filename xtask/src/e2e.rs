@@ -53,7 +53,7 @@ use zfcpdump_format::superblock::{CSUM_FIELD_OFFSET, DumpSuperblock, SB_SIZE};
 
 use crate::boot::{Boot, Drive, Outcome};
 use crate::dist::{self, DistArgs, IMAGE, RD};
-use crate::s390tools::{self, Crash, Zgetdump, ZiplJob, read_at};
+use crate::s390tools::{self, Crash, GEOMETRIES, Geometry, Zgetdump, ZiplJob, read_at};
 use crate::{ProfileArgs, kernel, profile, provision, util};
 
 #[derive(Args, Clone, Debug)]
@@ -106,34 +106,6 @@ const CHUNK: usize = 1 << 20;
 fn step(msg: impl AsRef<str>) {
     eprintln!("[e2e] {}", msg.as_ref());
 }
-
-/// A disk geometry; the two of toolchain.md's checked zipl runs.
-struct Geometry {
-    name: &'static str,
-    disk_size: u64,
-    sector_size: u32,
-    part_start: u64,
-    part_size: u64,
-}
-
-const GEOMETRIES: [Geometry; 2] = [
-    Geometry {
-        name: "512",
-        disk_size: 64 << 20,
-        sector_size: 512,
-        part_start: 2048 * 512,
-        part_size: 100_000 * 512,
-    },
-    // zipl reserves 0x10000 logical blocks (256 MiB here), so a 4K disk
-    // needs a large partition.
-    Geometry {
-        name: "4k",
-        disk_size: 404 << 20,
-        sector_size: 4096,
-        part_start: 1 << 20,
-        part_size: 400 << 20,
-    },
-];
 
 /// A zipl-prepared disk, never booted: each run works on a copy.
 struct Target<'g> {

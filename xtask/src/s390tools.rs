@@ -636,6 +636,36 @@ impl Crash {
     }
 }
 
+/// A disk for zipl runs: size, logical block size and its one partition.
+pub struct Geometry {
+    pub name: &'static str,
+    pub disk_size: u64,
+    pub sector_size: u32,
+    pub part_start: u64,
+    pub part_size: u64,
+}
+
+/// The two disks of toolchain.md's checked zipl runs, used by the zipl test
+/// and by e2e.
+pub const GEOMETRIES: [Geometry; 2] = [
+    Geometry {
+        name: "512",
+        disk_size: 64 << 20,
+        sector_size: 512,
+        part_start: 2048 * 512,
+        part_size: 100_000 * 512,
+    },
+    // zipl reserves 0x10000 logical blocks (256 MiB here), so a 4K disk
+    // needs a large partition.
+    Geometry {
+        name: "4k",
+        disk_size: 404 << 20,
+        sector_size: 4096,
+        part_start: 1 << 20,
+        part_size: 400 << 20,
+    },
+];
+
 /// Creates a sparse raw disk image with a DOS partition table holding one
 /// Linux (0x83) partition; start and size count logical blocks of
 /// `sector_size`, as Linux reads the table on a disk with that block size.

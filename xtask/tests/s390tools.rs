@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use s390tools::{Zgetdump, ZiplJob, read_at};
+use s390tools::{GEOMETRIES, Geometry, Zgetdump, ZiplJob, read_at};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -140,32 +140,6 @@ fn zgetdump_reads_generated_vmcores() {
 // ---------------------------------------------------------------------------
 // zipl vs zfcpdump-disk prepare
 // ---------------------------------------------------------------------------
-
-struct Geometry {
-    name: &'static str,
-    disk_size: u64,
-    sector_size: u32,
-    part_start: u64,
-    part_size: u64,
-}
-
-/// The two disks of toolchain.md's checked data points.
-const GEOMETRIES: &[Geometry] = &[
-    Geometry {
-        name: "512",
-        disk_size: 64 << 20,
-        sector_size: 512,
-        part_start: 2048 * 512,
-        part_size: 100_000 * 512,
-    },
-    Geometry {
-        name: "4096",
-        disk_size: 404 << 20,
-        sector_size: 4096,
-        part_start: 0x100000,
-        part_size: 400 << 20,
-    },
-];
 
 /// The qemu profile's kernel (with virtio-scsi), built through xtask's own
 /// cache (a no-op when `cargo xtask dist --profile qemu` ran before), or
@@ -331,7 +305,7 @@ fn real_zipl_writes_what_zfcpdump_disk_prepare_writes() {
 
     let mut report = String::new();
     let mut differ = Vec::new();
-    for g in GEOMETRIES {
+    for g in &GEOMETRIES {
         let zipl_disk = dir.join(format!("zipl-{}.img", g.name));
         let prep_disk = dir.join(format!("prepare-{}.img", g.name));
         let res = s390tools::zipl_prepare(
@@ -422,7 +396,7 @@ fn real_zipl_writes_what_zfcpdump_disk_prepare_writes() {
 
     // Both refuse a 4K disk whose partition cannot hold zipl's 256 MiB reserve.
     let small = Geometry {
-        name: "4096-too-small",
+        name: "4k-too-small",
         disk_size: 64 << 20,
         sector_size: 4096,
         part_start: 0x100000,
