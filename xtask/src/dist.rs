@@ -100,14 +100,14 @@ pub struct Built {
 /// Runs every stage (each one cached) and checks the budget.
 pub fn build(root: &Path, profile: &Profile, provision_ok: bool, offline: bool) -> Result<Built> {
     let mut needs: Vec<&provision::Need> = provision::BUILD.iter().collect();
-    if profile
+    if let Some(n) = profile
         .kernel
         .source
         .tarball
         .as_deref()
-        .is_some_and(|p| p == Path::new(provision::KERNEL_SOURCE.check))
+        .and_then(provision::kernel_source)
     {
-        needs.push(&provision::KERNEL_SOURCE);
+        needs.push(n);
     }
     provision::ensure(
         &needs,

@@ -162,10 +162,12 @@ impl<'a> Stage<'a> {
                 bail!(
                     "kernel source tarball {} does not exist{}",
                     tarball.display(),
-                    if tarball.starts_with("/usr/src/linux-source-") {
-                        " (install Debian's linux-source-6.1 package, or run without --no-provision)"
-                    } else {
-                        ""
+                    match crate::provision::kernel_source(tarball) {
+                        Some(n) => format!(
+                            " (install Debian's {} package, or run without --no-provision)",
+                            n.package
+                        ),
+                        None => String::new(),
                     }
                 );
             }

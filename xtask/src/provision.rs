@@ -76,12 +76,27 @@ pub const TEST: &[Need] = &[
     need("mkfs.ext4", "e2fsprogs", "disk images for tests"),
 ];
 
-/// The default profile's kernel source.
-pub const KERNEL_SOURCE: Need = need(
-    "/usr/src/linux-source-6.1.tar.xz",
-    "linux-source-6.1",
-    "the default profile's kernel source",
-);
+/// The kernel sources that Debian 12 packages and the profiles in
+/// `profiles/` name: 6.1 (the default) and 6.12 LTS (bookworm-security).
+/// A profile whose `kernel.source.tarball` is one of these gets its package
+/// installed.
+pub const KERNEL_SOURCES: &[Need] = &[
+    need(
+        "/usr/src/linux-source-6.1.tar.xz",
+        "linux-source-6.1",
+        "the default and qemu profiles' kernel source",
+    ),
+    need(
+        "/usr/src/linux-source-6.12.tar.xz",
+        "linux-source-6.12",
+        "the 6.12 profiles' kernel source",
+    ),
+];
+
+/// The package that provides a kernel source tarball, if Debian has one.
+pub fn kernel_source(tarball: &Path) -> Option<&'static Need> {
+    KERNEL_SOURCES.iter().find(|n| Path::new(n.check) == tarball)
+}
 
 const fn need(check: &'static str, package: &'static str, why: &'static str) -> Need {
     Need {
@@ -119,9 +134,9 @@ fn missing_components(wanted: &[&'static str]) -> Vec<&'static str> {
         .collect()
 }
 
-/// Everything: the build, the tests, the default kernel source.
+/// Everything: the build, the tests, every kernel source CI builds.
 pub fn ensure_all(allowed: bool) -> Result<()> {
-    let needs: Vec<&Need> = BUILD.iter().chain(TEST).chain([&KERNEL_SOURCE]).collect();
+    let needs: Vec<&Need> = BUILD.iter().chain(TEST).chain(KERNEL_SOURCES).collect();
     ensure(&needs, TEST_COMPONENTS, allowed)
 }
 
