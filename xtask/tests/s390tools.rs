@@ -6,16 +6,12 @@
 //! when it is absent; everything else fails loudly. Work files are kept in
 //! `<target>/zfcpdump/s390tools-test/` for inspection.
 
-#[allow(dead_code)]
-#[path = "../src/s390tools.rs"]
-mod s390tools;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use s390tools::{GEOMETRIES, Geometry, Zgetdump, ZiplJob, read_at};
+use xtask::lab::s390tools::{self, GEOMETRIES, Geometry, Zgetdump, ZiplJob, read_at};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -51,10 +51,12 @@ use zfcpdump_format::elide::LOWCORE_SIZE;
 use zfcpdump_format::mbr::{BlockPtr, ZiplMbr};
 use zfcpdump_format::superblock::{CSUM_FIELD_OFFSET, DumpSuperblock, SB_SIZE};
 
-use crate::boot::{Boot, Drive, Outcome};
-use crate::dist::{self, DistArgs, IMAGE, RD};
-use crate::s390tools::{self, Crash, GEOMETRIES, Geometry, Zgetdump, ZiplJob, read_at};
-use crate::{ProfileArgs, kernel, profile, provision, util};
+use crate::build::dist::{self, DistArgs, IMAGE, RD};
+use crate::build::kernel;
+use crate::build::profile::{self, ProfileArgs};
+use crate::lab::boot::{Boot, Drive, Outcome};
+use crate::lab::s390tools::{self, Crash, GEOMETRIES, Geometry, Zgetdump, ZiplJob, read_at};
+use crate::{provision, util};
 
 #[derive(Args, Clone, Debug)]
 pub struct E2eArgs {

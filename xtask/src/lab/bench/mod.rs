@@ -40,7 +40,7 @@ use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
 use serde::Serialize;
 
-use crate::profile::parse_size;
+use crate::build::profile::parse_size;
 use crate::util;
 use throttle::Throttle;
 

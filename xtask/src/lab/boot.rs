@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use crate::dist::{self, DistArgs, IMAGE, RD};
-use crate::{ProfileArgs, util};
+use crate::build::dist::{self, DistArgs, IMAGE, RD};
+use crate::build::profile::ProfileArgs;
+use crate::util;
 
 #[derive(Args, Clone, Debug)]
 pub struct BootArgs {
