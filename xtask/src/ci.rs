@@ -118,7 +118,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
             .push(("ZFCPDUMP_AGENT_S390X".into(), agent.display().to_string()));
     }
     // Debian's s390x zgetdump, run under qemu-user by the agent's tests.
-    match crate::lab::s390tools::unpacked_root(&util::cache_dir(&root), false) {
+    match crate::lab::readers::sysroot::DEBIAN_12.unpacked_root(&util::cache_dir(&root), false) {
         Ok(tools) => r
             .envs
             .push(("ZGETDUMP_ROOT".into(), tools.display().to_string())),

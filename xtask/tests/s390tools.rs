@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use xtask::lab::s390tools::{self, GEOMETRIES, Geometry, Zgetdump, ZiplJob, read_at};
+use xtask::lab::readers::zgetdump::Zgetdump;
+use xtask::lab::zipl::{self, GEOMETRIES, Geometry, ZiplJob, read_at};
 
 fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -304,7 +305,7 @@ fn real_zipl_writes_what_zfcpdump_disk_prepare_writes() {
     for g in &GEOMETRIES {
         let zipl_disk = dir.join(format!("zipl-{}.img", g.name));
         let prep_disk = dir.join(format!("prepare-{}.img", g.name));
-        let res = s390tools::zipl_prepare(
+        let res = zipl::zipl_prepare(
             &cache(),
             &ZiplJob {
                 helper_kernel: &kernel,
@@ -398,7 +399,7 @@ fn real_zipl_writes_what_zfcpdump_disk_prepare_writes() {
         part_start: 0x100000,
         part_size: 51 << 20,
     };
-    let e = s390tools::zipl_prepare(
+    let e = zipl::zipl_prepare(
         &cache(),
         &ZiplJob {
             helper_kernel: &kernel,

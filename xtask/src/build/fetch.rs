@@ -43,7 +43,8 @@ pub fn run(args: &FetchArgs) -> Result<()> {
             .env("RUSTC_BOOTSTRAP", "1"),
     )?;
     // The s390-tools readers and zipl that the tests and e2e run.
-    let tools = crate::lab::s390tools::unpacked_root(&util::cache_dir(&root), false)?;
+    let tools =
+        crate::lab::readers::sysroot::DEBIAN_12.unpacked_root(&util::cache_dir(&root), false)?;
     eprintln!("[fetch] s390-tools for the tests: {}", tools.display());
     eprintln!(
         "[fetch] done: `cargo xtask dist --offline` now needs no network \

@@ -55,7 +55,10 @@ use crate::build::dist::{self, DistArgs, IMAGE, RD};
 use crate::build::kernel;
 use crate::build::profile::{self, ProfileArgs};
 use crate::lab::boot::{Boot, Drive, Outcome};
-use crate::lab::s390tools::{self, Crash, GEOMETRIES, Geometry, Zgetdump, ZiplJob, read_at};
+use crate::lab::readers::crash::Crash;
+use crate::lab::readers::sysroot::{self, DEBIAN_12};
+use crate::lab::readers::zgetdump::Zgetdump;
+use crate::lab::zipl::{self, GEOMETRIES, Geometry, ZiplJob, read_at};
 use crate::{provision, util};
 
 #[derive(Args, Clone, Debug)]
@@ -231,11 +234,11 @@ pub fn run(args: &E2eArgs) -> Result<()> {
         vmlinux.display()
     );
     let (disk_tool, fixture_tool) = build_host_tools(&root, &cache, args.offline)?;
-    let tools_root = s390tools::unpacked_root(&cache, args.offline)?;
+    let tools_root = DEBIAN_12.unpacked_root(&cache, args.offline)?;
     let zgetdump = Zgetdump::new(&tools_root)?;
     let crash = Crash::new(&tools_root)?;
     // Which Debian builds of zipl and zgetdump did the checking.
-    let versions: Vec<String> = s390tools::versions(&tools_root)?
+    let versions: Vec<String> = sysroot::versions(&tools_root)?
         .lines()
         .filter(|l| {
             l.starts_with("s390-tools ") || l.starts_with("crash ") || l.starts_with("libc6 ")
@@ -470,7 +473,7 @@ fn run_all(
     });
     let g = t512.geometry;
     let no_zipl = ctx.work.join("no-zipl.before.img");
-    s390tools::create_partitioned_disk(
+    zipl::create_partitioned_disk(
         &no_zipl,
         g.disk_size,
         g.sector_size,
@@ -583,7 +586,7 @@ fn build_host_tools(root: &Path, cache: &Path, offline: bool) -> Result<(PathBuf
 /// `zfcpdump-disk prepare`: the metadata must be equal byte for byte.
 fn prepare_target<'g>(ctx: &Ctx, g: &'g Geometry, offline: bool) -> Result<Target<'g>> {
     let pristine = ctx.work.join(format!("zipl-{}.img", g.name));
-    let res = s390tools::zipl_prepare(
+    let res = zipl::zipl_prepare(
         &ctx.cache,
         &ZiplJob {
             helper_kernel: &ctx.image,
