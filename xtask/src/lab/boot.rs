@@ -1,17 +1,15 @@
 //! `boot`: boots dist artifacts under qemu-system-s390x with as much memory
 //! as the profile's budget, so the budget claim is tested, not only computed.
 
-use std::fs;
-use std::io::{BufRead, BufReader, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use clap::Args;
 
 use crate::build::dist::{self, DistArgs, IMAGE, RD};
 use crate::build::profile::ProfileArgs;
+use crate::lab::guest::{Boot, Outcome};
 use crate::util;
 
 #[derive(Args, Clone, Debug)]
@@ -31,140 +29,6 @@ pub struct BootArgs {
     /// Fail listing missing host packages instead of installing them
     #[arg(long)]
     pub no_provision: bool,
-}
-
-/// A disk attached to the guest.
-pub struct Drive {
-    pub file: PathBuf,
-    /// `scsi` (virtio-scsi, /dev/sdX) or `blk` (virtio-blk, /dev/vdX).
-    pub bus: &'static str,
-    pub sector_size: u32,
-}
-
-pub struct Boot<'a> {
-    pub image: &'a Path,
-    pub initrd: &'a Path,
-    pub memory: u64,
-    pub append: String,
-    pub drives: Vec<Drive>,
-    pub timeout: Duration,
-    pub log: PathBuf,
-}
-
-pub struct Outcome {
-    /// QEMU's exit status: 0 after the guest powered off, 1 on a guest panic
-    /// (`-action panic=exit-failure`); None when killed at the timeout.
-    pub exit: Option<i32>,
-    pub console: String,
-    pub elapsed: Duration,
-}
-
-impl Outcome {
-    /// The console's last lines, for failure messages.
-    pub fn tail(&self, n: usize) -> String {
-        let lines: Vec<&str> = self.console.lines().collect();
-        lines[lines.len().saturating_sub(n)..].join("\n")
-    }
-}
-
-impl Boot<'_> {
-    /// The QEMU command line, with `extra` arguments at the end (e.g. a QMP
-    /// socket or another `-action`).
-    pub fn command_with(&self, extra: &[String]) -> Command {
-        let mut c = Command::new("qemu-system-s390x");
-        c.args([
-            "-M",
-            "s390-ccw-virtio",
-            "-nographic",
-            "-no-reboot",
-            "-smp",
-            "1",
-        ])
-        .arg("-m")
-        .arg(format!("{}M", self.memory.div_ceil(1 << 20)))
-        .args(["-action", "panic=exit-failure"])
-        .arg("-kernel")
-        .arg(self.image)
-        .arg("-initrd")
-        .arg(self.initrd)
-        .arg("-append")
-        .arg(format!("console=ttysclp0 {}", self.append).trim_end());
-        if self.drives.iter().any(|d| d.bus == "scsi") {
-            c.args(["-device", "virtio-scsi-ccw,id=scsi0"]);
-        }
-        for (i, d) in self.drives.iter().enumerate() {
-            c.arg("-drive").arg(format!(
-                "if=none,id=d{i},file={},format=raw",
-                d.file.display()
-            ));
-            let dev = match d.bus {
-                "scsi" => format!("scsi-hd,drive=d{i},bus=scsi0.0,scsi-id={i}"),
-                _ => format!("virtio-blk-ccw,drive=d{i}"),
-            };
-            let bs = d.sector_size;
-            c.arg("-device").arg(format!(
-                "{dev},logical_block_size={bs},physical_block_size={bs}"
-            ));
-        }
-        c.args(extra);
-        c
-    }
-
-    /// Boots, captures the console into `log`, kills QEMU at the timeout.
-    pub fn run(&self) -> Result<Outcome> {
-        self.run_with(&[])
-    }
-
-    /// [`Boot::run`] with extra QEMU arguments at the end of the command line.
-    pub fn run_with(&self, extra: &[String]) -> Result<Outcome> {
-        if let Some(dir) = self.log.parent() {
-            fs::create_dir_all(dir)?;
-        }
-        let mut cmd = self.command_with(extra);
-        let mut log = fs::File::create(&self.log)
-            .with_context(|| format!("cannot create {}", self.log.display()))?;
-        writeln!(log, "$ {cmd:?}")?;
-        let t = Instant::now();
-        let (reader, writer) = std::io::pipe()?;
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(writer.try_clone()?)
-            .stderr(writer)
-            .spawn()
-            .context("cannot run qemu-system-s390x (Debian: qemu-system-misc)")?;
-        cmd.stdout(Stdio::null()).stderr(Stdio::null());
-        let reader_thread = std::thread::spawn(move || -> std::io::Result<String> {
-            let mut console = String::new();
-            for line in BufReader::new(reader).lines() {
-                let line = line.unwrap_or_default();
-                // The SCLP console ends lines with \r\n.
-                let line = line.trim_end_matches('\r');
-                writeln!(log, "{line}")?;
-                console.push_str(line);
-                console.push('\n');
-            }
-            Ok(console)
-        });
-        let exit = loop {
-            if let Some(status) = child.try_wait()? {
-                break status.code();
-            }
-            if t.elapsed() > self.timeout {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        };
-        let console = reader_thread
-            .join()
-            .map_err(|_| anyhow::anyhow!("console reader panicked"))??;
-        Ok(Outcome {
-            exit,
-            console,
-            elapsed: t.elapsed(),
-        })
-    }
 }
 
 /// `cargo xtask boot`: dist (cached), then the smoke boot.

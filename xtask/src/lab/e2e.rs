@@ -34,17 +34,14 @@
 
 use std::fmt::Write as _;
 use std::fs::{self, File};
-use std::io::{BufRead, BufReader, Write};
 use std::ops::Range;
 use std::os::unix::fs::FileExt;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
-use serde_json::{Value, json};
 use zfcpdump_format::PAGE_SIZE;
 use zfcpdump_format::elf::{PT_NOTE, ProgramHeader, SeekReader, Vmcore};
 use zfcpdump_format::elide::LOWCORE_SIZE;
@@ -54,7 +51,7 @@ use zfcpdump_format::superblock::{CSUM_FIELD_OFFSET, DumpSuperblock, SB_SIZE};
 use crate::build::dist::{self, DistArgs, IMAGE, RD};
 use crate::build::kernel;
 use crate::build::profile::{self, ProfileArgs};
-use crate::lab::boot::{Boot, Drive, Outcome};
+use crate::lab::guest::{self, Boot, Drive, Outcome};
 use crate::lab::readers::crash::Crash;
 use crate::lab::readers::sysroot::{self, DEBIAN_12};
 use crate::lab::readers::zgetdump::Zgetdump;
@@ -844,7 +841,7 @@ fn qemu_dump_source(ctx: &Ctx) -> Result<Source> {
     ];
     let (qmp_res, out) = std::thread::scope(|s| {
         let guest = s.spawn(|| boot.run_with(&extra));
-        let qmp_res = dump_via_qmp(&sock, &file, || guest.is_finished());
+        let qmp_res = guest::dump_via_qmp(&sock, &file, QEMU_GUEST_TIMEOUT, || guest.is_finished());
         (qmp_res, guest.join())
     });
     let _ = fs::remove_file(&sock);
@@ -886,91 +883,6 @@ fn qemu_dump_source(ctx: &Ctx) -> Result<Source> {
     );
     step(format!("   {}", src.about));
     Ok(src)
-}
-
-/// Waits for the guest to power off (paused), dumps its memory, quits QEMU.
-fn dump_via_qmp(sock: &Path, out: &Path, qemu_gone: impl Fn() -> bool) -> Result<()> {
-    let deadline = Instant::now() + QEMU_GUEST_TIMEOUT;
-    let stream = loop {
-        match UnixStream::connect(sock) {
-            Ok(s) => break s,
-            Err(e) => {
-                if qemu_gone() || Instant::now() > deadline {
-                    return Err(e).with_context(|| {
-                        format!("cannot connect to QEMU's QMP socket {}", sock.display())
-                    });
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    };
-    // A dead QEMU closes the socket; the timeout is for a hung one.
-    stream.set_read_timeout(Some(QEMU_GUEST_TIMEOUT))?;
-    let mut qmp = Qmp {
-        reader: BufReader::new(stream.try_clone()?),
-        writer: stream,
-    };
-    qmp.read()?; // greeting
-    qmp.execute("qmp_capabilities", json!({}))?;
-    let res = (|| {
-        loop {
-            let st = qmp.execute("query-status", json!({}))?;
-            match st["status"].as_str() {
-                Some("shutdown") => break,
-                Some("running") | Some("prelaunch") => {}
-                other => bail!("unexpected guest state {other:?} before the power-off"),
-            }
-            ensure!(
-                Instant::now() < deadline,
-                "the guest did not power off within {} s",
-                QEMU_GUEST_TIMEOUT.as_secs()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        let protocol = format!("file:{}", out.display());
-        // Synchronous (no detach): returns when the file is complete.
-        qmp.execute(
-            "dump-guest-memory",
-            json!({"paging": false, "protocol": protocol}),
-        )?;
-        Ok(())
-    })();
-    let quit = qmp.execute("quit", json!({}));
-    res?;
-    quit.map(|_| ())
-}
-
-/// A minimal QMP client: one command at a time, events skipped.
-struct Qmp {
-    reader: BufReader<UnixStream>,
-    writer: UnixStream,
-}
-
-impl Qmp {
-    fn read(&mut self) -> Result<Value> {
-        let mut line = String::new();
-        let n = self
-            .reader
-            .read_line(&mut line)
-            .context("reading from QMP")?;
-        ensure!(n > 0, "QEMU closed the QMP connection");
-        serde_json::from_str(&line).with_context(|| format!("QMP sent {line:?}"))
-    }
-
-    fn execute(&mut self, cmd: &str, args: Value) -> Result<Value> {
-        let msg = json!({"execute": cmd, "arguments": args});
-        writeln!(self.writer, "{msg}").context("writing to QMP")?;
-        loop {
-            let v = self.read()?;
-            if let Some(r) = v.get("return") {
-                return Ok(r.clone());
-            }
-            if let Some(e) = v.get("error") {
-                bail!("QMP {cmd}: {}", e["desc"].as_str().unwrap_or("error"));
-            }
-            // An event ({"event": ...}): not the answer.
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod boot;
 pub mod e2e;
+pub mod guest;
 pub mod readers;
 pub mod zipl;
 
