@@ -5,9 +5,11 @@
 
 pub mod bench;
 pub mod boot;
+mod checks;
 pub mod e2e;
 pub mod guest;
 pub mod readers;
+mod sources;
 pub mod zipl;
 
 use std::fs::File;

@@ -12,9 +12,13 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
+use zfcpdump_format::mbr::{BlockPtr, ZiplMbr};
+use zfcpdump_format::superblock::{DumpSuperblock, SB_SIZE};
 
+use crate::lab::e2e::{Ctx, step};
 use crate::lab::readers::sysroot::{DEBIAN_12, elf_closure, in_root};
 use crate::lab::{have_command, progress, run_with_timeout, secs, sibling, tail};
+use crate::util;
 
 /// Where zipl 2.16 (Debian) looks for the dump tool.
 const ZFCPDUMP_DIR: &str = "lib/s390-tools/zfcpdump";
@@ -491,6 +495,130 @@ pub fn read_at(path: &Path, offset: u64, len: usize) -> Result<Vec<u8>> {
         )
     })?;
     Ok(b)
+}
+
+/// A zipl-prepared disk, never booted: each run works on a copy.
+pub(crate) struct Target<'g> {
+    pub(crate) geometry: &'g Geometry,
+    pub(crate) pristine: PathBuf,
+    pub(crate) sb_offset: u64,
+    pub(crate) sb: DumpSuperblock,
+}
+
+/// Real zipl on a new disk, then the same geometry through
+/// `zfcpdump-disk prepare`: the metadata must be equal byte for byte.
+pub(crate) fn prepare_target<'g>(ctx: &Ctx, g: &'g Geometry, offline: bool) -> Result<Target<'g>> {
+    let pristine = ctx.work.join(format!("zipl-{}.img", g.name));
+    let res = zipl_prepare(
+        &ctx.cache,
+        &ZiplJob {
+            helper_kernel: &ctx.image,
+            dump_image: &ctx.image,
+            dump_initrd: Some(&ctx.initrd),
+            disk: &pristine,
+            disk_size: g.disk_size,
+            sector_size: g.sector_size,
+            part_start: g.part_start,
+            part_size: g.part_size,
+            offline,
+        },
+    )?;
+    ensure!(
+        res.zipl_output.contains("Writing SCSI master boot record"),
+        "zipl on the {}-byte disk did not write a SCSI MBR:\n{}",
+        g.sector_size,
+        res.zipl_output
+    );
+    let prep = ctx.work.join(format!("prepare-{}.img", g.name));
+    let out = Command::new(&ctx.disk_tool)
+        .arg("prepare")
+        .arg(&prep)
+        .args(["--size", &g.disk_size.to_string()])
+        .arg("--image")
+        .arg(&ctx.image)
+        .arg("--initrd")
+        .arg(&ctx.initrd)
+        .args(["--sector-size", &g.sector_size.to_string()])
+        .args(["--part-start", &g.part_start.to_string()])
+        .args(["--part-size", &g.part_size.to_string()])
+        .output()
+        .context("cannot run zfcpdump-disk")?;
+    ensure!(
+        out.status.success(),
+        "zfcpdump-disk prepare failed: {}",
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
+    let (sb_offset, sb) = compare_metadata(&pristine, &prep, g)?;
+    fs::remove_file(&prep)?;
+    step(format!(
+        "   {}-byte disk: zipl ran {}, metadata equal to zfcpdump-disk prepare's; \
+         superblock at {sb_offset:#x}, dump area {} bytes",
+        g.sector_size,
+        util::fmt_duration(res.elapsed),
+        sb.dump_size
+    ));
+    Ok(Target {
+        geometry: g,
+        pristine,
+        sb_offset,
+        sb,
+    })
+}
+
+/// Compares every byte zipl's metadata occupies: block 0 (MBR, boot_info, DOS
+/// table), the program table, the component table header, the superblock and
+/// the zeroed start of the partition (which holds the checksummed block).
+/// Returns the superblock, after checking its checksum.
+pub(crate) fn compare_metadata(
+    zipl: &Path,
+    prep: &Path,
+    g: &Geometry,
+) -> Result<(u64, DumpSuperblock)> {
+    let bs = g.sector_size as u64;
+    let (sb_offset, sb) = disk_metadata(zipl).context("the disk zipl prepared")?;
+    sb.verify_csum(&read_at(zipl, sb.csum_area().start, sb.csum_size as usize)?)
+        .map_err(|e| anyhow::anyhow!("the disk zipl prepared: {e}"))?;
+    let mbr = ZiplMbr::parse(&read_at(zipl, 0, 512)?).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let pt = mbr.program_table.blockno * bs;
+    let ct = BlockPtr::parse(&read_at(zipl, pt + BlockPtr::SIZE as u64, BlockPtr::SIZE)?).blockno;
+    let regions: [(&str, u64, u64); 5] = [
+        ("block 0 (MBR, boot_info, DOS table)", 0, bs),
+        ("program table", pt, 512),
+        ("component table header", ct * bs, 32),
+        ("superblock", sb_offset, SB_SIZE as u64),
+        ("first 64 KiB of the partition", g.part_start, 64 << 10),
+    ];
+    let mut differ = Vec::new();
+    for (what, at, len) in regions {
+        let a = read_at(zipl, at, len as usize)?;
+        let b = read_at(prep, at, len as usize)?;
+        if let Some(i) = a.iter().zip(&b).position(|(x, y)| x != y) {
+            differ.push(format!(
+                "{what} at {at:#x}: first difference at disk byte {:#x}: zipl {:#04x}, prepare {:#04x}",
+                at + i as u64,
+                a[i],
+                b[i]
+            ));
+        }
+    }
+    ensure!(
+        differ.is_empty(),
+        "zfcpdump-disk prepare differs from real zipl on the {}-byte disk:\n  {}\n(disks: {} and {})",
+        g.sector_size,
+        differ.join("\n  "),
+        zipl.display(),
+        prep.display()
+    );
+    Ok((sb_offset, sb))
+}
+
+/// The superblock's disk offset (from the MBR's boot_info) and the superblock.
+pub(crate) fn disk_metadata(disk: &Path) -> Result<(u64, DumpSuperblock)> {
+    let mbr =
+        ZiplMbr::parse(&read_at(disk, 0, 512)?).map_err(|e| anyhow::anyhow!("sector 0: {e}"))?;
+    let sb = DumpSuperblock::parse(&read_at(disk, mbr.sb_offset, SB_SIZE)?)
+        .map_err(|e| anyhow::anyhow!("superblock at {:#x}: {e}", mbr.sb_offset))?;
+    Ok((mbr.sb_offset, sb))
 }
 
 #[cfg(test)]
