@@ -15,18 +15,12 @@ use xtask::lab::readers::zgetdump::Zgetdump;
 use xtask::lab::zipl::{self, GEOMETRIES, Geometry, ZiplJob, read_at};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .into()
+    xtask::util::project_root()
 }
 
-/// The stage cache, as xtask's util::cache_dir computes it.
+/// The stage cache that `cargo xtask` uses too.
 fn cache() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"))
-        .join("zfcpdump")
+    xtask::util::cache_dir(&root())
 }
 
 fn work_dir(name: &str) -> PathBuf {
