@@ -118,7 +118,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
             .push(("ZFCPDUMP_AGENT_S390X".into(), agent.display().to_string()));
     }
     // Debian's s390x zgetdump, run under qemu-user by the agent's tests.
-    match crate::s390tools::unpacked_root(&util::cache_dir(&root), false) {
+    match crate::lab::readers::sysroot::DEBIAN_12.unpacked_root(&util::cache_dir(&root), false) {
         Ok(tools) => r
             .envs
             .push(("ZGETDUMP_ROOT".into(), tools.display().to_string())),
@@ -195,10 +195,10 @@ pub fn run(args: &TestArgs) -> Result<()> {
 /// The agent binary of the default dist build, from its manifest's stage
 /// cache record.
 fn agent_binary(root: &std::path::Path) -> Result<PathBuf> {
-    let profile = crate::profile::load(root, "default", &[])?;
-    match crate::agent::Stage::new(root, &profile, false).lookup()? {
-        crate::cache::Lookup::Hit(rec) => Ok(rec.binary),
-        crate::cache::Lookup::Miss { why } => {
+    let profile = crate::build::profile::load(root, "default", &[])?;
+    match crate::build::agent::Stage::new(root, &profile, false).lookup()? {
+        crate::build::cache::Lookup::Hit(rec) => Ok(rec.binary),
+        crate::build::cache::Lookup::Miss { why } => {
             bail!("the agent stage has no record after dist: {why}")
         }
     }

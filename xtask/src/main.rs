@@ -1,29 +1,15 @@
 //! `cargo xtask`: builds the zfcpdump kernel, agent and initramfs from a
-//! profile, and runs the project's checks. One module per task; this file
-//! only parses the command line.
-
-mod agent;
-mod archive;
-mod bench;
-mod boot;
-mod budget;
-mod cache;
-mod ci;
-mod dist;
-mod e2e;
-mod fetch;
-mod initramfs;
-mod kconfig;
-mod kernel;
-mod profile;
-mod provision;
-#[allow(dead_code)] // parts are used only by tests/s390tools.rs, which includes the file
-mod s390tools;
-mod util;
+//! profile, and runs the project's checks. The tasks live in the library
+//! (`xtask::build` and `xtask::lab`); this file only parses the command line.
 
 use std::process::ExitCode;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Parser, Subcommand};
+
+use xtask::build::profile::ProfileArgs;
+use xtask::build::{agent, dist, fetch};
+use xtask::ci;
+use xtask::lab::{bench, boot, e2e};
 
 #[derive(Parser)]
 #[command(
@@ -42,7 +28,7 @@ enum Task {
     /// Run the whole pipeline and write dist/<profile>/
     Dist(dist::DistArgs),
     /// Cross-build the static s390x dump agent
-    Agent(AgentArgs),
+    Agent(agent::AgentArgs),
     /// Print the resolved profile and each stage's cache state; runs nothing
     Plan(ProfileArgs),
     /// Show the memory budget and initramfs contents of a dist build
@@ -62,42 +48,12 @@ enum Task {
     Test(ci::TestArgs),
 }
 
-/// Selects and adjusts a profile; shared by every task that builds.
-#[derive(Args, Clone, Debug)]
-pub struct ProfileArgs {
-    /// Profile name (profiles/NAME.toml) or path to a .toml file
-    #[arg(long, short, default_value = "default")]
-    pub profile: String,
-    /// Override a profile key for this run, e.g. --set initramfs.compression=xz
-    #[arg(long = "set", value_name = "KEY=VALUE")]
-    pub sets: Vec<String>,
-}
-
-#[derive(Args, Clone, Debug)]
-struct AgentArgs {
-    #[command(flatten)]
-    profile: ProfileArgs,
-    /// Use only what `cargo xtask fetch` brought into the local caches
-    #[arg(long)]
-    offline: bool,
-}
-
-impl ProfileArgs {
-    pub fn load(&self) -> anyhow::Result<profile::Profile> {
-        profile::load(&util::project_root(), &self.profile, &self.sets)
-    }
-}
-
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = match cli.task {
         Task::Dist(a) => dist::run(&a),
         Task::Plan(a) => dist::plan(&a),
-        Task::Agent(a) => a.profile.load().and_then(|p| {
-            let rec = agent::Stage::new(&util::project_root(), &p, a.offline).run()?;
-            println!("{}", rec.binary.display());
-            Ok(())
-        }),
+        Task::Agent(a) => agent::run(&a),
         Task::Size(a) => dist::size(&a),
         Task::Install(a) => dist::install(&a),
         Task::Boot(a) => boot::run(&a),

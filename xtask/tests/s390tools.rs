@@ -6,30 +6,21 @@
 //! when it is absent; everything else fails loudly. Work files are kept in
 //! `<target>/zfcpdump/s390tools-test/` for inspection.
 
-#[allow(dead_code)]
-#[path = "../src/s390tools.rs"]
-mod s390tools;
-
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use s390tools::{GEOMETRIES, Geometry, Zgetdump, ZiplJob, read_at};
+use xtask::lab::readers::zgetdump::Zgetdump;
+use xtask::lab::zipl::{self, GEOMETRIES, Geometry, ZiplJob, read_at};
 
 fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .into()
+    xtask::util::project_root()
 }
 
-/// The stage cache, as xtask's util::cache_dir computes it.
+/// The stage cache that `cargo xtask` uses too.
 fn cache() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root().join("target"))
-        .join("zfcpdump")
+    xtask::util::cache_dir(&root())
 }
 
 fn work_dir(name: &str) -> PathBuf {
@@ -308,7 +299,7 @@ fn real_zipl_writes_what_zfcpdump_disk_prepare_writes() {
     for g in &GEOMETRIES {
         let zipl_disk = dir.join(format!("zipl-{}.img", g.name));
         let prep_disk = dir.join(format!("prepare-{}.img", g.name));
-        let res = s390tools::zipl_prepare(
+        let res = zipl::zipl_prepare(
             &cache(),
             &ZiplJob {
                 helper_kernel: &kernel,
@@ -402,7 +393,7 @@ fn real_zipl_writes_what_zfcpdump_disk_prepare_writes() {
         part_start: 0x100000,
         part_size: 51 << 20,
     };
-    let e = s390tools::zipl_prepare(
+    let e = zipl::zipl_prepare(
         &cache(),
         &ZiplJob {
             helper_kernel: &kernel,

@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::cache;
-use crate::kconfig::{self, Config, Requirement};
-use crate::profile::Profile;
+use crate::build::cache;
+use crate::build::kconfig::{self, Config, Requirement};
+use crate::build::profile::Profile;
 use crate::util;
 
 /// Bump when the stage changes what it produces.
@@ -77,8 +77,8 @@ struct ConfigureRecord {
     config_sha256: String,
 }
 
-pub use crate::cache::{Inputs, key_of};
-use crate::cache::{read_json, write_json};
+pub use crate::build::cache::{Inputs, key_of};
+use crate::build::cache::{read_json, write_json};
 
 pub struct Stage<'a> {
     pub root: &'a Path,
@@ -775,7 +775,7 @@ fn run_logged(cmd: &mut Command, log: &Path, what: &str, progress: bool) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::profile;
+    use crate::build::profile;
 
     /// A project root with a fake source dir and one fragment; the host gcc
     /// stands in for the cross compiler (only its --version is read).

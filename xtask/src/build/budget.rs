@@ -10,9 +10,9 @@
 use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::initramfs::{self, InitramfsRecord};
-use crate::kernel::KernelRecord;
-use crate::profile::Profile;
+use crate::build::initramfs::{self, InitramfsRecord};
+use crate::build::kernel::KernelRecord;
+use crate::build::profile::Profile;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct Row {

@@ -6,7 +6,8 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use crate::{agent, provision, util};
+use crate::build::agent;
+use crate::{provision, util};
 
 #[derive(Args, Clone, Debug)]
 pub struct FetchArgs {
@@ -42,7 +43,8 @@ pub fn run(args: &FetchArgs) -> Result<()> {
             .env("RUSTC_BOOTSTRAP", "1"),
     )?;
     // The s390-tools readers and zipl that the tests and e2e run.
-    let tools = crate::s390tools::unpacked_root(&util::cache_dir(&root), false)?;
+    let tools =
+        crate::lab::readers::sysroot::DEBIAN_12.unpacked_root(&util::cache_dir(&root), false)?;
     eprintln!("[fetch] s390-tools for the tests: {}", tools.display());
     eprintln!(
         "[fetch] done: `cargo xtask dist --offline` now needs no network \

@@ -16,7 +16,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
-use super::{left_by_dead_runs, spawn_cleanup_watchdog};
+use super::workdir::{left_by_dead_runs, spawn_cleanup_watchdog};
 
 const CGROUP_ROOT: &str = "/sys/fs/cgroup";
 const NAME_PREFIX: &str = "zfcpdump-bench.";

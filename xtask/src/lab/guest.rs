@@ -1,36 +1,16 @@
-//! `boot`: boots dist artifacts under qemu-system-s390x with as much memory
-//! as the profile's budget, so the budget claim is tested, not only computed.
+//! The QEMU guest runner: a qemu-system-s390x command line for a kernel, an
+//! initramfs and disks, run with its console captured and a timeout; and a
+//! minimal QMP client for what a test asks of a running guest.
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
+use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result, bail};
-use clap::Args;
-
-use crate::dist::{self, DistArgs, IMAGE, RD};
-use crate::{ProfileArgs, util};
-
-#[derive(Args, Clone, Debug)]
-pub struct BootArgs {
-    #[command(flatten)]
-    pub profile: ProfileArgs,
-    /// Give up and kill QEMU after this many seconds
-    #[arg(long, default_value_t = 180)]
-    pub timeout: u64,
-    /// Extra kernel command line parameters
-    #[arg(long)]
-    pub append: Option<String>,
-    /// Console text that must appear (repeatable); default: `Dump failed`,
-    /// which is what the agent must say where QEMU offers no dump device
-    #[arg(long)]
-    pub expect: Vec<String>,
-    /// Fail listing missing host packages instead of installing them
-    #[arg(long)]
-    pub no_provision: bool,
-}
+use anyhow::{Context, Result, bail, ensure};
+use serde_json::{Value, json};
 
 /// A disk attached to the guest.
 pub struct Drive {
@@ -166,80 +146,92 @@ impl Boot<'_> {
     }
 }
 
-/// `cargo xtask boot`: dist (cached), then the smoke boot.
-pub fn run(args: &BootArgs) -> Result<()> {
-    let root = util::project_root();
-    let profile = args.profile.load()?;
-    dist::run(&DistArgs {
-        profile: args.profile.clone(),
-        no_provision: args.no_provision,
-        offline: false,
-        check_reproducible: false,
-        out_dir: None,
-    })?;
-    let dir = dist::dist_dir(&root, &profile);
-    let log = util::cache_dir(&root).join("boot").join(format!(
-        "{}-{}{}.log",
-        profile.name,
-        profile.initramfs.compression,
-        if args.append.is_some() { "-append" } else { "" }
-    ));
-    let boot = Boot {
-        image: &dir.join(IMAGE),
-        initrd: &dir.join(RD),
-        memory: profile.budget.total,
-        append: args.append.clone().unwrap_or_default(),
-        drives: vec![],
-        timeout: Duration::from_secs(args.timeout),
-        log: log.clone(),
+/// Waits for the guest to power off (paused), dumps its memory, quits QEMU.
+pub fn dump_via_qmp(
+    sock: &Path,
+    out: &Path,
+    timeout: Duration,
+    qemu_gone: impl Fn() -> bool,
+) -> Result<()> {
+    let deadline = Instant::now() + timeout;
+    let stream = loop {
+        match UnixStream::connect(sock) {
+            Ok(s) => break s,
+            Err(e) => {
+                if qemu_gone() || Instant::now() > deadline {
+                    return Err(e).with_context(|| {
+                        format!("cannot connect to QEMU's QMP socket {}", sock.display())
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
     };
-    eprintln!(
-        "[boot] {} ({}) with -m {} MiB, timeout {} s; console: {}",
-        profile.name,
-        profile.initramfs.compression,
-        profile.budget.total >> 20,
-        args.timeout,
-        log.display()
-    );
-    let out = boot.run()?;
-    let expect = if args.expect.is_empty() {
-        vec!["Dump failed".to_string()]
-    } else {
-        args.expect.clone()
+    // A dead QEMU closes the socket; the timeout is for a hung one.
+    stream.set_read_timeout(Some(timeout))?;
+    let mut qmp = Qmp {
+        reader: BufReader::new(stream.try_clone()?),
+        writer: stream,
     };
-    check(&out, &expect, &log)?;
-    eprintln!(
-        "[boot] ok in {}: the agent ran, said what it said, and powered off (QEMU exit 0)\n{}",
-        util::fmt_duration(out.elapsed),
-        out.tail(12)
-    );
-    Ok(())
+    qmp.read()?; // greeting
+    qmp.execute("qmp_capabilities", json!({}))?;
+    let res = (|| {
+        loop {
+            let st = qmp.execute("query-status", json!({}))?;
+            match st["status"].as_str() {
+                Some("shutdown") => break,
+                Some("running") | Some("prelaunch") => {}
+                other => bail!("unexpected guest state {other:?} before the power-off"),
+            }
+            ensure!(
+                Instant::now() < deadline,
+                "the guest did not power off within {} s",
+                timeout.as_secs()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let protocol = format!("file:{}", out.display());
+        // Synchronous (no detach): returns when the file is complete.
+        qmp.execute(
+            "dump-guest-memory",
+            json!({"paging": false, "protocol": protocol}),
+        )?;
+        Ok(())
+    })();
+    let quit = qmp.execute("quit", json!({}));
+    res?;
+    quit.map(|_| ())
 }
 
-/// A good boot: powered off cleanly, no panic, each expected text present.
-pub fn check(out: &Outcome, expect: &[String], log: &Path) -> Result<()> {
-    let mut problems = Vec::new();
-    match out.exit {
-        Some(0) => {}
-        Some(1) => problems.push("QEMU exited 1: the guest kernel panicked".to_string()),
-        Some(n) => problems.push(format!("QEMU exited {n}")),
-        None => problems.push("timed out: the guest did not power off".to_string()),
+/// A minimal QMP client: one command at a time, events skipped.
+struct Qmp {
+    reader: BufReader<UnixStream>,
+    writer: UnixStream,
+}
+
+impl Qmp {
+    fn read(&mut self) -> Result<Value> {
+        let mut line = String::new();
+        let n = self
+            .reader
+            .read_line(&mut line)
+            .context("reading from QMP")?;
+        ensure!(n > 0, "QEMU closed the QMP connection");
+        serde_json::from_str(&line).with_context(|| format!("QMP sent {line:?}"))
     }
-    if out.console.contains("Kernel panic") {
-        problems.push("the console shows a kernel panic".into());
-    }
-    for e in expect {
-        if !out.console.contains(e.as_str()) {
-            problems.push(format!("the console lacks {e:?}"));
+
+    fn execute(&mut self, cmd: &str, args: Value) -> Result<Value> {
+        let msg = json!({"execute": cmd, "arguments": args});
+        writeln!(self.writer, "{msg}").context("writing to QMP")?;
+        loop {
+            let v = self.read()?;
+            if let Some(r) = v.get("return") {
+                return Ok(r.clone());
+            }
+            if let Some(e) = v.get("error") {
+                bail!("QMP {cmd}: {}", e["desc"].as_str().unwrap_or("error"));
+            }
+            // An event ({"event": ...}): not the answer.
         }
     }
-    if problems.is_empty() {
-        return Ok(());
-    }
-    bail!(
-        "boot failed: {}\n---- console tail ----\n{}\n----\nfull console: {}",
-        problems.join("; "),
-        out.tail(30),
-        log.display()
-    )
 }

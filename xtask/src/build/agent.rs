@@ -14,11 +14,29 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use crate::cache::{Inputs, Lookup, Slot};
-use crate::profile::Profile;
+use crate::build::cache::{Inputs, Lookup, Slot};
+use crate::build::profile::{Profile, ProfileArgs};
 use crate::util;
+
+#[derive(Args, Clone, Debug)]
+pub struct AgentArgs {
+    #[command(flatten)]
+    profile: ProfileArgs,
+    /// Use only what `cargo xtask fetch` brought into the local caches
+    #[arg(long)]
+    offline: bool,
+}
+
+/// `cargo xtask agent`: the agent stage alone; prints the binary's path.
+pub fn run(args: &AgentArgs) -> Result<()> {
+    let p = args.profile.load()?;
+    let rec = Stage::new(&util::project_root(), &p, args.offline).run()?;
+    println!("{}", rec.binary.display());
+    Ok(())
+}
 
 const STAGE_VERSION: &str = "agent-1";
 const PACKAGE: &str = "zfcpdump-agent";
@@ -201,7 +219,7 @@ impl<'a> Stage<'a> {
             .env_remove("RUSTFLAGS")
             .env(
                 "SOURCE_DATE_EPOCH",
-                crate::kernel::source_date_epoch().to_string(),
+                crate::build::kernel::source_date_epoch().to_string(),
             );
         if self.offline {
             cmd.arg("--offline").env("CARGO_NET_OFFLINE", "true");

@@ -10,11 +10,11 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::agent::AgentRecord;
-use crate::archive::{Archive, Kind, Record};
-use crate::cache::{Inputs, Lookup, Slot};
-use crate::kernel::{source_date_epoch, stays_inside};
-use crate::profile::{Compression, Profile};
+use crate::build::agent::AgentRecord;
+use crate::build::archive::{Archive, Kind, Record};
+use crate::build::cache::{Inputs, Lookup, Slot};
+use crate::build::kernel::{source_date_epoch, stays_inside};
+use crate::build::profile::{Compression, Profile};
 use crate::util;
 
 const STAGE_VERSION: &str = "initramfs-1";

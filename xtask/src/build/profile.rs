@@ -13,6 +13,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
+use clap::Args;
 use serde::{Deserialize, Serialize};
 
 /// The default budget: the HSA of machines before z15.
@@ -278,6 +279,23 @@ fn default_budget_section() -> Budget {
 /// Where `--profile NAME` looks.
 pub fn profiles_dir(root: &Path) -> PathBuf {
     root.join("profiles")
+}
+
+/// Selects and adjusts a profile; shared by every task that builds.
+#[derive(Args, Clone, Debug)]
+pub struct ProfileArgs {
+    /// Profile name (profiles/NAME.toml) or path to a .toml file
+    #[arg(long, short, default_value = "default")]
+    pub profile: String,
+    /// Override a profile key for this run, e.g. --set initramfs.compression=xz
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub sets: Vec<String>,
+}
+
+impl ProfileArgs {
+    pub fn load(&self) -> anyhow::Result<Profile> {
+        load(&crate::util::project_root(), &self.profile, &self.sets)
+    }
 }
 
 /// Resolves `--profile NAME|PATH`: a bare name means `profiles/NAME.toml`.

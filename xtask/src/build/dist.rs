@@ -10,13 +10,14 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use crate::agent::{self, AgentRecord};
-use crate::budget::Table;
-use crate::cache::Lookup;
-use crate::initramfs::{self, EntrySize, InitramfsRecord};
-use crate::kernel::{self, KernelRecord};
-use crate::profile::Profile;
-use crate::{ProfileArgs, provision, util};
+use crate::build::agent::{self, AgentRecord};
+use crate::build::budget::Table;
+use crate::build::cache::Lookup;
+use crate::build::initramfs::{self, EntrySize, InitramfsRecord};
+use crate::build::kernel::{self, KernelRecord};
+use crate::build::profile::Profile;
+use crate::build::profile::ProfileArgs;
+use crate::{provision, util};
 
 pub const IMAGE: &str = "zfcpdump.image";
 pub const RD: &str = "zfcpdump.rd";
@@ -307,7 +308,7 @@ fn check_reproducible(root: &Path, args: &DistArgs, dir: &Path) -> Result<()> {
     }
     let out = base.join("dist");
     let profile_arg = {
-        let p = crate::profile::profile_path(root, &args.profile.profile);
+        let p = crate::build::profile::profile_path(root, &args.profile.profile);
         match p.strip_prefix(root) {
             Ok(rel) => src.join(rel),
             Err(_) => p,

@@ -1,0 +1,707 @@
+//! `e2e`: the dump tool end to end under qemu-system-s390x, against the real
+//! s390-tools.
+//!
+//! 1. Builds the qemu profile (the default plus virtio).
+//! 2. Prepares a 512-byte-sector and a 4096-byte-sector disk with real
+//!    `zipl --dumpto` (Debian's zipl 2.16 in a helper guest), with our qemu
+//!    dist image and initrd as the dump tool, and checks that
+//!    `zfcpdump-disk prepare` writes the same metadata.
+//! 3. Makes the vmcores: one from `vmcore-fixture`, an independent one from
+//!    QEMU's `dump-guest-memory` of a booted guest, and for step 5 another
+//!    from `vmcore-fixture` with half its pages zero.
+//! 4. Boots the qemu dist artifacts with `-m` equal to the budget for each
+//!    disk and vmcore that fit, using the agent's test-only overrides (QEMU
+//!    cannot IPL in FCP dump mode), and checks the disk, the console and the
+//!    power-off. Then negative runs: a dump area too small, a disk without
+//!    zipl metadata, a corrupted checksum; each must fail cleanly and leave
+//!    the disk as it was.
+//! 5. Zero-page elision on the real kernel: the qemu profile again with
+//!    `--set agent.zero_page_elision=true`, published into the work directory
+//!    (only the initramfs differs; `dist/qemu/` stays as it is), dumps a
+//!    generated vmcore with half its pages zero onto the 4K disk. The memory
+//!    read back from `zfcpdump-disk extract` through the ELF's program headers
+//!    (elided tails read as zeros) must equal the vmcore's, and every zero page
+//!    outside the lowcore must have been left out. The same for QEMU's dump.
+//!    zgetdump 2.16 misreads `p_filesz < p_memsz`, so it does not check these
+//!    runs.
+//! 6. crash (Debian 12's s390x build, under qemu-user) opens the dumps of
+//!    QEMU's vmcore, byte-exact and elided, with the qemu kernel's vmlinux:
+//!    it must accept them, name the kernel release, and read all of physical
+//!    memory with `rd -p` exactly as the vmcore holds it.
+//!
+//! Work files live in `<target>/zfcpdump/e2e/work/`, kept on failure (or with
+//! `--keep`); the summary table goes to `<target>/zfcpdump/e2e/summary.txt`.
+//!
+//! This module is the orchestration: the zipl disks of step 2 are made in
+//! [`super::zipl`], the vmcores of step 3 in `lab/sources.rs`, and the checks of
+//! each run are in `lab/checks/`.
+
+use std::fmt::Write as _;
+use std::fs::{self};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use clap::Args;
+use zfcpdump_format::superblock::CSUM_FIELD_OFFSET;
+
+use crate::build::dist::{self, DistArgs, IMAGE, RD};
+use crate::build::kernel;
+use crate::build::profile::{self, ProfileArgs};
+use crate::lab::checks::check_success;
+use crate::lab::checks::console::{console_order, peak_rss};
+use crate::lab::checks::files::{first_difference, sparse_copy};
+use crate::lab::guest::{Boot, Drive};
+use crate::lab::readers::crash::Crash;
+use crate::lab::readers::sysroot::{self, DEBIAN_12};
+use crate::lab::readers::zgetdump::Zgetdump;
+use crate::lab::sources::{Source, generated_source, qemu_dump_source};
+use crate::lab::zipl::{self, GEOMETRIES, prepare_target};
+use crate::{provision, util};
+
+#[derive(Args, Clone, Debug)]
+pub struct E2eArgs {
+    /// Fail listing missing host packages instead of installing them
+    #[arg(long)]
+    pub no_provision: bool,
+    /// Use only what `cargo xtask fetch` brought into the local caches
+    #[arg(long)]
+    pub offline: bool,
+    /// Keep the work directory (disks, vmcores, console logs) after success
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// The profile whose kernel sees virtio disks.
+const PROFILE: &str = "qemu";
+/// Kill an agent boot after this long. A run takes seconds; the margin
+/// covers a loaded 2-core CI machine.
+const RUN_TIMEOUT: Duration = Duration::from_secs(300);
+/// Generated vmcore: 10 MiB of memory, 4 CPUs; it fits both dump areas.
+const FIXTURE_ARGS: &[&str] = &["--size", "10M", "--cpus", "4", "--seed", "0xe2e"];
+/// What turns the agent's zero-page elision on for the elided run.
+const ELISION_SET: &str = "agent.zero_page_elision=true";
+/// The elided run's vmcore: 16 MiB, half the pages zero, 4 CPUs, identity
+/// mapped (the small preset has no kernel-image PT_LOAD, so p_vaddr ==
+/// p_paddr). Its first range ([0, 12 MiB)) crosses the simulated HSA.
+const ELIDED_FIXTURE_ARGS: &[&str] = &[
+    "--size",
+    "16M",
+    "--cpus",
+    "4",
+    "--zero-fraction",
+    "0.5",
+    "--seed",
+    "0xe2e",
+];
+
+pub(crate) fn step(msg: impl AsRef<str>) {
+    eprintln!("[e2e] {}", msg.as_ref());
+}
+
+pub(crate) enum Expect {
+    Success,
+    /// `Dump failed: <this>...` on the console, the disk unchanged.
+    Failure(&'static str),
+}
+
+pub(crate) struct RunSpec<'a> {
+    pub(crate) name: String,
+    pub(crate) target: &'a str,
+    pub(crate) sector_size: u32,
+    /// The disk before the run; the run boots a copy of it.
+    pub(crate) before: PathBuf,
+    pub(crate) source: &'a Source,
+    pub(crate) expect: Expect,
+    /// Boot the initramfs built with zero-page elision on.
+    pub(crate) elided: bool,
+}
+
+struct RunResult {
+    name: String,
+    target: String,
+    source: String,
+    expect: String,
+    problems: Vec<String>,
+    /// What was verified, for the report.
+    checked: Vec<String>,
+    elapsed: Option<Duration>,
+    peak_rss_kib: Option<u64>,
+    log: PathBuf,
+    console_tail: String,
+}
+
+/// Paths and tools shared by the steps.
+pub(crate) struct Ctx {
+    pub(crate) cache: PathBuf,
+    pub(crate) work: PathBuf,
+    pub(crate) image: PathBuf,
+    pub(crate) initrd: PathBuf,
+    /// The same profile with `ELISION_SET`: the same kernel image, its own
+    /// initramfs.
+    pub(crate) elided_image: PathBuf,
+    pub(crate) elided_initrd: PathBuf,
+    pub(crate) memory: u64,
+    pub(crate) disk_tool: PathBuf,
+    pub(crate) fixture_tool: PathBuf,
+    pub(crate) zgetdump: Zgetdump,
+    pub(crate) crash: Crash,
+    /// The qemu profile kernel's vmlinux (with debug info) and release.
+    pub(crate) vmlinux: PathBuf,
+    pub(crate) release: String,
+    pub(crate) keep: bool,
+}
+
+pub fn run(args: &E2eArgs) -> Result<()> {
+    let t0 = Instant::now();
+    let root = util::project_root();
+    let cache = util::cache_dir(&root);
+    let base = cache.join("e2e");
+    let work = base.join("work");
+    let _ = fs::remove_dir_all(&work);
+    fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
+    let mut timings: Vec<(String, Duration)> = Vec::new();
+
+    let needs: Vec<&provision::Need> = provision::TEST.iter().collect();
+    provision::ensure(&needs, &[], !args.no_provision && !args.offline)?;
+
+    step(format!("1. building the {PROFILE} profile"));
+    let t = Instant::now();
+    let profile_args = ProfileArgs {
+        profile: PROFILE.into(),
+        sets: vec![],
+    };
+    dist::run(&DistArgs {
+        profile: profile_args.clone(),
+        no_provision: args.no_provision,
+        offline: args.offline,
+        check_reproducible: false,
+        out_dir: None,
+    })?;
+    let profile = profile_args.load()?;
+    let dist_dir = dist::dist_dir(&root, &profile);
+    // Cached by the dist above: only its record, for crash's vmlinux.
+    let kernel_rec = kernel::Stage::new(&root, &profile).run()?;
+    let vmlinux = kernel_rec.build_dir.join("vmlinux");
+    ensure!(
+        vmlinux.is_file(),
+        "{} is missing: the kernel build directory is incomplete",
+        vmlinux.display()
+    );
+    let (disk_tool, fixture_tool) = build_host_tools(&root, &cache, args.offline)?;
+    let tools_root = DEBIAN_12.unpacked_root(&cache, args.offline)?;
+    let zgetdump = Zgetdump::new(&tools_root)?;
+    let crash = Crash::new(&tools_root)?;
+    // Which Debian builds of zipl and zgetdump did the checking.
+    let versions: Vec<String> = sysroot::versions(&tools_root)?
+        .lines()
+        .filter(|l| {
+            l.starts_with("s390-tools ") || l.starts_with("crash ") || l.starts_with("libc6 ")
+        })
+        .map(String::from)
+        .collect();
+    timings.push(("build (cached)".into(), t.elapsed()));
+
+    let t = Instant::now();
+    let elided_dir = elided_build(&root, &work, &profile, &dist_dir, args)?;
+    timings.push(("build with zero-page elision".into(), t.elapsed()));
+    let ctx = Ctx {
+        cache,
+        work: work.clone(),
+        image: dist_dir.join(IMAGE),
+        initrd: dist_dir.join(RD),
+        elided_image: elided_dir.join(IMAGE),
+        elided_initrd: elided_dir.join(RD),
+        memory: profile.budget.total,
+        disk_tool,
+        fixture_tool,
+        zgetdump,
+        crash,
+        vmlinux,
+        release: kernel_rec.release.clone(),
+        keep: args.keep,
+    };
+
+    let res = run_all(&ctx, args, &mut timings);
+    let total = t0.elapsed();
+    let (table, ok) = match &res {
+        Ok((results, sources)) => summary(results, sources, &versions, &timings, total),
+        Err(e) => (
+            format!(
+                "e2e setup failed after {}: {e:#}\n",
+                util::fmt_duration(total)
+            ),
+            false,
+        ),
+    };
+    util::write_atomic(&base.join("summary.txt"), table.as_bytes())?;
+    if let Ok((results, _)) = &res {
+        for r in results.iter().filter(|r| !r.problems.is_empty()) {
+            eprintln!(
+                "\n[e2e] run {} FAILED:\n  - {}\n---- console tail ({}) ----\n{}\n----",
+                r.name,
+                r.problems.join("\n  - "),
+                r.log.display(),
+                r.console_tail
+            );
+        }
+    }
+    eprintln!("\n{table}");
+    if ok && !args.keep {
+        fs::remove_dir_all(&work).with_context(|| format!("cannot remove {}", work.display()))?;
+        step(format!(
+            "all passed in {}; summary: {}",
+            util::fmt_duration(total),
+            base.join("summary.txt").display()
+        ));
+        return Ok(());
+    }
+    if ok {
+        step(format!(
+            "all passed in {}; work files kept in {}",
+            util::fmt_duration(total),
+            work.display()
+        ));
+        return Ok(());
+    }
+    match res {
+        Err(e) => Err(e.context(format!("e2e failed; work files kept in {}", work.display()))),
+        Ok(_) => bail!(
+            "e2e failed (see above); disks, vmcores and console logs kept in {}",
+            work.display()
+        ),
+    }
+}
+
+/// The qemu profile with `--set agent.zero_page_elision=true`, loaded,
+/// built (the kernel and agent stages are cached, only the initramfs
+/// differs) and published into `<work>/dist-qemu-elided/`, not over
+/// `dist/qemu/`. Returns that directory.
+fn elided_build(
+    root: &Path,
+    work: &Path,
+    profile: &profile::Profile,
+    dist_dir: &Path,
+    args: &E2eArgs,
+) -> Result<PathBuf> {
+    step(format!(
+        "1b. building the {PROFILE} profile with --set {ELISION_SET} into the work directory"
+    ));
+    let sets = vec![ELISION_SET.to_string()];
+    let elided = profile::load(root, PROFILE, &sets)?;
+    ensure!(
+        elided.agent.zero_page_elision && !profile.agent.zero_page_elision,
+        "the {PROFILE} profile should have zero-page elision off, and on with --set {ELISION_SET}"
+    );
+    ensure!(
+        elided.budget.total == profile.budget.total,
+        "--set {ELISION_SET} changed the memory budget"
+    );
+    let dir = work.join(format!("dist-{PROFILE}-elided"));
+    // `dist::run` with an output directory: `profile::load` with the sets,
+    // `dist::build`, the manifest and `dist::publish` into `dir`.
+    dist::run(&DistArgs {
+        profile: ProfileArgs {
+            profile: PROFILE.into(),
+            sets,
+        },
+        no_provision: args.no_provision,
+        offline: args.offline,
+        check_reproducible: false,
+        out_dir: Some(dir.clone()),
+    })?;
+    let same = |name: &str| -> Result<bool> {
+        Ok(fs::read(dir.join(name))? == fs::read(dist_dir.join(name))?)
+    };
+    ensure!(
+        same(IMAGE)?,
+        "{} differs from {}: the elision setting should change only the initramfs",
+        dir.join(IMAGE).display(),
+        dist_dir.join(IMAGE).display()
+    );
+    ensure!(
+        !same(RD)?,
+        "{} equals {}: the elision setting did not reach the initramfs",
+        dir.join(RD).display(),
+        dist_dir.join(RD).display()
+    );
+    step(format!(
+        "   {}: the same {IMAGE}, {RD} {} bytes (with zero_page_elision = true)",
+        dir.display(),
+        fs::metadata(dir.join(RD))?.len()
+    ));
+    Ok(dir)
+}
+
+/// Steps 2 to 6; an error here is a setup failure, a failed run is a result.
+fn run_all(
+    ctx: &Ctx,
+    args: &E2eArgs,
+    timings: &mut Vec<(String, Duration)>,
+) -> Result<(Vec<RunResult>, Vec<String>)> {
+    step("2. preparing the dump disks with real zipl --dumpto");
+    let mut targets = Vec::new();
+    for g in &GEOMETRIES {
+        let t = Instant::now();
+        targets.push(prepare_target(ctx, g, args.offline)?);
+        timings.push((format!("zipl + prepare check ({})", g.name), t.elapsed()));
+    }
+    let [t512, t4k] = &targets[..] else {
+        unreachable!("two geometries")
+    };
+
+    step("3. sources");
+    let t = Instant::now();
+    let generated = generated_source(ctx, "generated", FIXTURE_ARGS)?;
+    timings.push(("source: vmcore-fixture".into(), t.elapsed()));
+    let t = Instant::now();
+    let half_zero = generated_source(ctx, "half-zero", ELIDED_FIXTURE_ARGS)?;
+    timings.push(("source: vmcore-fixture, 50% zero".into(), t.elapsed()));
+    let t = Instant::now();
+    let qemu = qemu_dump_source(ctx)?;
+    timings.push(("source: QEMU dump-guest-memory".into(), t.elapsed()));
+
+    let mut specs = Vec::new();
+    for target in [t512, t4k] {
+        for source in [&generated, &qemu] {
+            if source.extent <= target.sb.dump_size {
+                specs.push(RunSpec {
+                    name: format!("{}-{}", source.name, target.geometry.name),
+                    target: target.geometry.name,
+                    sector_size: target.geometry.sector_size,
+                    before: target.pristine.clone(),
+                    source,
+                    expect: Expect::Success,
+                    elided: false,
+                });
+            }
+        }
+    }
+    ensure!(
+        specs.len() == 3,
+        "expected 3 runs that fit (generated on both disks, QEMU's dump on the 4K disk), got {}",
+        specs.len()
+    );
+    // Zero-page elision on the real kernel, on the 4K disk.
+    ensure!(
+        half_zero.extent <= t4k.sb.dump_size,
+        "the 50%-zero vmcore ({} bytes) does not fit the 4K disk's dump area ({} bytes)",
+        half_zero.extent,
+        t4k.sb.dump_size
+    );
+    specs.push(RunSpec {
+        name: format!("elided-{}", t4k.geometry.name),
+        target: t4k.geometry.name,
+        sector_size: t4k.geometry.sector_size,
+        before: t4k.pristine.clone(),
+        source: &half_zero,
+        expect: Expect::Success,
+        elided: true,
+    });
+    // And of QEMU's dump of the real kernel, which crash reads.
+    specs.push(RunSpec {
+        name: format!("elided-qemu-{}", t4k.geometry.name),
+        target: t4k.geometry.name,
+        sector_size: t4k.geometry.sector_size,
+        before: t4k.pristine.clone(),
+        source: &qemu,
+        expect: Expect::Success,
+        elided: true,
+    });
+
+    // Negative runs.
+    ensure!(
+        qemu.extent > t512.sb.dump_size,
+        "QEMU's dump ({} bytes) fits the 512-byte disk's dump area ({} bytes): no \
+         too-small case",
+        qemu.extent,
+        t512.sb.dump_size
+    );
+    specs.push(RunSpec {
+        name: format!("too-small-{}", t512.geometry.name),
+        target: t512.geometry.name,
+        sector_size: t512.geometry.sector_size,
+        before: t512.pristine.clone(),
+        source: &qemu,
+        expect: Expect::Failure("size check: Disk too small"),
+        elided: false,
+    });
+    let g = t512.geometry;
+    let no_zipl = ctx.work.join("no-zipl.before.img");
+    zipl::create_partitioned_disk(
+        &no_zipl,
+        g.disk_size,
+        g.sector_size,
+        g.part_start,
+        g.part_size,
+    )?;
+    specs.push(RunSpec {
+        name: format!("no-zipl-{}", g.name),
+        target: g.name,
+        sector_size: g.sector_size,
+        before: no_zipl,
+        source: &generated,
+        expect: Expect::Failure("dump metadata: sector 0: MBR magic"),
+        elided: false,
+    });
+    let bad = ctx.work.join("bad-csum.before.img");
+    sparse_copy(&t4k.pristine, &bad)?;
+    // Flip the low byte of the stored checksum (big-endian u64).
+    let at = t4k.sb_offset + CSUM_FIELD_OFFSET + 7;
+    let f = fs::OpenOptions::new().read(true).write(true).open(&bad)?;
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, at)?;
+    f.write_all_at(&[b[0] ^ 0xff], at)?;
+    f.sync_all()?;
+    specs.push(RunSpec {
+        name: format!("bad-csum-{}", t4k.geometry.name),
+        target: t4k.geometry.name,
+        sector_size: t4k.geometry.sector_size,
+        before: bad,
+        source: &generated,
+        expect: Expect::Failure("dump metadata: dump superblock checksum mismatch"),
+        elided: false,
+    });
+
+    step(format!(
+        "4.-6. {} agent boots: -m {} MiB, timeout {} s",
+        specs.len(),
+        ctx.memory >> 20,
+        RUN_TIMEOUT.as_secs()
+    ));
+    let mut results = Vec::new();
+    for spec in &specs {
+        let r =
+            run_one(ctx, spec).with_context(|| format!("run {}: the harness failed", spec.name))?;
+        let verdict = if r.problems.is_empty() {
+            "ok"
+        } else {
+            "FAILED"
+        };
+        step(format!(
+            "   {}: {verdict} ({}, peak RSS {})",
+            r.name,
+            r.elapsed.map_or("-".into(), util::fmt_duration),
+            r.peak_rss_kib
+                .map_or("unknown".into(), |k| format!("{k} KiB"))
+        ));
+        results.push(r);
+    }
+    Ok((
+        results,
+        vec![
+            generated.about.clone(),
+            qemu.about.clone(),
+            half_zero.about.clone(),
+        ],
+    ))
+}
+
+/// `cargo build --release` of the two host tools; returns their paths.
+fn build_host_tools(root: &Path, cache: &Path, offline: bool) -> Result<(PathBuf, PathBuf)> {
+    let mut c = Command::new(env!("CARGO"));
+    c.args([
+        "build",
+        "--quiet",
+        "--release",
+        "-p",
+        "zfcpdump-disk",
+        "-p",
+        "vmcore-fixture",
+    ])
+    .current_dir(root);
+    if offline {
+        c.arg("--offline");
+    }
+    let st = c.status().context("cannot run cargo")?;
+    ensure!(
+        st.success(),
+        "cargo build --release -p zfcpdump-disk -p vmcore-fixture failed ({st})"
+    );
+    // util::cache_dir is <target>/zfcpdump.
+    let release = cache
+        .parent()
+        .context("cache dir has no parent")?
+        .join("release");
+    let bins = (
+        release.join("zfcpdump-disk"),
+        release.join("vmcore-fixture"),
+    );
+    for b in [&bins.0, &bins.1] {
+        ensure!(b.is_file(), "{} was not built", b.display());
+    }
+    Ok(bins)
+}
+
+// Steps 4 to 6: runs
+// ---------------------------------------------------------------------------
+
+fn run_one(ctx: &Ctx, spec: &RunSpec) -> Result<RunResult> {
+    let src = spec.source;
+    let disk = ctx.work.join(format!("{}.img", spec.name));
+    let log = ctx.work.join(format!("{}.console.log", spec.name));
+    sparse_copy(&spec.before, &disk)?;
+    let (image, initrd) = if spec.elided {
+        (&ctx.elided_image, &ctx.elided_initrd)
+    } else {
+        (&ctx.image, &ctx.initrd)
+    };
+    let boot = Boot {
+        image,
+        initrd,
+        memory: ctx.memory,
+        // The agent wants the whole disk; virtio-scsi's scan of empty targets
+        // would hold up boot for about 15 s, and the agent polls anyway.
+        append: format!(
+            "zfcpdump.source=/dev/vda zfcpdump.disk=/dev/sda zfcpdump.hsa_size={:#x} \
+             scsi_mod.scan=async",
+            src.hsa_size
+        ),
+        drives: vec![
+            Drive {
+                file: disk.clone(),
+                bus: "scsi",
+                sector_size: spec.sector_size,
+            },
+            Drive {
+                file: src.disk.clone(),
+                bus: "blk",
+                sector_size: 512,
+            },
+        ],
+        timeout: RUN_TIMEOUT,
+        log: log.clone(),
+    };
+    let out = boot.run()?;
+    let mut p = Vec::new();
+    match out.exit {
+        Some(0) => {}
+        Some(1) => p.push("QEMU exited 1: the guest kernel panicked".to_string()),
+        Some(n) => p.push(format!("QEMU exited {n}")),
+        None => p.push(format!(
+            "timed out after {} s: the guest did not power off",
+            RUN_TIMEOUT.as_secs()
+        )),
+    }
+    if out.console.contains("Kernel panic") {
+        p.push("the console shows a kernel panic".into());
+    }
+    let peak_rss_kib = peak_rss(&out.console);
+    if peak_rss_kib.is_none() {
+        p.push("no `peak RSS: N KiB` line".into());
+    }
+    let mut checked = Vec::new();
+    match spec.expect {
+        Expect::Success => {
+            let order = console_order(&out.console, spec.elided);
+            if order.is_empty() {
+                checked.push("console order".into());
+            }
+            p.extend(order);
+            p.extend(check_success(ctx, spec, &disk, &out.console, &mut checked)?);
+        }
+        Expect::Failure(what) => {
+            let want = format!("Dump failed: {what}");
+            if !out.console.contains(&want) {
+                p.push(format!("the console lacks {want:?}"));
+            }
+            if out.console.contains("Dump successful") {
+                p.push("the console says `Dump successful`".into());
+            }
+            if let Some(at) = first_difference(&spec.before, &disk, &[])? {
+                p.push(format!(
+                    "the disk changed: first difference at byte {at:#x}"
+                ));
+            }
+            if let Some(l) = out.console.lines().find(|l| l.contains("Dump failed: ")) {
+                checked.push(l.trim().to_string());
+            }
+            checked.push("disk unchanged byte for byte".into());
+        }
+    }
+    if p.is_empty() && !ctx.keep {
+        let _ = fs::remove_file(&disk);
+    }
+    Ok(RunResult {
+        name: spec.name.clone(),
+        target: format!("{} ({} B sectors)", spec.target, spec.sector_size),
+        source: src.name.into(),
+        expect: match spec.expect {
+            Expect::Success if spec.elided => "elided".into(),
+            Expect::Success => "dump".into(),
+            Expect::Failure(_) => "refusal".into(),
+        },
+        problems: p,
+        checked,
+        elapsed: out.exit.is_some().then_some(out.elapsed),
+        peak_rss_kib,
+        log,
+        console_tail: out.tail(30),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Summary
+// ---------------------------------------------------------------------------
+
+fn summary(
+    results: &[RunResult],
+    sources: &[String],
+    versions: &[String],
+    timings: &[(String, Duration)],
+    total: Duration,
+) -> (String, bool) {
+    let ok = results.iter().all(|r| r.problems.is_empty());
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "e2e: {} in {} ({} runs, {} failed)",
+        if ok { "PASSED" } else { "FAILED" },
+        util::fmt_duration(total),
+        results.len(),
+        results.iter().filter(|r| !r.problems.is_empty()).count()
+    );
+    let _ = writeln!(
+        s,
+        "\n{:<18} {:<20} {:<10} {:<8} {:<7} {:>20} {:>9}",
+        "run", "disk", "source", "expect", "result", "boot-to-power-off", "peak RSS"
+    );
+    for r in results {
+        let _ = writeln!(
+            s,
+            "{:<18} {:<20} {:<10} {:<8} {:<7} {:>20} {:>9}",
+            r.name,
+            r.target,
+            r.source,
+            r.expect,
+            if r.problems.is_empty() {
+                "ok"
+            } else {
+                "FAILED"
+            },
+            r.elapsed
+                .map_or("timeout".into(), |d| format!("{:.1} s", d.as_secs_f64())),
+            r.peak_rss_kib.map_or("-".into(), |k| format!("{k} KiB"))
+        );
+    }
+    let _ = writeln!(s, "\nchecked:");
+    for r in results {
+        let _ = writeln!(s, "  {}: {}", r.name, r.checked.join("; "));
+    }
+    let _ = writeln!(s, "\nsources:");
+    for a in sources {
+        let _ = writeln!(s, "  {a}");
+    }
+    let _ = writeln!(
+        s,
+        "\nreference tools (Debian s390x): {}",
+        versions.join(", ")
+    );
+    let _ = writeln!(s, "\nsetup steps:");
+    for (what, d) in timings {
+        let _ = writeln!(s, "  {what:<34} {:>8.1} s", d.as_secs_f64());
+    }
+    (s, ok)
+}

@@ -1,0 +1,338 @@
+//! The unpacked s390x sysroot that the reference readers run from.
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail, ensure};
+use sha2::{Digest, Sha256};
+
+use crate::lab::{have_command, progress, secs};
+
+/// The s390x packages of the sysroot. zipl needs libc6; zgetdump also needs
+/// zlib1g and libfuse2 (its ELF NEEDED entries); busybox-static is the
+/// helper guest's shell; crash (8.0.2 in Debian 12) needs the libraries
+/// after it.
+pub const PACKAGES: &[&str] = &[
+    "s390-tools",
+    "libc6",
+    "zlib1g",
+    "libfuse2",
+    "busybox-static",
+    "crash",
+    "libncursesw6",
+    "libtinfo6",
+    "liblzo2-2",
+    "libsnappy1v5",
+    "libzstd1",
+    "libstdc++6",
+    "libgcc-s1",
+];
+
+/// Bumped when the layout of a cache entry changes.
+const CACHE_FORMAT: &str = "s390-tools-root-v1";
+
+/// A set of reference readers: Debian s390x packages, unpacked into a sysroot
+/// in the cache. There is one, [`DEBIAN_12`]; another release (a different
+/// package list, resolved through its own apt configuration instead of the
+/// host's lists) would be a second value, with its own `cache_format` so that
+/// its cache entries never collide with this one's.
+#[derive(Debug, Clone, Copy)]
+pub struct Sysroot {
+    /// The cache subdirectory of its entries: `cache/<cache_dir>/<key>`.
+    pub cache_dir: &'static str,
+    /// Part of the cache key; bumped when the layout of a cache entry changes.
+    pub cache_format: &'static str,
+    /// The s390x packages to unpack.
+    pub packages: &'static [&'static str],
+}
+
+/// Debian 12's s390-tools 2.16, crash 8.0.2 and their libraries.
+pub const DEBIAN_12: Sysroot = Sysroot {
+    cache_dir: "s390-tools",
+    cache_format: CACHE_FORMAT,
+    packages: PACKAGES,
+};
+
+impl Sysroot {
+    /// The directory that [`Sysroot::unpacked_root`] fills for the current package list:
+    /// `cache/s390-tools/<key>`, holding `root/` and `versions.txt`.
+    pub fn cache_entry(&self, cache: &Path) -> PathBuf {
+        let mut h = Sha256::new();
+        h.update(self.cache_format.as_bytes());
+        for p in self.packages {
+            h.update(b"\0");
+            h.update(p.as_bytes());
+        }
+        let key: String = h.finalize()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        cache.join(self.cache_dir).join(key)
+    }
+
+    /// The sysroot with Debian's s390x s390-tools, glibc, zlib, libfuse and
+    /// busybox, unpacked once into the cache (atomically: a temp dir renamed into
+    /// place). Returns the sysroot (`.../root`); `versions.txt` beside it lists
+    /// the package versions. With `offline`, only a cached sysroot is used.
+    ///
+    /// The cache key covers the package list, not the versions, so a cached
+    /// sysroot needs no apt query; delete `cache/s390-tools/` to pick up newer
+    /// Debian packages.
+    pub fn unpacked_root(&self, cache: &Path, offline: bool) -> Result<PathBuf> {
+        let entry = self.cache_entry(cache);
+        let root = entry.join("root");
+        if root.is_dir() {
+            return Ok(root);
+        }
+        if offline {
+            bail!(
+                "the s390x s390-tools sysroot is not in the cache ({}): run `cargo xtask fetch` \
+             while online first, or drop --offline",
+                entry.display()
+            );
+        }
+        for tool in ["apt-get", "dpkg-deb"] {
+            ensure!(
+                have_command(tool),
+                "`{tool}` not found: the s390-tools sysroot is made from Debian's s390x packages \
+             and needs a Debian or Ubuntu host with apt and dpkg"
+            );
+        }
+        let parent = entry.parent().context("cache entry has no parent")?;
+        fs::create_dir_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+        let tmp = parent.join(format!(
+            ".{}.tmp-{}",
+            entry.file_name().unwrap_or_default().to_string_lossy(),
+            std::process::id()
+        ));
+        let _ = fs::remove_dir_all(&tmp);
+        let res = self.fill_entry(&tmp);
+        if let Err(e) = res {
+            let _ = fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+        if let Err(e) = fs::rename(&tmp, &entry) {
+            let _ = fs::remove_dir_all(&tmp);
+            // Another process may have won the race; its result is as good.
+            if !root.is_dir() {
+                return Err(e).with_context(|| format!("cannot create {}", entry.display()));
+            }
+        }
+        progress(format!("sysroot ready: {}", root.display()));
+        Ok(root)
+    }
+
+    fn fill_entry(&self, tmp: &Path) -> Result<()> {
+        let debs = tmp.join("debs");
+        let root = tmp.join("root");
+        fs::create_dir_all(&debs).with_context(|| format!("cannot create {}", debs.display()))?;
+        fs::create_dir_all(&root)?;
+
+        let names: Vec<String> = self.packages.iter().map(|p| format!("{p}:s390x")).collect();
+        progress(format!("downloading {}", names.join(" ")));
+        let t = Instant::now();
+        // apt-get download writes into the current directory. The sandbox user
+        // _apt could not write into a root-owned cache dir, so download as the
+        // caller (the files are checked against the signed lists either way).
+        let out = Command::new("apt-get")
+            .args(["download", "-q", "-o", "APT::Sandbox::User=root"])
+            .args(&names)
+            .current_dir(&debs)
+            .output()
+            .context("cannot run apt-get")?;
+        if !out.status.success() {
+            bail!(
+                "apt-get download of the s390x packages failed ({}):\n{}\n\
+             The host needs the s390x architecture and its package lists: \
+             `dpkg --add-architecture s390x && apt-get update`",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        progress(format!("downloaded in {}", secs(t.elapsed())));
+
+        let mut versions = String::new();
+        let mut found = BTreeSet::new();
+        let mut files: Vec<PathBuf> = fs::read_dir(&debs)?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<std::io::Result<_>>()?;
+        files.sort();
+        for deb in files
+            .iter()
+            .filter(|p| p.extension() == Some("deb".as_ref()))
+        {
+            let out = Command::new("dpkg-deb")
+                .args(["-f"])
+                .arg(deb)
+                .args(["Package", "Version", "Architecture"])
+                .output()
+                .context("cannot run dpkg-deb")?;
+            ensure!(
+                out.status.success(),
+                "dpkg-deb -f {} failed: {}",
+                deb.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+            let fields = String::from_utf8_lossy(&out.stdout);
+            let field = |name: &str| {
+                fields
+                    .lines()
+                    .find_map(|l| l.strip_prefix(name)?.strip_prefix(':'))
+                    .map(|v| v.trim().to_string())
+                    .unwrap_or_default()
+            };
+            let (pkg, ver, arch) = (field("Package"), field("Version"), field("Architecture"));
+            ensure!(
+                arch == "s390x",
+                "{} is for architecture '{arch}', not s390x",
+                deb.display()
+            );
+            versions.push_str(&format!("{pkg} {ver} {arch}\n"));
+            found.insert(pkg);
+            let st = Command::new("dpkg-deb")
+                .arg("-x")
+                .arg(deb)
+                .arg(&root)
+                .status()
+                .context("cannot run dpkg-deb")?;
+            ensure!(st.success(), "dpkg-deb -x {} failed", deb.display());
+        }
+        let missing: Vec<_> = self
+            .packages
+            .iter()
+            .filter(|p| !found.contains(**p))
+            .collect();
+        ensure!(
+            missing.is_empty(),
+            "apt-get download did not produce {missing:?} in {}",
+            debs.display()
+        );
+        fs::write(tmp.join("versions.txt"), &versions)?;
+        fs::remove_dir_all(&debs)?;
+
+        // Fail here, not later inside a guest, if a run-time library is missing.
+        for bin in ["sbin/zipl", "sbin/zgetdump"] {
+            elf_closure(&root, bin).with_context(|| format!("checking {bin} in the sysroot"))?;
+        }
+        ensure!(
+            root.join("bin/busybox").is_file(),
+            "busybox-static:s390x did not provide bin/busybox"
+        );
+        progress(format!("unpacked {}", versions.trim().replace('\n', ", ")));
+        Ok(())
+    }
+}
+
+/// The package versions recorded next to a sysroot from [`Sysroot::unpacked_root`].
+pub fn versions(root: &Path) -> Result<String> {
+    let p = root.with_file_name("versions.txt");
+    fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))
+}
+
+/// An s390x binary in the sysroot plus everything the dynamic loader needs to
+/// run it: its interpreter and the transitive DT_NEEDED libraries, as paths
+/// relative to the sysroot (symlinks not resolved).
+pub fn elf_closure(root: &Path, bin: &str) -> Result<Vec<String>> {
+    let mut out = vec![bin.to_string()];
+    let mut seen = BTreeSet::new();
+    let mut i = 0;
+    while i < out.len() {
+        let rel = out[i].clone();
+        i += 1;
+        let path = in_root(root, &rel);
+        let data = fs::read(&path).with_context(|| format!("cannot read {}", path.display()))?;
+        let (interp, needed) = elf_deps(&data).with_context(|| format!("parsing {rel}"))?;
+        if let Some(interp) = interp {
+            let rel = interp.trim_start_matches('/').to_string();
+            ensure!(
+                in_root(root, &rel).exists(),
+                "{bin}'s interpreter {interp} is not in {}",
+                root.display()
+            );
+            if seen.insert(rel.clone()) {
+                out.push(rel);
+            }
+        }
+        for lib in needed {
+            let rel = [
+                "lib/s390x-linux-gnu",
+                "usr/lib/s390x-linux-gnu",
+                "lib",
+                "usr/lib",
+            ]
+            .iter()
+            .map(|d| format!("{d}/{lib}"))
+            .find(|p| in_root(root, p).exists())
+            .with_context(|| {
+                format!(
+                    "{bin} needs {lib}, which no package in {PACKAGES:?} provides; \
+                         add its package to PACKAGES"
+                )
+            })?;
+            if seen.insert(rel.clone()) {
+                out.push(rel);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `root/rel` with symlinks in its last component followed inside the
+/// sysroot: an absolute link target must not escape to the host's /lib.
+pub fn in_root(root: &Path, rel: &str) -> PathBuf {
+    let mut rel = PathBuf::from(rel);
+    for _ in 0..16 {
+        let p = root.join(&rel);
+        let Ok(target) = fs::read_link(&p) else {
+            return p;
+        };
+        rel = match target.strip_prefix("/") {
+            Ok(abs) => abs.to_path_buf(),
+            Err(_) => rel.parent().unwrap_or(Path::new("")).join(target),
+        };
+    }
+    root.join(rel)
+}
+
+/// PT_INTERP and DT_NEEDED of an ELF64 file.
+fn elf_deps(data: &[u8]) -> Result<(Option<String>, Vec<String>)> {
+    use object::elf;
+    use object::read::elf::{Dyn, FileHeader, ProgramHeader};
+    let hdr = elf::FileHeader64::<object::Endianness>::parse(data).context("not an ELF64 file")?;
+    let e = hdr.endian()?;
+    let mut interp = None;
+    for ph in hdr.program_headers(e, data)? {
+        if let Some(i) = ph.interpreter(e, data)? {
+            interp = Some(String::from_utf8_lossy(i).into_owned());
+        }
+    }
+    let sections = hdr.sections(e, data)?;
+    let mut needed = Vec::new();
+    if let Some((dyns, strindex)) = sections.dynamic(e, data)? {
+        let strings = sections.strings(e, data, strindex)?;
+        for d in dyns {
+            if d.tag32(e) == Some(elf::DT_NEEDED) {
+                needed.push(String::from_utf8_lossy(d.string(e, strings)?).into_owned());
+            }
+        }
+    }
+    Ok((interp, needed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debian_12_cache_key_is_stable() {
+        // Existing caches stay valid only while this holds.
+        assert_eq!(
+            DEBIAN_12.cache_entry(Path::new("c")),
+            Path::new("c/s390-tools/7c5f41aeb525ce6b")
+        );
+    }
+}
