@@ -42,10 +42,16 @@ pub fn run(args: &FetchArgs) -> Result<()> {
             .arg(src.join("library/Cargo.toml"))
             .env("RUSTC_BOOTSTRAP", "1"),
     )?;
-    // The s390-tools readers and zipl that the tests and e2e run.
-    let tools =
-        crate::lab::readers::sysroot::DEBIAN_12.unpacked_root(&util::cache_dir(&root), false)?;
-    eprintln!("[fetch] s390-tools for the tests: {}", tools.display());
+    // The reference readers and zipl that the tests and e2e run: Debian 12's
+    // and the current ones (for 6.12 kernels).
+    for sysroot in crate::lab::readers::sysroot::ALL {
+        let tools = sysroot.unpacked_root(&util::cache_dir(&root), false)?;
+        eprintln!(
+            "[fetch] {} readers for the tests: {}",
+            sysroot.label,
+            tools.display()
+        );
+    }
     eprintln!(
         "[fetch] done: `cargo xtask dist --offline` now needs no network \
          (run cargo itself offline too: CARGO_NET_OFFLINE=true)"

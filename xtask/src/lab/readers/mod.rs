@@ -11,6 +11,7 @@
 //! - zipl needs a real s390x block device, so it runs in a helper guest:
 //!   [`crate::lab::zipl`].
 
+pub mod apt;
 pub mod crash;
 pub mod sysroot;
 pub mod zgetdump;

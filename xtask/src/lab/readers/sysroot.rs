@@ -9,6 +9,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail, ensure};
 use sha2::{Digest, Sha256};
 
+use super::apt::{PrivateApt, split_spec};
 use crate::lab::{have_command, progress, secs};
 
 /// The s390x packages of the sysroot. zipl needs libc6; zgetdump also needs
@@ -34,26 +35,81 @@ pub const PACKAGES: &[&str] = &[
 /// Bumped when the layout of a cache entry changes.
 const CACHE_FORMAT: &str = "s390-tools-root-v1";
 
+/// The current readers, for kernels newer than Debian 12's readers know
+/// (6.12's V!=R layout): Debian 13's s390-tools 2.35 (zgetdump also reads
+/// `p_filesz < p_memsz` tails) and crash 8.0.6, sid's makedumpfile 1.7.8
+/// (trixie's 1.7.6 lacks the 6.12 page-type fix), and the libraries of
+/// their ELF NEEDED closure, not of apt's Depends, which pull far more.
+/// Every package is tried in trixie first; sid serves the ones trixie
+/// answers 404 for (libc6, zlib1g, libssl3t64, libpcre2-8-0, liblzma5 were).
+pub const CURRENT_PACKAGES: &[&str] = &[
+    "s390-tools",
+    "crash",
+    "makedumpfile/sid",
+    "libc6",
+    "zlib1g",
+    "libfuse3-4",
+    "libglib2.0-0t64",
+    "libatomic1",
+    "libpcre2-8-0",
+    "libssl3t64",
+    "libzstd1",
+    "libncursesw6",
+    "libtinfo6",
+    "liblzo2-2",
+    "libsnappy1v5",
+    "libstdc++6",
+    "libgcc-s1",
+    "libdw1t64",
+    "libelf1t64",
+    "liblzma5",
+    "libbz2-1.0",
+];
+
 /// A set of reference readers: Debian s390x packages, unpacked into a sysroot
-/// in the cache. There is one, [`DEBIAN_12`]; another release (a different
-/// package list, resolved through its own apt configuration instead of the
-/// host's lists) would be a second value, with its own `cache_format` so that
-/// its cache entries never collide with this one's.
+/// in the cache. [`DEBIAN_12`] comes from the host's own apt lists (Debian
+/// 12 with the s390x architecture added); [`CURRENT`] from a private apt
+/// configuration of newer suites ([`super::apt`]). Each has its own cache
+/// directory, so their entries never collide.
 #[derive(Debug, Clone, Copy)]
 pub struct Sysroot {
+    /// For messages and reports, e.g. "Debian 12".
+    pub label: &'static str,
     /// The cache subdirectory of its entries: `cache/<cache_dir>/<key>`.
     pub cache_dir: &'static str,
     /// Part of the cache key; bumped when the layout of a cache entry changes.
     pub cache_format: &'static str,
-    /// The s390x packages to unpack.
+    /// The s390x packages to unpack (`name` or, with `suites`, `name/suite`).
     pub packages: &'static [&'static str],
+    /// Empty: the host's apt lists. Otherwise the suites of a private apt
+    /// configuration, tried in order for each package.
+    pub suites: &'static [&'static str],
+    /// Binaries whose interpreter and libraries must all be in the sysroot.
+    pub binaries: &'static [&'static str],
 }
 
 /// Debian 12's s390-tools 2.16, crash 8.0.2 and their libraries.
 pub const DEBIAN_12: Sysroot = Sysroot {
+    label: "Debian 12",
     cache_dir: "s390-tools",
     cache_format: CACHE_FORMAT,
     packages: PACKAGES,
+    suites: &[],
+    binaries: &["sbin/zipl", "sbin/zgetdump", "usr/bin/crash", "bin/busybox"],
+};
+
+/// Every sysroot, for `fetch`.
+pub const ALL: [Sysroot; 2] = [DEBIAN_12, CURRENT];
+
+/// Debian 13's s390-tools and crash, sid's makedumpfile ([`CURRENT_PACKAGES`]).
+pub const CURRENT: Sysroot = Sysroot {
+    label: "Debian 13 + sid",
+    cache_dir: "readers-current",
+    cache_format: "readers-current-v1",
+    packages: CURRENT_PACKAGES,
+    suites: &["trixie", "sid"],
+    // Usr-merged: `lib`, `bin`, `sbin` are links made by fill_entry.
+    binaries: &["sbin/zgetdump", "usr/bin/crash", "usr/bin/makedumpfile"],
 };
 
 impl Sysroot {
@@ -89,8 +145,9 @@ impl Sysroot {
         }
         if offline {
             bail!(
-                "the s390x s390-tools sysroot is not in the cache ({}): run `cargo xtask fetch` \
-             while online first, or drop --offline",
+                "the {} s390x reader sysroot is not in the cache ({}): run `cargo xtask fetch` \
+                 while online first, or drop --offline",
+                self.label,
                 entry.display()
             );
         }
@@ -131,29 +188,23 @@ impl Sysroot {
         let root = tmp.join("root");
         fs::create_dir_all(&debs).with_context(|| format!("cannot create {}", debs.display()))?;
         fs::create_dir_all(&root)?;
-
-        let names: Vec<String> = self.packages.iter().map(|p| format!("{p}:s390x")).collect();
-        progress(format!("downloading {}", names.join(" ")));
         let t = Instant::now();
-        // apt-get download writes into the current directory. The sandbox user
-        // _apt could not write into a root-owned cache dir, so download as the
-        // caller (the files are checked against the signed lists either way).
-        let out = Command::new("apt-get")
-            .args(["download", "-q", "-o", "APT::Sandbox::User=root"])
-            .args(&names)
-            .current_dir(&debs)
-            .output()
-            .context("cannot run apt-get")?;
-        if !out.status.success() {
-            bail!(
-                "apt-get download of the s390x packages failed ({}):\n{}\n\
-             The host needs the s390x architecture and its package lists: \
-             `dpkg --add-architecture s390x && apt-get update`",
-                out.status,
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
+        let suites = if self.suites.is_empty() {
+            self.download_host(&debs)?;
+            Vec::new()
+        } else {
+            let apt = PrivateApt::update(&tmp.join("apt"), self.suites)?;
+            progress(format!("downloading {}", self.packages.join(" ")));
+            apt.download(self.packages, self.suites, &debs)?
+        };
         progress(format!("downloaded in {}", secs(t.elapsed())));
+        if !self.suites.is_empty() {
+            // Newer Debian is usr-merged: the loader is /lib/ld64.so.1 and
+            // the tools are run as sbin/... like Debian 12's.
+            for d in ["lib", "bin", "sbin"] {
+                std::os::unix::fs::symlink(format!("usr/{d}"), root.join(d))?;
+            }
+        }
 
         let mut versions = String::new();
         let mut found = BTreeSet::new();
@@ -191,7 +242,10 @@ impl Sysroot {
                 "{} is for architecture '{arch}', not s390x",
                 deb.display()
             );
-            versions.push_str(&format!("{pkg} {ver} {arch}\n"));
+            match suites.iter().find(|(n, _)| *n == pkg) {
+                Some((_, suite)) => versions.push_str(&format!("{pkg} {ver} {arch} {suite}\n")),
+                None => versions.push_str(&format!("{pkg} {ver} {arch}\n")),
+            }
             found.insert(pkg);
             let st = Command::new("dpkg-deb")
                 .arg("-x")
@@ -204,7 +258,8 @@ impl Sysroot {
         let missing: Vec<_> = self
             .packages
             .iter()
-            .filter(|p| !found.contains(**p))
+            .map(|p| split_spec(p).0)
+            .filter(|p| !found.contains(*p))
             .collect();
         ensure!(
             missing.is_empty(),
@@ -213,16 +268,42 @@ impl Sysroot {
         );
         fs::write(tmp.join("versions.txt"), &versions)?;
         fs::remove_dir_all(&debs)?;
+        let _ = fs::remove_dir_all(tmp.join("apt"));
 
         // Fail here, not later inside a guest, if a run-time library is missing.
-        for bin in ["sbin/zipl", "sbin/zgetdump"] {
-            elf_closure(&root, bin).with_context(|| format!("checking {bin} in the sysroot"))?;
+        for bin in self.binaries {
+            elf_closure(&root, bin).with_context(|| {
+                format!("checking {bin} in the {} sysroot ({:?})", self.label, self.packages)
+            })?;
         }
-        ensure!(
-            root.join("bin/busybox").is_file(),
-            "busybox-static:s390x did not provide bin/busybox"
-        );
         progress(format!("unpacked {}", versions.trim().replace('\n', ", ")));
+        Ok(())
+    }
+}
+
+impl Sysroot {
+    /// `apt-get download` of the packages through the host's own lists.
+    fn download_host(&self, debs: &Path) -> Result<()> {
+        let names: Vec<String> = self.packages.iter().map(|p| format!("{p}:s390x")).collect();
+        progress(format!("downloading {}", names.join(" ")));
+        // apt-get download writes into the current directory. The sandbox user
+        // _apt could not write into a root-owned cache dir, so download as the
+        // caller (the files are checked against the signed lists either way).
+        let out = Command::new("apt-get")
+            .args(["download", "-q", "-o", "APT::Sandbox::User=root"])
+            .args(&names)
+            .current_dir(debs)
+            .output()
+            .context("cannot run apt-get")?;
+        if !out.status.success() {
+            bail!(
+                "apt-get download of the s390x packages failed ({}):\n{}\n\
+                 The host needs the s390x architecture and its package lists: \
+                 `dpkg --add-architecture s390x && apt-get update`",
+                out.status,
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
         Ok(())
     }
 }
@@ -269,8 +350,8 @@ pub fn elf_closure(root: &Path, bin: &str) -> Result<Vec<String>> {
             .find(|p| in_root(root, p).exists())
             .with_context(|| {
                 format!(
-                    "{bin} needs {lib}, which no package in {PACKAGES:?} provides; \
-                         add its package to PACKAGES"
+                    "{bin} needs {lib}, which no package of the sysroot provides; add its \
+                     package to the sysroot's package list"
                 )
             })?;
             if seen.insert(rel.clone()) {
