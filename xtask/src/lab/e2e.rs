@@ -54,15 +54,17 @@ use crate::lab::checks::check_success;
 use crate::lab::checks::console::{console_order, peak_rss};
 use crate::lab::checks::files::{first_difference, sparse_copy};
 use crate::lab::guest::{Boot, Drive};
-use crate::lab::readers::crash::Crash;
-use crate::lab::readers::sysroot::{self, DEBIAN_12};
-use crate::lab::readers::zgetdump::Zgetdump;
+use crate::lab::readers::Readers;
 use crate::lab::sources::{Source, generated_source, qemu_dump_source};
 use crate::lab::zipl::{self, GEOMETRIES, prepare_target};
 use crate::{provision, util};
 
 #[derive(Args, Clone, Debug)]
 pub struct E2eArgs {
+    /// The profile whose dump tool is tested; its kernel must see virtio
+    /// disks (the qemu fragment), e.g. qemu or qemu-6.12
+    #[arg(long, short, default_value = "qemu")]
+    pub profile: String,
     /// Fail listing missing host packages instead of installing them
     #[arg(long)]
     pub no_provision: bool,
@@ -74,8 +76,6 @@ pub struct E2eArgs {
     pub keep: bool,
 }
 
-/// The profile whose kernel sees virtio disks.
-const PROFILE: &str = "qemu";
 /// Kill an agent boot after this long. A run takes seconds; the margin
 /// covers a loaded 2-core CI machine.
 const RUN_TIMEOUT: Duration = Duration::from_secs(300);
@@ -146,8 +146,8 @@ pub(crate) struct Ctx {
     pub(crate) memory: u64,
     pub(crate) disk_tool: PathBuf,
     pub(crate) fixture_tool: PathBuf,
-    pub(crate) zgetdump: Zgetdump,
-    pub(crate) crash: Crash,
+    /// The readers that match the kernel (zgetdump, crash).
+    pub(crate) readers: Readers,
     /// The qemu profile kernel's vmlinux (with debug info) and release.
     pub(crate) vmlinux: PathBuf,
     pub(crate) release: String,
@@ -158,7 +158,8 @@ pub fn run(args: &E2eArgs) -> Result<()> {
     let t0 = Instant::now();
     let root = util::project_root();
     let cache = util::cache_dir(&root);
-    let base = cache.join("e2e");
+    // One directory per profile: CI runs e2e for each kernel.
+    let base = cache.join("e2e").join(&args.profile);
     let work = base.join("work");
     let _ = fs::remove_dir_all(&work);
     fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
@@ -167,10 +168,10 @@ pub fn run(args: &E2eArgs) -> Result<()> {
     let needs: Vec<&provision::Need> = provision::TEST.iter().collect();
     provision::ensure(&needs, &[], !args.no_provision && !args.offline)?;
 
-    step(format!("1. building the {PROFILE} profile"));
+    step(format!("1. building the {} profile", args.profile));
     let t = Instant::now();
     let profile_args = ProfileArgs {
-        profile: PROFILE.into(),
+        profile: args.profile.clone(),
         sets: vec![],
     };
     dist::run(&DistArgs {
@@ -191,17 +192,12 @@ pub fn run(args: &E2eArgs) -> Result<()> {
         vmlinux.display()
     );
     let (disk_tool, fixture_tool) = build_host_tools(&root, &cache, args.offline)?;
-    let tools_root = DEBIAN_12.unpacked_root(&cache, args.offline)?;
-    let zgetdump = Zgetdump::new(&tools_root)?;
-    let crash = Crash::new(&tools_root)?;
-    // Which Debian builds of zipl and zgetdump did the checking.
-    let versions: Vec<String> = sysroot::versions(&tools_root)?
-        .lines()
-        .filter(|l| {
-            l.starts_with("s390-tools ") || l.starts_with("crash ") || l.starts_with("libc6 ")
-        })
-        .map(String::from)
-        .collect();
+    let readers = Readers::for_kernel(&kernel_rec.release, &cache, args.offline)?;
+    step(format!(
+        "   kernel {}: readers {}",
+        kernel_rec.release,
+        readers.versions.join("; ")
+    ));
     timings.push(("build (cached)".into(), t.elapsed()));
 
     let t = Instant::now();
@@ -217,8 +213,7 @@ pub fn run(args: &E2eArgs) -> Result<()> {
         memory: profile.budget.total,
         disk_tool,
         fixture_tool,
-        zgetdump,
-        crash,
+        readers,
         vmlinux,
         release: kernel_rec.release.clone(),
         keep: args.keep,
@@ -227,7 +222,14 @@ pub fn run(args: &E2eArgs) -> Result<()> {
     let res = run_all(&ctx, args, &mut timings);
     let total = t0.elapsed();
     let (table, ok) = match &res {
-        Ok((results, sources)) => summary(results, sources, &versions, &timings, total),
+        Ok((results, sources)) => summary(
+            &format!("profile {}, kernel {}", args.profile, ctx.release),
+            results,
+            sources,
+            &ctx.readers.versions,
+            &timings,
+            total,
+        ),
         Err(e) => (
             format!(
                 "e2e setup failed after {}: {e:#}\n",
@@ -286,25 +288,26 @@ fn elided_build(
     dist_dir: &Path,
     args: &E2eArgs,
 ) -> Result<PathBuf> {
+    let name = &args.profile;
     step(format!(
-        "1b. building the {PROFILE} profile with --set {ELISION_SET} into the work directory"
+        "1b. building the {name} profile with --set {ELISION_SET} into the work directory"
     ));
     let sets = vec![ELISION_SET.to_string()];
-    let elided = profile::load(root, PROFILE, &sets)?;
+    let elided = profile::load(root, name, &sets)?;
     ensure!(
         elided.agent.zero_page_elision && !profile.agent.zero_page_elision,
-        "the {PROFILE} profile should have zero-page elision off, and on with --set {ELISION_SET}"
+        "the {name} profile should have zero-page elision off, and on with --set {ELISION_SET}"
     );
     ensure!(
         elided.budget.total == profile.budget.total,
         "--set {ELISION_SET} changed the memory budget"
     );
-    let dir = work.join(format!("dist-{PROFILE}-elided"));
+    let dir = work.join(format!("dist-{name}-elided"));
     // `dist::run` with an output directory: `profile::load` with the sets,
     // `dist::build`, the manifest and `dist::publish` into `dir`.
     dist::run(&DistArgs {
         profile: ProfileArgs {
-            profile: PROFILE.into(),
+            profile: name.clone(),
             sets,
         },
         no_provision: args.no_provision,
@@ -647,6 +650,7 @@ fn run_one(ctx: &Ctx, spec: &RunSpec) -> Result<RunResult> {
 // ---------------------------------------------------------------------------
 
 fn summary(
+    title: &str,
     results: &[RunResult],
     sources: &[String],
     versions: &[String],
@@ -657,7 +661,7 @@ fn summary(
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "e2e: {} in {} ({} runs, {} failed)",
+        "e2e ({title}): {} in {} ({} runs, {} failed)",
         if ok { "PASSED" } else { "FAILED" },
         util::fmt_duration(total),
         results.len(),
@@ -694,11 +698,10 @@ fn summary(
     for a in sources {
         let _ = writeln!(s, "  {a}");
     }
-    let _ = writeln!(
-        s,
-        "\nreference tools (Debian s390x): {}",
-        versions.join(", ")
-    );
+    let _ = writeln!(s, "\nreference tools (Debian s390x, resolved when provisioned):");
+    for v in versions {
+        let _ = writeln!(s, "  {v}");
+    }
     let _ = writeln!(s, "\nsetup steps:");
     for (what, d) in timings {
         let _ = writeln!(s, "  {what:<34} {:>8.1} s", d.as_secs_f64());

@@ -102,7 +102,7 @@ pub(crate) fn generated_source(ctx: &Ctx, name: &'static str, args: &[&str]) -> 
         src.size
     );
     // zgetdump reads the file itself too: a reader independent of ours.
-    let info = ctx.zgetdump.info(&src.file)?;
+    let info = ctx.readers.zgetdump.info(&src.file)?;
     ensure!(
         info.cpus as usize == cpus && info.memory_map == ranges,
         "zgetdump -i disagrees with vmcore-fixture's layout ({cpus} CPUs, {ranges:?}):\n{}",

@@ -11,13 +11,14 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, ensure};
 use zfcpdump_format::PAGE_SIZE;
 use zfcpdump_format::elf::{SeekReader, Vmcore};
 use zfcpdump_format::superblock::{CSUM_FIELD_OFFSET, DumpSuperblock};
 
 use crate::lab::e2e::{Ctx, RunSpec};
 use crate::lab::zipl::{disk_metadata, read_at};
+use crate::lab::readers::zgetdump::Zgetdump;
 use console::{ELISION_SUMMARY, fmt_mib};
 use files::{compare_range, first_difference, sparse_copy_range};
 use memory::{PhysMem, compare_memory, differs_from_memory};
@@ -113,40 +114,10 @@ pub(crate) fn check_success(
     if !ctx.keep {
         let _ = fs::remove_file(&elf);
     }
-    // zgetdump on the partition's bytes, where zgetdump 2.16 can read the
-    // format at all.
-    if src.zgetdump {
-        let part = ctx.work.join(format!("{}.partition", spec.name));
-        sparse_copy_range(disk, sb.part_start, sb.part_size, &part)?;
-        match ctx.zgetdump.info(&part) {
-            Ok(info) => {
-                if info.format != "elf"
-                    || info.cpus as usize != src.cpus
-                    || info.memory_map != src.ranges
-                {
-                    p.push(format!(
-                        "zgetdump -i on the partition: format {}, {} CPUs, memory {}; expected \
-                         elf, {} CPUs, {}",
-                        info.format,
-                        info.cpus,
-                        fmt_ranges(&info.memory_map),
-                        src.cpus,
-                        fmt_ranges(&src.ranges)
-                    ));
-                } else {
-                    checked.push(format!(
-                        "zgetdump -i on the partition: elf, {} CPUs, {} KiB in {} ranges",
-                        info.cpus,
-                        info.memory_bytes() >> 10,
-                        info.memory_map.len()
-                    ));
-                }
-            }
-            Err(e) => p.push(format!("{e:#}")),
-        }
-        if !ctx.keep {
-            let _ = fs::remove_file(&part);
-        }
+    // zgetdump on the partition's bytes, where this zgetdump can read the
+    // format at all (2.16: e_phoff 64 and p_vaddr == p_paddr only).
+    if src.zgetdump || ctx.readers.zgetdump.reads_tails() {
+        check_with_zgetdump(ctx, spec, disk, &sb, &ctx.readers.zgetdump, &mut p, checked)?;
     }
     Ok(p)
 }
@@ -327,11 +298,86 @@ pub(crate) fn check_elided(
     if !ctx.keep {
         let _ = fs::remove_file(&elf);
     }
-    checked.push(
-        "zgetdump not run: 2.16 reads p_filesz < p_memsz wrongly (fixed in s390-tools 2.33.0)"
-            .into(),
-    );
+    // zgetdump 2.16 reads p_filesz < p_memsz wrongly (fixed in s390-tools
+    // 2.33.0): the current one checks elided dumps of every kernel.
+    let zg = &ctx.readers.zgetdump_tails;
+    ensure!(zg.reads_tails(), "zgetdump {} cannot read elided dumps", zg.version);
+    check_with_zgetdump(ctx, spec, disk, sb, zg, p, checked)
+}
+
+/// zgetdump on the partition's bytes, as an operator would run it on the
+/// dump disk: `-i` must name the format, the CPUs and the memory of the
+/// vmcore; for an elided dump, zgetdump's own copy (`zgetdump PART > ELF`)
+/// must hold the vmcore's memory, zero tails read as zeros.
+fn check_with_zgetdump(
+    ctx: &Ctx,
+    spec: &RunSpec,
+    disk: &Path,
+    sb: &DumpSuperblock,
+    zg: &Zgetdump,
+    p: &mut Vec<String>,
+    checked: &mut Vec<String>,
+) -> Result<()> {
+    let src = spec.source;
+    let part = ctx.work.join(format!("{}.partition", spec.name));
+    sparse_copy_range(disk, sb.part_start, sb.part_size, &part)?;
+    let who = format!("zgetdump {}", zg.version);
+    match zg.info(&part) {
+        Ok(info) => {
+            let map = coalesce(&info.memory_map);
+            if info.format != "elf" || info.cpus as usize != src.cpus || map != coalesce(&src.ranges)
+            {
+                p.push(format!(
+                    "{who} -i on the partition: format {}, {} CPUs, memory {}; expected elf, {} \
+                     CPUs, {}",
+                    info.format,
+                    info.cpus,
+                    fmt_ranges(&info.memory_map),
+                    src.cpus,
+                    fmt_ranges(&src.ranges)
+                ));
+            } else {
+                checked.push(format!(
+                    "{who} -i on the partition: elf, {} CPUs, {} KiB in {} ranges",
+                    info.cpus,
+                    info.memory_bytes() >> 10,
+                    info.memory_map.len()
+                ));
+            }
+        }
+        Err(e) => p.push(format!("{e:#}")),
+    }
+    if spec.elided {
+        let copy = ctx.work.join(format!("{}.zgetdump.elf", spec.name));
+        match zg.copy(&part, &copy).and_then(|()| compare_memory(&src.file, &copy)) {
+            Ok(m) => checked.push(format!(
+                "{who}'s copy of the partition = the vmcore's memory ({} MiB, zero tails read \
+                 as zeros)",
+                m.memory >> 20
+            )),
+            Err(e) => p.push(format!("{who}'s copy of the partition: {e:#}")),
+        }
+        if !ctx.keep {
+            let _ = fs::remove_file(&copy);
+        }
+    }
+    if !ctx.keep {
+        let _ = fs::remove_file(&part);
+    }
     Ok(())
+}
+
+/// Ranges with touching neighbours merged: readers may split or join
+/// contiguous segments.
+fn coalesce(ranges: &[Range<u64>]) -> Vec<Range<u64>> {
+    let mut out: Vec<Range<u64>> = Vec::new();
+    for r in ranges {
+        match out.last_mut() {
+            Some(last) if last.end == r.start => last.end = r.end,
+            _ => out.push(r.clone()),
+        }
+    }
+    out
 }
 
 /// crash (Debian's s390x build under qemu-user) on the extracted dump of a
@@ -361,7 +407,7 @@ pub(crate) fn check_with_crash(
     }
     let log = ctx.work.join(format!("{}.crash.log", spec.name));
     let t = Instant::now();
-    let out = match ctx.crash.session(&ctx.vmlinux, elf, &cmds, &log) {
+    let out = match ctx.readers.crash.session(&ctx.vmlinux, elf, &cmds, &log) {
         Ok(out) => out,
         Err(e) => {
             p.push(format!("{e:#}"));

@@ -21,6 +21,9 @@ use std::process::Command;
 
 use anyhow::{Result, ensure};
 
+use self::crash::Crash;
+use self::zgetdump::Zgetdump;
+
 use super::have_command;
 
 /// `qemu-s390x-static -L ROOT ROOT/BIN`: an s390x binary of the sysroot,
@@ -38,4 +41,72 @@ fn require_qemu_user(what: &str) -> Result<()> {
          this host"
     );
     Ok(())
+}
+
+/// The readers that check the dumps of one kernel.
+pub struct Readers {
+    /// zgetdump for byte-exact dumps.
+    pub zgetdump: Zgetdump,
+    /// zgetdump for elided dumps: one that reads `p_filesz < p_memsz` tails
+    /// as zeros (2.33.0 and later).
+    pub zgetdump_tails: Zgetdump,
+    /// crash with the kernel's vmlinux.
+    pub crash: Crash,
+    /// The package versions that did the checking, for reports.
+    pub versions: Vec<String>,
+}
+
+impl Readers {
+    /// The readers that match a kernel release: Debian 12's (zgetdump 2.16,
+    /// crash 8.0.2) for kernels before 6.10, which they predate the V!=R
+    /// layout of (crash 8.0.2 cannot read a 6.12 dump); the current ones
+    /// ([`sysroot::CURRENT`]) for 6.10 and later, and for elided dumps of
+    /// any kernel, which zgetdump 2.16 misreads.
+    pub fn for_kernel(release: &str, cache: &Path, offline: bool) -> Result<Readers> {
+        let current = sysroot::CURRENT.unpacked_root(cache, offline)?;
+        let mut roots = vec![(sysroot::CURRENT.label, current.clone())];
+        if !kernel_at_least(release, (6, 10)) {
+            let old = sysroot::DEBIAN_12.unpacked_root(cache, offline)?;
+            roots.insert(0, (sysroot::DEBIAN_12.label, old));
+        }
+        let primary = roots[0].1.clone();
+        let mut versions = Vec::new();
+        for (label, root) in &roots {
+            let text = sysroot::versions(root)?;
+            let tools: Vec<&str> = text
+                .lines()
+                .filter(|l| {
+                    ["s390-tools ", "crash ", "makedumpfile ", "libc6 "]
+                        .iter()
+                        .any(|p| l.starts_with(p))
+                })
+                .collect();
+            versions.push(format!("{label}: {}", tools.join(", ")));
+        }
+        Ok(Readers {
+            zgetdump: Zgetdump::new(&primary)?,
+            zgetdump_tails: Zgetdump::new(&current)?,
+            crash: Crash::new(&primary)?,
+            versions,
+        })
+    }
+}
+
+/// `6.12.117` >= (6, 10).
+pub fn kernel_at_least(release: &str, min: (u32, u32)) -> bool {
+    let mut it = release.split(['.', '-']).map(|n| n.parse::<u32>());
+    matches!((it.next(), it.next()), (Some(Ok(a)), Some(Ok(b))) if (a, b) >= min)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_releases_compare_by_major_and_minor() {
+        assert!(!kernel_at_least("6.1.192", (6, 10)));
+        assert!(kernel_at_least("6.12.117", (6, 10)));
+        assert!(kernel_at_least("7.0.0-rc1", (6, 10)));
+        assert!(!kernel_at_least("", (6, 10)));
+    }
 }

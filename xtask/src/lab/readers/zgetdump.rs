@@ -7,13 +7,16 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail, ensure};
 
-use super::sysroot::DEBIAN_12;
+use super::sysroot::{DEBIAN_12, versions};
 use super::{qemu_user, require_qemu_user};
 
-/// Debian's zgetdump 2.16, run under `qemu-s390x-static` from the sysroot.
+/// Debian's zgetdump (2.16 from Debian 12, 2.35 from Debian 13), run under
+/// `qemu-s390x-static` from a sysroot.
 #[derive(Debug, Clone)]
 pub struct Zgetdump {
     root: PathBuf,
+    /// The s390-tools package version, e.g. `2.35.0-1`.
+    pub version: String,
 }
 
 /// What `zgetdump -i` says about a dump.
@@ -116,9 +119,23 @@ impl Zgetdump {
             root.display()
         );
         require_qemu_user("zgetdump")?;
+        let version = versions(root)?
+            .lines()
+            .find_map(|l| l.strip_prefix("s390-tools "))
+            .and_then(|l| l.split_whitespace().next())
+            .map(String::from)
+            .with_context(|| format!("no s390-tools version recorded for {}", root.display()))?;
         Ok(Zgetdump {
             root: root.to_path_buf(),
+            version,
         })
+    }
+
+    /// Whether this zgetdump reads `p_filesz < p_memsz` as zeros, as
+    /// s390-tools 2.33.0 and later do ("Fix handling of PT_LOAD segments
+    /// with p_filesz < p_memsz in ELF DFI"); 2.16 reads the file instead.
+    pub fn reads_tails(&self) -> bool {
+        version_at_least(&self.version, (2, 33))
     }
 
     /// zgetdump from the cached sysroot, downloading it unless `offline`.
@@ -180,9 +197,27 @@ impl Zgetdump {
     }
 }
 
+/// `2.35.0-1` >= (2, 33); an unparsable version is not.
+fn version_at_least(version: &str, min: (u32, u32)) -> bool {
+    let mut it = version.split(['.', '-']).map(|n| n.parse::<u32>());
+    match (it.next(), it.next()) {
+        (Some(Ok(major)), Some(Ok(minor))) => (major, minor) >= min,
+        _ => false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tails_are_read_from_2_33_on() {
+        assert!(!version_at_least("2.16.0-1", (2, 33)));
+        assert!(version_at_least("2.33.0", (2, 33)));
+        assert!(version_at_least("2.35.0-1", (2, 33)));
+        assert!(version_at_least("3.0.0", (2, 33)));
+        assert!(!version_at_least("junk", (2, 33)));
+    }
 
     #[test]
     fn parses_zgetdump_info() {
