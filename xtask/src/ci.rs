@@ -83,6 +83,9 @@ impl Runner {
     }
 }
 
+/// The kernel 6.12 profiles that CI builds, boots and runs e2e on.
+const KERNEL_6_12: [&str; 2] = ["default-6.12", "qemu-6.12"];
+
 pub fn run(args: &TestArgs) -> Result<()> {
     let t = Instant::now();
     let root = util::project_root();
@@ -117,6 +120,14 @@ pub fn run(args: &TestArgs) -> Result<()> {
         r.envs
             .push(("ZFCPDUMP_AGENT_S390X".into(), agent.display().to_string()));
     }
+    // Kernel 6.12 LTS: each distinct configuration compiled once, here, and
+    // shared with the tests, boots and e2e below (the stage cache).
+    for p in KERNEL_6_12 {
+        r.xtask(
+            &format!("dist ({p} profile)"),
+            &["dist", "--no-provision", "--profile", p],
+        );
+    }
     // Debian's s390x zgetdump, run under qemu-user by the agent's tests.
     match crate::lab::readers::sysroot::DEBIAN_12.unpacked_root(&util::cache_dir(&root), false) {
         Ok(tools) => r
@@ -129,32 +140,67 @@ pub fn run(args: &TestArgs) -> Result<()> {
     r.cargo("unit and integration tests", &["test", "--workspace"]);
 
     if !args.quick {
-        for comp in ["gzip", "xz", "zstd", "none"] {
-            let set = format!("initramfs.compression={comp}");
+        // Each profile boots at -m equal to its budget; the qemu-6.12 one
+        // with every initramfs compression, like the default one.
+        for (profile, comps) in [
+            ("default", &["gzip", "xz", "zstd", "none"][..]),
+            ("default-6.12", &["gzip"][..]),
+            ("qemu-6.12", &["gzip", "xz", "zstd", "none"][..]),
+        ] {
+            for comp in comps {
+                let set = format!("initramfs.compression={comp}");
+                let name = match profile {
+                    "default" => format!("boot smoke test ({comp})"),
+                    _ => format!("boot smoke test ({profile}, {comp})"),
+                };
+                r.xtask(
+                    &name,
+                    &[
+                        "boot",
+                        "--no-provision",
+                        "--profile",
+                        profile,
+                        "--set",
+                        &set,
+                    ],
+                );
+            }
+        }
+        // Real zipl prepares the disks, each kernel's dump tool dumps, the
+        // readers that match the kernel and zfcpdump-disk check; negative
+        // runs leave disks intact.
+        for profile in ["qemu", "qemu-6.12"] {
             r.xtask(
-                &format!("boot smoke test ({comp})"),
-                &["boot", "--no-provision", "--set", &set],
+                &format!("end to end under QEMU ({profile} profile)"),
+                &["e2e", "--no-provision", "--profile", profile],
             );
         }
-        // Real zipl prepares the disks, the qemu profile's dump tool dumps,
-        // zgetdump and zfcpdump-disk check; negative runs leave disks intact.
-        r.xtask(
-            "end to end under QEMU (qemu profile)",
-            &["e2e", "--no-provision"],
-        );
         // PID 1 must never die: a panic traps (SIGILL), and the handler
         // still prints the verdict and powers off (QEMU exit 0, no panic).
-        r.xtask(
-            "agent panic as PID 1 ends in power-off",
-            &[
-                "boot",
-                "--no-provision",
-                "--append",
-                "zfcpdump.test_panic=1",
-                "--expect",
-                "Dump failed: agent crashed (signal SIGILL)",
-            ],
-        );
+        for (profile, name) in [
+            (
+                "default",
+                "agent panic as PID 1 ends in power-off".to_string(),
+            ),
+            (
+                "default-6.12",
+                "agent panic as PID 1 ends in power-off (6.12)".to_string(),
+            ),
+        ] {
+            r.xtask(
+                &name,
+                &[
+                    "boot",
+                    "--no-provision",
+                    "--profile",
+                    profile,
+                    "--append",
+                    "zfcpdump.test_panic=1",
+                    "--expect",
+                    "Dump failed: agent crashed (signal SIGILL)",
+                ],
+            );
+        }
         // The clean second build runs offline: it proves both that the
         // build reproduces and that `fetch` brought everything it needs.
         r.xtask("fetch (for offline builds)", &["fetch", "--no-provision"]);

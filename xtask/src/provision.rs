@@ -95,7 +95,9 @@ pub const KERNEL_SOURCES: &[Need] = &[
 
 /// The package that provides a kernel source tarball, if Debian has one.
 pub fn kernel_source(tarball: &Path) -> Option<&'static Need> {
-    KERNEL_SOURCES.iter().find(|n| Path::new(n.check) == tarball)
+    KERNEL_SOURCES
+        .iter()
+        .find(|n| Path::new(n.check) == tarball)
 }
 
 const fn need(check: &'static str, package: &'static str, why: &'static str) -> Need {

@@ -156,3 +156,70 @@ fn malformed_profile_names_file_line_and_field() {
     assert!(out.contains("unknown field `defconifg`"), "{out}");
     assert!(out.contains("`defconfig`"), "{out}");
 }
+
+/// `_end` from vmlinux's symbol table: a second source for the footprint,
+/// independent of the program headers that `kernel::footprint` reads.
+fn end_symbol(vmlinux: &Path) -> u64 {
+    use object::{Object, ObjectSymbol};
+    let data = fs::read(vmlinux).unwrap();
+    let file = object::File::parse(&*data).unwrap();
+    file.symbols()
+        .find(|s| s.name() == Ok("_end"))
+        .unwrap_or_else(|| panic!("no _end in {}", vmlinux.display()))
+        .address()
+}
+
+/// The lowest PT_LOAD's physical address: where the kernel image starts.
+fn image_start(vmlinux: &Path) -> u64 {
+    use object::elf;
+    use object::read::elf::{FileHeader, ProgramHeader};
+    let data = fs::read(vmlinux).unwrap();
+    let hdr = elf::FileHeader64::<object::Endianness>::parse(&*data).unwrap();
+    let e = hdr.endian().unwrap();
+    hdr.program_headers(e, &*data)
+        .unwrap()
+        .iter()
+        .filter(|p| p.p_type(e) == elf::PT_LOAD)
+        .map(|p| p.p_paddr(e))
+        .min()
+        .unwrap()
+}
+
+/// The budget's kernel line on both kernels' real vmlinux files: 6.1's and
+/// 6.12's (relocatable since 6.10, but still linked at 0x100000), the
+/// footprint from the program headers equals `_end` from the symbols, in
+/// whole pages, and the image starts at 0x100000. The builds come from the
+/// shared stage cache (CI's dist steps made them).
+#[test]
+fn footprint_of_real_6_1_and_6_12_vmlinux_is_end_of_bss() {
+    let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    for (profile, release) in [
+        ("default", "6.1."),
+        ("default-6.12", "6.12."),
+        ("qemu-6.12", "6.12."),
+    ] {
+        let o = xtask(&["dist", "--no-provision", "--profile", profile]);
+        let out = text(&o);
+        assert!(o.status.success(), "{profile}: {out}");
+        let obj = build_dir(&out);
+        let rec: serde_json::Value =
+            serde_json::from_slice(&fs::read(obj.join("stage.json")).unwrap()).unwrap();
+        let rel = rec["release"].as_str().unwrap();
+        assert!(rel.starts_with(release), "{profile}: release {rel}");
+        let vmlinux = obj.join("vmlinux");
+        let footprint = xtask::build::kernel::footprint(&vmlinux).unwrap();
+        let end = end_symbol(&vmlinux);
+        assert_eq!(
+            footprint,
+            end.next_multiple_of(4096),
+            "{profile} ({rel}): footprint {footprint:#x}, _end {end:#x}"
+        );
+        assert_eq!(rec["footprint"].as_u64(), Some(footprint), "{profile}");
+        assert_eq!(image_start(&vmlinux), 0x100000, "{profile} ({rel})");
+        // The value checked by hand (toolchain.md) for this release.
+        if profile == "qemu-6.12" && rel == "6.12.117" {
+            assert_eq!(end, 0x6e3000, "{profile} ({rel})");
+        }
+        eprintln!("{profile} ({rel}): footprint {footprint:#x} = _end {end:#x}");
+    }
+}

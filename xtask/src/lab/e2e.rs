@@ -698,7 +698,10 @@ fn summary(
     for a in sources {
         let _ = writeln!(s, "  {a}");
     }
-    let _ = writeln!(s, "\nreference tools (Debian s390x, resolved when provisioned):");
+    let _ = writeln!(
+        s,
+        "\nreference tools (Debian s390x, resolved when provisioned):"
+    );
     for v in versions {
         let _ = writeln!(s, "  {v}");
     }

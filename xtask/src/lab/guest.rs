@@ -200,7 +200,14 @@ pub fn dump_via_qmp(
     })();
     let quit = qmp.execute("quit", json!({}));
     res?;
-    quit.map(|_| ())
+    let Err(e) = quit else { return Ok(()) };
+    // A QEMU that closed the socket was quit or killed (the runner's
+    // timeout); the caller's exit-status check tells which.
+    let gone_by = Instant::now() + Duration::from_secs(5);
+    while !qemu_gone() && Instant::now() < gone_by {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    if qemu_gone() { Ok(()) } else { Err(e) }
 }
 
 /// A minimal QMP client: one command at a time, events skipped.

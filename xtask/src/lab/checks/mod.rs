@@ -17,8 +17,8 @@ use zfcpdump_format::elf::{SeekReader, Vmcore};
 use zfcpdump_format::superblock::{CSUM_FIELD_OFFSET, DumpSuperblock};
 
 use crate::lab::e2e::{Ctx, RunSpec};
-use crate::lab::zipl::{disk_metadata, read_at};
 use crate::lab::readers::zgetdump::Zgetdump;
+use crate::lab::zipl::{disk_metadata, read_at};
 use console::{ELISION_SUMMARY, fmt_mib};
 use files::{compare_range, first_difference, sparse_copy_range};
 use memory::{PhysMem, compare_memory, differs_from_memory};
@@ -301,7 +301,11 @@ pub(crate) fn check_elided(
     // zgetdump 2.16 reads p_filesz < p_memsz wrongly (fixed in s390-tools
     // 2.33.0): the current one checks elided dumps of every kernel.
     let zg = &ctx.readers.zgetdump_tails;
-    ensure!(zg.reads_tails(), "zgetdump {} cannot read elided dumps", zg.version);
+    ensure!(
+        zg.reads_tails(),
+        "zgetdump {} cannot read elided dumps",
+        zg.version
+    );
     check_with_zgetdump(ctx, spec, disk, sb, zg, p, checked)
 }
 
@@ -325,7 +329,9 @@ fn check_with_zgetdump(
     match zg.info(&part) {
         Ok(info) => {
             let map = coalesce(&info.memory_map);
-            if info.format != "elf" || info.cpus as usize != src.cpus || map != coalesce(&src.ranges)
+            if info.format != "elf"
+                || info.cpus as usize != src.cpus
+                || map != coalesce(&src.ranges)
             {
                 p.push(format!(
                     "{who} -i on the partition: format {}, {} CPUs, memory {}; expected elf, {} \
@@ -349,7 +355,10 @@ fn check_with_zgetdump(
     }
     if spec.elided {
         let copy = ctx.work.join(format!("{}.zgetdump.elf", spec.name));
-        match zg.copy(&part, &copy).and_then(|()| compare_memory(&src.file, &copy)) {
+        match zg
+            .copy(&part, &copy)
+            .and_then(|()| compare_memory(&src.file, &copy))
+        {
             Ok(m) => checked.push(format!(
                 "{who}'s copy of the partition = the vmcore's memory ({} MiB, zero tails read \
                  as zeros)",

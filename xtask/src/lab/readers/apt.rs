@@ -114,7 +114,12 @@ impl PrivateApt {
     /// `suites` that serves it (`name/suite` specs from their suite only).
     /// Returns (package, suite) in spec order. A package that no suite can
     /// give is an error naming it and what apt said.
-    pub fn download(&self, specs: &[&str], suites: &[&str], out: &Path) -> Result<Vec<(String, String)>> {
+    pub fn download(
+        &self,
+        specs: &[&str],
+        suites: &[&str],
+        out: &Path,
+    ) -> Result<Vec<(String, String)>> {
         let mut todo: Vec<(&str, Vec<&str>)> = specs
             .iter()
             .map(|s| match split_spec(s) {
@@ -147,7 +152,10 @@ impl PrivateApt {
                 if rest.is_empty() {
                     why.push(format!("{name} (last tried in {suite})"));
                 } else {
-                    progress(format!("{name}: not served from {suite}, trying {}", rest[0]));
+                    progress(format!(
+                        "{name}: not served from {suite}, trying {}",
+                        rest[0]
+                    ));
                     next.push((name, rest));
                 }
             }
@@ -188,13 +196,20 @@ mod tests {
     #[test]
     fn specs_name_a_suite_or_none() {
         assert_eq!(split_spec("crash"), ("crash", None));
-        assert_eq!(split_spec("makedumpfile/sid"), ("makedumpfile", Some("sid")));
+        assert_eq!(
+            split_spec("makedumpfile/sid"),
+            ("makedumpfile", Some("sid"))
+        );
     }
 
     #[test]
     fn downloaded_reads_package_names() {
         let d = tempfile::tempdir().unwrap();
-        for f in ["libc6_2.43-7_s390x.deb", "crash_8.0.6-1_s390x.deb", "partial"] {
+        for f in [
+            "libc6_2.43-7_s390x.deb",
+            "crash_8.0.6-1_s390x.deb",
+            "partial",
+        ] {
             fs::write(d.path().join(f), "").unwrap();
         }
         let mut v = downloaded(d.path()).unwrap();

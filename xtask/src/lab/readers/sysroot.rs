@@ -273,7 +273,10 @@ impl Sysroot {
         // Fail here, not later inside a guest, if a run-time library is missing.
         for bin in self.binaries {
             elf_closure(&root, bin).with_context(|| {
-                format!("checking {bin} in the {} sysroot ({:?})", self.label, self.packages)
+                format!(
+                    "checking {bin} in the {} sysroot ({:?})",
+                    self.label, self.packages
+                )
             })?;
         }
         progress(format!("unpacked {}", versions.trim().replace('\n', ", ")));
