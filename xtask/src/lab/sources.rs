@@ -44,6 +44,9 @@ pub(crate) struct Source {
     pub(crate) hsa_size: u64,
     /// Within zgetdump 2.16's limits (e_phoff 64, p_vaddr == p_paddr).
     pub(crate) zgetdump: bool,
+    /// Section data after the last segment (QEMU's dump): a byte-exact dump
+    /// of the ELF extent leaves it out, which zgetdump 2.35 refuses.
+    pub(crate) sections_past_extent: bool,
     /// The memory of a guest that ran the qemu profile's kernel: crash can
     /// read its dumps with that kernel's vmlinux.
     pub(crate) kernel_dump: bool,
@@ -145,10 +148,14 @@ pub(crate) fn source(
         .map(|p| p.p_paddr..p.p_paddr + p.p_memsz)
         .collect();
     let zgetdump = vm.header.e_phoff == 64 && vm.loads().all(|p| p.p_vaddr == p.p_paddr);
+    let extent = vm.extent();
+    // QEMU's section name table (11 bytes) lies after the last segment, so
+    // a copy of the ELF extent leaves a section header pointing past its
+    // end: zgetdump 2.35 checks the table and refuses such a copy.
+    let sections_past_extent = vm.header.e_shnum > 0 && size > extent;
     // A device source yields the ELF extent: everything up to the end of
     // the last segment. QEMU's dump has 11 more bytes, its section name
     // table, which belong to no segment.
-    let extent = vm.extent();
     let disk = work.join(format!("{name}.vda.img"));
     sparse_copy(&file, &disk)?;
     let f = fs::OpenOptions::new().write(true).open(&disk)?;
@@ -164,6 +171,7 @@ pub(crate) fn source(
         ranges,
         hsa_size,
         zgetdump,
+        sections_past_extent,
         kernel_dump: false,
         about: String::new(),
     })

@@ -197,6 +197,45 @@ pub(crate) fn compare_memory(original: &Path, dump: &Path) -> Result<MemoryCheck
         "the dump's notes differ from the vmcore's"
     );
     let cpus = a.vm.cpu_count().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let zero_pages = same_memory(&a, &b)?;
+    let tail = |p: &&ProgramHeader| p.p_filesz < p.p_memsz;
+    Ok(MemoryCheck {
+        memory: a.loads.iter().map(|p| p.p_memsz).sum(),
+        ranges: a.loads.len(),
+        pieces: b.loads.len(),
+        tails: b.loads.iter().filter(tail).count(),
+        elided: b
+            .loads
+            .iter()
+            .map(|p| p.p_memsz - p.p_filesz)
+            .sum::<u64>()
+            .saturating_sub(a.loads.iter().map(|p| p.p_memsz - p.p_filesz).sum()),
+        zero_pages,
+        notes_bytes: notes.iter().map(Vec::len).sum(),
+        cpus,
+    })
+}
+
+/// Only the memory of `copy` against the vmcore's: the same physical
+/// ranges, every byte equal. For a reader's own rewrite of a dump (zgetdump's
+/// copy), whose notes and segment layout are its own. Returns the bytes
+/// compared.
+pub(crate) fn compare_memory_only(original: &Path, copy: &Path) -> Result<u64> {
+    let (a, b) = (PhysMem::open(original)?, PhysMem::open(copy)?);
+    let (ra, rb) = (a.vm.physical_ranges(), b.vm.physical_ranges());
+    ensure!(
+        ra == rb,
+        "the copy's PT_LOADs cover {}, the vmcore's {}",
+        fmt_ranges(&rb),
+        fmt_ranges(&ra)
+    );
+    same_memory(&a, &b)?;
+    Ok(a.vm.covered_physical_bytes())
+}
+
+/// Every byte of `a`'s PT_LOADs read equal through `b`; returns the number
+/// of all-zero pages outside the lowcore.
+fn same_memory(a: &PhysMem, b: &PhysMem) -> Result<u64> {
     let (mut ba, mut bb) = (vec![0u8; CHUNK], vec![0u8; CHUNK]);
     let mut zero_pages = 0;
     for p in &a.loads {
@@ -226,22 +265,7 @@ pub(crate) fn compare_memory(original: &Path, dump: &Path) -> Result<MemoryCheck
             off += n as u64;
         }
     }
-    let tail = |p: &&ProgramHeader| p.p_filesz < p.p_memsz;
-    Ok(MemoryCheck {
-        memory: a.loads.iter().map(|p| p.p_memsz).sum(),
-        ranges: a.loads.len(),
-        pieces: b.loads.len(),
-        tails: b.loads.iter().filter(tail).count(),
-        elided: b
-            .loads
-            .iter()
-            .map(|p| p.p_memsz - p.p_filesz)
-            .sum::<u64>()
-            .saturating_sub(a.loads.iter().map(|p| p.p_memsz - p.p_filesz).sum()),
-        zero_pages,
-        notes_bytes: notes.iter().map(Vec::len).sum(),
-        cpus,
-    })
+    Ok(zero_pages)
 }
 
 #[cfg(test)]
