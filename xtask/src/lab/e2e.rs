@@ -1,7 +1,9 @@
 //! `e2e`: the dump tool end to end under qemu-system-s390x, against the real
 //! s390-tools.
 //!
-//! 1. Builds the qemu profile (the default plus virtio).
+//! 1. Builds the profile given with `--profile` (`qemu`, the default plus
+//!    virtio, on 6.1; `qemu-6.12` on 6.12) and picks the readers that match
+//!    its kernel ([`Readers::for_kernel`]).
 //! 2. Prepares a 512-byte-sector and a 4096-byte-sector disk with real
 //!    `zipl --dumpto` (Debian's zipl 2.16 in a helper guest), with our qemu
 //!    dist image and initrd as the dump tool, and checks that
@@ -22,15 +24,16 @@
 //!    read back from `zfcpdump-disk extract` through the ELF's program headers
 //!    (elided tails read as zeros) must equal the vmcore's, and every zero page
 //!    outside the lowcore must have been left out. The same for QEMU's dump.
-//!    zgetdump 2.16 misreads `p_filesz < p_memsz`, so it does not check these
-//!    runs.
-//! 6. crash (Debian 12's s390x build, under qemu-user) opens the dumps of
+//!    zgetdump 2.16 misreads `p_filesz < p_memsz`, so the current zgetdump
+//!    (2.35) checks these runs, for every kernel.
+//! 6. crash (the build that matches the kernel, under qemu-user) opens the dumps of
 //!    QEMU's vmcore, byte-exact and elided, with the qemu kernel's vmlinux:
 //!    it must accept them, name the kernel release, and read all of physical
 //!    memory with `rd -p` exactly as the vmcore holds it.
 //!
-//! Work files live in `<target>/zfcpdump/e2e/work/`, kept on failure (or with
-//! `--keep`); the summary table goes to `<target>/zfcpdump/e2e/summary.txt`.
+//! Work files live in `<target>/zfcpdump/e2e/<profile>/work/`, kept on failure
+//! (or with `--keep`); the summary table goes to
+//! `<target>/zfcpdump/e2e/<profile>/summary.txt`.
 //!
 //! This module is the orchestration: the zipl disks of step 2 are made in
 //! [`super::zipl`], the vmcores of step 3 in `lab/sources.rs`, and the checks of
