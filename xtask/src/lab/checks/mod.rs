@@ -450,8 +450,9 @@ pub(crate) fn check_with_crash(
     }
     let memory: u64 = src.ranges.iter().map(|r| r.end - r.start).sum();
     checked.push(format!(
-        "crash (Debian s390x, qemu-user) with the kernel's vmlinux: takes the dump, {release}, \
+        "crash {} (Debian s390x, qemu-user) with the kernel's vmlinux: takes the dump, {release}, \
          `rd -p` of all {} MiB = the vmcore's memory ({:.1} s)",
+        ctx.readers.crash.version,
         memory >> 20,
         t.elapsed().as_secs_f64()
     ));

@@ -6,13 +6,15 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 
-use super::sysroot::elf_closure;
+use super::sysroot::{elf_closure, package_version};
 use super::{qemu_user, require_qemu_user};
 use crate::lab::{run_with_timeout, sibling, tail};
 
 /// Debian's s390x crash (the kernel dump analyser) under qemu-user.
 pub struct Crash {
     root: PathBuf,
+    /// The crash package version, e.g. `8.0.6-1`.
+    pub version: String,
 }
 
 /// A crash session takes about 10 s under qemu-user; reading 64 MiB with
@@ -30,8 +32,10 @@ impl Crash {
         );
         elf_closure(root, "usr/bin/crash")?;
         require_qemu_user("crash")?;
+        let version = package_version(root, "crash")?;
         Ok(Crash {
             root: root.to_path_buf(),
+            version,
         })
     }
 

@@ -317,6 +317,16 @@ pub fn versions(root: &Path) -> Result<String> {
     fs::read_to_string(&p).with_context(|| format!("cannot read {}", p.display()))
 }
 
+/// The version of `package` recorded for a sysroot, e.g. `2.35.0-1`.
+pub fn package_version(root: &Path, package: &str) -> Result<String> {
+    versions(root)?
+        .lines()
+        .find_map(|l| l.strip_prefix(package)?.strip_prefix(' '))
+        .and_then(|l| l.split_whitespace().next())
+        .map(String::from)
+        .with_context(|| format!("no {package} version recorded for {}", root.display()))
+}
+
 /// An s390x binary in the sysroot plus everything the dynamic loader needs to
 /// run it: its interpreter and the transitive DT_NEEDED libraries, as paths
 /// relative to the sysroot (symlinks not resolved).

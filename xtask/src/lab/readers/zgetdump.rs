@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 
 use anyhow::{Context, Result, bail, ensure};
 
-use super::sysroot::{DEBIAN_12, versions};
+use super::sysroot::{DEBIAN_12, package_version};
 use super::{qemu_user, require_qemu_user};
 
 /// Debian's zgetdump (2.16 from Debian 12, 2.35 from Debian 13), run under
@@ -119,12 +119,7 @@ impl Zgetdump {
             root.display()
         );
         require_qemu_user("zgetdump")?;
-        let version = versions(root)?
-            .lines()
-            .find_map(|l| l.strip_prefix("s390-tools "))
-            .and_then(|l| l.split_whitespace().next())
-            .map(String::from)
-            .with_context(|| format!("no s390-tools version recorded for {}", root.display()))?;
+        let version = package_version(root, "s390-tools")?;
         Ok(Zgetdump {
             root: root.to_path_buf(),
             version,
