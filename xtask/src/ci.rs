@@ -77,6 +77,13 @@ impl Runner {
         self.run(name, env!("CARGO"), args)
     }
 
+    /// `xtask boot --profile PROFILE ARGS...`: boots at the profile's budget.
+    fn boot(&mut self, name: &str, profile: &str, args: &[&str]) -> bool {
+        let mut all = vec!["boot", "--no-provision", "--profile", profile];
+        all.extend_from_slice(args);
+        self.xtask(name, &all)
+    }
+
     fn xtask(&mut self, name: &str, args: &[&str]) -> bool {
         let exe = self.exe.clone();
         self.run(name, exe.to_str().expect("utf-8 path"), args)
@@ -153,17 +160,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
                     "default" => format!("boot smoke test ({comp})"),
                     _ => format!("boot smoke test ({profile}, {comp})"),
                 };
-                r.xtask(
-                    &name,
-                    &[
-                        "boot",
-                        "--no-provision",
-                        "--profile",
-                        profile,
-                        "--set",
-                        &set,
-                    ],
-                );
+                r.boot(&name, profile, &["--set", &set]);
             }
         }
         // Real zipl prepares the disks, each kernel's dump tool dumps, the
@@ -187,13 +184,10 @@ pub fn run(args: &TestArgs) -> Result<()> {
                 "agent panic as PID 1 ends in power-off (6.12)".to_string(),
             ),
         ] {
-            r.xtask(
+            r.boot(
                 &name,
+                profile,
                 &[
-                    "boot",
-                    "--no-provision",
-                    "--profile",
-                    profile,
                     "--append",
                     "zfcpdump.test_panic=1",
                     "--expect",

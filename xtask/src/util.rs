@@ -127,9 +127,28 @@ pub fn find_command(name: &str) -> Option<PathBuf> {
     })
 }
 
+/// Whether a dotted version (`6.12.117`, `2.35.0-1`, `7.0.0-rc1`) is at
+/// least `major.minor`; an unparsable one is not.
+pub fn version_at_least(version: &str, min: (u32, u32)) -> bool {
+    let mut it = version.split(['.', '-']).map(|n| n.parse::<u32>());
+    matches!((it.next(), it.next()), (Some(Ok(a)), Some(Ok(b))) if (a, b) >= min)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn versions_compare_by_major_and_minor() {
+        assert!(!version_at_least("6.1.192", (6, 10)));
+        assert!(version_at_least("6.12.117", (6, 10)));
+        assert!(version_at_least("7.0.0-rc1", (6, 10)));
+        assert!(!version_at_least("2.16.0-2", (2, 33)));
+        assert!(version_at_least("2.33.0", (2, 33)));
+        assert!(version_at_least("2.35.0-1", (2, 33)));
+        assert!(!version_at_least("junk", (2, 33)));
+        assert!(!version_at_least("", (6, 10)));
+    }
 
     #[test]
     fn atomic_write_replaces_and_leaves_no_temp() {

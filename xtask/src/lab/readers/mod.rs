@@ -23,6 +23,7 @@ use anyhow::{Result, ensure};
 
 use self::crash::Crash;
 use self::zgetdump::Zgetdump;
+use crate::util::version_at_least;
 
 use super::have_command;
 
@@ -65,7 +66,7 @@ impl Readers {
     pub fn for_kernel(release: &str, cache: &Path, offline: bool) -> Result<Readers> {
         let current = sysroot::CURRENT.unpacked_root(cache, offline)?;
         let mut roots = vec![(sysroot::CURRENT.label, current.clone())];
-        if !kernel_at_least(release, (6, 10)) {
+        if !version_at_least(release, (6, 10)) {
             let old = sysroot::DEBIAN_12.unpacked_root(cache, offline)?;
             roots.insert(0, (sysroot::DEBIAN_12.label, old));
         }
@@ -89,24 +90,5 @@ impl Readers {
             crash: Crash::new(&primary)?,
             versions,
         })
-    }
-}
-
-/// `6.12.117` >= (6, 10).
-pub fn kernel_at_least(release: &str, min: (u32, u32)) -> bool {
-    let mut it = release.split(['.', '-']).map(|n| n.parse::<u32>());
-    matches!((it.next(), it.next()), (Some(Ok(a)), Some(Ok(b))) if (a, b) >= min)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn kernel_releases_compare_by_major_and_minor() {
-        assert!(!kernel_at_least("6.1.192", (6, 10)));
-        assert!(kernel_at_least("6.12.117", (6, 10)));
-        assert!(kernel_at_least("7.0.0-rc1", (6, 10)));
-        assert!(!kernel_at_least("", (6, 10)));
     }
 }

@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail, ensure};
 
 use super::sysroot::{DEBIAN_12, package_version};
 use super::{qemu_user, require_qemu_user};
+use crate::util::version_at_least;
 
 /// Debian's zgetdump (2.16 from Debian 12, 2.35 from Debian 13), run under
 /// `qemu-s390x-static` from a sysroot.
@@ -192,27 +193,9 @@ impl Zgetdump {
     }
 }
 
-/// `2.35.0-1` >= (2, 33); an unparsable version is not.
-fn version_at_least(version: &str, min: (u32, u32)) -> bool {
-    let mut it = version.split(['.', '-']).map(|n| n.parse::<u32>());
-    match (it.next(), it.next()) {
-        (Some(Ok(major)), Some(Ok(minor))) => (major, minor) >= min,
-        _ => false,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tails_are_read_from_2_33_on() {
-        assert!(!version_at_least("2.16.0-1", (2, 33)));
-        assert!(version_at_least("2.33.0", (2, 33)));
-        assert!(version_at_least("2.35.0-1", (2, 33)));
-        assert!(version_at_least("3.0.0", (2, 33)));
-        assert!(!version_at_least("junk", (2, 33)));
-    }
 
     #[test]
     fn parses_zgetdump_info() {
