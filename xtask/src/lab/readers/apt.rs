@@ -130,17 +130,38 @@ impl PrivateApt {
         let mut got: Vec<(String, String)> = Vec::new();
         let mut why: Vec<String> = Vec::new();
         while !todo.is_empty() {
-            // One apt call per round: each start costs seconds.
+            // One apt call per round (each start costs seconds). apt refuses
+            // the whole call when it cannot resolve one name in its suite:
+            // ask again without those, which then try their next suite.
             let round: Vec<(&str, &str)> = todo.iter().map(|(n, s)| (*n, s[0])).collect();
-            let args: Vec<String> = round.iter().map(|(n, s)| format!("{n}/{s}")).collect();
-            let o: Output = self
-                .command("apt-get")
-                .args(["download", "-q"])
-                .args(&args)
-                .current_dir(out)
-                .output()
-                .context("cannot run apt-get")?;
-            let err = String::from_utf8_lossy(&o.stderr).into_owned();
+            let mut unresolved: Vec<String> = Vec::new();
+            let mut err = String::new();
+            loop {
+                let args: Vec<String> = round
+                    .iter()
+                    .filter(|(n, _)| !unresolved.iter().any(|u| u == n))
+                    .map(|(n, s)| format!("{n}/{s}"))
+                    .collect();
+                if args.is_empty() {
+                    break;
+                }
+                let o: Output = self
+                    .command("apt-get")
+                    .args(["download", "-q"])
+                    .args(&args)
+                    .current_dir(out)
+                    .output()
+                    .context("cannot run apt-get")?;
+                err.push_str(&String::from_utf8_lossy(&o.stderr));
+                let new: Vec<String> = unresolved_names(&err)
+                    .into_iter()
+                    .filter(|n| !unresolved.contains(n) && round.iter().any(|(r, _)| r == n))
+                    .collect();
+                if o.status.success() || new.is_empty() {
+                    break;
+                }
+                unresolved.extend(new);
+            }
             let have = downloaded(out)?;
             let mut next = Vec::new();
             for ((name, mut rest), (_, suite)) in todo.into_iter().zip(&round) {
@@ -174,6 +195,28 @@ impl PrivateApt {
     }
 }
 
+/// The packages that apt could not resolve in the suite asked for:
+/// "Unable to locate package P", "Release 'S' for 'P' was not found",
+/// "Version 'V' for 'P' was not found".
+fn unresolved_names(stderr: &str) -> Vec<String> {
+    let mut v = Vec::new();
+    for l in stderr.lines() {
+        let l = l.trim();
+        if let Some(p) = l.strip_prefix("E: Unable to locate package ") {
+            v.push(p.trim().to_string());
+        } else if l.starts_with("E: ") && l.ends_with("' was not found") {
+            // ... for 'P' was not found
+            if let Some(p) = l
+                .rsplit_once(" for '")
+                .and_then(|(_, p)| p.strip_suffix("' was not found"))
+            {
+                v.push(p.to_string());
+            }
+        }
+    }
+    v
+}
+
 /// Package names of the .deb files in `dir`, from their file names
 /// (`name_version_arch.deb`).
 fn downloaded(dir: &Path) -> Result<Vec<String>> {
@@ -200,6 +243,15 @@ mod tests {
             split_spec("makedumpfile/sid"),
             ("makedumpfile", Some("sid"))
         );
+    }
+
+    #[test]
+    fn unresolved_names_are_read_from_apt_errors() {
+        let err = "W: something\nE: Unable to locate package nosuch\n\
+                   E: Release 'trixie' for 'makedumpfile' was not found\n\
+                   E: Version '9' for 'crash' was not found\n\
+                   E: Failed to fetch http://deb.debian.org/x.deb  404  Not Found [IP: 1]\n";
+        assert_eq!(unresolved_names(err), ["nosuch", "makedumpfile", "crash"]);
     }
 
     #[test]
