@@ -41,8 +41,9 @@ enum Task {
     Boot(boot::BootArgs),
     /// Bring everything a build needs into local caches, for --offline
     Fetch(fetch::FetchArgs),
-    /// End to end under qemu-system-s390x: real zipl prepares the disks, the
-    /// qemu profile's dump tool dumps, zgetdump and zfcpdump-disk check
+    /// End to end under qemu-system-s390x: real zipl prepares the disks, a
+    /// qemu profile's dump tool dumps, the readers that match its kernel
+    /// (zgetdump, crash) and zfcpdump-disk check
     E2e(e2e::E2eArgs),
     /// Run everything CI runs (README's test command)
     Test(ci::TestArgs),
