@@ -42,11 +42,11 @@ pub(crate) struct Source {
     /// PT_LOAD physical ranges, file order.
     pub(crate) ranges: Vec<Range<u64>>,
     pub(crate) hsa_size: u64,
-    /// Within zgetdump 2.16's limits (e_phoff 64, p_vaddr == p_paddr).
+    /// A byte-exact dump of it is within what both zgetdumps read: 2.16's
+    /// limits (e_phoff 64, p_vaddr == p_paddr), and no section data after
+    /// the last segment, which a copy of the ELF extent leaves out and 2.35
+    /// then refuses (QEMU's dump has its section name table there).
     pub(crate) zgetdump: bool,
-    /// Section data after the last segment (QEMU's dump): a byte-exact dump
-    /// of the ELF extent leaves it out, which zgetdump 2.35 refuses.
-    pub(crate) sections_past_extent: bool,
     /// The memory of a guest that ran the qemu profile's kernel: crash can
     /// read its dumps with that kernel's vmlinux.
     pub(crate) kernel_dump: bool,
@@ -147,12 +147,10 @@ pub(crate) fn source(
         .loads()
         .map(|p| p.p_paddr..p.p_paddr + p.p_memsz)
         .collect();
-    let zgetdump = vm.header.e_phoff == 64 && vm.loads().all(|p| p.p_vaddr == p.p_paddr);
     let extent = vm.extent();
-    // QEMU's section name table (11 bytes) lies after the last segment, so
-    // a copy of the ELF extent leaves a section header pointing past its
-    // end: zgetdump 2.35 checks the table and refuses such a copy.
-    let sections_past_extent = vm.header.e_shnum > 0 && size > extent;
+    let zgetdump = vm.header.e_phoff == 64
+        && vm.loads().all(|p| p.p_vaddr == p.p_paddr)
+        && !(vm.header.e_shnum > 0 && size > extent);
     // A device source yields the ELF extent: everything up to the end of
     // the last segment. QEMU's dump has 11 more bytes, its section name
     // table, which belong to no segment.
@@ -171,7 +169,6 @@ pub(crate) fn source(
         ranges,
         hsa_size,
         zgetdump,
-        sections_past_extent,
         kernel_dump: false,
         about: String::new(),
     })

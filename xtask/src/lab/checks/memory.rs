@@ -162,14 +162,7 @@ impl PhysMem {
 /// read as zeros; also the physical ranges, p_vaddr - p_paddr of every
 /// PT_LOAD of the dump, and the notes. The first difference is the error.
 pub(crate) fn compare_memory(original: &Path, dump: &Path) -> Result<MemoryCheck> {
-    let (a, b) = (PhysMem::open(original)?, PhysMem::open(dump)?);
-    let (ra, rb) = (a.vm.physical_ranges(), b.vm.physical_ranges());
-    ensure!(
-        ra == rb,
-        "the dump's PT_LOADs cover {}, the vmcore's {}",
-        fmt_ranges(&rb),
-        fmt_ranges(&ra)
-    );
+    let (a, b) = open_same_ranges(original, dump, "dump")?;
     for q in &b.loads {
         let p = a
             .load_at(q.p_paddr)
@@ -221,16 +214,23 @@ pub(crate) fn compare_memory(original: &Path, dump: &Path) -> Result<MemoryCheck
 /// copy), whose notes and segment layout are its own. Returns the bytes
 /// compared.
 pub(crate) fn compare_memory_only(original: &Path, copy: &Path) -> Result<u64> {
-    let (a, b) = (PhysMem::open(original)?, PhysMem::open(copy)?);
+    let (a, b) = open_same_ranges(original, copy, "copy")?;
+    same_memory(&a, &b)?;
+    Ok(a.vm.covered_physical_bytes())
+}
+
+/// Both cores, after checking that their PT_LOADs cover the same physical
+/// ranges (`what` names the second in the error).
+fn open_same_ranges(original: &Path, other: &Path, what: &str) -> Result<(PhysMem, PhysMem)> {
+    let (a, b) = (PhysMem::open(original)?, PhysMem::open(other)?);
     let (ra, rb) = (a.vm.physical_ranges(), b.vm.physical_ranges());
     ensure!(
         ra == rb,
-        "the copy's PT_LOADs cover {}, the vmcore's {}",
+        "the {what}'s PT_LOADs cover {}, the vmcore's {}",
         fmt_ranges(&rb),
         fmt_ranges(&ra)
     );
-    same_memory(&a, &b)?;
-    Ok(a.vm.covered_physical_bytes())
+    Ok((a, b))
 }
 
 /// Every byte of `a`'s PT_LOADs read equal through `b`; returns the number

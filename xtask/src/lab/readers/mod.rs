@@ -84,9 +84,16 @@ impl Readers {
                 .collect();
             versions.push(format!("{label}: {}", tools.join(", ")));
         }
+        let zgetdump_tails = Zgetdump::new(&current)?;
+        ensure!(
+            zgetdump_tails.reads_tails(),
+            "the {} sysroot's zgetdump {} cannot read elided dumps (needs 2.33.0 or later)",
+            sysroot::CURRENT.label,
+            zgetdump_tails.version
+        );
         Ok(Readers {
             zgetdump: Zgetdump::new(&primary)?,
-            zgetdump_tails: Zgetdump::new(&current)?,
+            zgetdump_tails,
             crash: Crash::new(&primary)?,
             versions,
         })

@@ -114,7 +114,7 @@ pub const CURRENT: Sysroot = Sysroot {
 
 impl Sysroot {
     /// The directory that [`Sysroot::unpacked_root`] fills for the current package list:
-    /// `cache/s390-tools/<key>`, holding `root/` and `versions.txt`.
+    /// `cache/<cache_dir>/<key>`, holding `root/` and `versions.txt`.
     pub fn cache_entry(&self, cache: &Path) -> PathBuf {
         let mut h = Sha256::new();
         h.update(self.cache_format.as_bytes());
@@ -129,14 +129,13 @@ impl Sysroot {
         cache.join(self.cache_dir).join(key)
     }
 
-    /// The sysroot with Debian's s390x s390-tools, glibc, zlib, libfuse and
-    /// busybox, unpacked once into the cache (atomically: a temp dir renamed into
+    /// The sysroot with the s390x packages, unpacked once into the cache (atomically: a temp dir renamed into
     /// place). Returns the sysroot (`.../root`); `versions.txt` beside it lists
     /// the package versions. With `offline`, only a cached sysroot is used.
     ///
     /// The cache key covers the package list, not the versions, so a cached
-    /// sysroot needs no apt query; delete `cache/s390-tools/` to pick up newer
-    /// Debian packages.
+    /// sysroot needs no apt query; delete `cache/<cache_dir>/` to pick up
+    /// newer Debian packages.
     pub fn unpacked_root(&self, cache: &Path, offline: bool) -> Result<PathBuf> {
         let entry = self.cache_entry(cache);
         let root = entry.join("root");
