@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use xtask::build::profile::ProfileArgs;
 use xtask::build::{agent, dist, fetch};
 use xtask::ci;
-use xtask::lab::{bench, boot, e2e};
+use xtask::lab::{bench, boot, crashlab, e2e};
 
 #[derive(Parser)]
 #[command(
@@ -45,6 +45,10 @@ enum Task {
     /// qemu profile's dump tool dumps, the readers that match its kernel
     /// (zgetdump, crash) and zfcpdump-disk check
     E2e(e2e::E2eArgs),
+    /// Real crashed kernels: a production kernel under QEMU crashes into
+    /// kdump, the dump tool dist built captures its /proc/vmcore to a zipl
+    /// disk; crash, zgetdump and the planted pattern check the dump
+    Crashlab(crashlab::CrashlabArgs),
     /// Run everything CI runs (README's test command)
     Test(ci::TestArgs),
 }
@@ -61,6 +65,7 @@ fn main() -> ExitCode {
         Task::Bench(a) => bench::run(&a),
         Task::Fetch(a) => fetch::run(&a),
         Task::E2e(a) => e2e::run(&a),
+        Task::Crashlab(a) => crashlab::run(&a),
         Task::Test(a) => ci::run(&a),
     };
     match res {

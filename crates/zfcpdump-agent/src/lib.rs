@@ -14,6 +14,7 @@ pub mod copy;
 pub mod disk;
 pub mod elide;
 pub mod error;
+pub mod hsa;
 pub mod ipl;
 pub mod log;
 pub mod sys;
@@ -22,7 +23,7 @@ pub mod tool;
 use crate::copy::{COPY_BUF_SIZE, Progress, execute_plan};
 use crate::disk::{DumpDisk, DumpTarget};
 use crate::error::{Context, DumpError, Step};
-use crate::ipl::{poll_until, read_attr, under, write_attr};
+use crate::ipl::{poll_until, under};
 use crate::log::Log;
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
@@ -265,13 +266,15 @@ pub fn run_with<T: DumpTarget>(
             ),
         ));
     }
-    let (hsa_size, hsa_simulated) = hsa_size(env, &cmd);
+    let hsa = hsa::Hsa::detect(env, &cmd);
+    let (hsa_size, hsa_simulated) = (hsa.size, hsa.simulated);
     let plan = copy_plan(&vm.phdrs, copy_len, hsa_size)
         .map_err(|e| DumpError::new(Step::Vmcore, e.to_string()))?;
     let elided = cfg
         .zero_page_elision
         .then(|| elide::plan_for(&vm, copy_len, hsa_size, sb.dump_size, log))
         .flatten();
+    let mut vmcore = hsa.source(FileSource(&src_file), &vm.phdrs);
     drop(vm);
 
     // 7. Busy marker, then the checksum that now covers it.
@@ -287,14 +290,14 @@ pub fn run_with<T: DumpTarget>(
     // 8. The copy: HSA ranges, HSA release, the rest, the ELF header last.
     let started = Instant::now();
     let mut release = || {
-        release_hsa(env, hsa_size, hsa_simulated);
+        hsa.release(env);
         Ok(())
     };
     let mut buf = vec![0u8; COPY_BUF_SIZE];
     let (stats, elision) = if let Some(ep) = &elided {
         let mut progress = Progress::new(log, ep.input_bytes(), cfg.progress_interval_s);
         let s = elide::execute_elided(
-            &mut FileSource(&src_file),
+            &mut vmcore,
             &mut target,
             area.start,
             ep,
@@ -312,7 +315,7 @@ pub fn run_with<T: DumpTarget>(
     } else {
         let mut progress = Progress::new(log, copy_len, cfg.progress_interval_s);
         let stats = execute_plan(
-            &mut FileSource(&src_file),
+            &mut vmcore,
             &mut target,
             area.start,
             &plan,
@@ -496,64 +499,6 @@ fn read_vmcore(file: &File, path: &Path) -> Result<(Vmcore, u64), DumpError> {
     })?;
     let len = if meta.is_file() { size } else { vm.extent() };
     Ok((vm, len))
-}
-
-/// The HSA size: simulated (test override) or read as hex from zcore. No zcore
-/// (not a dump kernel, or debugfs missing) means no HSA: 0.
-fn hsa_size(env: &Env, cmd: &cmdline::Cmdline) -> (u64, bool) {
-    let log = &env.log;
-    if let Some(n) = env.hsa_size.or(cmd.hsa_size) {
-        info!(
-            log,
-            "simulated HSA size {n:#x} (test override): HSA-backed ranges first, release only logged"
-        );
-        return (n, true);
-    }
-    let path = under(&env.root, ZCORE_HSA);
-    match read_attr(&path) {
-        Ok(text) => match ipl::parse_hex(&text) {
-            Some(n) => {
-                info!(log, "HSA size {n:#x} (from {ZCORE_HSA})");
-                (n, false)
-            }
-            None => {
-                error!(
-                    log,
-                    "warning: {ZCORE_HSA} reads '{text}', not a hex number: assuming no HSA"
-                );
-                (0, false)
-            }
-        },
-        Err(e) => {
-            info!(log, "no HSA ({ZCORE_HSA}: {e})");
-            (0, false)
-        }
-    }
-}
-
-/// Releases the HSA after its ranges are copied. Failing to release only costs
-/// the firmware its memory sooner or later; it does not spoil the dump.
-fn release_hsa(env: &Env, hsa_size: u64, simulated: bool) {
-    let log = &env.log;
-    if simulated {
-        info!(
-            log,
-            "HSA release (simulated HSA of {hsa_size:#x} bytes: nothing written)"
-        );
-        return;
-    }
-    let path = under(&env.root, ZCORE_HSA);
-    if !path.exists() {
-        info!(log, "HSA release: no {ZCORE_HSA}, nothing to release");
-        return;
-    }
-    match write_attr(&path, "0") {
-        Ok(()) => info!(log, "HSA released (wrote 0 to {ZCORE_HSA})"),
-        Err(e) => error!(
-            log,
-            "warning: releasing the HSA (writing 0 to {ZCORE_HSA}) failed: {e}"
-        ),
-    }
 }
 
 /// Recomputes the superblock checksum over the checksummed block as it is on

@@ -32,7 +32,8 @@ Options (these take precedence over the kernel command line under DIR):
   --disk IMAGE         whole disk or disk image to write (default: the IPL
                        device found through DIR/sys/firmware/ipl and sysfs)
   --hsa-size N         simulate an HSA of N bytes (decimal or 0x hex): HSA-backed
-                       ranges first, the release is only logged
+                       ranges first; after the release their reads fail
+                       (EFAULT), as /proc/vmcore's do
                        (default: hex from DIR/sys/kernel/debug/zcore/hsa, else 0)
   --sector-size 512|4096
                        logical block size of an image file's DOS partition table

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
@@ -188,16 +188,15 @@ impl<'a> Stage<'a> {
         Ok(rec)
     }
 
-    fn build(&self, slot: &Slot) -> Result<AgentRecord> {
-        let t = Instant::now();
+    /// `cargo build` of binary `package` of the workspace for the agent's
+    /// target, with the agent's flags and cargo target dir (so std is built
+    /// once for every such binary). Returns the binary's path there. The
+    /// crash lab builds its pattern writer this way.
+    pub fn cross_build(&self, package: &str) -> Result<PathBuf> {
         if rust_src().is_none() {
             bail!("the rust-src component is missing: rustup component add rust-src");
         }
         self.write_empty_unwind()?;
-        eprintln!(
-            "[agent] building {PACKAGE} for {} (build-std, profile agent)",
-            self.target()
-        );
         let mut cmd = Command::new(env!("CARGO"));
         cmd.current_dir(self.root)
             .args([
@@ -205,9 +204,9 @@ impl<'a> Stage<'a> {
                 "--profile",
                 "agent",
                 "-p",
-                PACKAGE,
+                package,
                 "--bin",
-                PACKAGE,
+                package,
             ])
             .args(["--target", self.target()])
             .args(["-Z", "build-std=std,panic_abort"])
@@ -227,7 +226,7 @@ impl<'a> Stage<'a> {
         let status = cmd.status().context("cannot run cargo")?;
         if !status.success() {
             bail!(
-                "agent cross-build failed ({status}); check that {LINKER} exists \
+                "cross-build of {package} failed ({status}); check that {LINKER} exists \
                  (Debian: musl-dev:s390x) and rust-src is installed"
             );
         }
@@ -235,7 +234,21 @@ impl<'a> Stage<'a> {
             .cargo_target_dir()
             .join(self.target())
             .join("agent")
-            .join(PACKAGE);
+            .join(package);
+        ensure!(built.is_file(), "cargo built no {}", built.display());
+        Ok(built)
+    }
+
+    fn build(&self, slot: &Slot) -> Result<AgentRecord> {
+        let t = Instant::now();
+        if rust_src().is_none() {
+            bail!("the rust-src component is missing: rustup component add rust-src");
+        }
+        eprintln!(
+            "[agent] building {PACKAGE} for {} (build-std, profile agent)",
+            self.target()
+        );
+        let built = self.cross_build(PACKAGE)?;
         let data = fs::read(&built).with_context(|| format!("cannot read {}", built.display()))?;
         check_static(&data, &built)?;
         let binary = slot.dir().join(PACKAGE);

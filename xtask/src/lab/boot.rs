@@ -53,6 +53,7 @@ pub fn run(args: &BootArgs) -> Result<()> {
         image: &dir.join(IMAGE),
         initrd: &dir.join(RD),
         memory: profile.budget.total,
+        cpus: 1,
         append: args.append.clone().unwrap_or_default(),
         drives: vec![],
         timeout: Duration::from_secs(args.timeout),

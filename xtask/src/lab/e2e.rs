@@ -204,7 +204,14 @@ pub fn run(args: &E2eArgs) -> Result<()> {
     timings.push(("build (cached)".into(), t.elapsed()));
 
     let t = Instant::now();
-    let elided_dir = elided_build(&root, &work, &profile, &dist_dir, args)?;
+    let elided_dir = elided_build(
+        &root,
+        &work,
+        &profile,
+        &dist_dir,
+        args.no_provision,
+        args.offline,
+    )?;
     timings.push(("build with zero-page elision".into(), t.elapsed()));
     let ctx = Ctx {
         cache,
@@ -284,14 +291,15 @@ pub fn run(args: &E2eArgs) -> Result<()> {
 /// built (the kernel and agent stages are cached, only the initramfs
 /// differs) and published into `<work>/dist-qemu-elided/`, not over
 /// `dist/qemu/`. Returns that directory.
-fn elided_build(
+pub(crate) fn elided_build(
     root: &Path,
     work: &Path,
     profile: &profile::Profile,
     dist_dir: &Path,
-    args: &E2eArgs,
+    no_provision: bool,
+    offline: bool,
 ) -> Result<PathBuf> {
-    let name = &args.profile;
+    let name = &profile.name;
     step(format!(
         "1b. building the {name} profile with --set {ELISION_SET} into the work directory"
     ));
@@ -313,8 +321,8 @@ fn elided_build(
             profile: name.clone(),
             sets,
         },
-        no_provision: args.no_provision,
-        offline: args.offline,
+        no_provision,
+        offline,
         check_reproducible: false,
         out_dir: Some(dir.clone()),
     })?;
@@ -506,7 +514,11 @@ fn run_all(
 }
 
 /// `cargo build --release` of the two host tools; returns their paths.
-fn build_host_tools(root: &Path, cache: &Path, offline: bool) -> Result<(PathBuf, PathBuf)> {
+pub(crate) fn build_host_tools(
+    root: &Path,
+    cache: &Path,
+    offline: bool,
+) -> Result<(PathBuf, PathBuf)> {
     let mut c = Command::new(env!("CARGO"));
     c.args([
         "build",
@@ -558,6 +570,7 @@ fn run_one(ctx: &Ctx, spec: &RunSpec) -> Result<RunResult> {
         image,
         initrd,
         memory: ctx.memory,
+        cpus: 1,
         // The agent wants the whole disk; virtio-scsi's scan of empty targets
         // would hold up boot for about 15 s, and the agent polls anyway.
         append: format!(
@@ -601,7 +614,7 @@ fn run_one(ctx: &Ctx, spec: &RunSpec) -> Result<RunResult> {
     let mut checked = Vec::new();
     match spec.expect {
         Expect::Success => {
-            let order = console_order(&out.console, spec.elided);
+            let order = console_order(&out.console, spec.elided, true);
             if order.is_empty() {
                 checked.push("console order".into());
             }

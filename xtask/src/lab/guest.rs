@@ -24,6 +24,8 @@ pub struct Boot<'a> {
     pub image: &'a Path,
     pub initrd: &'a Path,
     pub memory: u64,
+    /// Virtual CPUs (`-smp`).
+    pub cpus: u32,
     pub append: String,
     pub drives: Vec<Drive>,
     pub timeout: Duration,
@@ -51,23 +53,18 @@ impl Boot<'_> {
     /// socket or another `-action`).
     pub fn command_with(&self, extra: &[String]) -> Command {
         let mut c = Command::new("qemu-system-s390x");
-        c.args([
-            "-M",
-            "s390-ccw-virtio",
-            "-nographic",
-            "-no-reboot",
-            "-smp",
-            "1",
-        ])
-        .arg("-m")
-        .arg(format!("{}M", self.memory.div_ceil(1 << 20)))
-        .args(["-action", "panic=exit-failure"])
-        .arg("-kernel")
-        .arg(self.image)
-        .arg("-initrd")
-        .arg(self.initrd)
-        .arg("-append")
-        .arg(format!("console=ttysclp0 {}", self.append).trim_end());
+        c.args(["-M", "s390-ccw-virtio", "-nographic", "-no-reboot"])
+            .arg("-smp")
+            .arg(self.cpus.to_string())
+            .arg("-m")
+            .arg(format!("{}M", self.memory.div_ceil(1 << 20)))
+            .args(["-action", "panic=exit-failure"])
+            .arg("-kernel")
+            .arg(self.image)
+            .arg("-initrd")
+            .arg(self.initrd)
+            .arg("-append")
+            .arg(format!("console=ttysclp0 {}", self.append).trim_end());
         if self.drives.iter().any(|d| d.bus == "scsi") {
             c.args(["-device", "virtio-scsi-ccw,id=scsi0"]);
         }

@@ -6,6 +6,7 @@
 pub mod bench;
 pub mod boot;
 mod checks;
+pub mod crashlab;
 pub mod e2e;
 pub mod guest;
 pub mod readers;

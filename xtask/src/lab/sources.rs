@@ -191,6 +191,7 @@ pub(crate) fn qemu_dump_source(ctx: &Ctx) -> Result<Source> {
         image: &ctx.image,
         initrd: &ctx.initrd,
         memory: QEMU_GUEST_MEMORY,
+        cpus: 1,
         append: String::new(),
         drives: vec![],
         timeout: QEMU_GUEST_TIMEOUT,

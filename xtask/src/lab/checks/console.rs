@@ -15,7 +15,10 @@ pub(crate) fn fmt_mib(n: u64) -> String {
 /// has, in order: the elision plan before the first range, the notes right
 /// after the HSA release, its own header line, and the elision summary after
 /// the progress; a byte-exact one has no elision line at all.
-pub(crate) fn console_order(console: &str, elided: bool) -> Vec<String> {
+///
+/// Without HSA-backed ranges (`hsa_backed` false: kdump, which has no HSA),
+/// there must be no HSA-backed range line; the release line still comes.
+pub(crate) fn console_order(console: &str, elided: bool, hsa_backed: bool) -> Vec<String> {
     let lines: Vec<&str> = console.lines().collect();
     let all = |pat: &str| -> Vec<usize> {
         lines
@@ -47,7 +50,16 @@ pub(crate) fn console_order(console: &str, elided: bool) -> Vec<String> {
     if elided {
         groups.push(("elision plan", all("zero-page elision on: ")));
     }
-    groups.push(("HSA-backed ranges", all("copy HSA-backed range ")));
+    let hsa_lines = all("copy HSA-backed range ");
+    let mut p = Vec::new();
+    if hsa_backed {
+        groups.push(("HSA-backed ranges", hsa_lines));
+    } else if let Some(&i) = hsa_lines.first() {
+        p.push(format!(
+            "an HSA-backed range without an HSA: {:?}",
+            lines[i].trim()
+        ));
+    }
     groups.push(("HSA release", all("HSA release")));
     if elided {
         groups.push(("notes", all("copy notes ")));
@@ -63,11 +75,12 @@ pub(crate) fn console_order(console: &str, elided: bool) -> Vec<String> {
     }
     groups.push(("Dump successful", all("Dump successful")));
     groups.push(("peak RSS", all("peak RSS: ")));
-    let mut p: Vec<String> = groups
-        .iter()
-        .filter(|(_, v)| v.is_empty())
-        .map(|(what, _)| format!("the console has no {what} line"))
-        .collect();
+    p.extend(
+        groups
+            .iter()
+            .filter(|(_, v)| v.is_empty())
+            .map(|(what, _)| format!("the console has no {what} line")),
+    );
     if !elided && let Some(l) = lines.iter().find(|l| l.contains("zero-page elision")) {
         p.push(format!(
             "zero-page elision is off in this build, yet the console says {:?}",
@@ -130,8 +143,28 @@ peak RSS: 1234 KiB
 
     #[test]
     fn console_order_accepts_the_documented_sequence() {
-        assert_eq!(console_order(GOOD, false), Vec::<String>::new());
+        assert_eq!(console_order(GOOD, false, true), Vec::<String>::new());
         assert_eq!(peak_rss(GOOD), Some(1234));
+    }
+
+    #[test]
+    fn without_an_hsa_there_is_no_hsa_backed_range() {
+        let kdump: String = GOOD
+            .lines()
+            .filter(|l| !l.contains("copy HSA-backed range"))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        assert_eq!(console_order(&kdump, false, false), Vec::<String>::new());
+        let p = console_order(GOOD, false, false);
+        assert!(
+            p[0].starts_with("an HSA-backed range without an HSA"),
+            "{p:?}"
+        );
+        let p = console_order(&kdump, false, true);
+        assert!(
+            p.iter().any(|l| l.contains("no HSA-backed ranges line")),
+            "{p:?}"
+        );
     }
 
     #[test]
@@ -140,15 +173,15 @@ peak RSS: 1234 KiB
             "HSA release (simulated HSA of 0x400000 bytes: nothing written)\ncopy range 0x1000..0x3000 (8 KiB)",
             "copy range 0x1000..0x3000 (8 KiB)\nHSA release (simulated HSA of 0x400000 bytes: nothing written)",
         );
-        let p = console_order(&swapped, false);
+        let p = console_order(&swapped, false, true);
         assert!(
             p.iter()
                 .any(|m| m.contains("HSA release not before other ranges")),
             "{p:?}"
         );
-        let p = console_order(&GOOD.replace("Dump successful\n", ""), false);
+        let p = console_order(&GOOD.replace("Dump successful\n", ""), false, true);
         assert!(p.iter().any(|m| m.contains("no Dump successful")), "{p:?}");
-        let p = console_order(&GOOD.replace("(100%)", "(99%)"), false);
+        let p = console_order(&GOOD.replace("(100%)", "(99%)"), false, true);
         assert!(p.iter().any(|m| m.contains("not 100%")), "{p:?}");
     }
 
@@ -170,18 +203,18 @@ peak RSS: 1300 KiB
 
     #[test]
     fn console_order_of_an_elided_dump() {
-        assert_eq!(console_order(ELIDED, true), Vec::<String>::new());
+        assert_eq!(console_order(ELIDED, true, true), Vec::<String>::new());
         // Its own lines are required, and misplaced ones found.
-        let p = console_order(ELIDED, false);
+        let p = console_order(ELIDED, false, true);
         assert!(p.iter().any(|m| m.contains("no ELF header block")), "{p:?}");
         assert!(p.iter().any(|m| m.contains("elision is off")), "{p:?}");
-        let p = console_order(&GOOD.replace("copy ELF", "write ELF"), true);
+        let p = console_order(&GOOD.replace("copy ELF", "write ELF"), true, true);
         assert!(p.iter().any(|m| m.contains("no elision plan")), "{p:?}");
         assert!(p.iter().any(|m| m.contains("no notes")), "{p:?}");
         let summary = ELIDED.lines().nth(9).unwrap();
         assert!(summary.starts_with(ELISION_SUMMARY));
         let late = ELIDED.replace(&format!("{summary}\n"), "") + summary + "\n";
-        let p = console_order(&late, true);
+        let p = console_order(&late, true, true);
         assert!(
             p.iter()
                 .any(|m| m.contains("elision summary not before Dump successful")),

@@ -89,9 +89,9 @@ pub(crate) fn check_success(
         None => checked.push("nothing else changed but the csum field".into()),
     }
     // zfcpdump-disk: status complete, extract equal to the vmcore.
-    disk_status(ctx, disk, &mut p, checked)?;
+    disk_status(&ctx.disk_tool, disk, &mut p, checked)?;
     let elf = ctx.work.join(format!("{}.extracted.elf", spec.name));
-    if let Some(e) = extract(ctx, disk, &elf)? {
+    if let Some(e) = extract(&ctx.disk_tool, disk, &elf)? {
         p.push(e);
     } else {
         let n = fs::metadata(&elf)?.len();
@@ -130,12 +130,12 @@ pub(crate) fn check_success(
 
 /// `zfcpdump-disk status` must say complete (exit 0).
 pub(crate) fn disk_status(
-    ctx: &Ctx,
+    disk_tool: &Path,
     disk: &Path,
     p: &mut Vec<String>,
     checked: &mut Vec<String>,
 ) -> Result<()> {
-    let st = Command::new(&ctx.disk_tool)
+    let st = Command::new(disk_tool)
         .arg("status")
         .arg(disk)
         .output()
@@ -154,8 +154,8 @@ pub(crate) fn disk_status(
 }
 
 /// `zfcpdump-disk extract DISK ELF`; returns the problem if it failed.
-pub(crate) fn extract(ctx: &Ctx, disk: &Path, elf: &Path) -> Result<Option<String>> {
-    let ex = Command::new(&ctx.disk_tool)
+pub(crate) fn extract(disk_tool: &Path, disk: &Path, elf: &Path) -> Result<Option<String>> {
+    let ex = Command::new(disk_tool)
         .arg("extract")
         .arg(disk)
         .arg(elf)
@@ -230,9 +230,9 @@ pub(crate) fn check_elided(
             pct(extent, src.extent)
         )),
     }
-    disk_status(ctx, disk, p, checked)?;
+    disk_status(&ctx.disk_tool, disk, p, checked)?;
     let elf = ctx.work.join(format!("{}.extracted.elf", spec.name));
-    if let Some(e) = extract(ctx, disk, &elf)? {
+    if let Some(e) = extract(&ctx.disk_tool, disk, &elf)? {
         p.push(e);
     } else {
         let n = fs::metadata(&elf)?.len();

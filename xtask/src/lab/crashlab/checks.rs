@@ -1,0 +1,482 @@
+//! The checks of one crash-lab run. Unlike e2e, the host never sees the
+//! vmcore the agent read (the capture kernel built it from the crashed
+//! kernel's memory), so a dump is judged by what must be in it: the pattern
+//! pages, the panic, the marker, and the readers' verdicts.
+
+use std::collections::HashSet;
+use std::fs::{self, File};
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use crashlab_pattern::{Census, PAGE_SIZE};
+use zfcpdump_format::elf::{ProgramHeader, SeekReader, Vmcore};
+use zfcpdump_format::superblock::CSUM_FIELD_OFFSET;
+
+use super::production::{MARK_CRASHING, MARK_FAILED, MARK_LOADED, MARKER, PANIC};
+use super::{Ctx, Kind, PATTERN_PAGES, RunSpec, SIMULATED_HSA};
+use crate::lab::checks::console::{console_order, peak_rss};
+use crate::lab::checks::files::{first_difference, sparse_copy_range};
+use crate::lab::checks::{disk_status, extract, fmt_ranges};
+use crate::lab::guest::Outcome;
+use crate::lab::zipl::read_at;
+
+/// Each kernel's first console line; the second one is the capture kernel's.
+const BOOT_LINE: &str = "] Linux version ";
+
+/// What a run measured, for the report (None: not seen).
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Facts {
+    /// The vmcore as the agent read it.
+    pub(crate) vmcore_bytes: Option<u64>,
+    pub(crate) cpus: Option<usize>,
+    /// The dump's PT_LOADs.
+    pub(crate) loads: Vec<ProgramHeader>,
+    /// `Memory: a/b available` of the capture kernel.
+    pub(crate) capture_memory: Option<String>,
+    /// The agent's copy time.
+    pub(crate) dump_ms: Option<u64>,
+    pub(crate) peak_rss_kib: Option<u64>,
+    pub(crate) crash: Option<String>,
+    pub(crate) pattern: Option<String>,
+    /// The dump's size on the disk (smaller than the vmcore when elided).
+    pub(crate) dump_bytes: Option<u64>,
+}
+
+impl Facts {
+    /// PT_LOADs whose virtual address is not the physical one (the kernel
+    /// image segment of the V!=R layout, 6.10 and later).
+    pub(crate) fn text_segments(&self) -> Vec<&ProgramHeader> {
+        self.loads
+            .iter()
+            .filter(|p| p.p_vaddr != p.p_paddr)
+            .collect()
+    }
+
+    /// Pairs of PT_LOADs whose physical ranges overlap.
+    pub(crate) fn overlaps(&self) -> Vec<(usize, usize)> {
+        let mut out = Vec::new();
+        for (i, a) in self.loads.iter().enumerate() {
+            for (j, b) in self.loads.iter().enumerate().skip(i + 1) {
+                if a.p_paddr < b.p_paddr + b.p_memsz && b.p_paddr < a.p_paddr + a.p_memsz {
+                    out.push((i, j));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// Every check of a run; problems and what held go into the two lists.
+pub(crate) fn check_run(
+    ctx: &Ctx,
+    spec: &RunSpec,
+    disk: &Path,
+    out: &Outcome,
+    p: &mut Vec<String>,
+    checked: &mut Vec<String>,
+) -> Result<Facts> {
+    let pair = spec.pair;
+    let mut f = Facts::default();
+    match out.exit {
+        Some(0) => checked.push("QEMU exited 0 (the agent's power-off)".into()),
+        Some(1) => p.push("QEMU exited 1: a guest kernel panicked without kexec".into()),
+        Some(n) => p.push(format!("QEMU exited {n}")),
+        None => p.push("timed out: the guest did not power off".into()),
+    }
+
+    // The console: the production kernel, then the capture kernel. The
+    // panic message itself is in the crashed kernel's log buffer (crash's
+    // PANIC checks it); the console is not flushed before the kexec.
+    let console = &out.console;
+    let (prod, capture) = match console.match_indices(BOOT_LINE).nth(1) {
+        Some((at, _)) => console.split_at(at),
+        None => {
+            p.push(format!(
+                "the console has no second {BOOT_LINE:?}: the capture kernel did not boot"
+            ));
+            (console.as_str(), "")
+        }
+    };
+    if let Some(l) = prod.lines().find(|l| l.contains(MARK_FAILED)) {
+        p.push(format!("the production guest: {}", l.trim()));
+    }
+    for m in [MARK_LOADED, MARK_CRASHING] {
+        if !prod.contains(m) {
+            p.push(format!("the production console lacks {m:?}"));
+        }
+    }
+    match capture.lines().next() {
+        Some(l) if !capture.is_empty() => checked.push(format!(
+            "crashed into the capture kernel: {}",
+            l.split("] ")
+                .nth(1)
+                .unwrap_or(l)
+                .split(" (")
+                .next()
+                .unwrap_or(l)
+        )),
+        _ => {}
+    }
+
+    // The capture kernel's half: the agent's own account, in order.
+    f.capture_memory = capture
+        .lines()
+        .find_map(|l| l.split_once("Memory: ").map(|(_, m)| m.trim().to_string()));
+    // kdump has no HSA: only the simulated one has HSA-backed ranges.
+    let order = console_order(capture, spec.kind == Kind::Elided, spec.kind == Kind::Hsa);
+    if order.is_empty() {
+        checked.push("agent console in order (banner, HSA, ranges, header last, 100%, Dump successful, peak RSS)".into());
+    }
+    p.extend(order);
+    f.peak_rss_kib = peak_rss(capture);
+    let vmcore_line = capture
+        .lines()
+        .find(|l| l.starts_with("vmcore /proc/vmcore: "));
+    match vmcore_line.and_then(parse_vmcore_line) {
+        Some((bytes, cpus, release)) => {
+            f.vmcore_bytes = Some(bytes);
+            f.cpus = Some(cpus);
+            if release != pair.release {
+                p.push(format!(
+                    "the agent read a vmcore of kernel {release}, the production kernel is {}",
+                    pair.release
+                ));
+            }
+        }
+        None => p.push("no `vmcore /proc/vmcore: N bytes, C CPUs, ...` line: the agent did not read the kernel's vmcore".into()),
+    }
+    if capture.lines().any(|l| l.contains("zfcpdump.source")) {
+        p.push("the capture used a source override".into());
+    }
+    f.dump_ms = capture.lines().find_map(|l| {
+        let ms = l.strip_suffix(" ms")?.rsplit_once(" in ")?.1;
+        l.contains("bytes written to partition")
+            .then(|| ms.parse().ok())?
+    });
+    match spec.kind {
+        Kind::Hsa => {
+            let want = format!("simulated HSA size {SIMULATED_HSA:#x}");
+            if !capture.contains(&want) {
+                p.push(format!("the agent did not say {want:?}"));
+            }
+            let ranges: Vec<&str> = capture
+                .lines()
+                .filter(|l| l.starts_with("copy HSA-backed range "))
+                .collect();
+            checked.push(format!(
+                "{} HSA-backed ranges read before the simulated release, after which their reads \
+                 fail",
+                ranges.len()
+            ));
+        }
+        _ => {
+            if capture.contains("simulated HSA") {
+                p.push("a simulated HSA outside the hsa run".into());
+            }
+        }
+    }
+
+    // The disk.
+    let area = pair.sb.dump_area();
+    let on_disk = File::open(disk).with_context(|| format!("cannot open {}", disk.display()))?;
+    let dump_vm = match Vmcore::read_headers(
+        &mut SeekReader::with_base(&on_disk, area.start),
+        pair.sb.dump_size,
+    ) {
+        Ok(vm) => vm,
+        Err(e) => {
+            p.push(format!("the dump area holds no readable ELF: {e}"));
+            return Ok(f);
+        }
+    };
+    let extent = dump_vm.extent();
+    f.dump_bytes = Some(extent);
+    match (spec.kind, f.vmcore_bytes) {
+        (Kind::Elided, Some(v)) if extent >= v => p.push(format!(
+            "the elided dump is {extent} bytes, not smaller than the {v}-byte vmcore"
+        )),
+        (Kind::Plain | Kind::Hsa, Some(v)) if extent != v => p.push(format!(
+            "the dump's ELF extent is {extent} bytes, the agent read {v}"
+        )),
+        _ => {}
+    }
+    let csum = pair.sb_offset + CSUM_FIELD_OFFSET;
+    let allowed = [area.start..area.start + extent, csum..csum + 8];
+    match first_difference(&pair.pristine, disk, &allowed)? {
+        Some(at) => p.push(format!(
+            "the agent changed disk byte {at:#x}, outside the dump and the csum field"
+        )),
+        None => checked.push(format!(
+            "nothing changed outside the dump's {extent} bytes but the csum field"
+        )),
+    }
+    let sb_now = crate::lab::zipl::disk_metadata(disk)?.1;
+    match sb_now.verify_csum(&read_at(
+        disk,
+        sb_now.csum_area().start,
+        sb_now.csum_size as usize,
+    )?) {
+        Ok(()) => checked.push(format!("checksum {:#010x} valid", sb_now.csum)),
+        Err(e) => p.push(format!("superblock checksum: {e}")),
+    }
+    disk_status(&ctx.disk_tool, disk, p, checked)?;
+
+    // The dump as zfcpdump-disk extracts it: layout, pattern, crash.
+    let elf = ctx.work.join(format!("{}.extracted.elf", spec.name));
+    if let Some(e) = extract(&ctx.disk_tool, disk, &elf)? {
+        p.push(e);
+        return Ok(f);
+    }
+    let size = fs::metadata(&elf)?.len();
+    let file = File::open(&elf)?;
+    let vm = Vmcore::read(&mut SeekReader::new(&file), size)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", elf.display()))?;
+    f.loads = vm.loads().copied().collect();
+    match vm.cpu_count() {
+        Ok(n) if Some(n) == f.cpus => {}
+        Ok(n) => p.push(format!(
+            "the dump has {n} CPU notes, the agent counted {:?}",
+            f.cpus
+        )),
+        Err(e) => p.push(format!("the dump's notes: {e}")),
+    }
+    if spec.kind != Kind::Elided {
+        save_headers(ctx, spec, &file, &f.loads)?;
+    }
+    check_overlaps(&file, &f, p, checked)?;
+    let census = census(&file, &f.loads, spec.seed)?;
+    let found = format!(
+        "{} of {} intact{}",
+        census.intact(),
+        census.count,
+        if census.duplicates() > 0 {
+            format!(" (+{} copies)", census.duplicates())
+        } else {
+            String::new()
+        }
+    );
+    if census.complete() && census.foreign == 0 {
+        checked.push(format!(
+            "pattern: every one of {PATTERN_PAGES} pages intact"
+        ));
+    } else {
+        p.push(format!(
+            "pattern pages: {found}; missing {:?}...; damaged {:?}; foreign {}",
+            census.missing(5),
+            &census.damaged[..census.damaged.len().min(5)],
+            census.foreign
+        ));
+    }
+    f.pattern = Some(found);
+    f.crash = Some(check_with_crash(ctx, spec, &elf, p, checked)?);
+    if !ctx.keep {
+        let _ = fs::remove_file(&elf);
+    }
+
+    // zgetdump on the partition's bytes, as an operator would run it.
+    let zg = if spec.kind == Kind::Elided {
+        &pair.readers.zgetdump_tails
+    } else {
+        &pair.readers.zgetdump
+    };
+    let part = ctx.work.join(format!("{}.partition", spec.name));
+    sparse_copy_range(disk, pair.sb.part_start, pair.sb.part_size, &part)?;
+    let ranges = zgetdump_map(&f.loads);
+    match zg.info(&part) {
+        Ok(info) if info.format == "elf" && Some(info.cpus as usize) == f.cpus && info.memory_map == ranges => {
+            checked.push(format!(
+                "zgetdump {} -i on the partition: elf, {} CPUs, memory {}",
+                zg.version,
+                info.cpus,
+                fmt_ranges(&info.memory_map)
+            ))
+        }
+        Ok(info) => p.push(format!(
+            "zgetdump {} -i on the partition: format {}, {} CPUs, memory {}; expected elf, {:?} CPUs, {}",
+            zg.version,
+            info.format,
+            info.cpus,
+            fmt_ranges(&info.memory_map),
+            f.cpus,
+            fmt_ranges(&ranges)
+        )),
+        Err(e) => p.push(format!("{e:#}")),
+    }
+    if !ctx.keep {
+        let _ = fs::remove_file(&part);
+    }
+    Ok(f)
+}
+
+/// `vmcore /proc/vmcore: N bytes, C CPUs, P PT_LOADs, kernel R`.
+fn parse_vmcore_line(l: &str) -> Option<(u64, usize, String)> {
+    let rest = l.strip_prefix("vmcore /proc/vmcore: ")?;
+    let mut parts = rest.split(", ");
+    let bytes = parts.next()?.strip_suffix(" bytes")?.parse().ok()?;
+    let cpus = parts.next()?.strip_suffix(" CPUs")?.parse().ok()?;
+    parts.next()?;
+    let release = parts.next()?.strip_prefix("kernel ")?.to_string();
+    Some((bytes, cpus, release))
+}
+
+/// zgetdump's memory map of an ELF dump: the physical range of each
+/// PT_LOAD, sorted, neither merged nor deduplicated (checked against 2.16 and
+/// 2.35 on real 6.1 and 6.12 dumps, where the kernel image range lies inside
+/// the identity one).
+fn zgetdump_map(loads: &[ProgramHeader]) -> Vec<Range<u64>> {
+    let mut r: Vec<Range<u64>> = loads
+        .iter()
+        .filter(|p| p.p_memsz > 0)
+        .map(|p| p.p_paddr..p.p_paddr + p.p_memsz)
+        .collect();
+    r.sort_by_key(|r| (r.start, r.end));
+    r
+}
+
+/// Every pattern page of `seed` in the file-backed parts of the PT_LOADs,
+/// each physical page counted once.
+fn census(file: &File, loads: &[ProgramHeader], seed: u64) -> Result<Census> {
+    let mut c = Census::new(seed, PATTERN_PAGES);
+    let mut seen = HashSet::new();
+    let mut buf = vec![0u8; 1 << 20];
+    for ph in loads {
+        let mut off = 0;
+        while off < ph.p_filesz {
+            let n = (ph.p_filesz - off).min(buf.len() as u64) as usize;
+            file.read_exact_at(&mut buf[..n], ph.p_offset + off)?;
+            for (i, page) in buf[..n].chunks_exact(PAGE_SIZE).enumerate() {
+                let addr = ph.p_paddr + off + (i * PAGE_SIZE) as u64;
+                if seen.insert(addr) {
+                    c.page(addr, page);
+                }
+            }
+            off += n as u64;
+        }
+    }
+    Ok(c)
+}
+
+/// Where two PT_LOADs describe the same physical memory (the V!=R kernel
+/// image segment inside the identity one), their bytes must agree.
+fn check_overlaps(
+    file: &File,
+    f: &Facts,
+    p: &mut Vec<String>,
+    checked: &mut Vec<String>,
+) -> Result<()> {
+    let mut bytes = 0;
+    let pairs = f.overlaps();
+    for &(i, j) in &pairs {
+        let (a, b) = (&f.loads[i], &f.loads[j]);
+        let start = a.p_paddr.max(b.p_paddr);
+        let end = (a.p_paddr + a.p_filesz).min(b.p_paddr + b.p_filesz);
+        let mut x = vec![0u8; 1 << 20];
+        let mut y = vec![0u8; 1 << 20];
+        let mut at = start;
+        while at < end {
+            let n = (end - at).min(x.len() as u64) as usize;
+            file.read_exact_at(&mut x[..n], a.p_offset + (at - a.p_paddr))?;
+            file.read_exact_at(&mut y[..n], b.p_offset + (at - b.p_paddr))?;
+            if let Some(k) = x[..n].iter().zip(&y[..n]).position(|(u, v)| u != v) {
+                p.push(format!(
+                    "PT_LOADs {i} and {j} disagree at physical {:#x}",
+                    at + k as u64
+                ));
+                return Ok(());
+            }
+            at += n as u64;
+        }
+        bytes += end.saturating_sub(start);
+    }
+    if !pairs.is_empty() {
+        checked.push(format!(
+            "{} overlapping PT_LOAD pairs agree byte for byte ({} KiB of the same memory twice)",
+            pairs.len(),
+            bytes >> 10
+        ));
+    }
+    Ok(())
+}
+
+/// The ELF header, program headers and notes of a byte-exact dump (which
+/// are the vmcore's): everything before the first PT_LOAD's data, the
+/// fixture of the real layout.
+fn save_headers(ctx: &Ctx, spec: &RunSpec, file: &File, loads: &[ProgramHeader]) -> Result<()> {
+    let end = loads
+        .iter()
+        .map(|p| p.p_offset)
+        .min()
+        .unwrap_or(0)
+        .min(1 << 20);
+    let mut b = vec![0u8; end as usize];
+    file.read_exact_at(&mut b, 0)?;
+    let name = format!("{}-{}.bin", spec.pair.release, spec.kind.name());
+    crate::util::write_atomic(&ctx.headers.join(name), &b)
+}
+
+/// crash with the production kernel's vmlinux, one session: `sys` must name
+/// the release and the panic, `bt` of the panic task must go through
+/// `panic`, `log` must hold the marker. Returns the verdict for the report.
+fn check_with_crash(
+    ctx: &Ctx,
+    spec: &RunSpec,
+    elf: &Path,
+    p: &mut Vec<String>,
+    checked: &mut Vec<String>,
+) -> Result<String> {
+    let pair = spec.pair;
+    let crash = &pair.readers.crash;
+    let log = ctx.work.join(format!("{}.crash.log", spec.name));
+    let t = std::time::Instant::now();
+    let cmds = ["sys", "bt", "log"].map(String::from);
+    let out = match crash.session(&pair.vmlinux, elf, &cmds, &log) {
+        Ok(out) => out,
+        Err(e) => {
+            p.push(format!("{e:#}"));
+            return Ok("refused".into());
+        }
+    };
+    let mut bad = Vec::new();
+    let release = format!("RELEASE: {}", pair.release);
+    if !out.lines().any(|l| l.trim() == release) {
+        bad.push(format!("`sys` does not say {release:?}"));
+    }
+    let panic = out
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with("PANIC:"))
+        .unwrap_or("no PANIC line");
+    if !panic.contains(PANIC) {
+        bad.push(format!("`sys` says {panic:?}, not {PANIC:?}"));
+    }
+    // `bt`'s header names the task: the panic was PID 1's exit.
+    if !out.lines().any(|l| l.starts_with("PID: 1 ")) {
+        bad.push("`bt` is not of PID 1".into());
+    }
+    if !out.lines().any(|l| l.contains(" panic at ")) {
+        bad.push("`bt` does not go through panic".into());
+    }
+    let marker = format!("{MARKER} seed={:#x}", spec.seed);
+    if !out.lines().any(|l| l.contains(&marker)) {
+        bad.push(format!("`log` lacks {marker:?}"));
+    }
+    if bad.is_empty() {
+        checked.push(format!(
+            "crash {} with the production vmlinux: {release}, {panic}, bt of PID 1 through panic, \
+             the marker in the log ({:.1} s)",
+            crash.version,
+            t.elapsed().as_secs_f64()
+        ));
+        Ok(format!("ok ({})", crash.version))
+    } else {
+        p.push(format!(
+            "crash {}: {} (log: {})",
+            crash.version,
+            bad.join("; "),
+            log.display()
+        ));
+        Ok(format!("FAILED ({})", crash.version))
+    }
+}

@@ -1,0 +1,506 @@
+//! `crashlab`: real crashed kernels, dumped by the tool that `dist` built.
+//!
+//! For each kernel pair (production profile, dump tool profile):
+//!
+//! 1. Builds both profiles (cached), the tool profile again with zero-page
+//!    elision into the work directory, the pattern writer for s390x, and
+//!    the production initramfs ([`production`]): busybox and Debian's
+//!    kexec-tools, the pattern writer, and the tool's `zfcpdump.image` with
+//!    both initrds, unchanged.
+//! 2. Prepares a dump disk with real `zipl --dumpto`, the tool as its dump
+//!    program.
+//! 3. Boots the production kernel with `crashkernel=` (the tool's budget by
+//!    default) and the disk. Its /init plants the pattern pages, loads the
+//!    tool as the kdump capture kernel, writes a marker to the kernel log
+//!    and exits: the panic kexecs into the tool, whose agent reads the
+//!    kernel's own /proc/vmcore (no source override), writes it to the disk
+//!    (disk override only: QEMU has no FCP dump IPL) and powers off.
+//! 4. Checks every run ([`checks`]) and writes the report ([`report`]).
+//!
+//! Three runs per pair: byte-exact, zero-page elision, and a simulated HSA
+//! (`zfcpdump.hsa_size=`), in which reads of HSA-backed ranges fail after
+//! the release as they do on the real machine. Two guests run at a time.
+//!
+//! Work files live in `<target>/zfcpdump/crashlab/work/` (kept on failure or
+//! with `--keep`); the report goes to `<target>/zfcpdump/crashlab/report.txt`,
+//! and the headers and notes of each byte-exact dump (what a fixture of the
+//! real layout needs) to `<target>/zfcpdump/crashlab/headers/`.
+
+mod checks;
+pub mod production;
+mod report;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use clap::Args;
+use zfcpdump_format::superblock::DumpSuperblock;
+
+use crate::build::agent;
+use crate::build::dist::{self, DistArgs, IMAGE, RD};
+use crate::build::kernel;
+use crate::build::profile::{Profile, ProfileArgs};
+use crate::lab::e2e::{build_host_tools, elided_build};
+use crate::lab::guest::{Boot, Drive};
+use crate::lab::readers::Readers;
+use crate::lab::zipl::{ZiplJob, disk_metadata, zipl_prepare};
+use crate::{provision, util};
+use production::CaptureFiles;
+
+#[derive(Args, Clone, Debug)]
+pub struct CrashlabArgs {
+    /// A kernel pair PRODUCTION:TOOL of profile names (repeatable); the
+    /// production kernel crashes, the tool's kernel and agent dump it. Both
+    /// must see virtio disks. Default: qemu:qemu and qemu-6.12:qemu-6.12
+    #[arg(long = "pair", value_name = "PRODUCTION:TOOL")]
+    pub pairs: Vec<String>,
+    /// Only these runs (repeatable): plain, elided, hsa. Default: all three
+    #[arg(long = "run", value_name = "KIND")]
+    pub runs: Vec<String>,
+    /// The capture kernel's memory (`crashkernel=`) in MiB; default: the
+    /// tool profile's budget
+    #[arg(long, value_name = "MIB")]
+    pub crashkernel: Option<u64>,
+    /// Fail listing missing host packages instead of installing them
+    #[arg(long)]
+    pub no_provision: bool,
+    /// Use only what `cargo xtask fetch` brought into the local caches
+    #[arg(long)]
+    pub offline: bool,
+    /// Keep the work directory (disks, dumps, console logs) after success
+    #[arg(long)]
+    pub keep: bool,
+}
+
+const DEFAULT_PAIRS: &[&str] = &["qemu:qemu", "qemu-6.12:qemu-6.12"];
+/// The production guest's memory and CPUs: the route toolchain.md checked.
+const PRODUCTION_MEMORY: u64 = 512 << 20;
+const PRODUCTION_CPUS: u32 = 2;
+/// Pattern pages planted in the production kernel (8 MiB).
+const PATTERN_PAGES: u64 = 2048;
+/// The simulated HSA of the `hsa` run: 32 MiB, the HSA of z14 and older.
+const SIMULATED_HSA: u64 = 32 << 20;
+/// zipl's parmline for a SCSI dump (s390-tools 2.26 and later), which the
+/// capture kernel gets as a dump IPL would give it, plus the overrides.
+const ZIPL_PARMLINE: &str = "root=/dev/ram0 possible_cpus=1 cgroup_disable=memory";
+/// Production boot, crash, capture boot and the dump of 512 MiB take about
+/// 30 s under TCG; the margin covers a loaded 2-core machine.
+const RUN_TIMEOUT: Duration = Duration::from_secs(420);
+/// The dump disk: 512-byte sectors, a partition that holds 512 MiB of
+/// memory plus zipl's reserved 32 MiB.
+const DISK_SIZE: u64 = 640 << 20;
+const PART_START: u64 = 1 << 20;
+const PART_SIZE: u64 = 600 << 20;
+/// Guests at a time: QEMU under TCG uses about one core.
+const PARALLEL: usize = 2;
+
+pub(crate) fn step(msg: impl AsRef<str>) {
+    eprintln!("[crashlab] {}", msg.as_ref());
+}
+
+/// What a run asks of the capture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// Byte-exact dump.
+    Plain,
+    /// Zero-page elision (the tool built with `agent.zero_page_elision`).
+    Elided,
+    /// Byte-exact, with `zfcpdump.hsa_size=` on the capture command line.
+    Hsa,
+}
+
+impl Kind {
+    const ALL: [Kind; 3] = [Kind::Plain, Kind::Elided, Kind::Hsa];
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kind::Plain => "plain",
+            Kind::Elided => "elided",
+            Kind::Hsa => "hsa",
+        }
+    }
+
+    fn parse(s: &str) -> Result<Kind> {
+        Kind::ALL
+            .into_iter()
+            .find(|k| k.name() == s)
+            .with_context(|| format!("unknown run {s:?}: expected plain, elided or hsa"))
+    }
+}
+
+/// One kernel pair, built and with its disk prepared.
+pub(crate) struct Pair {
+    /// `production:tool`, e.g. `qemu-6.12:qemu-6.12`.
+    pub(crate) name: String,
+    pub(crate) production_image: PathBuf,
+    pub(crate) production_initramfs: PathBuf,
+    /// The production kernel's release and vmlinux, for crash.
+    pub(crate) release: String,
+    pub(crate) vmlinux: PathBuf,
+    pub(crate) tool_release: String,
+    /// The capture kernel's memory (`crashkernel=`).
+    pub(crate) crashkernel: u64,
+    /// The zipl-prepared disk, never booted: each run works on a copy.
+    pub(crate) pristine: PathBuf,
+    pub(crate) sb_offset: u64,
+    pub(crate) sb: DumpSuperblock,
+    /// The readers that match the production kernel.
+    pub(crate) readers: Readers,
+}
+
+/// Paths and tools shared by the runs.
+pub(crate) struct Ctx {
+    pub(crate) work: PathBuf,
+    pub(crate) headers: PathBuf,
+    pub(crate) disk_tool: PathBuf,
+    pub(crate) keep: bool,
+}
+
+pub(crate) struct RunSpec<'a> {
+    pub(crate) name: String,
+    pub(crate) pair: &'a Pair,
+    pub(crate) kind: Kind,
+    pub(crate) seed: u64,
+}
+
+pub fn run(args: &CrashlabArgs) -> Result<()> {
+    let t0 = Instant::now();
+    let root = util::project_root();
+    let cache = util::cache_dir(&root);
+    let base = cache.join("crashlab");
+    let work = base.join("work");
+    let _ = fs::remove_dir_all(&work);
+    fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
+    let headers = base.join("headers");
+    fs::create_dir_all(&headers)?;
+
+    let needs: Vec<&provision::Need> = provision::TEST.iter().collect();
+    provision::ensure(&needs, &[], !args.no_provision && !args.offline)?;
+
+    let pairs: Vec<(String, String)> = if args.pairs.is_empty() {
+        DEFAULT_PAIRS.iter().map(|s| s.to_string()).collect()
+    } else {
+        args.pairs.clone()
+    }
+    .iter()
+    .map(|p| {
+        let (a, b) = p
+            .split_once(':')
+            .with_context(|| format!("--pair {p:?}: expected PRODUCTION:TOOL profile names"))?;
+        Ok((a.to_string(), b.to_string()))
+    })
+    .collect::<Result<_>>()?;
+    let kinds: Vec<Kind> = if args.runs.is_empty() {
+        Kind::ALL.to_vec()
+    } else {
+        args.runs
+            .iter()
+            .map(|s| Kind::parse(s))
+            .collect::<Result<_>>()?
+    };
+
+    let (disk_tool, _) = build_host_tools(&root, &cache, args.offline)?;
+    let tools = production::GUEST_TOOLS.unpacked_root(&cache, args.offline)?;
+    let mut built = Vec::new();
+    for (prod, tool) in &pairs {
+        let t = Instant::now();
+        built.push(setup_pair(&root, &cache, &work, &tools, prod, tool, args)?);
+        step(format!(
+            "   {prod}:{tool} ready in {}",
+            util::fmt_duration(t.elapsed())
+        ));
+    }
+    let setup = t0.elapsed();
+    let ctx = Ctx {
+        work: work.clone(),
+        headers,
+        disk_tool,
+        keep: args.keep,
+    };
+
+    let mut specs = Vec::new();
+    for (i, pair) in built.iter().enumerate() {
+        for (j, &kind) in kinds.iter().enumerate() {
+            specs.push(RunSpec {
+                name: format!("{}-{}", pair.name.replace(':', "-"), kind.name()),
+                pair,
+                kind,
+                // Different in every run, so a page left from another run
+                // (there is none: each boot starts with fresh memory) would
+                // show as foreign.
+                seed: 0x5eed_0000_0000_0000 | ((i as u64) << 8) | j as u64,
+            });
+        }
+    }
+    step(format!(
+        "{} runs, {PARALLEL} guests at a time: production -m {} MiB -smp {PRODUCTION_CPUS}, \
+         timeout {} s",
+        specs.len(),
+        PRODUCTION_MEMORY >> 20,
+        RUN_TIMEOUT.as_secs()
+    ));
+    let results = run_parallel(&ctx, &specs)?;
+    let total = t0.elapsed();
+    let (text, ok) = report::render(&built, &results, setup, total);
+    util::write_atomic(&base.join("report.txt"), text.as_bytes())?;
+    for r in results.iter().filter(|r| !r.problems.is_empty()) {
+        eprintln!(
+            "\n[crashlab] run {} FAILED:\n  - {}\n---- console tail ({}) ----\n{}\n----",
+            r.name,
+            r.problems.join("\n  - "),
+            r.log.display(),
+            r.console_tail
+        );
+    }
+    eprintln!("\n{text}");
+    if !ok {
+        bail!(
+            "crashlab failed (see above); disks, dumps and console logs kept in {}",
+            work.display()
+        );
+    }
+    if !args.keep {
+        fs::remove_dir_all(&work).with_context(|| format!("cannot remove {}", work.display()))?;
+    }
+    step(format!(
+        "all passed in {}; report: {}",
+        util::fmt_duration(total),
+        base.join("report.txt").display()
+    ));
+    Ok(())
+}
+
+/// Builds a pair's profiles and initramfs and prepares its disk.
+fn setup_pair(
+    root: &Path,
+    cache: &Path,
+    work: &Path,
+    tools: &Path,
+    prod: &str,
+    tool: &str,
+    args: &CrashlabArgs,
+) -> Result<Pair> {
+    let name = format!("{prod}:{tool}");
+    step(format!("pair {name}: building {prod} and {tool}"));
+    let load = |p: &str| -> Result<(Profile, PathBuf)> {
+        let pa = ProfileArgs {
+            profile: p.to_string(),
+            sets: vec![],
+        };
+        dist::run(&DistArgs {
+            profile: pa.clone(),
+            no_provision: args.no_provision,
+            offline: args.offline,
+            check_reproducible: false,
+            out_dir: None,
+        })?;
+        let profile = pa.load()?;
+        let dir = dist::dist_dir(root, &profile);
+        Ok((profile, dir))
+    };
+    let (production, prod_dir) = load(prod)?;
+    let (tool_profile, tool_dir) = load(tool)?;
+    let prod_kernel = kernel::Stage::new(root, &production).run()?;
+    let tool_kernel = kernel::Stage::new(root, &tool_profile).run()?;
+    let vmlinux = prod_kernel.build_dir.join("vmlinux");
+    ensure!(
+        vmlinux.is_file(),
+        "{} is missing: the kernel build directory is incomplete",
+        vmlinux.display()
+    );
+    let pair_dir = work.join(name.replace(':', "-"));
+    fs::create_dir_all(&pair_dir)?;
+    let elided_dir = elided_build(
+        root,
+        &pair_dir,
+        &tool_profile,
+        &tool_dir,
+        args.no_provision,
+        args.offline,
+    )?;
+
+    // The pattern writer, cross-built like the agent (std is shared).
+    let pattern_bin = agent::Stage::new(root, &tool_profile, args.offline)
+        .cross_build("crashlab-pattern")
+        .context("building the crash lab's pattern writer for s390x")?;
+    let initramfs = pair_dir.join("production.cpio");
+    production::write_initramfs(
+        tools,
+        &pattern_bin,
+        &CaptureFiles {
+            image: &tool_dir.join(IMAGE),
+            initrds: vec![
+                (Kind::Plain.name(), &tool_dir.join(RD)),
+                (Kind::Elided.name(), &elided_dir.join(RD)),
+            ],
+        },
+        &initramfs,
+    )?;
+    step(format!(
+        "   production initramfs {} bytes (kernel {}; capture kernel {})",
+        fs::metadata(&initramfs)?.len(),
+        prod_kernel.release,
+        tool_kernel.release
+    ));
+
+    step(format!(
+        "   preparing the dump disk with real zipl --dumpto ({tool}'s dump tool)"
+    ));
+    let pristine = pair_dir.join("zipl.img");
+    let res = zipl_prepare(
+        cache,
+        &ZiplJob {
+            helper_kernel: &tool_dir.join(IMAGE),
+            dump_image: &tool_dir.join(IMAGE),
+            dump_initrd: Some(&tool_dir.join(RD)),
+            disk: &pristine,
+            disk_size: DISK_SIZE,
+            sector_size: 512,
+            part_start: PART_START,
+            part_size: PART_SIZE,
+            offline: args.offline,
+        },
+    )?;
+    ensure!(
+        res.zipl_output.contains("Writing SCSI master boot record"),
+        "zipl did not write a SCSI MBR:\n{}",
+        res.zipl_output
+    );
+    let (sb_offset, sb) = disk_metadata(&pristine)?;
+    let readers = Readers::for_kernel(&prod_kernel.release, cache, args.offline)?;
+    let crashkernel = args
+        .crashkernel
+        .map_or(tool_profile.budget.total, |m| m << 20);
+    Ok(Pair {
+        name,
+        production_image: prod_dir.join(IMAGE),
+        production_initramfs: initramfs,
+        release: prod_kernel.release,
+        vmlinux,
+        tool_release: tool_kernel.release,
+        crashkernel,
+        pristine,
+        sb_offset,
+        sb,
+        readers,
+    })
+}
+
+/// What one run showed, for the report.
+pub(crate) struct RunResult {
+    pub(crate) name: String,
+    pub(crate) pair: String,
+    pub(crate) kind: Kind,
+    pub(crate) problems: Vec<String>,
+    pub(crate) checked: Vec<String>,
+    pub(crate) facts: checks::Facts,
+    pub(crate) elapsed: Option<Duration>,
+    pub(crate) log: PathBuf,
+    pub(crate) console_tail: String,
+}
+
+/// Runs the specs, `PARALLEL` at a time, in order of the list.
+fn run_parallel(ctx: &Ctx, specs: &[RunSpec]) -> Result<Vec<RunResult>> {
+    let next = Mutex::new(0usize);
+    let results: Mutex<Vec<Option<Result<RunResult>>>> =
+        Mutex::new((0..specs.len()).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..PARALLEL.min(specs.len()) {
+            s.spawn(|| {
+                loop {
+                    let i = {
+                        let mut n = next.lock().unwrap();
+                        let i = *n;
+                        *n += 1;
+                        i
+                    };
+                    let Some(spec) = specs.get(i) else { break };
+                    let r = run_one(ctx, spec)
+                        .with_context(|| format!("run {}: the harness failed", spec.name));
+                    if let Ok(r) = &r {
+                        step(format!(
+                            "   {}: {} ({})",
+                            r.name,
+                            if r.problems.is_empty() {
+                                "ok"
+                            } else {
+                                "FAILED"
+                            },
+                            r.elapsed.map_or("timeout".into(), util::fmt_duration)
+                        ));
+                    }
+                    results.lock().unwrap()[i] = Some(r);
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.expect("every spec ran"))
+        .collect()
+}
+
+/// The capture kernel's command line: zipl's parmline and the overrides
+/// QEMU needs (the disk; for the `hsa` run the simulated HSA).
+fn capture_append(kind: Kind) -> String {
+    let mut a =
+        format!("console=ttysclp0 {ZIPL_PARMLINE} zfcpdump.disk=/dev/sda scsi_mod.scan=async");
+    if kind == Kind::Hsa {
+        a.push_str(&format!(" zfcpdump.hsa_size={SIMULATED_HSA:#x}"));
+    }
+    a
+}
+
+fn run_one(ctx: &Ctx, spec: &RunSpec) -> Result<RunResult> {
+    let pair = spec.pair;
+    let disk = ctx.work.join(format!("{}.img", spec.name));
+    let log = ctx.work.join(format!("{}.console.log", spec.name));
+    crate::lab::checks::files::sparse_copy(&pair.pristine, &disk)?;
+    let capture = match spec.kind {
+        Kind::Elided => Kind::Elided.name(),
+        _ => Kind::Plain.name(),
+    };
+    let boot = Boot {
+        image: &pair.production_image,
+        initrd: &pair.production_initramfs,
+        memory: PRODUCTION_MEMORY,
+        cpus: PRODUCTION_CPUS,
+        append: format!(
+            "crashkernel={}M crashlab.seed={:#x} crashlab.pages={PATTERN_PAGES} \
+             crashlab.capture={capture} crashlab.append={} scsi_mod.scan=async",
+            pair.crashkernel >> 20,
+            spec.seed,
+            capture_append(spec.kind).replace(' ', "+")
+        ),
+        drives: vec![Drive {
+            file: disk.clone(),
+            bus: "scsi",
+            sector_size: 512,
+        }],
+        timeout: RUN_TIMEOUT,
+        log: log.clone(),
+    };
+    let out = boot.run()?;
+    let mut problems = Vec::new();
+    let mut checked = Vec::new();
+    let facts = checks::check_run(ctx, spec, &disk, &out, &mut problems, &mut checked)?;
+    if problems.is_empty() && !ctx.keep {
+        let _ = fs::remove_file(&disk);
+    }
+    Ok(RunResult {
+        name: spec.name.clone(),
+        pair: pair.name.clone(),
+        kind: spec.kind,
+        problems,
+        checked,
+        facts,
+        elapsed: out.exit.is_some().then_some(out.elapsed),
+        log,
+        console_tail: out.tail(40),
+    })
+}
