@@ -24,7 +24,8 @@
 //! Work files live in `<target>/zfcpdump/crashlab/work/` (kept on failure or
 //! with `--keep`); the report goes to `<target>/zfcpdump/crashlab/report.txt`,
 //! and the headers and notes of each byte-exact dump (what a fixture of the
-//! real layout needs) to `<target>/zfcpdump/crashlab/headers/`.
+//! real layout needs) to `<target>/zfcpdump/crashlab/headers/`. With
+//! `--pair`, all three are under `crashlab/<pairs>/` instead.
 
 mod checks;
 pub mod production;
@@ -170,7 +171,14 @@ pub fn run(args: &CrashlabArgs) -> Result<()> {
     let t0 = Instant::now();
     let root = util::project_root();
     let cache = util::cache_dir(&root);
-    let base = cache.join("crashlab");
+    // One directory per choice of pairs, so that a run of other pairs
+    // (e.g. a cross pair by hand) leaves the default one alone.
+    let base = match args.pairs.is_empty() {
+        true => cache.join("crashlab"),
+        false => cache
+            .join("crashlab")
+            .join(args.pairs.join("+").replace(':', "-")),
+    };
     let work = base.join("work");
     let _ = fs::remove_dir_all(&work);
     fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
