@@ -174,6 +174,12 @@ pub fn run(args: &TestArgs) -> Result<()> {
         }
         // PID 1 must never die: a panic traps (SIGILL), and the handler
         // still prints the verdict and powers off (QEMU exit 0, no panic).
+        // Both kernel pairs, with and without elision and with the
+        // simulated HSA; it reuses the qemu kernels built above.
+        r.xtask(
+            "crash lab (kdump under QEMU, 6.1 and 6.12)",
+            &["crashlab", "--no-provision"],
+        );
         for (profile, name) in [
             (
                 "default",

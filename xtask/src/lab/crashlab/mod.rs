@@ -46,7 +46,7 @@ use crate::build::kernel;
 use crate::build::profile::{Profile, ProfileArgs};
 use crate::lab::e2e::{build_host_tools, elided_build};
 use crate::lab::guest::{Boot, Drive};
-use crate::lab::readers::Readers;
+use crate::lab::readers::{Readers, sysroot};
 use crate::lab::zipl::{ZiplJob, disk_metadata, zipl_prepare};
 use crate::{provision, util};
 use production::CaptureFiles;
@@ -211,7 +211,7 @@ pub fn run(args: &CrashlabArgs) -> Result<()> {
     };
 
     let (disk_tool, _) = build_host_tools(&root, &cache, args.offline)?;
-    let tools = production::GUEST_TOOLS.unpacked_root(&cache, args.offline)?;
+    let tools = sysroot::CRASHLAB_GUEST.unpacked_root(&cache, args.offline)?;
     let mut built = Vec::new();
     for (prod, tool) in &pairs {
         let t = Instant::now();

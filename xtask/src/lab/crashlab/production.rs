@@ -10,18 +10,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use crate::build::archive::{Archive, Kind, Record};
-use crate::lab::readers::sysroot::{Sysroot, elf_closure, in_root};
-
-/// Debian 12's s390x busybox-static and kexec-tools (2.0.25) with the C
-/// library kexec needs; a sysroot of its own, apart from the readers'.
-pub const GUEST_TOOLS: Sysroot = Sysroot {
-    label: "Debian 12 (crash lab guest)",
-    cache_dir: "crashlab-guest",
-    cache_format: "crashlab-guest-v1",
-    packages: &["busybox-static", "kexec-tools", "libc6"],
-    suites: &[],
-    binaries: &["bin/busybox", "sbin/kexec"],
-};
+use crate::lab::readers::sysroot::{CRASHLAB_GUEST, elf_closure, in_root};
 
 /// What the production guest's /init prints; the host looks for them.
 pub const MARK_FAILED: &str = "CRASHLAB-PRODUCTION: FAILED";
@@ -120,7 +109,7 @@ pub fn write_initramfs(
         Kind::File(b"10000000\n".to_vec()),
     )?;
     add("init", 0o755, Kind::File(init_script().into_bytes()))?;
-    for bin in GUEST_TOOLS.binaries {
+    for bin in CRASHLAB_GUEST.binaries {
         for rel in elf_closure(tools, bin)? {
             let data = fs::read(in_root(tools, &rel))
                 .with_context(|| format!("cannot read {rel} from {}", tools.display()))?;

@@ -99,7 +99,18 @@ pub const DEBIAN_12: Sysroot = Sysroot {
 };
 
 /// Every sysroot, for `fetch`.
-pub const ALL: [Sysroot; 2] = [DEBIAN_12, CURRENT];
+pub const ALL: [Sysroot; 3] = [DEBIAN_12, CURRENT, CRASHLAB_GUEST];
+
+/// Not a reader: the crash lab's production guest runs Debian 12's s390x
+/// busybox-static and kexec-tools (2.0.25, glibc) to load its capture kernel.
+pub const CRASHLAB_GUEST: Sysroot = Sysroot {
+    label: "Debian 12 (crash lab guest)",
+    cache_dir: "crashlab-guest",
+    cache_format: "crashlab-guest-v1",
+    packages: &["busybox-static", "kexec-tools", "libc6"],
+    suites: &[],
+    binaries: &["bin/busybox", "sbin/kexec"],
+};
 
 /// Debian 13's s390-tools and crash, sid's makedumpfile ([`CURRENT_PACKAGES`]).
 pub const CURRENT: Sysroot = Sysroot {
