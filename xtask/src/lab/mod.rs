@@ -1,7 +1,7 @@
 //! The lab: the verification harness around the builder's product. QEMU
 //! guests, the real s390-tools as reference readers, zipl disks, vmcore
 //! sources and the checks of a dump, and the tasks on top of them: `boot`
-//! (smoke test), `e2e` and `bench`.
+//! (smoke test), `e2e`, `crashlab` (real crashed kernels) and `bench`.
 
 pub mod bench;
 pub mod boot;
