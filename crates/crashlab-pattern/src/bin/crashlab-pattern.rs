@@ -34,7 +34,7 @@ fn main() -> ExitCode {
         Ok(()) => {
             println!(
                 "crashlab-pattern: {count} pages ({} KiB) of seed {seed:#x} in {path}",
-                count * PAGE_SIZE as u64 >> 10
+                (count * PAGE_SIZE as u64) >> 10
             );
             ExitCode::SUCCESS
         }

@@ -62,7 +62,7 @@ pub(crate) fn render(
         );
         let _ = writeln!(
             s,
-            "{:<7} {:<7} {:>12} {:>11} {:<44} {:<20} {:>9} {:>8} {:>9} {:<12} {}",
+            "{:<7} {:<7} {:>12} {:>11} {:<44} {:<20} {:>9} {:>8} {:>9} {:<12} pattern pages",
             "run",
             "result",
             "vmcore",
@@ -73,7 +73,6 @@ pub(crate) fn render(
             "dump",
             "peak RSS",
             "crash",
-            "pattern pages"
         );
         for r in results.iter().filter(|r| r.pair == pair.name) {
             let f = &r.facts;
