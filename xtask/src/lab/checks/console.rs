@@ -132,7 +132,7 @@ mod tests {
 zfcpdump-agent 0.1.0: writing the dump (PID 1)
 busy marker written
 copy HSA-backed range 0x3000..0x403000 (4096 KiB)
-HSA release (simulated HSA of 0x400000 bytes: nothing written)
+HSA release (simulated HSA of 0x400000 bytes: its reads fail from now on)
 copy range 0x1000..0x3000 (8 KiB)
 copy range 0x403000..0xa03000 (6144 KiB)
 copy ELF header block (last) 0x0..0x1000 (4 KiB)
@@ -170,8 +170,8 @@ peak RSS: 1234 KiB
     #[test]
     fn console_order_finds_misordered_and_missing_lines() {
         let swapped = GOOD.replace(
-            "HSA release (simulated HSA of 0x400000 bytes: nothing written)\ncopy range 0x1000..0x3000 (8 KiB)",
-            "copy range 0x1000..0x3000 (8 KiB)\nHSA release (simulated HSA of 0x400000 bytes: nothing written)",
+            "HSA release (simulated HSA of 0x400000 bytes: its reads fail from now on)\ncopy range 0x1000..0x3000 (8 KiB)",
+            "copy range 0x1000..0x3000 (8 KiB)\nHSA release (simulated HSA of 0x400000 bytes: its reads fail from now on)",
         );
         let p = console_order(&swapped, false, true);
         assert!(
@@ -191,7 +191,7 @@ zfcpdump-agent 0.1.0: writing the dump (PID 1)
 zero-page elision on: 1024 program headers reserved (56 KiB), notes at 0xe000, data from 0x10000
 busy marker written
 copy HSA-backed range 0x3000..0x403000 (4096 KiB)
-HSA release (simulated HSA of 0x400000 bytes: nothing written)
+HSA release (simulated HSA of 0x400000 bytes: its reads fail from now on)
 copy notes 0x1000..0x2698 to 0xe000
 copy range 0x403000..0x1003000 (12288 KiB)
 write ELF header block (last) with 70 program headers, 0x0..0xe000
