@@ -52,31 +52,39 @@ impl ReadAt for FileSrc {
     }
 }
 
-/// Runs `steps` against a scratch file with the simulated HSA; the error
-/// text, if the copy failed.
-fn copy(s: &Setup, steps: &[Step]) -> Option<String> {
+/// The pieces of a copy with the simulated HSA: the failing source, a
+/// scratch target, a buffer and a release that calls [`Hsa::release`].
+type Engine<'a> = dyn FnMut(
+        &mut dyn ReadAt,
+        &mut File,
+        &mut [u8],
+        &mut dyn FnMut() -> Result<(), zfcpdump_agent::error::DumpError>,
+    ) -> Result<(), zfcpdump_agent::error::DumpError>
+    + 'a;
+
+/// Runs a copy engine against a scratch file with the simulated HSA; the
+/// error text, if the copy failed.
+fn with_simulated_hsa(s: &Setup, engine: &mut Engine) -> Option<String> {
     let hsa = Hsa::detect(&s.env, &Cmdline::default());
     assert!(hsa.simulated);
     let mut src = hsa.source(FileSrc(File::open(&s.world.vmcore).unwrap()), &s.vm.phdrs);
     let mut dst = tempfile::tempfile().unwrap();
     let mut buf = vec![0u8; COPY_BUF_SIZE];
-    let mut progress = Progress::new(&s.env.log, s.len, 0);
     let mut release = || {
         hsa.release(&s.env);
         Ok(())
     };
-    execute_plan(
-        &mut src,
-        &mut dst,
-        0,
-        steps,
-        &mut buf,
-        &mut progress,
-        &mut release,
-        &s.env.log,
-    )
-    .err()
-    .map(|e| e.to_string())
+    engine(&mut src, &mut dst, &mut buf, &mut release)
+        .err()
+        .map(|e| e.to_string())
+}
+
+/// The byte-exact engine on `steps`.
+fn copy(s: &Setup, steps: &[Step]) -> Option<String> {
+    with_simulated_hsa(s, &mut |src, dst, buf, release| {
+        let mut progress = Progress::new(&s.env.log, s.len, 0);
+        execute_plan(src, dst, 0, steps, buf, &mut progress, release, &s.env.log).map(|_| ())
+    })
 }
 
 fn efault(msg: &str) -> bool {
@@ -146,27 +154,10 @@ fn elided_copy_of_an_hsa_part_after_the_release_fails() {
             // An HSA-backed part planned as ordinary memory: copied after the release.
             plan.parts.iter_mut().find(|p| p.hsa).unwrap().hsa = false;
         }
-        let hsa = Hsa::detect(&s.env, &Cmdline::default());
-        let mut src = hsa.source(FileSrc(File::open(&s.world.vmcore).unwrap()), &s.vm.phdrs);
-        let mut dst = tempfile::tempfile().unwrap();
-        let mut buf = vec![0u8; COPY_BUF_SIZE];
-        let mut progress = Progress::new(&s.env.log, plan.input_bytes(), 0);
-        let mut release = || {
-            hsa.release(&s.env);
-            Ok(())
-        };
-        execute_elided(
-            &mut src,
-            &mut dst,
-            0,
-            &plan,
-            &mut buf,
-            &mut progress,
-            &mut release,
-            &s.env.log,
-        )
-        .err()
-        .map(|e| e.to_string())
+        with_simulated_hsa(&s, &mut |src, dst, buf, release| {
+            let mut progress = Progress::new(&s.env.log, plan.input_bytes(), 0);
+            execute_elided(src, dst, 0, &plan, buf, &mut progress, release, &s.env.log).map(|_| ())
+        })
     };
     assert_eq!(run(false), None);
     let err = run(true).expect("the mistake must fail");

@@ -53,6 +53,7 @@ use zfcpdump_format::superblock::CSUM_FIELD_OFFSET;
 use crate::build::dist::{self, DistArgs, IMAGE, RD};
 use crate::build::kernel;
 use crate::build::profile::{self, ProfileArgs};
+use crate::lab::LabArgs;
 use crate::lab::checks::check_success;
 use crate::lab::checks::console::{console_order, peak_rss};
 use crate::lab::checks::files::{first_difference, sparse_copy};
@@ -68,15 +69,8 @@ pub struct E2eArgs {
     /// disks (the qemu fragment), e.g. qemu or qemu-6.12
     #[arg(long, short, default_value = "qemu")]
     pub profile: String,
-    /// Fail listing missing host packages instead of installing them
-    #[arg(long)]
-    pub no_provision: bool,
-    /// Use only what `cargo xtask fetch` brought into the local caches
-    #[arg(long)]
-    pub offline: bool,
-    /// Keep the work directory (disks, vmcores, console logs) after success
-    #[arg(long)]
-    pub keep: bool,
+    #[command(flatten)]
+    pub lab: LabArgs,
 }
 
 /// Kill an agent boot after this long. A run takes seconds; the margin
@@ -169,7 +163,7 @@ pub fn run(args: &E2eArgs) -> Result<()> {
     let mut timings: Vec<(String, Duration)> = Vec::new();
 
     let needs: Vec<&provision::Need> = provision::TEST.iter().collect();
-    provision::ensure(&needs, &[], !args.no_provision && !args.offline)?;
+    provision::ensure(&needs, &[], !args.lab.no_provision && !args.lab.offline)?;
 
     step(format!("1. building the {} profile", args.profile));
     let t = Instant::now();
@@ -179,8 +173,8 @@ pub fn run(args: &E2eArgs) -> Result<()> {
     };
     dist::run(&DistArgs {
         profile: profile_args.clone(),
-        no_provision: args.no_provision,
-        offline: args.offline,
+        no_provision: args.lab.no_provision,
+        offline: args.lab.offline,
         check_reproducible: false,
         out_dir: None,
     })?;
@@ -194,8 +188,8 @@ pub fn run(args: &E2eArgs) -> Result<()> {
         "{} is missing: the kernel build directory is incomplete",
         vmlinux.display()
     );
-    let (disk_tool, fixture_tool) = build_host_tools(&root, &cache, args.offline)?;
-    let readers = Readers::for_kernel(&kernel_rec.release, &cache, args.offline)?;
+    let (disk_tool, fixture_tool) = build_host_tools(&root, &cache, args.lab.offline)?;
+    let readers = Readers::for_kernel(&kernel_rec.release, &cache, args.lab.offline)?;
     step(format!(
         "   kernel {}: readers {}",
         kernel_rec.release,
@@ -209,8 +203,8 @@ pub fn run(args: &E2eArgs) -> Result<()> {
         &work,
         &profile,
         &dist_dir,
-        args.no_provision,
-        args.offline,
+        args.lab.no_provision,
+        args.lab.offline,
     )?;
     timings.push(("build with zero-page elision".into(), t.elapsed()));
     let ctx = Ctx {
@@ -226,7 +220,7 @@ pub fn run(args: &E2eArgs) -> Result<()> {
         readers,
         vmlinux,
         release: kernel_rec.release.clone(),
-        keep: args.keep,
+        keep: args.lab.keep,
     };
 
     let res = run_all(&ctx, args, &mut timings);
@@ -251,17 +245,11 @@ pub fn run(args: &E2eArgs) -> Result<()> {
     util::write_atomic(&base.join("summary.txt"), table.as_bytes())?;
     if let Ok((results, _)) = &res {
         for r in results.iter().filter(|r| !r.problems.is_empty()) {
-            eprintln!(
-                "\n[e2e] run {} FAILED:\n  - {}\n---- console tail ({}) ----\n{}\n----",
-                r.name,
-                r.problems.join("\n  - "),
-                r.log.display(),
-                r.console_tail
-            );
+            crate::lab::print_failed_run("e2e", &r.name, &r.problems, &r.log, &r.console_tail);
         }
     }
     eprintln!("\n{table}");
-    if ok && !args.keep {
+    if ok && !args.lab.keep {
         fs::remove_dir_all(&work).with_context(|| format!("cannot remove {}", work.display()))?;
         step(format!(
             "all passed in {}; summary: {}",
@@ -359,7 +347,7 @@ fn run_all(
     let mut targets = Vec::new();
     for g in &GEOMETRIES {
         let t = Instant::now();
-        targets.push(prepare_target(ctx, g, args.offline)?);
+        targets.push(prepare_target(ctx, g, args.lab.offline)?);
         timings.push((format!("zipl + prepare check ({})", g.name), t.elapsed()));
     }
     let [t512, t4k] = &targets[..] else {

@@ -20,6 +20,30 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+/// The options that `e2e` and `crashlab` share.
+#[derive(clap::Args, Clone, Debug)]
+pub struct LabArgs {
+    /// Fail listing missing host packages instead of installing them
+    #[arg(long)]
+    pub no_provision: bool,
+    /// Use only what `cargo xtask fetch` brought into the local caches
+    #[arg(long)]
+    pub offline: bool,
+    /// Keep the work directory (disks, dumps, console logs) after success
+    #[arg(long)]
+    pub keep: bool,
+}
+
+/// Prints a failed run of `e2e` or `crashlab`: its problems and the
+/// console's tail.
+pub(crate) fn print_failed_run(tag: &str, name: &str, problems: &[String], log: &Path, tail: &str) {
+    eprintln!(
+        "\n[{tag}] run {name} FAILED:\n  - {}\n---- console tail ({}) ----\n{tail}\n----",
+        problems.join("\n  - "),
+        log.display(),
+    );
+}
+
 /// Progress of the real s390-tools' work (the sysroot, the zipl guest).
 fn progress(msg: impl AsRef<str>) {
     eprintln!("[s390-tools] {}", msg.as_ref());

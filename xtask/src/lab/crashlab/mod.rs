@@ -44,6 +44,7 @@ use crate::build::agent;
 use crate::build::dist::{self, DistArgs, IMAGE, RD};
 use crate::build::kernel;
 use crate::build::profile::{Profile, ProfileArgs};
+use crate::lab::LabArgs;
 use crate::lab::e2e::{build_host_tools, elided_build};
 use crate::lab::guest::{Boot, Drive};
 use crate::lab::readers::{Readers, sysroot};
@@ -65,15 +66,8 @@ pub struct CrashlabArgs {
     /// tool profile's budget
     #[arg(long, value_name = "MIB")]
     pub crashkernel: Option<u64>,
-    /// Fail listing missing host packages instead of installing them
-    #[arg(long)]
-    pub no_provision: bool,
-    /// Use only what `cargo xtask fetch` brought into the local caches
-    #[arg(long)]
-    pub offline: bool,
-    /// Keep the work directory (disks, dumps, console logs) after success
-    #[arg(long)]
-    pub keep: bool,
+    #[command(flatten)]
+    pub lab: LabArgs,
 }
 
 const DEFAULT_PAIRS: &[&str] = &["qemu:qemu", "qemu-6.12:qemu-6.12"];
@@ -186,7 +180,7 @@ pub fn run(args: &CrashlabArgs) -> Result<()> {
     fs::create_dir_all(&headers)?;
 
     let needs: Vec<&provision::Need> = provision::TEST.iter().collect();
-    provision::ensure(&needs, &[], !args.no_provision && !args.offline)?;
+    provision::ensure(&needs, &[], !args.lab.no_provision && !args.lab.offline)?;
 
     let pairs: Vec<(String, String)> = if args.pairs.is_empty() {
         DEFAULT_PAIRS.iter().map(|s| s.to_string()).collect()
@@ -210,8 +204,8 @@ pub fn run(args: &CrashlabArgs) -> Result<()> {
             .collect::<Result<_>>()?
     };
 
-    let (disk_tool, _) = build_host_tools(&root, &cache, args.offline)?;
-    let tools = sysroot::CRASHLAB_GUEST.unpacked_root(&cache, args.offline)?;
+    let (disk_tool, _) = build_host_tools(&root, &cache, args.lab.offline)?;
+    let tools = sysroot::CRASHLAB_GUEST.unpacked_root(&cache, args.lab.offline)?;
     let mut built = Vec::new();
     for (prod, tool) in &pairs {
         let t = Instant::now();
@@ -226,7 +220,7 @@ pub fn run(args: &CrashlabArgs) -> Result<()> {
         work: work.clone(),
         headers,
         disk_tool,
-        keep: args.keep,
+        keep: args.lab.keep,
     };
 
     let mut specs = Vec::new();
@@ -255,13 +249,7 @@ pub fn run(args: &CrashlabArgs) -> Result<()> {
     let (text, ok) = report::render(&built, &results, setup, total);
     util::write_atomic(&base.join("report.txt"), text.as_bytes())?;
     for r in results.iter().filter(|r| !r.problems.is_empty()) {
-        eprintln!(
-            "\n[crashlab] run {} FAILED:\n  - {}\n---- console tail ({}) ----\n{}\n----",
-            r.name,
-            r.problems.join("\n  - "),
-            r.log.display(),
-            r.console_tail
-        );
+        crate::lab::print_failed_run("crashlab", &r.name, &r.problems, &r.log, &r.console_tail);
     }
     eprintln!("\n{text}");
     if !ok {
@@ -270,7 +258,7 @@ pub fn run(args: &CrashlabArgs) -> Result<()> {
             work.display()
         );
     }
-    if !args.keep {
+    if !args.lab.keep {
         fs::remove_dir_all(&work).with_context(|| format!("cannot remove {}", work.display()))?;
     }
     step(format!(
@@ -300,8 +288,8 @@ fn setup_pair(
         };
         dist::run(&DistArgs {
             profile: pa.clone(),
-            no_provision: args.no_provision,
-            offline: args.offline,
+            no_provision: args.lab.no_provision,
+            offline: args.lab.offline,
             check_reproducible: false,
             out_dir: None,
         })?;
@@ -326,12 +314,12 @@ fn setup_pair(
         &pair_dir,
         &tool_profile,
         &tool_dir,
-        args.no_provision,
-        args.offline,
+        args.lab.no_provision,
+        args.lab.offline,
     )?;
 
     // The pattern writer, cross-built like the agent (std is shared).
-    let pattern_bin = agent::Stage::new(root, &tool_profile, args.offline)
+    let pattern_bin = agent::Stage::new(root, &tool_profile, args.lab.offline)
         .cross_build("crashlab-pattern")
         .context("building the crash lab's pattern writer for s390x")?;
     let initramfs = pair_dir.join("production.cpio");
@@ -369,7 +357,7 @@ fn setup_pair(
             sector_size: 512,
             part_start: PART_START,
             part_size: PART_SIZE,
-            offline: args.offline,
+            offline: args.lab.offline,
         },
     )?;
     ensure!(
@@ -378,7 +366,7 @@ fn setup_pair(
         res.zipl_output
     );
     let (sb_offset, sb) = disk_metadata(&pristine)?;
-    let readers = Readers::for_kernel(&prod_kernel.release, cache, args.offline)?;
+    let readers = Readers::for_kernel(&prod_kernel.release, cache, args.lab.offline)?;
     let crashkernel = args
         .crashkernel
         .map_or(tool_profile.budget.total, |m| m << 20);
