@@ -177,7 +177,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
         // Both kernel pairs, with and without elision and with the
         // simulated HSA; it reuses the qemu kernels built above.
         r.xtask(
-            "crash lab (kdump under QEMU, 6.1 and 6.12)",
+            "crash lab (kdump under QEMU: 6.1, 6.12, 6.12 into 6.1)",
             &["crashlab", "--no-provision"],
         );
         for (profile, name) in [
