@@ -13,7 +13,7 @@ use crate::log::Log;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 use zfcpdump_format::elf::ReadAt;
-use zfcpdump_format::plan::Step;
+use zfcpdump_format::plan::{HEADER_BLOCK, Step};
 
 /// Size of the copy buffer, the agent's only large allocation: 1 MiB less
 /// 8 KiB, which leave room in the 1 MiB budget for the two pages of the
@@ -170,6 +170,23 @@ where
     assert!(!buf.is_empty(), "copy buffer must not be empty");
     let mut stats = CopyStats::default();
     let mut writeback = Writeback::default();
+    // The ELF header block is written last but read first: where a PT_LOAD's
+    // data starts inside the first page (QEMU's dump-guest-memory puts it at
+    // 0x608), part of that block is HSA memory, which reads fail for after
+    // the release.
+    let mut header = steps.iter().find_map(|s| match *s {
+        Step::Copy { start: 0, end, .. } if end <= HEADER_BLOCK => Some(vec![0u8; end as usize]),
+        _ => None,
+    });
+    if let Some(h) = header.as_mut() {
+        src.read_exact_at(h, 0).map_err(|e| {
+            DumpError::io(
+                ErrStep::Copy,
+                format!("reading the vmcore's first {} bytes", h.len()),
+                e,
+            )
+        })?;
+    }
     for step in steps {
         let (start, end, hsa) = match *step {
             Step::ReleaseHsa => {
@@ -192,6 +209,18 @@ where
             "copy {what} {start:#x}..{end:#x} ({} KiB)",
             (end - start).div_ceil(1024)
         );
+        if let Some(h) = header.take_if(|_| start == 0) {
+            dst.write_all_at(&h, base).map_err(|e| {
+                DumpError::io(
+                    ErrStep::Copy,
+                    format!("writing {} bytes at disk offset {base:#x}", h.len()),
+                    e,
+                )
+            })?;
+            stats.bytes += h.len() as u64;
+            progress.add(h.len() as u64);
+            continue;
+        }
         copy_chunks(src, start..end, buf, progress, |chunk, off| {
             let at = base + off;
             dst.write_all_at(chunk, at).map_err(|e| {

@@ -178,3 +178,49 @@ fn without_simulation_the_source_passes_reads_through() {
     src.read_exact_at(&mut b, s.vm.loads().next().unwrap().p_offset)
         .unwrap();
 }
+
+#[test]
+fn a_segment_that_starts_in_the_header_block_is_read_before_the_release() {
+    // QEMU's dump-guest-memory layout: the PT_LOAD of physical 0 at file
+    // offset 0x608, so the header block holds HSA memory too.
+    use zfcpdump_format::elf::{PT_LOAD, ProgramHeader};
+    let s = setup();
+    let load = ProgramHeader {
+        p_type: PT_LOAD,
+        p_flags: 7,
+        p_offset: 0x608,
+        p_vaddr: 0,
+        p_paddr: 0,
+        p_filesz: 0x3000,
+        p_memsz: 0x3000,
+        p_align: 1,
+    };
+    let len = 0x3608u64;
+    let data: Vec<u8> = (0..len).map(|i| (i * 13 + i / 256) as u8).collect();
+    let mut env = s.world.env();
+    env.hsa_size = Some(0x2000);
+    let hsa = Hsa::detect(&env, &Cmdline::default());
+    let mut src = hsa.source(&data[..], &[load]);
+    let steps = copy_plan(&[load], len, 0x2000).unwrap();
+    let mut dst = tempfile::tempfile().unwrap();
+    let mut buf = vec![0u8; COPY_BUF_SIZE];
+    let mut progress = Progress::new(&env.log, len, 0);
+    let mut release = || {
+        hsa.release(&env);
+        Ok(())
+    };
+    execute_plan(
+        &mut src,
+        &mut dst,
+        0,
+        &steps,
+        &mut buf,
+        &mut progress,
+        &mut release,
+        &env.log,
+    )
+    .unwrap();
+    let mut out = vec![0u8; len as usize];
+    dst.read_exact_at(&mut out, 0).unwrap();
+    assert!(out == data);
+}
