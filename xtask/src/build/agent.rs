@@ -241,9 +241,6 @@ impl<'a> Stage<'a> {
 
     fn build(&self, slot: &Slot) -> Result<AgentRecord> {
         let t = Instant::now();
-        if rust_src().is_none() {
-            bail!("the rust-src component is missing: rustup component add rust-src");
-        }
         eprintln!(
             "[agent] building {PACKAGE} for {} (build-std, profile agent)",
             self.target()

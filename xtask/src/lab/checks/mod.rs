@@ -44,18 +44,9 @@ pub(crate) fn check_success(
             "no `vmcore /dev/vda{said}` line: the agent read the source differently"
         ));
     }
-    // Metadata as the agent left it: valid, with a matching checksum.
-    let (sb_offset, sb) = match disk_metadata(disk) {
-        Ok(v) => v,
-        Err(e) => {
-            p.push(format!("the disk's metadata no longer parses: {e:#}"));
-            return Ok(p);
-        }
+    let Some((sb_offset, sb)) = metadata_after(disk, &mut p, checked)? else {
+        return Ok(p);
     };
-    match sb.verify_csum(&read_at(disk, sb.csum_area().start, sb.csum_size as usize)?) {
-        Ok(()) => checked.push(format!("checksum {:#010x} valid", sb.csum)),
-        Err(e) => p.push(format!("superblock checksum: {e}")),
-    }
     if spec.elided {
         check_elided(ctx, spec, disk, console, sb_offset, &sb, &mut p, checked)?;
         return Ok(p);
@@ -126,6 +117,28 @@ pub(crate) fn check_success(
         );
     }
     Ok(p)
+}
+
+/// The disk's metadata as the agent left it: it must still parse, and the
+/// superblock checksum must match. `None` (with the problem) if it does not
+/// parse.
+pub(crate) fn metadata_after(
+    disk: &Path,
+    p: &mut Vec<String>,
+    checked: &mut Vec<String>,
+) -> Result<Option<(u64, DumpSuperblock)>> {
+    let (sb_offset, sb) = match disk_metadata(disk) {
+        Ok(v) => v,
+        Err(e) => {
+            p.push(format!("the disk's metadata no longer parses: {e:#}"));
+            return Ok(None);
+        }
+    };
+    match sb.verify_csum(&read_at(disk, sb.csum_area().start, sb.csum_size as usize)?) {
+        Ok(()) => checked.push(format!("checksum {:#010x} valid", sb.csum)),
+        Err(e) => p.push(format!("superblock checksum: {e}")),
+    }
+    Ok(Some((sb_offset, sb)))
 }
 
 /// `zfcpdump-disk status` must say complete (exit 0).

@@ -18,9 +18,8 @@ use super::production::{MARK_CRASHING, MARK_FAILED, MARK_LOADED, MARKER, PANIC};
 use super::{Ctx, Kind, PATTERN_PAGES, RunSpec, SIMULATED_HSA};
 use crate::lab::checks::console::{console_order, peak_rss};
 use crate::lab::checks::files::{first_difference, sparse_copy_range};
-use crate::lab::checks::{disk_status, extract, fmt_ranges};
+use crate::lab::checks::{disk_status, extract, fmt_ranges, metadata_after};
 use crate::lab::guest::Outcome;
-use crate::lab::zipl::read_at;
 
 /// Each kernel's first console line; the second one is the capture kernel's.
 const BOOT_LINE: &str = "] Linux version ";
@@ -212,14 +211,8 @@ pub(crate) fn check_run(
             "nothing changed outside the dump's {extent} bytes but the csum field"
         )),
     }
-    let sb_now = crate::lab::zipl::disk_metadata(disk)?.1;
-    match sb_now.verify_csum(&read_at(
-        disk,
-        sb_now.csum_area().start,
-        sb_now.csum_size as usize,
-    )?) {
-        Ok(()) => checked.push(format!("checksum {:#010x} valid", sb_now.csum)),
-        Err(e) => p.push(format!("superblock checksum: {e}")),
+    if metadata_after(disk, p, checked)?.is_none() {
+        return Ok(f);
     }
     disk_status(&ctx.disk_tool, disk, p, checked)?;
 
@@ -422,7 +415,13 @@ fn save_headers(ctx: &Ctx, spec: &RunSpec, file: &File, loads: &[ProgramHeader])
         .min(1 << 20);
     let mut b = vec![0u8; end as usize];
     file.read_exact_at(&mut b, 0)?;
-    let name = format!("{}-{}.bin", spec.pair.release, spec.kind.name());
+    // The dump kernel builds the vmcore: its release names the layout too.
+    let name = format!(
+        "{}-by-{}-{}.bin",
+        spec.pair.release,
+        spec.pair.tool_release,
+        spec.kind.name()
+    );
     crate::util::write_atomic(&ctx.headers.join(name), &b)
 }
 

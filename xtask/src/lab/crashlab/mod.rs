@@ -245,9 +245,7 @@ pub fn run(args: &CrashlabArgs) -> Result<()> {
     let mut built = Vec::new();
     for (prod, tool, kinds) in &pairs {
         let t = Instant::now();
-        let mut pair = setup_pair(&root, &cache, &work, &tools, prod, tool, args)?;
-        pair.kinds = kinds.clone();
-        built.push(pair);
+        built.push(setup_pair(&root, &work, &tools, prod, tool, kinds, args)?);
         step(format!(
             "   {prod}:{tool} ready in {}",
             util::fmt_duration(t.elapsed())
@@ -310,13 +308,14 @@ pub fn run(args: &CrashlabArgs) -> Result<()> {
 /// Builds a pair's profiles and initramfs and prepares its disk.
 fn setup_pair(
     root: &Path,
-    cache: &Path,
     work: &Path,
     tools: &Path,
     prod: &str,
     tool: &str,
+    kinds: &[Kind],
     args: &CrashlabArgs,
 ) -> Result<Pair> {
+    let cache = &util::cache_dir(root);
     let name = format!("{prod}:{tool}");
     step(format!("pair {name}: building {prod} and {tool}"));
     let load = |p: &str| -> Result<(Profile, PathBuf)> {
@@ -420,7 +419,7 @@ fn setup_pair(
         sb_offset,
         sb,
         readers,
-        kinds: Kind::ALL.to_vec(),
+        kinds: kinds.to_vec(),
     })
 }
 
