@@ -23,7 +23,13 @@ struct Step {
     name: String,
     ok: bool,
     secs: f64,
+    /// The last lines a failed step printed, repeated before the summary:
+    /// CI logs are often seen only from their end.
+    tail: Vec<String>,
 }
+
+/// Lines of a failed step repeated at the end.
+const FAILED_TAIL_LINES: usize = 60;
 
 struct Runner {
     root: PathBuf,
@@ -38,16 +44,15 @@ impl Runner {
     fn run(&mut self, name: &str, program: &str, args: &[&str]) -> bool {
         eprintln!("\n==> {name}: {program} {}", args.join(" "));
         let t = Instant::now();
-        let ok = Command::new(program)
-            .args(args)
+        let mut cmd = Command::new(program);
+        cmd.args(args)
             .current_dir(&self.root)
-            .envs(self.envs.iter().map(|(k, v)| (k, v)))
-            .status()
-            .is_ok_and(|s| s.success());
-        self.record(name, ok, t)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)));
+        let (ok, tail) = run_teed(cmd);
+        self.record(name, ok, t, if ok { Vec::new() } else { tail })
     }
 
-    fn record(&mut self, name: &str, ok: bool, t: Instant) -> bool {
+    fn record(&mut self, name: &str, ok: bool, t: Instant, tail: Vec<String>) -> bool {
         let secs = t.elapsed().as_secs_f64();
         eprintln!(
             "<== {name}: {} in {secs:.0}s",
@@ -57,6 +62,7 @@ impl Runner {
             name: name.into(),
             ok,
             secs,
+            tail,
         });
         ok
     }
@@ -66,11 +72,14 @@ impl Runner {
         eprintln!("\n==> {name}");
         let t = Instant::now();
         let res = f();
-        if let Err(e) = &res {
-            eprintln!("error: {e:#}");
-        }
-        let ok = res.is_ok();
-        self.record(name, ok, t)
+        let tail = match &res {
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                vec![format!("error: {e:#}")]
+            }
+            Ok(()) => Vec::new(),
+        };
+        self.record(name, res.is_ok(), t, tail)
     }
 
     fn cargo(&mut self, name: &str, args: &[&str]) -> bool {
@@ -88,6 +97,50 @@ impl Runner {
         let exe = self.exe.clone();
         self.run(name, exe.to_str().expect("utf-8 path"), args)
     }
+}
+
+/// Runs `cmd`, passing its stdout and stderr through, and returns whether it
+/// succeeded with its last [`FAILED_TAIL_LINES`] lines (both streams).
+fn run_teed(mut cmd: Command) -> (bool, Vec<String>) {
+    use std::collections::VecDeque;
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    use std::sync::Mutex;
+    let mut child = match cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn() {
+        Ok(c) => c,
+        Err(e) => return (false, vec![format!("cannot run {:?}: {e}", cmd.get_program())]),
+    };
+    let tail = Mutex::new(VecDeque::new());
+    let keep = |line: String| {
+        let mut t = tail.lock().unwrap();
+        if t.len() == FAILED_TAIL_LINES {
+            t.pop_front();
+        }
+        t.push_back(line);
+    };
+    let (out, err) = (child.stdout.take(), child.stderr.take());
+    std::thread::scope(|s| {
+        if let Some(out) = out {
+            s.spawn(|| {
+                for line in BufReader::new(out).split(b'\n').map_while(Result::ok) {
+                    let line = String::from_utf8_lossy(&line).into_owned();
+                    let _ = writeln!(std::io::stdout(), "{line}");
+                    keep(line);
+                }
+            });
+        }
+        if let Some(err) = err {
+            s.spawn(|| {
+                for line in BufReader::new(err).split(b'\n').map_while(Result::ok) {
+                    let line = String::from_utf8_lossy(&line).into_owned();
+                    eprintln!("{line}");
+                    keep(line);
+                }
+            });
+        }
+    });
+    let ok = child.wait().is_ok_and(|s| s.success());
+    (ok, tail.into_inner().unwrap().into())
 }
 
 /// The kernel 6.12 profiles that CI builds, boots and runs e2e on.
@@ -221,6 +274,12 @@ pub fn run(args: &TestArgs) -> Result<()> {
         }
     }
 
+    for s in r.steps.iter().filter(|s| !s.ok) {
+        eprintln!("\n==== {} FAILED; its last lines:", s.name);
+        for line in &s.tail {
+            eprintln!("{line}");
+        }
+    }
     eprintln!("\nsummary ({} total):", util::fmt_duration(t.elapsed()));
     for s in &r.steps {
         eprintln!(
