@@ -108,7 +108,12 @@ fn run_teed(mut cmd: Command) -> (bool, Vec<String>) {
     use std::sync::Mutex;
     let mut child = match cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn() {
         Ok(c) => c,
-        Err(e) => return (false, vec![format!("cannot run {:?}: {e}", cmd.get_program())]),
+        Err(e) => {
+            return (
+                false,
+                vec![format!("cannot run {:?}: {e}", cmd.get_program())],
+            );
+        }
     };
     let tail = Mutex::new(VecDeque::new());
     let keep = |line: String| {

@@ -28,6 +28,7 @@ pub mod config;
 pub mod csum;
 pub mod elf;
 pub mod elide;
+pub mod filter;
 pub mod layout;
 pub mod mbr;
 pub mod plan;

@@ -7,12 +7,14 @@
 //!   cannot be installed on the host: it is s390x-only and conflicts with the
 //!   host's perl).
 //! - [`zgetdump::Zgetdump`] and [`crash::Crash`]: run zgetdump and crash from
-//!   that sysroot under `qemu-s390x-static`.
+//!   that sysroot under `qemu-s390x-static`; [`makedumpfile::Makedumpfile`]
+//!   likewise, as the reference for page exclusion.
 //! - zipl needs a real s390x block device, so it runs in a helper guest:
 //!   [`crate::lab::zipl`].
 
 pub mod apt;
 pub mod crash;
+pub mod makedumpfile;
 pub mod sysroot;
 pub mod zgetdump;
 

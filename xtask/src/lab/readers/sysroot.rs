@@ -15,7 +15,8 @@ use crate::lab::{have_command, progress, secs};
 /// The s390x packages of the sysroot. zipl needs libc6; zgetdump also needs
 /// zlib1g and libfuse2 (its ELF NEEDED entries); busybox-static is the
 /// helper guest's shell; crash (8.0.2 in Debian 12) needs the libraries
-/// after it.
+/// after it; makedumpfile (1.7.2) needs libdw1, libelf1 and, through libdw,
+/// liblzma5 and libbz2-1.0 besides zlib1g and liblzo2-2.
 pub const PACKAGES: &[&str] = &[
     "s390-tools",
     "libc6",
@@ -30,6 +31,11 @@ pub const PACKAGES: &[&str] = &[
     "libzstd1",
     "libstdc++6",
     "libgcc-s1",
+    "makedumpfile",
+    "libdw1",
+    "libelf1",
+    "liblzma5",
+    "libbz2-1.0",
 ];
 
 /// Bumped when the layout of a cache entry changes.
@@ -88,14 +94,21 @@ pub struct Sysroot {
     pub binaries: &'static [&'static str],
 }
 
-/// Debian 12's s390-tools 2.16, crash 8.0.2 and their libraries.
+/// Debian 12's s390-tools 2.16, crash 8.0.2, makedumpfile 1.7.2 and their
+/// libraries.
 pub const DEBIAN_12: Sysroot = Sysroot {
     label: "Debian 12",
     cache_dir: "s390-tools",
     cache_format: CACHE_FORMAT,
     packages: PACKAGES,
     suites: &[],
-    binaries: &["sbin/zipl", "sbin/zgetdump", "usr/bin/crash", "bin/busybox"],
+    binaries: &[
+        "sbin/zipl",
+        "sbin/zgetdump",
+        "usr/bin/crash",
+        "bin/busybox",
+        "usr/bin/makedumpfile",
+    ],
 };
 
 /// Every sysroot, for `fetch`.

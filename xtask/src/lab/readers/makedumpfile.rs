@@ -1,0 +1,605 @@
+//! makedumpfile, the kdump filter, under qemu-user: its per-class page
+//! counts for a dump level, the dumpable bitmap of its kdump-compressed
+//! output and the size of its ELF output, as the reference for our own page
+//! exclusion. It reads an s390x ELF core (VMCOREINFO from its note, no
+//! vmlinux needed); the output formats are its `diskdump_mod.h`.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail, ensure};
+
+use super::sysroot::{CURRENT, DEBIAN_12, elf_closure, package_version};
+use super::{qemu_user, require_qemu_user};
+use crate::lab::{run_with_timeout, tail};
+use crate::util::version_at_least;
+
+const BIN: &str = "usr/bin/makedumpfile";
+/// A 512 MiB dump takes about half a second, `-d 0` about 3 s.
+const TIMEOUT: Duration = Duration::from_secs(600);
+/// `--message-level`: common (2), error (4) and report (16) messages; no
+/// progress indicator (1), no debug (8).
+const MESSAGE_LEVEL: &str = "22";
+
+/// Debian's s390x makedumpfile (1.7.2 from Debian 12, 1.7.8 from sid).
+#[derive(Debug, Clone)]
+pub struct Makedumpfile {
+    root: PathBuf,
+    /// The package version, e.g. `1:1.7.8-1`.
+    pub version: String,
+}
+
+/// makedumpfile's report ("Original pages", the excluded pages by class,
+/// ...), in pages. It counts a page of two overlapping PT_LOADs twice
+/// (6.12's text segment): `original` is `total - memory_hole`, not the
+/// number of distinct pages.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ExcludedCounts {
+    pub original: u64,
+    pub excluded: u64,
+    pub zero: u64,
+    pub cache: u64,
+    pub cache_private: u64,
+    pub user: u64,
+    pub free: u64,
+    pub hwpoison: u64,
+    pub offline: u64,
+    /// "Extension filter pages": makedumpfile after 1.7.8 only, else 0.
+    pub extension: u64,
+    pub remaining: u64,
+    pub memory_hole: u64,
+    /// "Total pages": max_mapnr.
+    pub total: u64,
+    pub write_bytes: u64,
+    /// With `-E`: the excluded and remaining pages "in ELF format".
+    pub elf_excluded: Option<u64>,
+    pub elf_remaining: Option<u64>,
+    /// It said "The kernel version is not supported." (1.7.2 on 6.1: it
+    /// still filters, with 1.7.8's counts).
+    pub unsupported_kernel: bool,
+}
+
+impl ExcludedCounts {
+    /// Parses makedumpfile's output with report messages (`print_report`).
+    pub fn parse(text: &str) -> Result<ExcludedCounts> {
+        let mut c = ExcludedCounts {
+            unsupported_kernel: text.contains("The kernel version is not supported."),
+            ..Default::default()
+        };
+        let mut seen = Vec::new();
+        let mut last = "";
+        for line in text.lines() {
+            let Some((key, value)) = line.split_once(':') else {
+                continue;
+            };
+            let (key, value) = (key.trim(), value.trim());
+            let num = || -> Result<u64> {
+                let n = match value.strip_prefix("0x") {
+                    Some(hex) => u64::from_str_radix(hex, 16),
+                    None => value.parse(),
+                };
+                n.with_context(|| format!("makedumpfile report: bad number in '{line}'"))
+            };
+            let field = match (key, last) {
+                ("Original pages", _) => &mut c.original,
+                ("Excluded pages", _) => &mut c.excluded,
+                ("Pages filled with zero", _) => &mut c.zero,
+                ("Non-private cache pages", _) => &mut c.cache,
+                ("Private cache pages", _) => &mut c.cache_private,
+                ("User process data pages", _) => &mut c.user,
+                ("Free pages", _) => &mut c.free,
+                ("Hwpoison pages", _) => &mut c.hwpoison,
+                ("Offline pages", _) => &mut c.offline,
+                ("Extension filter pages", _) => &mut c.extension,
+                ("Remaining pages", _) => &mut c.remaining,
+                ("Memory Hole", _) => &mut c.memory_hole,
+                ("Total pages", _) => &mut c.total,
+                ("Write bytes", _) => &mut c.write_bytes,
+                ("in ELF format", "Excluded pages") => c.elf_excluded.insert(0),
+                ("in ELF format", "Remaining pages") => c.elf_remaining.insert(0),
+                _ => continue,
+            };
+            *field = num()?;
+            seen.push(key);
+            last = key;
+        }
+        for key in ["Original pages", "Excluded pages", "Pages filled with zero"]
+            .into_iter()
+            .chain(["Free pages", "Remaining pages", "Total pages"])
+        {
+            ensure!(
+                seen.contains(&key),
+                "makedumpfile printed no '{key}' line (no report; --message-level without 16?):\n{}",
+                tail(text, 15)
+            );
+        }
+        let classes = [c.zero, c.cache, c.cache_private, c.user, c.free]
+            .into_iter()
+            .chain([c.hwpoison, c.offline, c.extension])
+            .sum::<u64>();
+        ensure!(
+            classes == c.excluded
+                && c.original.checked_sub(c.excluded) == Some(c.remaining)
+                && c.total.checked_sub(c.memory_hole) == Some(c.original),
+            "makedumpfile's report does not add up ({c:?}):\n{}",
+            tail(text, 25)
+        );
+        Ok(c)
+    }
+}
+
+/// The dumpable (second) bitmap of a kdump-compressed file, and which of
+/// its pages are stored as the one shared zero page.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DumpableBitmap {
+    /// Pages the bitmap covers (`max_mapnr_64` of the sub header).
+    pub max_mapnr: u64,
+    /// The dump level of the sub header.
+    pub dump_level: u8,
+    bits: Vec<u8>,
+    zero: Vec<u8>,
+}
+
+fn bit(bits: &[u8], pfn: u64) -> bool {
+    bits.get((pfn / 8) as usize)
+        .is_some_and(|b| b & (1 << (pfn % 8)) != 0)
+}
+
+fn be_u32(d: &[u8], at: usize) -> u32 {
+    u32::from_be_bytes(d[at..at + 4].try_into().unwrap())
+}
+
+fn be_u64(d: &[u8], at: usize) -> u64 {
+    u64::from_be_bytes(d[at..at + 8].try_into().unwrap())
+}
+
+/// `struct disk_dump_header` on s390x: offsets of its fields.
+const DH_VERSION: usize = 8;
+const DH_BLOCK_SIZE: usize = 428;
+const DH_SUB_HDR_SIZE: usize = 432;
+const DH_BITMAP_BLOCKS: usize = 436;
+const DH_MAX_MAPNR: usize = 440;
+/// `struct kdump_sub_header` (block 1): dump_level, max_mapnr_64 (v6+).
+const KH_DUMP_LEVEL: usize = 8;
+const KH_MAX_MAPNR_64: usize = 96;
+/// `struct page_desc`: offset, size, flags, page_flags.
+const PAGE_DESC: usize = 24;
+
+impl DumpableBitmap {
+    /// Whether makedumpfile kept the page (zero pages included: it keeps
+    /// them as one shared zero page, see [`DumpableBitmap::is_zero`]).
+    pub fn is_dumpable(&self, pfn: u64) -> bool {
+        pfn < self.max_mapnr && bit(&self.bits, pfn)
+    }
+
+    /// Whether a kept page is stored as the shared zero page (its "Pages
+    /// filled with zero"; only with dump level bit 1).
+    pub fn is_zero(&self, pfn: u64) -> bool {
+        pfn < self.max_mapnr && bit(&self.zero, pfn)
+    }
+
+    /// Pages in the dumpable bitmap: "Remaining pages" + "Pages filled with zero".
+    pub fn count(&self) -> u64 {
+        self.bits.iter().map(|b| u64::from(b.count_ones())).sum()
+    }
+
+    /// Kept pages stored as the shared zero page.
+    pub fn zero_count(&self) -> u64 {
+        self.zero.iter().map(|b| u64::from(b.count_ones())).sum()
+    }
+
+    /// Parses a kdump-compressed file (`makedumpfile -l`) written on s390x
+    /// (big-endian): the header (block 0), the sub header (block 1), the two
+    /// bitmaps after the sub header, each half of `bitmap_blocks`, bit
+    /// `pfn % 8` of byte `pfn / 8`; then a page descriptor per dumpable page.
+    pub fn parse(data: &[u8]) -> Result<DumpableBitmap> {
+        ensure!(
+            data.len() >= DH_MAX_MAPNR + 4 && data.starts_with(b"KDUMP   "),
+            "not a kdump-compressed file: no 'KDUMP   ' header (starts {:02x?})",
+            &data[..data.len().min(8)]
+        );
+        let version = be_u32(data, DH_VERSION);
+        let block = be_u32(data, DH_BLOCK_SIZE) as usize;
+        let sub_blocks = be_u32(data, DH_SUB_HDR_SIZE) as usize;
+        let bitmap_blocks = be_u32(data, DH_BITMAP_BLOCKS) as usize;
+        ensure!(
+            block.is_power_of_two() && block > DH_MAX_MAPNR && (1..=1024).contains(&sub_blocks),
+            "kdump header: implausible block_size {block} or sub_hdr_size {sub_blocks}"
+        );
+        ensure!(
+            bitmap_blocks > 0 && bitmap_blocks % 2 == 0,
+            "kdump header: bitmap_blocks {bitmap_blocks} is not two equal bitmaps"
+        );
+        ensure!(
+            data.len() >= 2 * block,
+            "kdump file of {} bytes ends in its sub header",
+            data.len()
+        );
+        let sub = &data[block..];
+        let max_mapnr = if version >= 6 {
+            be_u64(sub, KH_MAX_MAPNR_64)
+        } else {
+            u64::from(be_u32(data, DH_MAX_MAPNR))
+        };
+        let half = bitmap_blocks * block / 2;
+        ensure!(
+            max_mapnr.div_ceil(8) <= half as u64,
+            "kdump header: max_mapnr {max_mapnr} does not fit a bitmap of {half} bytes"
+        );
+        let bitmap1 = (1 + sub_blocks) * block;
+        let descs = bitmap1 + 2 * half;
+        ensure!(
+            data.len() >= descs,
+            "kdump file of {} bytes ends in its bitmaps (they end at {descs})",
+            data.len()
+        );
+        let used = max_mapnr.div_ceil(8) as usize;
+        let present = &data[bitmap1..bitmap1 + used];
+        let mut bits = data[bitmap1 + half..bitmap1 + half + used].to_vec();
+        if max_mapnr % 8 != 0 {
+            bits[used - 1] &= (1u8 << (max_mapnr % 8)) - 1;
+        }
+        if let Some(i) = (0..used).find(|&i| bits[i] & !present[i] != 0) {
+            bail!(
+                "kdump bitmaps: a page near pfn {:#x} is dumpable but not in memory",
+                i * 8
+            );
+        }
+        let mut map = DumpableBitmap {
+            max_mapnr,
+            dump_level: be_u32(sub, KH_DUMP_LEVEL) as u8,
+            zero: vec![0; used],
+            bits,
+        };
+        let n = map.count() as usize;
+        let table = data
+            .get(descs..descs + n * PAGE_DESC)
+            .with_context(|| format!("kdump file ends in its {n} page descriptors"))?;
+        if map.dump_level & 1 != 0 {
+            // Every zero page's descriptor points at the one zero page
+            // written first after the table.
+            let zero_page = (descs + n * PAGE_DESC) as u64;
+            let pfns = (0..max_mapnr).filter(|&p| bit(&map.bits, p));
+            for (d, pfn) in table.chunks_exact(PAGE_DESC).zip(pfns) {
+                if be_u64(d, 0) == zero_page {
+                    map.zero[(pfn / 8) as usize] |= 1 << (pfn % 8);
+                }
+            }
+        }
+        Ok(map)
+    }
+}
+
+/// `makedumpfile -E` output: its size and report.
+#[derive(Debug, Clone)]
+pub struct ElfOutput {
+    pub bytes: u64,
+    pub counts: ExcludedCounts,
+}
+
+impl Makedumpfile {
+    /// makedumpfile from a sysroot made by [`Sysroot::unpacked_root`](super::sysroot::Sysroot::unpacked_root).
+    pub fn new(root: &Path) -> Result<Makedumpfile> {
+        ensure!(
+            root.join(BIN).is_file(),
+            "{} has no {BIN}: the sysroot predates makedumpfile in its package list",
+            root.display()
+        );
+        elf_closure(root, BIN)?;
+        require_qemu_user("makedumpfile")?;
+        let version = package_version(root, "makedumpfile")?;
+        Ok(Makedumpfile {
+            root: root.to_path_buf(),
+            version,
+        })
+    }
+
+    /// sid's makedumpfile 1.7.8 ([`CURRENT`]), for 6.12.
+    pub fn current(cache: &Path, offline: bool) -> Result<Makedumpfile> {
+        Makedumpfile::new(&CURRENT.unpacked_root(cache, offline)?)
+    }
+
+    /// Debian 12's makedumpfile 1.7.2 ([`DEBIAN_12`]), for 6.1.
+    pub fn debian12(cache: &Path, offline: bool) -> Result<Makedumpfile> {
+        Makedumpfile::new(&DEBIAN_12.unpacked_root(cache, offline)?)
+    }
+
+    /// The one of a kernel release, as [`super::Readers::for_kernel`] picks.
+    pub fn for_kernel(release: &str, cache: &Path, offline: bool) -> Result<Makedumpfile> {
+        if version_at_least(release, (6, 10)) {
+            Makedumpfile::current(cache, offline)
+        } else {
+            Makedumpfile::debian12(cache, offline)
+        }
+    }
+
+    /// Runs `makedumpfile ARGS DUMP OUT` in `work` (its TMPDIR too), with
+    /// the log in `work/OUT.log`; returns the output path and the report.
+    fn run(
+        &self,
+        args: &[&str],
+        dump: &Path,
+        level: u8,
+        work: &Path,
+        out: &str,
+    ) -> Result<(PathBuf, ExcludedCounts)> {
+        ensure!(level <= 31, "dump level {level} is not 0..=31");
+        let dump = fs::canonicalize(dump).with_context(|| format!("no dump {}", dump.display()))?;
+        fs::create_dir_all(work).with_context(|| format!("cannot create {}", work.display()))?;
+        let work = fs::canonicalize(work)?;
+        let out = work.join(out);
+        let _ = fs::remove_file(&out); // makedumpfile refuses to overwrite it
+        let log = work.join(format!(
+            "{}.log",
+            out.file_name().unwrap().to_string_lossy()
+        ));
+        let mut c: Command = qemu_user(&self.root, BIN);
+        c.args(args)
+            .args(["-d", &level.to_string(), "--message-level", MESSAGE_LEVEL])
+            .arg(&dump)
+            .arg(&out)
+            .current_dir(&work)
+            .env("TMPDIR", &work);
+        let what = format!(
+            "makedumpfile {} {} -d {level} {}",
+            self.version,
+            args.join(" "),
+            dump.display()
+        );
+        let status = run_with_timeout(&mut c, &log, TIMEOUT)?;
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        match status {
+            Some(s) if s.success() => {}
+            Some(s) => bail!("{what} failed ({s}):\n{}", tail(&text, 15)),
+            None => bail!(
+                "{what} did not finish within {} s:\n{}",
+                TIMEOUT.as_secs(),
+                tail(&text, 15)
+            ),
+        }
+        let counts = ExcludedCounts::parse(&text)
+            .with_context(|| format!("{what} (log {})", log.display()))?;
+        Ok((out, counts))
+    }
+
+    /// The report of `makedumpfile -l -d LEVEL --dry-run`: nothing written.
+    pub fn counts(&self, dump: &Path, level: u8, work: &Path) -> Result<ExcludedCounts> {
+        Ok(self
+            .run(&["-l", "--dry-run"], dump, level, work, "dry-run.kdump")?
+            .1)
+    }
+
+    /// `makedumpfile -l -d LEVEL`: the dumpable bitmap of its output
+    /// (`work/makedumpfile-dLEVEL.kdump`, kept) and its report.
+    pub fn dumpable(
+        &self,
+        dump: &Path,
+        level: u8,
+        work: &Path,
+    ) -> Result<(DumpableBitmap, ExcludedCounts)> {
+        let (out, counts) = self.run(
+            &["-l"],
+            dump,
+            level,
+            work,
+            &format!("makedumpfile-d{level}.kdump"),
+        )?;
+        let data = fs::read(&out).with_context(|| format!("cannot read {}", out.display()))?;
+        let map =
+            DumpableBitmap::parse(&data).with_context(|| format!("parsing {}", out.display()))?;
+        ensure!(
+            map.dump_level == level && map.count() == counts.remaining + counts.zero,
+            "{}: dump level {} and {} dumpable pages, but the report says level {level}, {} \
+             remaining + {} zero",
+            out.display(),
+            map.dump_level,
+            map.count(),
+            counts.remaining,
+            counts.zero
+        );
+        Ok((map, counts))
+    }
+
+    /// `makedumpfile -E -d LEVEL`: the size of its ELF output (removed after).
+    pub fn elf_size(&self, dump: &Path, level: u8, work: &Path) -> Result<ElfOutput> {
+        let (out, counts) = self.run(
+            &["-E"],
+            dump,
+            level,
+            work,
+            &format!("makedumpfile-d{level}.elf"),
+        )?;
+        let bytes = fs::metadata(&out)
+            .with_context(|| format!("no {}", out.display()))?
+            .len();
+        let _ = fs::remove_file(&out);
+        Ok(ElfOutput { bytes, counts })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// makedumpfile 1.7.2's report of `-E -d 31` on a 6.1 dump.
+    const ELF_REPORT: &str = "The kernel version is not supported.\n\
+        STEP [Copying data               ] : 0.061313 seconds\n\n\
+        Original pages  : 0x000000000001e000\n  Excluded pages   : 0x000000000001cc11\n     \
+        in ELF format : 0x000000000001c545\n    Pages filled with zero  : 0x000000000000028a\n    \
+        Non-private cache pages : 0x0000000000000ec6\n    Private cache pages     : 0x0000000000000000\n    \
+        User process data pages : 0x0000000000000017\n    Free pages              : 0x000000000001baaa\n    \
+        Hwpoison pages          : 0x0000000000000000\n    Offline pages           : 0x0000000000000000\n  \
+        Remaining pages  : 0x00000000000013ef\n     in ELF format : 0x0000000000001abb\n  \
+        (The number of pages is reduced to 5%.)\nMemory Hole     : 0x0000000000000000\n\
+        --------------------------------------------------\nTotal pages     : 0x000000000001e000\n\
+        Write bytes     : 28035656\n\nCache hit: 10027, miss: 1092, hit rate: 90.2%\n\n\n\
+        The dumpfile is saved to e.elf.\n\nmakedumpfile Completed.\n";
+
+    #[test]
+    fn parses_the_report() {
+        let c = ExcludedCounts::parse(ELF_REPORT).unwrap();
+        assert_eq!(
+            (c.original, c.excluded, c.remaining),
+            (0x1e000, 0x1cc11, 0x13ef)
+        );
+        assert_eq!(
+            (c.zero, c.cache, c.user, c.free),
+            (0x28a, 0xec6, 0x17, 0x1baaa)
+        );
+        assert_eq!(
+            (c.cache_private, c.hwpoison, c.offline, c.extension),
+            (0, 0, 0, 0)
+        );
+        assert_eq!(
+            (c.memory_hole, c.total, c.write_bytes),
+            (0, 0x1e000, 28035656)
+        );
+        assert_eq!(
+            (c.elf_excluded, c.elf_remaining),
+            (Some(0x1c545), Some(0x1abb))
+        );
+        assert!(c.unsupported_kernel);
+        let plain = ELF_REPORT.replace("The kernel version is not supported.\n", "");
+        let plain = plain.replace("     in ELF format : 0x000000000001c545\n", "");
+        let c = ExcludedCounts::parse(&plain).unwrap();
+        assert_eq!(
+            (c.elf_excluded, c.elf_remaining, c.unsupported_kernel),
+            (None, Some(0x1abb), false)
+        );
+    }
+
+    #[test]
+    fn rejects_bad_reports() {
+        let e = ExcludedCounts::parse("makedumpfile Failed.\n").unwrap_err();
+        assert!(
+            format!("{e:#}").contains("no 'Original pages' line"),
+            "{e:#}"
+        );
+        let wrong = ELF_REPORT.replace("0x0000000000000017", "0x0000000000000018");
+        let e = ExcludedCounts::parse(&wrong).unwrap_err();
+        assert!(format!("{e:#}").contains("does not add up"), "{e:#}");
+        let bad = ELF_REPORT.replace("0x000000000001baaa", "0x1bzzz");
+        assert!(format!("{:#}", ExcludedCounts::parse(&bad).unwrap_err()).contains("bad number"));
+    }
+
+    /// A kdump-compressed file as makedumpfile writes it on s390x: block
+    /// size 4096, a one-block sub header, two one-block bitmaps for 20
+    /// pages (present: 0..20; dumpable: `kept`), a descriptor per dumpable
+    /// page, the shared zero page (`zero`), then the data.
+    fn kdump(kept: &[u64], zero: &[u64], level: u32) -> Vec<u8> {
+        let (block, max_mapnr) = (4096usize, 20u64);
+        let mut d = vec![0u8; 4 * block];
+        d[..8].copy_from_slice(b"KDUMP   ");
+        let mut put32 =
+            |d: &mut Vec<u8>, at: usize, v: u32| d[at..at + 4].copy_from_slice(&v.to_be_bytes());
+        put32(&mut d, DH_VERSION, 6);
+        put32(&mut d, DH_BLOCK_SIZE, block as u32);
+        put32(&mut d, DH_SUB_HDR_SIZE, 1);
+        put32(&mut d, DH_BITMAP_BLOCKS, 2);
+        put32(&mut d, DH_MAX_MAPNR, max_mapnr as u32);
+        put32(&mut d, block + KH_DUMP_LEVEL, level);
+        d[block + KH_MAX_MAPNR_64..][..8].copy_from_slice(&max_mapnr.to_be_bytes());
+        for pfn in 0..max_mapnr {
+            d[2 * block + (pfn / 8) as usize] |= 1 << (pfn % 8);
+        }
+        for &pfn in kept {
+            d[3 * block + (pfn / 8) as usize] |= 1 << (pfn % 8);
+        }
+        let zero_page = (d.len() + kept.len() * PAGE_DESC) as u64;
+        let mut data = zero_page + 4096;
+        for pfn in (0..max_mapnr).filter(|p| kept.contains(p)) {
+            let offset = if zero.contains(&pfn) {
+                zero_page
+            } else {
+                data += 100;
+                data - 100
+            };
+            d.extend_from_slice(&offset.to_be_bytes());
+            d.extend_from_slice(&[0, 0, 0, 100, 0, 0, 0, 2]);
+            d.extend_from_slice(&[0; 8]);
+        }
+        d.resize(data as usize, 0);
+        d
+    }
+
+    #[test]
+    fn parses_the_dumpable_bitmap() {
+        let m = DumpableBitmap::parse(&kdump(&[0, 1, 3, 8, 19], &[1, 8], 31)).unwrap();
+        assert_eq!(
+            (m.max_mapnr, m.dump_level, m.count(), m.zero_count()),
+            (20, 31, 5, 2)
+        );
+        let kept: Vec<u64> = (0..24).filter(|&p| m.is_dumpable(p)).collect();
+        assert_eq!(kept, [0, 1, 3, 8, 19]);
+        let zero: Vec<u64> = (0..24).filter(|&p| m.is_zero(p)).collect();
+        assert_eq!(zero, [1, 8]);
+        // Without dump level bit 1 no page is the zero page.
+        let m = DumpableBitmap::parse(&kdump(&[0, 1, 3], &[1], 30)).unwrap();
+        assert_eq!((m.count(), m.zero_count()), (3, 0));
+    }
+
+    #[test]
+    fn rejects_bad_kdump_files() {
+        let err = |d: &[u8]| format!("{:#}", DumpableBitmap::parse(d).unwrap_err());
+        let good = kdump(&[0, 1, 3], &[1], 31);
+        assert!(err(b"\x7fELF").contains("no 'KDUMP   ' header"));
+        let mut d = good.clone();
+        d[..8].copy_from_slice(b"DISKDUMP");
+        assert!(err(&d).contains("not a kdump-compressed file"));
+        assert!(err(&good[..3 * 4096]).contains("ends in its bitmaps"));
+        assert!(err(&good[..4 * 4096 + 30]).contains("page descriptors"));
+        let mut d = good.clone();
+        d[DH_BITMAP_BLOCKS..][..4].copy_from_slice(&3u32.to_be_bytes());
+        assert!(err(&d).contains("two equal bitmaps"));
+        let mut d = good.clone();
+        d[DH_BLOCK_SIZE..][..4].copy_from_slice(&4097u32.to_be_bytes());
+        assert!(err(&d).contains("implausible block_size"));
+        let mut d = good.clone();
+        d[4096 + KH_MAX_MAPNR_64..][..8].copy_from_slice(&(1u64 << 20).to_be_bytes());
+        assert!(err(&d).contains("does not fit"));
+        let mut d = good;
+        d[2 * 4096] &= !1; // pfn 0 dumpable, not present
+        assert!(err(&d).contains("dumpable but not in memory"));
+    }
+
+    /// On a real dump: `MAKEDUMPFILE_DUMP=path MAKEDUMPFILE_KERNEL=6.1.192
+    /// cargo test -p xtask makedumpfile -- --ignored --nocapture`.
+    #[test]
+    #[ignore]
+    fn real_dump() {
+        let var = |n| std::env::var(n).unwrap_or_else(|_| panic!("set {n}"));
+        let (dump, release) = (
+            PathBuf::from(var("MAKEDUMPFILE_DUMP")),
+            var("MAKEDUMPFILE_KERNEL"),
+        );
+        let root = crate::util::project_root();
+        let m = Makedumpfile::for_kernel(&release, &crate::util::cache_dir(&root), false).unwrap();
+        let work = dump.with_extension("makedumpfile");
+        let t = std::time::Instant::now();
+        let counts = m.counts(&dump, 31, &work).unwrap();
+        eprintln!(
+            "{} counts -d 31 ({:.2?}): {counts:?}",
+            m.version,
+            t.elapsed()
+        );
+        let t = std::time::Instant::now();
+        let (map, c) = m.dumpable(&dump, 31, &work).unwrap();
+        assert_eq!(c, counts);
+        eprintln!(
+            "dumpable ({:.2?}): {} pages, {} zero",
+            t.elapsed(),
+            map.count(),
+            map.zero_count()
+        );
+        let t = std::time::Instant::now();
+        let elf = m.elf_size(&dump, 31, &work).unwrap();
+        eprintln!(
+            "elf ({:.2?}): {} bytes, {:?}",
+            t.elapsed(),
+            elf.bytes,
+            elf.counts
+        );
+    }
+}
