@@ -1,7 +1,10 @@
 //! The kernel command line (/proc/cmdline).
 //!
-//! `dump_debug=N` is the reference tool's parameter. The `zfcpdump.*` keys are
-//! test-only overrides: zipl passes a fixed parmline for a partition dump, so
+//! `dump_debug=N` is the reference tool's parameter. `zfcpdump.dump_level=N`
+//! is a production parameter: the operator appends it through the HMC's SCP
+//! data, which the kernel adds to the command line, and it overrides the
+//! profile's `agent.dump_level`. The other `zfcpdump.*` keys are test-only
+//! overrides: zipl passes a fixed parmline for a partition dump, so
 //! on a real machine they are never present and the agent does exactly what
 //! the reference does. They exist so that the same binary can be run under
 //! QEMU (which has no FCP dump IPL) and on fake trees.
@@ -17,6 +20,8 @@ pub struct Cmdline {
     pub disk: Option<String>,
     /// Test-only `zfcpdump.hsa_size=N`: simulate an HSA of N bytes.
     pub hsa_size: Option<u64>,
+    /// `zfcpdump.dump_level=N` (0..=31): overrides the profile's level.
+    pub dump_level: Option<zfcpdump_format::filter::DumpLevel>,
     /// Test-only `zfcpdump.test_panic=1`: panic right after parsing.
     pub test_panic: bool,
     /// Values that did not parse, as messages (ignored, not fatal).
@@ -45,6 +50,15 @@ pub fn parse(text: &str) -> Cmdline {
                     "ignoring zfcpdump.hsa_size={value}: expected a decimal or 0x-prefixed hex number"
                 )),
             },
+            "zfcpdump.dump_level" => {
+                match value.parse().ok().and_then(zfcpdump_format::filter::DumpLevel::new) {
+                    Some(l) => c.dump_level = Some(l),
+                    None => c.warnings.push(format!(
+                        "ignoring zfcpdump.dump_level={value}: expected 0 to 31 (makedumpfile's \
+                         -d bits); using the profile's level"
+                    )),
+                }
+            }
             "zfcpdump.test_panic" => c.test_panic = value == "1",
             _ => {}
         }
@@ -113,8 +127,9 @@ mod tests {
     fn dump_debug_and_overrides() {
         let c = parse(
             "console=ttysclp0 dump_debug=3 zfcpdump.source=/dev/vdb zfcpdump.disk=/dev/sda \
-             zfcpdump.hsa_size=0x2000000 zfcpdump.test_panic=1",
+             zfcpdump.hsa_size=0x2000000 zfcpdump.test_panic=1 zfcpdump.dump_level=31",
         );
+        assert_eq!(c.dump_level.map(|l| l.bits()), Some(31));
         assert_eq!(c.dump_debug, Some(3));
         assert_eq!(c.source.as_deref(), Some("/dev/vdb"));
         assert_eq!(c.disk.as_deref(), Some("/dev/sda"));
@@ -127,10 +142,11 @@ mod tests {
 
     #[test]
     fn bad_values_warn_and_are_ignored() {
-        let c = parse("dump_debug=x zfcpdump.hsa_size=32M dump_debug=0");
+        let c = parse("dump_debug=x zfcpdump.hsa_size=32M dump_debug=0 zfcpdump.dump_level=32");
         assert_eq!(c.dump_debug, None);
         assert_eq!(c.hsa_size, None);
-        assert_eq!(c.warnings.len(), 3, "{:?}", c.warnings);
+        assert_eq!(c.dump_level, None);
+        assert_eq!(c.warnings.len(), 4, "{:?}", c.warnings);
         assert!(c.warnings[1].contains("zfcpdump.hsa_size=32M"));
     }
 

@@ -1,6 +1,7 @@
-//! The elided copy (`zero_page_elision = true`): executes a
+//! The filtered copy (dump level above 0): executes a
 //! `zfcpdump_format::elide` plan from the vmcore to the dump disk through the
-//! same caller-provided buffer as the byte-exact copy.
+//! same caller-provided buffer as the byte-exact copy, leaving out zero pages
+//! and the pages the `zfcpdump_format::filter` classifier excludes.
 //!
 //! The layout (what the written ELF looks like) and the bounded state machine
 //! that decides which pages are left out live in `zfcpdump_format::elide`;
@@ -19,6 +20,74 @@ use std::ops::Range;
 use zfcpdump_format::PAGE_SIZE;
 use zfcpdump_format::elf::{ReadAt, Vmcore};
 use zfcpdump_format::elide::{ElidePlan, ElideStats, ElideStep, Elider, Sink, slots_for};
+use zfcpdump_format::filter::classify::PageFilter;
+use zfcpdump_format::filter::{self, CLASSES, DumpLevel, PhysRead, ZERO};
+
+/// Excluded runs shorter than this many pages are written: each run costs a
+/// program header (56 bytes), and the table is rationed. Measured on the
+/// crash lab's 6.1 and 6.12 dumps (`cargo xtask bench`, classifier section).
+pub const MIN_EXCLUDED_RUN: usize = 16;
+
+/// A filtered dump's layout and levels.
+#[derive(Debug)]
+pub struct Filtered {
+    /// The layout.
+    pub plan: ElidePlan,
+    /// The level asked for.
+    pub asked: DumpLevel,
+    /// The level used.
+    pub used: DumpLevel,
+}
+
+/// The plan and the page classifier for dump level `asked`, with the level
+/// actually used: where the kernel cannot be classified, zero pages only
+/// (level 1), which is always correct; where no elided layout fits,
+/// byte-exact.
+pub fn prepare(
+    vm: &Vmcore,
+    asked: DumpLevel,
+    file_size: u64,
+    hsa_size: u64,
+    dump_size: u64,
+    mem: &mut dyn PhysRead,
+    log: &Log,
+) -> (Option<Filtered>, Option<PageFilter>) {
+    let Some(mut plan) = plan_for(vm, file_size, hsa_size, dump_size, log) else {
+        return (None, None);
+    };
+    let mut used = asked;
+    let mut page_filter = None;
+    if asked.needs_struct_pages() {
+        match filter::prepare(vm, mem, asked, MIN_EXCLUDED_RUN) {
+            Ok(f) => {
+                info!(
+                    log,
+                    "page filter: struct pages of {} pfns in {} physical runs",
+                    f.map().pfns(),
+                    f.map().runs.len()
+                );
+                page_filter = Some(f);
+            }
+            Err(e) => {
+                used = DumpLevel::new(ZERO as u32).expect("level 1");
+                error!(
+                    log,
+                    "warning: page filtering off: {e}; dump level {used} (zero pages only) instead                      of {asked}"
+                );
+            }
+        }
+    }
+    plan.zero_pages = used.has(ZERO);
+    if plan.reserve_note() && plan.max_size() > dump_size {
+        error!(
+            log,
+            "warning: filtering off: the filtered dump with its note could need {} bytes, more              than the {dump_size}-byte dump area; copying byte for byte",
+            plan.max_size()
+        );
+        return (None, None);
+    }
+    (Some(Filtered { plan, asked, used }), page_filter)
+}
 
 /// The elided layout of `vm` (`file_size` bytes, HSA of `hsa_size` bytes),
 /// or `None` with a warning when the vmcore cannot be elided or its elided
@@ -42,7 +111,7 @@ pub fn plan_for(
         Ok(plan) if plan.max_size() <= dump_size => {
             info!(
                 log,
-                "zero-page elision on: {} program headers reserved ({} KiB), notes at {:#x}, data \
+                "filtered layout: {} program headers reserved ({} KiB), notes at {:#x}, data \
                  from {:#x}",
                 plan.slots,
                 plan.header_size >> 10,
@@ -54,17 +123,14 @@ pub fn plan_for(
         Ok(plan) => {
             error!(
                 log,
-                "warning: zero-page elision off: without zero pages the elided dump needs {} \
+                "warning: filtering off: unfiltered, the filtered layout needs {} \
                  bytes, more than the {dump_size}-byte dump area; copying byte for byte",
                 plan.max_size()
             );
             None
         }
         Err(e) => {
-            error!(
-                log,
-                "warning: zero-page elision off: {e}; copying byte for byte"
-            );
+            error!(log, "warning: filtering off: {e}; copying byte for byte");
             None
         }
     }
@@ -137,7 +203,8 @@ pub fn execute_elided<S, T>(
     src: &mut S,
     dst: &mut T,
     base: u64,
-    plan: &ElidePlan,
+    filtered: &Filtered,
+    mut filter: Option<(&mut PageFilter, &mut dyn PhysRead)>,
     buf: &mut [u8],
     progress: &mut Progress<'_>,
     release: &mut dyn FnMut() -> Result<(), DumpError>,
@@ -157,7 +224,9 @@ where
         failed: None,
         writeback: Writeback::default(),
     };
+    let plan = &filtered.plan;
     let mut elider = Elider::new(plan);
+    let mut classes = vec![0u8; buf.len() / PAGE_SIZE as usize];
     for step in plan.steps() {
         match step {
             ElideStep::ReleaseHsa => release()?,
@@ -176,8 +245,16 @@ where
                     part.len().div_ceil(1024)
                 );
                 elider.begin_part(i);
-                copy_chunks(src, part.file.clone(), buf, progress, |chunk, _| {
-                    elider.feed(chunk, &mut sink).map_err(|e| sink.error(e))
+                copy_chunks(src, part.file.clone(), buf, progress, |chunk, off| {
+                    let classes = filter.as_mut().map(|(f, mem)| {
+                        let pages = chunk.len().div_ceil(PAGE_SIZE as usize);
+                        let pfn = (part.paddr + (off - part.file.start)) / PAGE_SIZE;
+                        f.fill(*mem, pfn, &mut classes[..pages]);
+                        &classes[..pages]
+                    });
+                    elider
+                        .feed_classified(chunk, classes, &mut sink)
+                        .map_err(|e| sink.error(e))
                 })?;
                 elider.end_part(&mut sink).map_err(|e| sink.error(e))?;
             }
@@ -206,29 +283,51 @@ where
         so_far.loads as usize + plan.fixed.len(),
         plan.header_size
     );
-    let stats = elider.finish(&mut sink).map_err(|e| sink.error(e))?;
+    let stats = elider
+        .finish_noted(Some((filtered.asked, filtered.used)), &mut sink)
+        .map_err(|e| sink.error(e))?;
     progress.finish();
     Ok(stats)
 }
 
-/// One line about what elision saved, for the console.
-pub fn summary_line(s: &ElideStats, plan: &ElidePlan) -> String {
+/// What filtering saved, for the console: one line in all, one per class.
+pub fn summary_lines(s: &ElideStats, f: &Filtered, pf: Option<&PageFilter>) -> Vec<String> {
     let mib = |n: u64| format!("{}.{} MiB", n >> 20, ((n & 0xfffff) * 10) >> 20);
     let mut line = format!(
-        "zero-page elision: {} of {} memory left out in {} runs; {} written, {} program headers \
-         of {} reserved",
+        "filtered: dump level {}, {} of {} memory left out in {} runs; {} written, {} program headers of {} \
+         reserved",
+        f.used,
         mib(s.elided),
         mib(s.elided + s.written),
         s.runs,
         mib(s.file_size),
         s.phnum,
-        plan.slots
+        f.plan.slots
     );
-    if s.zeros_written > 0 {
+    if s.zeros_written + s.excluded_written > 0 {
         line.push_str(&format!(
-            "; {} of zero pages written (program header entries rationed or used up)",
-            mib(s.zeros_written)
+            "; {} written that could have been left out (program header entries rationed or used \
+             up)",
+            mib(s.zeros_written + s.excluded_written)
         ));
     }
-    line
+    let mut lines = vec![line];
+    let per_class: Vec<String> = CLASSES
+        .iter()
+        .zip(s.excluded)
+        .filter(|((bit, _), _)| f.used.has(*bit))
+        .map(|((_, name), pages)| format!("{name} {pages}"))
+        .collect();
+    if !per_class.is_empty() {
+        lines.push(format!("pages left out: {}", per_class.join(", ")));
+    }
+    if let Some(pf) = pf {
+        let c = pf.counts();
+        lines.push(format!(
+            "page filter: {} pfns classified in {} windows, {} short excluded pages written, {} \
+             unreadable struct pages (kept)",
+            c.classified, c.windows, c.short_runs_kept, c.unreadable
+        ));
+    }
+    lines
 }

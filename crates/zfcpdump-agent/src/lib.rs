@@ -34,6 +34,7 @@ use zfcpdump_format::busy::BUSY_MARKER;
 use zfcpdump_format::config::{AgentConfig, CONFIG_PATH};
 use zfcpdump_format::csum::{CSUM_SIZE, dump_csum};
 use zfcpdump_format::elf::{ReadAt, Vmcore, vmcoreinfo_lookup};
+use zfcpdump_format::filter::{DumpLevel, PhysRead, VmcorePhys};
 use zfcpdump_format::plan::copy_plan;
 use zfcpdump_format::superblock::{csum_field_bytes, csum_field_offset};
 
@@ -160,10 +161,10 @@ pub fn run_with<T: DumpTarget>(
     let cfg = load_config(env)?;
     trace!(
         log,
-        "config: device_timeout_s={} progress_interval_s={} zero_page_elision={}",
+        "config: device_timeout_s={} progress_interval_s={} dump_level={}",
         cfg.device_timeout_s,
         cfg.progress_interval_s,
-        cfg.zero_page_elision
+        cfg.dump_level
     );
     let deadline = Instant::now() + Duration::from_secs(cfg.device_timeout_s as u64);
 
@@ -270,10 +271,33 @@ pub fn run_with<T: DumpTarget>(
     let (hsa_size, hsa_simulated) = (hsa.size, hsa.simulated);
     let plan = copy_plan(&vm.phdrs, copy_len, hsa_size)
         .map_err(|e| DumpError::new(Step::Vmcore, e.to_string()))?;
-    let elided = cfg
-        .zero_page_elision
-        .then(|| elide::plan_for(&vm, copy_len, hsa_size, sb.dump_size, log))
-        .flatten();
+    // The dump level: the command line's (the operator's SCP data) over the
+    // profile's. Struct pages are classified now, before the HSA release:
+    // the page tables and mem_section may lie in it.
+    let asked = cmd.dump_level.unwrap_or(cfg.dump_level);
+    if asked != DumpLevel::EXACT {
+        let from = if cmd.dump_level.is_some() {
+            "zfcpdump.dump_level on the command line"
+        } else {
+            "the profile"
+        };
+        info!(log, "dump level {asked} (from {from})");
+    }
+    let mut filter_src = hsa.source(FileSource(&src_file), &vm.phdrs);
+    let mut filter_mem = VmcorePhys::new(&vm, &mut filter_src);
+    let (elided, mut page_filter) = if asked == DumpLevel::EXACT {
+        (None, None)
+    } else {
+        elide::prepare(
+            &vm,
+            asked,
+            copy_len,
+            hsa_size,
+            sb.dump_size,
+            &mut filter_mem,
+            log,
+        )
+    };
     let mut vmcore = hsa.source(FileSource(&src_file), &vm.phdrs);
     drop(vm);
 
@@ -295,21 +319,33 @@ pub fn run_with<T: DumpTarget>(
     };
     let mut buf = vec![0u8; COPY_BUF_SIZE];
     let (stats, elision) = if let Some(ep) = &elided {
-        let mut progress = Progress::new(log, ep.input_bytes(), cfg.progress_interval_s);
+        let mut progress = Progress::new(log, ep.plan.input_bytes(), cfg.progress_interval_s);
+        let filter = page_filter
+            .as_mut()
+            .map(|f| (f, &mut filter_mem as &mut dyn PhysRead));
         let s = elide::execute_elided(
             &mut vmcore,
             &mut target,
             area.start,
             ep,
+            filter,
             &mut buf,
             &mut progress,
             &mut release,
             log,
         )?;
-        info!(log, "{}", elide::summary_line(&s, ep));
+        for line in elide::summary_lines(&s, ep, page_filter.as_ref()) {
+            info!(log, "{line}");
+        }
         let stats = copy::CopyStats {
             bytes: s.file_size,
-            hsa_bytes: ep.parts.iter().filter(|p| p.hsa).map(|p| p.len()).sum(),
+            hsa_bytes: ep
+                .plan
+                .parts
+                .iter()
+                .filter(|p| p.hsa)
+                .map(|p| p.len())
+                .sum(),
         };
         (stats, Some(s))
     } else {

@@ -44,6 +44,10 @@ Options (these take precedence over the kernel command line under DIR):
 
 Kernel command line (DIR/proc/cmdline, read in both modes):
   dump_debug=N             as --debug (the reference tool's parameter)
+  zfcpdump.dump_level=N    pages to leave out (0-31, makedumpfile's -d bits:
+                           1 zero, 2 cache, 4 private cache, 8 user, 16 free);
+                           overrides the config file (HMC SCP data on the
+                           real machine)
   Test-only overrides, used only when present (zipl never passes them):
   zfcpdump.source=PATH     read PATH (under DIR) instead of /proc/vmcore
   zfcpdump.disk=PATH       write whole disk PATH (under DIR) instead of the IPL
@@ -52,7 +56,8 @@ Kernel command line (DIR/proc/cmdline, read in both modes):
   zfcpdump.test_panic=1    panic right after parsing (proves the crash path)
 
 Config file (key = value, # comments): device_timeout_s (default 30),
-progress_interval_s (default 10), zero_page_elision (default false).
+progress_interval_s (default 10), dump_level (default 0: byte-exact;
+zero_page_elision = true, deprecated, is dump_level = 1, and dump_level wins).
 
 Exit codes (tool mode): 0 Dump successful, 1 Dump failed, 2 usage error.
 The last lines are 'Dump successful' or 'Dump failed: <step>: <what> (<errno>)',

@@ -22,7 +22,9 @@ use zfcpdump_agent::{Summary, report, run, run_with};
 use zfcpdump_disk::extract::extract;
 use zfcpdump_disk::status::{State, inspect};
 use zfcpdump_format::busy::BUSY_MARKER;
+use zfcpdump_format::elf::NoteIter;
 use zfcpdump_format::elide::{LOWCORE_SIZE, slots_for};
+use zfcpdump_format::filter::note::{FilterNote, NAME, NOTE_SIZE, NT_FILTER};
 
 const PAGE: u64 = 4096;
 
@@ -47,7 +49,7 @@ fn dump_elided(w: &World) -> Summary {
     assert_in_order(
         &log,
         &[
-            "zero-page elision on: ",
+            "filtered layout: ",
             "busy marker written",
             "copy HSA-backed range",
             "HSA release (simulated",
@@ -55,7 +57,7 @@ fn dump_elided(w: &World) -> Summary {
             "copy range ",
             "write ELF header block (last)",
             "(100%)",
-            "zero-page elision: ",
+            "filtered: dump level ",
         ],
     );
     s
@@ -174,10 +176,19 @@ fn check_memory(spec: &Spec, elf: &Path, original: &Path) -> u64 {
             }
         }
     }
-    // The notes are the vmcore's, byte for byte.
+    // The notes are the vmcore's, byte for byte, and then the filter note.
     let (_, orig_notes, orig_types) = read_with_object(original);
+    let (notes, ours) = notes.split_at(notes.len() - NOTE_SIZE as usize);
     assert_eq!(notes, orig_notes);
-    assert_eq!(types, orig_types);
+    assert_eq!(&types[..types.len() - 1], orig_types);
+    assert_eq!(types.last(), Some(&NT_FILTER));
+    let note = NoteIter::new(ours, 0, 0).next().unwrap().unwrap();
+    assert_eq!((note.name, note.n_type), (NAME, NT_FILTER));
+    let f = FilterNote::parse(note.desc).unwrap();
+    assert_eq!((f.requested.bits(), f.used.bits()), (1, 1));
+    assert_eq!(f.excluded_total(), f.excluded[0], "zero pages only: {f:?}");
+    assert_eq!(f.written + f.excluded[0], f.total, "{f:?}");
+    let types = &types[..types.len() - 1];
     assert_eq!(
         types.iter().filter(|&&t| t == 1).count(),
         spec.cpus as usize,

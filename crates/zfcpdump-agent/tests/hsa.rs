@@ -13,9 +13,10 @@ use std::os::unix::fs::FileExt;
 use common::{MIB, World, spec};
 use zfcpdump_agent::cmdline::Cmdline;
 use zfcpdump_agent::copy::{COPY_BUF_SIZE, Progress, execute_plan};
-use zfcpdump_agent::elide::{execute_elided, plan_for};
+use zfcpdump_agent::elide::{Filtered, execute_elided, plan_for};
 use zfcpdump_agent::hsa::{EFAULT, Hsa, hsa_file_ranges};
 use zfcpdump_format::elf::{ReadAt, SeekReader, Vmcore};
+use zfcpdump_format::filter::DumpLevel;
 use zfcpdump_format::plan::{Step, copy_plan};
 
 const HSA: u64 = 2 * MIB;
@@ -154,9 +155,26 @@ fn elided_copy_of_an_hsa_part_after_the_release_fails() {
             // An HSA-backed part planned as ordinary memory: copied after the release.
             plan.parts.iter_mut().find(|p| p.hsa).unwrap().hsa = false;
         }
+        let level = DumpLevel::new(1).unwrap();
+        let f = Filtered {
+            plan,
+            asked: level,
+            used: level,
+        };
         with_simulated_hsa(&s, &mut |src, dst, buf, release| {
-            let mut progress = Progress::new(&s.env.log, plan.input_bytes(), 0);
-            execute_elided(src, dst, 0, &plan, buf, &mut progress, release, &s.env.log).map(|_| ())
+            let mut progress = Progress::new(&s.env.log, f.plan.input_bytes(), 0);
+            execute_elided(
+                src,
+                dst,
+                0,
+                &f,
+                None,
+                buf,
+                &mut progress,
+                release,
+                &s.env.log,
+            )
+            .map(|_| ())
         })
     };
     assert_eq!(run(false), None);

@@ -190,11 +190,11 @@ fn s390x_elided_dump_matches_the_host_build() {
             assert_in_order(
                 &err,
                 &[
-                    "zero-page elision on: ",
+                    "filtered layout: ",
                     "copy HSA-backed range",
                     "HSA release (simulated",
                     "write ELF header block (last)",
-                    "zero-page elision: ",
+                    "filtered: dump level ",
                     "\nDump successful\n",
                 ],
             );

@@ -27,7 +27,12 @@ fn main() {
             std::process::exit(1)
         }
     };
-    eprintln!("prepared in {:?}: {} runs, {} pfns", t.elapsed(), pf.map().runs.len(), pf.map().pfns());
+    eprintln!(
+        "prepared in {:?}: {} runs, {} pfns",
+        t.elapsed(),
+        pf.map().runs.len(),
+        pf.map().pfns()
+    );
     let mut counts = [0u64; 5];
     let mut runs = 0u64;
     let mut prev = 0u8;
@@ -47,5 +52,9 @@ fn main() {
     for (i, (_, name)) in CLASSES.iter().enumerate() {
         println!("{name}: {}", counts[i]);
     }
-    println!("runs: {runs} counts: {:?} in {:?}", pf.counts(), t.elapsed());
+    println!(
+        "runs: {runs} counts: {:?} in {:?}",
+        pf.counts(),
+        t.elapsed()
+    );
 }

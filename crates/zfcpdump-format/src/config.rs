@@ -6,6 +6,7 @@
 //! lines are ignored. Unknown or repeated keys are errors, so a typo in a profile
 //! fails the build's own check instead of being silently ignored at dump time.
 
+use crate::filter::DumpLevel;
 use std::fmt;
 
 /// Where the agent reads the file.
@@ -18,8 +19,10 @@ pub struct AgentConfig {
     pub device_timeout_s: u32,
     /// Minimum time between progress lines, in seconds.
     pub progress_interval_s: u32,
-    /// Whether all-zero pages may be left out of the written PT_LOAD data.
-    pub zero_page_elision: bool,
+    /// Which pages to leave out (makedumpfile's `-d` bits; 0: byte-exact).
+    /// The old key `zero_page_elision = true` means level 1; where both are
+    /// given, `dump_level` wins.
+    pub dump_level: DumpLevel,
 }
 
 impl Default for AgentConfig {
@@ -27,7 +30,7 @@ impl Default for AgentConfig {
         AgentConfig {
             device_timeout_s: 30,
             progress_interval_s: 10,
-            zero_page_elision: false,
+            dump_level: DumpLevel::EXACT,
         }
     }
 }
@@ -68,7 +71,8 @@ impl fmt::Display for ConfigError {
             ConfigErrorKind::Syntax(l) => write!(f, "expected 'key = value', found '{l}'"),
             ConfigErrorKind::UnknownKey(k) => write!(
                 f,
-                "unknown key '{k}' (known: device_timeout_s, progress_interval_s, zero_page_elision)"
+                "unknown key '{k}' (known: device_timeout_s, progress_interval_s, dump_level, \
+                 zero_page_elision)"
             ),
             ConfigErrorKind::DuplicateKey(k) => write!(f, "key '{k}' given more than once"),
             ConfigErrorKind::BadValue {
@@ -93,16 +97,18 @@ impl AgentConfig {
              device_timeout_s = {}\n\
              # Minimum seconds between progress lines.\n\
              progress_interval_s = {}\n\
-             # Leave all-zero pages out of the dump (true/false).\n\
-             zero_page_elision = {}\n",
-            self.device_timeout_s, self.progress_interval_s, self.zero_page_elision
+             # Pages to leave out (makedumpfile's -d bits: 1 zero, 2 cache, 4 private\n\
+             # cache, 8 user, 16 free; 0 byte-exact).\n\
+             dump_level = {}\n",
+            self.device_timeout_s, self.progress_interval_s, self.dump_level
         )
     }
 
     /// Parses the file's text; keys not given keep their defaults.
     pub fn parse(text: &str) -> Result<AgentConfig, ConfigError> {
         let mut cfg = AgentConfig::default();
-        let mut seen = [false; 3];
+        let mut seen = [false; 4];
+        let mut elision = None;
         for (i, raw) in text.lines().enumerate() {
             let line_no = i + 1;
             let err = |kind| ConfigError {
@@ -127,15 +133,26 @@ impl AgentConfig {
                         parse_u32("progress_interval_s", value).map_err(err)?;
                     1
                 }
-                "zero_page_elision" => {
-                    cfg.zero_page_elision = parse_bool("zero_page_elision", value).map_err(err)?;
+                "dump_level" => {
+                    let n = parse_u32("dump_level", value).map_err(err)?;
+                    cfg.dump_level = DumpLevel::new(n)
+                        .ok_or_else(|| err(bad("dump_level", value, "0 to 31")))?;
                     2
+                }
+                "zero_page_elision" => {
+                    elision = Some(parse_bool("zero_page_elision", value).map_err(err)?);
+                    3
                 }
                 _ => return Err(err(ConfigErrorKind::UnknownKey(key.to_string()))),
             };
             if std::mem::replace(&mut seen[slot], true) {
                 return Err(err(ConfigErrorKind::DuplicateKey(key.to_string())));
             }
+        }
+        if let Some(on) = elision
+            && !seen[2]
+        {
+            cfg.dump_level = DumpLevel::new(on as u32).expect("0 or 1");
         }
         Ok(cfg)
     }
@@ -175,12 +192,8 @@ mod tests {
     fn defaults() {
         let d = AgentConfig::default();
         assert_eq!(
-            (
-                d.device_timeout_s,
-                d.progress_interval_s,
-                d.zero_page_elision
-            ),
-            (30, 10, false)
+            (d.device_timeout_s, d.progress_interval_s, d.dump_level),
+            (30, 10, DumpLevel::EXACT)
         );
         assert_eq!(AgentConfig::parse("").unwrap(), d);
         assert_eq!(AgentConfig::parse("# only a comment\n\n   \n").unwrap(), d);
@@ -191,7 +204,7 @@ mod tests {
         let c = AgentConfig {
             device_timeout_s: 120,
             progress_interval_s: 0,
-            zero_page_elision: true,
+            dump_level: DumpLevel::new(31).unwrap(),
         };
         let text = c.render();
         assert!(text.contains("device_timeout_s = 120\n"), "{text}");
@@ -207,8 +220,19 @@ mod tests {
         let c = AgentConfig::parse("progress_interval_s=5   # five\n  zero_page_elision =true\r\n")
             .unwrap();
         assert_eq!(c.progress_interval_s, 5);
-        assert!(c.zero_page_elision);
+        assert_eq!(c.dump_level, DumpLevel::new(1).unwrap());
         assert_eq!(c.device_timeout_s, 30);
+    }
+
+    #[test]
+    fn dump_level_wins_over_the_old_key() {
+        let level = |t: &str| AgentConfig::parse(t).unwrap().dump_level.bits();
+        assert_eq!(level("zero_page_elision = false"), 0);
+        assert_eq!(level("zero_page_elision = true"), 1);
+        assert_eq!(level("zero_page_elision = true\ndump_level = 16"), 16);
+        assert_eq!(level("dump_level = 0\nzero_page_elision = true"), 0);
+        let e = AgentConfig::parse("dump_level = 32").unwrap_err();
+        assert!(e.to_string().contains("expected 0 to 31"), "{e}");
     }
 
     #[test]

@@ -58,6 +58,8 @@
 
 use crate::PAGE_SIZE;
 use crate::elf::{EHDR_SIZE, ElfHeader, PHDR_SIZE, PN_XNUM, PT_LOAD, ProgramHeader, sort_ranges};
+use crate::filter::DumpLevel;
+use crate::filter::note::FilterNote;
 use std::fmt;
 use std::io;
 use std::ops::Range;
@@ -238,6 +240,11 @@ pub struct ElidePlan {
     /// The PT_LOAD parts in copy order: HSA-backed ones first, then the rest,
     /// each group in file order.
     pub parts: Vec<Part>,
+    /// Whether all-zero pages are left out (dump level bit 1).
+    pub zero_pages: bool,
+    /// Output offset of the filter note ([`crate::filter::note`]), appended
+    /// to the PT_NOTE segment, when the plan has one.
+    pub note_at: Option<u64>,
 }
 
 impl ElidePlan {
@@ -386,7 +393,36 @@ impl ElidePlan {
             data_start,
             fixed,
             parts: hsa_parts,
+            zero_pages: true,
+            note_at: None,
         })
+    }
+
+    /// Makes room for the filter note after the PT_NOTE segment's data (the
+    /// last of the notes: nothing else may follow it) and grows that
+    /// segment by it. Without a PT_NOTE there is no note.
+    pub fn reserve_note(&mut self) -> bool {
+        let Some(end) = self
+            .fixed
+            .iter()
+            .filter(|p| p.p_filesz > 0)
+            .map(|p| p.p_offset + p.p_filesz)
+            .max()
+        else {
+            return false;
+        };
+        let Some(note) = self.fixed.iter_mut().find(|p| {
+            p.p_type == crate::elf::PT_NOTE && p.p_filesz > 0 && p.p_offset + p.p_filesz == end
+        }) else {
+            return false;
+        };
+        note.p_filesz += crate::filter::note::NOTE_SIZE;
+        note.p_memsz = note.p_memsz.max(note.p_filesz);
+        self.note_at = Some(end);
+        self.data_start = self
+            .data_start
+            .max(round_up(end + crate::filter::note::NOTE_SIZE, PAGE_SIZE));
+        true
     }
 
     /// The steps in order: HSA-backed parts, the HSA release, the notes, the
@@ -445,6 +481,11 @@ pub struct ElideStats {
     pub runs: u64,
     /// Zero bytes written because the program header table was full.
     pub zeros_written: u64,
+    /// Bytes of excluded (classified) pages written for the same reason.
+    pub excluded_written: u64,
+    /// Pages left out per class, in [`crate::filter::CLASSES`] order (zero
+    /// pages first).
+    pub excluded: [u64; 5],
     /// PT_LOAD program headers written.
     pub loads: u32,
     /// Program headers written in total (e_phnum).
@@ -569,6 +610,18 @@ impl<'p> Elider<'p> {
     /// # Panics
     /// Without an open part, or with more bytes than the part has.
     pub fn feed(&mut self, data: &[u8], sink: &mut dyn Sink) -> io::Result<()> {
+        self.feed_classified(data, None, sink)
+    }
+
+    /// [`Elider::feed`] with the class of each page of `data`
+    /// ([`crate::filter::classify::PageFilter`]): a page with a non-zero
+    /// class is left out like a zero page.
+    pub fn feed_classified(
+        &mut self,
+        data: &[u8],
+        classes: Option<&[u8]>,
+        sink: &mut dyn Sink,
+    ) -> io::Result<()> {
         let mut cur = self.current.expect("feed without an open part");
         let plan: &'p ElidePlan = self.plan;
         let part = &plan.parts[cur.part];
@@ -585,16 +638,25 @@ impl<'p> Elider<'p> {
         while i < data.len() {
             let pa = paddr0 + i as u64;
             let n = ((PAGE_SIZE - pa % PAGE_SIZE) as usize).min(data.len() - i);
-            let zero = pa >= LOWCORE_SIZE && is_zero(&data[i..i + n]);
+            let class = classes.map_or(0, |c| c[i / PAGE_SIZE as usize]);
+            let zero =
+                pa >= LOWCORE_SIZE && (class != 0 || (plan.zero_pages && is_zero(&data[i..i + n])));
             if zero && (cur.piece.zeros > 0 || self.may_start_run(self.fed + i as u64)) {
                 if cur.piece.zeros == 0 {
                     self.stats.runs += 1;
                 }
                 cur.piece.zeros += n as u64;
                 self.stats.elided += n as u64;
+                self.stats.excluded[if class == 0 {
+                    0
+                } else {
+                    crate::filter::class_index(class)
+                }] += 1;
             } else {
-                if zero {
+                if zero && class == 0 {
                     self.stats.zeros_written += n as u64;
+                } else if zero {
+                    self.stats.excluded_written += n as u64;
                 }
                 if cur.piece.zeros > 0 {
                     self.close_piece(part, &cur.piece, sink)?;
@@ -682,7 +744,17 @@ impl<'p> Elider<'p> {
     ///
     /// # Panics
     /// If a part is still open.
-    pub fn finish(mut self, sink: &mut dyn Sink) -> io::Result<ElideStats> {
+    pub fn finish(self, sink: &mut dyn Sink) -> io::Result<ElideStats> {
+        self.finish_noted(None, sink)
+    }
+
+    /// [`Elider::finish`] that also writes the filter note (where the plan
+    /// reserved it) with the levels asked for and used, `levels`.
+    pub fn finish_noted(
+        mut self,
+        levels: Option<(DumpLevel, DumpLevel)>,
+        sink: &mut dyn Sink,
+    ) -> io::Result<ElideStats> {
         assert!(self.current.is_none(), "part not ended");
         let plan = self.plan;
         let meta_len = plan.meta_in.end - plan.meta_in.start;
@@ -692,6 +764,17 @@ impl<'p> Elider<'p> {
         }
         if plan.data_start > meta_end {
             sink.write_zeros_at(plan.data_start - meta_end, meta_end)?;
+        }
+        if let (Some(at), Some((requested, used))) = (plan.note_at, levels) {
+            let s = &self.stats;
+            let note = FilterNote {
+                requested,
+                used,
+                excluded: s.excluded,
+                written: s.written / PAGE_SIZE,
+                total: (s.written + s.elided) / PAGE_SIZE,
+            };
+            sink.write_at(&note.to_bytes(), at)?;
         }
         let mut table_done = PAGE_SIZE;
         if self.stage_page > 0 {

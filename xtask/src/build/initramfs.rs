@@ -124,7 +124,8 @@ impl<'a> Stage<'a> {
         zfcpdump_format::config::AgentConfig {
             device_timeout_s: a.device_timeout_s,
             progress_interval_s: a.progress_interval_s,
-            zero_page_elision: a.zero_page_elision,
+            dump_level: zfcpdump_format::filter::DumpLevel::new(a.dump_level() as u32)
+                .expect("validated when the profile was loaded"),
         }
         .render()
     }

@@ -73,9 +73,33 @@ pub struct Agent {
     pub device_timeout_s: u32,
     #[serde(default = "default_progress_interval")]
     pub progress_interval_s: u32,
-    /// Skip writing all-zero pages (needs readers from s390-tools 2.33.0 on).
+    /// Pages to leave out at dump time, makedumpfile's `-d` bits (1 zero,
+    /// 2 cache, 4 private cache, 8 user, 16 free); 0 is byte-exact. The
+    /// operator's `zfcpdump.dump_level=N` overrides it at dump time.
+    #[serde(default, deserialize_with = "de_dump_level")]
+    pub dump_level: Option<u8>,
+    /// Deprecated: `true` is `dump_level = 1`; `dump_level` wins where both
+    /// are set.
     #[serde(default)]
     pub zero_page_elision: bool,
+}
+
+impl Agent {
+    /// The dump level the agent is built with.
+    pub fn dump_level(&self) -> u8 {
+        self.dump_level.unwrap_or(self.zero_page_elision as u8)
+    }
+}
+
+fn de_dump_level<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u8>, D::Error> {
+    let n = i64::deserialize(d)?;
+    if !(0..=31).contains(&n) {
+        return Err(serde::de::Error::custom(format!(
+            "dump_level = {n}: expected 0 to 31 (makedumpfile's -d bits: 1 zero pages, 2 cache, \
+             4 private cache, 8 user, 16 free)"
+        )));
+    }
+    Ok(Some(n as u8))
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -233,6 +257,8 @@ struct AgentFile {
     target: Option<String>,
     device_timeout_s: Option<u32>,
     progress_interval_s: Option<u32>,
+    #[serde(default, deserialize_with = "de_dump_level")]
+    dump_level: Option<u8>,
     zero_page_elision: Option<bool>,
 }
 
@@ -364,6 +390,19 @@ pub fn load(root: &Path, arg: &str, sets: &[String]) -> Result<Profile> {
         budget: m.budget,
     };
     validate(&profile)?;
+    if let Some(f) = profile.files.iter().find(|f| {
+        load_file(f).is_ok_and(|t| {
+            t.get("agent")
+                .and_then(|a| a.get("zero_page_elision"))
+                .is_some()
+        })
+    }) {
+        eprintln!(
+            "warning: {}: agent.zero_page_elision is deprecated; use agent.dump_level (1 for zero \
+             pages only); where both are set, dump_level wins",
+            f.display()
+        );
+    }
     Ok(profile)
 }
 

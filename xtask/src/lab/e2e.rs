@@ -18,7 +18,7 @@
 //!    zipl metadata, a corrupted checksum; each must fail cleanly and leave
 //!    the disk as it was.
 //! 5. Zero-page elision on the real kernel: the qemu profile again with
-//!    `--set agent.zero_page_elision=true`, published into the work directory
+//!    `--set agent.dump_level=1`, published into the work directory
 //!    (only the initramfs differs; `dist/qemu/` stays as it is), dumps a
 //!    generated vmcore with half its pages zero onto the 4K disk. The memory
 //!    read back from `zfcpdump-disk extract` through the ELF's program headers
@@ -79,7 +79,7 @@ const RUN_TIMEOUT: Duration = Duration::from_secs(300);
 /// Generated vmcore: 10 MiB of memory, 4 CPUs; it fits both dump areas.
 const FIXTURE_ARGS: &[&str] = &["--size", "10M", "--cpus", "4", "--seed", "0xe2e"];
 /// What turns the agent's zero-page elision on for the elided run.
-const ELISION_SET: &str = "agent.zero_page_elision=true";
+const ELISION_SET: &str = "agent.dump_level=1";
 /// The elided run's vmcore: 16 MiB, half the pages zero, 4 CPUs, identity
 /// mapped (the small preset has no kernel-image PT_LOAD, so p_vaddr ==
 /// p_paddr). Its first range ([0, 12 MiB)) crosses the simulated HSA.
@@ -275,7 +275,7 @@ pub fn run(args: &E2eArgs) -> Result<()> {
     }
 }
 
-/// The qemu profile with `--set agent.zero_page_elision=true`, loaded,
+/// The qemu profile with `--set agent.dump_level=1`, loaded,
 /// built (the kernel and agent stages are cached, only the initramfs
 /// differs) and published into `<work>/dist-qemu-elided/`, not over
 /// `dist/qemu/`. Returns that directory.
@@ -294,7 +294,7 @@ pub(crate) fn elided_build(
     let sets = vec![ELISION_SET.to_string()];
     let elided = profile::load(root, name, &sets)?;
     ensure!(
-        elided.agent.zero_page_elision && !profile.agent.zero_page_elision,
+        elided.agent.dump_level() == 1 && profile.agent.dump_level() == 0,
         "the {name} profile should have zero-page elision off, and on with --set {ELISION_SET}"
     );
     ensure!(
@@ -330,7 +330,7 @@ pub(crate) fn elided_build(
         dist_dir.join(RD).display()
     );
     step(format!(
-        "   {}: the same {IMAGE}, {RD} {} bytes (with zero_page_elision = true)",
+        "   {}: the same {IMAGE}, {RD} {} bytes (with dump_level = 1)",
         dir.display(),
         fs::metadata(dir.join(RD))?.len()
     ));

@@ -34,7 +34,8 @@ pub fn classify(page: &PageLayout, level: DumpLevel, pfn: u64, sp: &[u8]) -> Ver
     let mapping = be_u64(sp, page.mapping);
     let page_type = be_u32(sp, page.mapcount);
     let flag = |bit: u32| flags & (1u64 << bit) != 0;
-    let slab = page.pg_slab.is_some_and(flag) || page.slab_type.is_some_and(|t| t.matches(page_type));
+    let slab =
+        page.pg_slab.is_some_and(flag) || page.slab_type.is_some_and(|t| t.matches(page_type));
     if slab {
         return Verdict::Keep;
     }

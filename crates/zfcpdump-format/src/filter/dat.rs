@@ -73,7 +73,10 @@ impl Dat {
         // Bits above what the top table covers must be zero.
         let covered = 20 + 11 * level as u32 + 11;
         if covered < 64 && vaddr >> covered != 0 {
-            return Err(fail(vaddr, format!("above the {covered}-bit address space")));
+            return Err(fail(
+                vaddr,
+                format!("above the {covered}-bit address space"),
+            ));
         }
         while level > 0 {
             let shift = 20 + 11 * level as u32;
@@ -83,7 +86,10 @@ impl Dat {
                 return Err(fail(vaddr, format!("invalid region-{} entry", 4 - level)));
             }
             if ((e & TYPE_MASK) >> 2) as u8 != level {
-                return Err(fail(vaddr, format!("region entry {e:#x} of the wrong type")));
+                return Err(fail(
+                    vaddr,
+                    format!("region entry {e:#x} of the wrong type"),
+                ));
             }
             if level == 1 && e & LARGE != 0 {
                 let off = vaddr & ((1 << 31) - 1);
@@ -101,7 +107,10 @@ impl Dat {
             return Err(fail(vaddr, "invalid segment entry"));
         }
         if e & TYPE_MASK != 0 {
-            return Err(fail(vaddr, format!("segment entry {e:#x} of the wrong type")));
+            return Err(fail(
+                vaddr,
+                format!("segment entry {e:#x} of the wrong type"),
+            ));
         }
         if e & LARGE != 0 {
             let off = vaddr & ((1 << 20) - 1);
@@ -193,7 +202,10 @@ mod tests {
         let v = 0x372_0000_0000u64;
         for bad in [v + 0x10_4000, v + 0x20_0000, 0x1_0000_0000_0000, 1 << 60] {
             assert!(
-                matches!(dat.translate(&mut m, bad), Err(FilterError::Translation { .. })),
+                matches!(
+                    dat.translate(&mut m, bad),
+                    Err(FilterError::Translation { .. })
+                ),
                 "{bad:#x}"
             );
         }

@@ -157,7 +157,9 @@ fn offset(text: &[u8], key: &'static str, size: u64, width: u64) -> Result<usize
 fn bit(text: &[u8], key: &'static str) -> Result<u32, FilterError> {
     let v = dec(text, key)?;
     if !(0..64).contains(&v) {
-        return Err(FilterError::Inconsistent(format!("{key}={v} is no flag bit")));
+        return Err(FilterError::Inconsistent(format!(
+            "{key}={v} is no flag bit"
+        )));
     }
     Ok(v as u32)
 }
@@ -189,8 +191,7 @@ impl KernelInfo {
                 Some(_) => Some(bit(text, "NUMBER(PG_slab)")?),
                 None => None,
             },
-            slab_type: opt_dec(text, "NUMBER(PAGE_SLAB_MAPCOUNT_VALUE)")?
-                .map(PageType::from_value),
+            slab_type: opt_dec(text, "NUMBER(PAGE_SLAB_MAPCOUNT_VALUE)")?.map(PageType::from_value),
             buddy: PageType::from_value(dec(text, "NUMBER(PAGE_BUDDY_MAPCOUNT_VALUE)")?),
             max_order: {
                 let n = dec(text, "LENGTH(zone.free_area)")?;
@@ -313,7 +314,11 @@ impl KernelMap {
         let os_val = |i| entries.as_ref().map_or(0, |os| val(os, i));
         for (key, given, i) in [
             ("KERNELOFFSET", info.kernel_offset, OS_INFO_KASLR_OFFSET),
-            ("KERNELOFFPHYS", info.kernel_off_phys, OS_INFO_KASLR_OFF_PHYS),
+            (
+                "KERNELOFFPHYS",
+                info.kernel_off_phys,
+                OS_INFO_KASLR_OFF_PHYS,
+            ),
         ] {
             // os_info of V=R kernels has no such entry (0); VMCOREINFO then
             // says 0 too, or nothing.

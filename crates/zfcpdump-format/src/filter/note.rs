@@ -4,7 +4,7 @@
 //! level asked for, the level used and the pages each class left out.
 //!
 //! ```text
-//! namesz 9, descsz 72, type 1, name "ZFCPDUMP\0" (padded to 12)
+//! namesz 9, descsz 72, type 0x5a464c54 ("ZFLT"), name "ZFCPDUMP\0" (padded to 12)
 //! desc (big-endian): u32 version (1), u32 level asked, u32 level used,
 //!                    u32 reserved, u64 pages left out per class (zero,
 //!                    cache, cache_private, user, free), u64 pages written,
@@ -17,8 +17,10 @@ use crate::elf::push_note;
 
 /// The note's name.
 pub const NAME: &[u8] = b"ZFCPDUMP";
-/// The note's type.
-pub const NT_FILTER: u32 = 1;
+/// The note's type, "ZFLT": readers such as crash and zgetdump go by the
+/// type alone for the core notes (1 is NT_PRSTATUS, a CPU), so it must be
+/// none of theirs.
+pub const NT_FILTER: u32 = 0x5a46_4c54;
 const VERSION: u32 = 1;
 const DESC_SIZE: usize = 72;
 /// Bytes of the whole note (header, padded name, desc).
@@ -43,7 +45,12 @@ impl FilterNote {
     /// The whole note, [`NOTE_SIZE`] bytes.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut d = Vec::with_capacity(DESC_SIZE);
-        for v in [VERSION, self.requested.bits() as u32, self.used.bits() as u32, 0] {
+        for v in [
+            VERSION,
+            self.requested.bits() as u32,
+            self.used.bits() as u32,
+            0,
+        ] {
             d.extend_from_slice(&v.to_be_bytes());
         }
         for v in self.excluded.iter().chain([&self.written, &self.total]) {

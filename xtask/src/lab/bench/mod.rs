@@ -1,6 +1,6 @@
 //! `bench`: times the agent's copy path against `dd bs=64K`, `dd bs=1M` and
 //! `cp` on the same generated vmcores, in the same run (issues 3 and 6), and
-//! the agent with zero-page elision (`zero_page_elision = true` through
+//! the agent with zero-page elision (`dump_level = 1` through
 //! `--config`) as a fifth contender.
 //!
 //! Method, chosen so that the contenders differ only in how they copy:
@@ -133,7 +133,7 @@ const CONTENDERS: [Contender; 5] = [
 ];
 
 /// The config file that turns zero-page elision on.
-const ELIDE_CONF: &str = "zero_page_elision = true\n";
+const ELIDE_CONF: &str = "dump_level = 1\n";
 
 impl Contender {
     fn name(self) -> &'static str {

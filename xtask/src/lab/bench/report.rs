@@ -84,7 +84,7 @@ const NOTES: &[&str] = &[
      writes to the disk (the v1 blkio limit does not cover writeback that the kernel's \
      flusher threads start on their own, which 1 GiB of dirty pages does not reach here). \
      There the write speed, not the CPU, bounds a dump, as on a real one.",
-    "`agent, elided` is the agent with zero_page_elision = true (its --config file): all-zero \
+    "`agent, elided` is the agent with dump_level = 1 (its --config file): all-zero \
      pages are not written. Its MB/s counts the whole vmcore, like the others: the rate at \
      which a machine's memory is dumped. Its runs count in the peak RSS too.",
 ];

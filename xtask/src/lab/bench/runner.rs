@@ -323,7 +323,7 @@ impl Bench {
             );
             rss_kib = parse_peak_rss(&err);
             ensure!(
-                (c == Contender::AgentElided) == err.contains("\nzero-page elision: "),
+                (c == Contender::AgentElided) == err.contains("\nfiltered: dump level "),
                 "zero-page elision was {} expected:\n{err}",
                 if c == Contender::AgentElided {
                     ""

@@ -1,7 +1,7 @@
 //! The agent's console: its lines in the documented order, and its numbers.
 
 /// The agent's summary line of an elided dump (`elide::summary_line`).
-pub(crate) const ELISION_SUMMARY: &str = "zero-page elision: ";
+pub(crate) const ELISION_SUMMARY: &str = "filtered: dump level ";
 
 /// MiB with one truncated decimal, as the agent prints them.
 pub(crate) fn fmt_mib(n: u64) -> String {
@@ -48,7 +48,7 @@ pub(crate) fn console_order(console: &str, elided: bool, hsa_backed: bool) -> Ve
     // (what, its lines), in the order they must appear.
     let mut groups: Vec<(&str, Vec<usize>)> = vec![("agent banner", banner)];
     if elided {
-        groups.push(("elision plan", all("zero-page elision on: ")));
+        groups.push(("elision plan", all("filtered layout: ")));
     }
     let hsa_lines = all("copy HSA-backed range ");
     let mut p = Vec::new();
@@ -81,9 +81,13 @@ pub(crate) fn console_order(console: &str, elided: bool, hsa_backed: bool) -> Ve
             .filter(|(_, v)| v.is_empty())
             .map(|(what, _)| format!("the console has no {what} line")),
     );
-    if !elided && let Some(l) = lines.iter().find(|l| l.contains("zero-page elision")) {
+    if !elided
+        && let Some(l) = lines
+            .iter()
+            .find(|l| (l.contains("filtered layout") || l.contains("filtered: ")))
+    {
         p.push(format!(
-            "zero-page elision is off in this build, yet the console says {:?}",
+            "filtering is off in this build, yet the console says {:?}",
             l.trim()
         ));
     }
@@ -188,7 +192,7 @@ peak RSS: 1234 KiB
     /// The agent's lines for an elided dump (README "Zero-page elision").
     const ELIDED: &str = "\
 zfcpdump-agent 0.1.0: writing the dump (PID 1)
-zero-page elision on: 1024 program headers reserved (56 KiB), notes at 0xe000, data from 0x10000
+filtered layout: 1024 program headers reserved (56 KiB), notes at 0xe000, data from 0x10000
 busy marker written
 copy HSA-backed range 0x3000..0x403000 (4096 KiB)
 HSA release (simulated HSA of 0x400000 bytes: its reads fail from now on)
@@ -196,7 +200,7 @@ copy notes 0x1000..0x2698 to 0xe000
 copy range 0x403000..0x1003000 (12288 KiB)
 write ELF header block (last) with 70 program headers, 0x0..0xe000
 progress: 16.0 of 16.0 MiB (100%), 5.0 MiB/s, ETA 0 s
-zero-page elision: 8.0 MiB of 16.0 MiB memory left out in 68 runs; 8.0 MiB written, 70 program headers of 1024 reserved
+filtered: dump level 1, 8.0 MiB of 16.0 MiB memory left out in 68 runs; 8.0 MiB written, 70 program headers of 1024 reserved
 Dump successful
 peak RSS: 1300 KiB
 ";
@@ -207,7 +211,7 @@ peak RSS: 1300 KiB
         // Its own lines are required, and misplaced ones found.
         let p = console_order(ELIDED, false, true);
         assert!(p.iter().any(|m| m.contains("no ELF header block")), "{p:?}");
-        assert!(p.iter().any(|m| m.contains("elision is off")), "{p:?}");
+        assert!(p.iter().any(|m| m.contains("filtering is off")), "{p:?}");
         let p = console_order(&GOOD.replace("copy ELF", "write ELF"), true, true);
         assert!(p.iter().any(|m| m.contains("no elision plan")), "{p:?}");
         assert!(p.iter().any(|m| m.contains("no notes")), "{p:?}");

@@ -201,10 +201,7 @@ pub(crate) fn check_elided(
     let src = spec.source;
     let area = sb.dump_area();
     // The agent's account: elision planned, never given up, and a summary.
-    if let Some(l) = console
-        .lines()
-        .find(|l| l.contains("zero-page elision off"))
-    {
+    if let Some(l) = console.lines().find(|l| l.contains("filtering off")) {
         p.push(format!("the agent did not elide: {:?}", l.trim()));
     }
     let said = console

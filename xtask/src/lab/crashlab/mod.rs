@@ -123,7 +123,7 @@ pub(crate) fn step(msg: impl AsRef<str>) {
 pub(crate) enum Kind {
     /// Byte-exact dump.
     Plain,
-    /// Zero-page elision (the tool built with `agent.zero_page_elision`).
+    /// Zero-page elision (the tool built with `agent.dump_level = 1`).
     Elided,
     /// Byte-exact, with `zfcpdump.hsa_size=` on the capture command line.
     Hsa,
