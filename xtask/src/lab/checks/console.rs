@@ -84,7 +84,7 @@ pub(crate) fn console_order(console: &str, elided: bool, hsa_backed: bool) -> Ve
     if !elided
         && let Some(l) = lines
             .iter()
-            .find(|l| (l.contains("filtered layout") || l.contains("filtered: ")))
+            .find(|l| l.contains("filtered layout") || l.contains("filtered: "))
     {
         p.push(format!(
             "filtering is off in this build, yet the console says {:?}",
