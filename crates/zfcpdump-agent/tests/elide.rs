@@ -215,6 +215,9 @@ fn elided_dump_extracts_to_the_original_memory() {
         panic!("status: {:?}", r.state)
     };
     assert!(sum.elided);
+    let f = sum.filter.expect("the filter note");
+    assert_eq!(f.used.bits(), 1);
+    assert_eq!(f.excluded[0] * PAGE, st.elided, "{f:?} {st:?}");
     assert_eq!(sum.extent, st.file_size);
     assert_eq!(sum.cpus, 3);
     assert_eq!(sum.phnum as u32, st.phnum);

@@ -43,6 +43,8 @@ pub struct DumpSummary {
     pub elided: bool,
     /// OSRELEASE from VMCOREINFO.
     pub osrelease: Option<String>,
+    /// What a filtered dump recorded about itself (its ZFCPDUMP note).
+    pub filter: Option<zfcpdump_format::filter::note::FilterNote>,
 }
 
 /// What the disk holds.
@@ -232,6 +234,7 @@ fn examine(f: &mut File, r: &mut Report) -> Result<State, Error> {
                 .vmcoreinfo()?
                 .and_then(|t| vmcoreinfo_lookup(t, "OSRELEASE"))
                 .map(str::to_string),
+            filter: zfcpdump_format::filter::note::FilterNote::find(&core),
         })
     })();
     match summary {
@@ -306,6 +309,9 @@ pub fn render(path: &Path, r: &Report) -> String {
                 s.phnum,
                 if s.elided { ", some pages elided" } else { "" }
             );
+            if let Some(f) = &s.filter {
+                let _ = writeln!(o, "filtered:    {}", f.describe());
+            }
             for range in &s.ranges {
                 let _ = writeln!(
                     o,

@@ -13,7 +13,7 @@
 
 use super::DumpLevel;
 use crate::bytes::{be_u32, be_u64};
-use crate::elf::push_note;
+use crate::elf::{Vmcore, push_note};
 
 /// The note's name.
 pub const NAME: &[u8] = b"ZFCPDUMP";
@@ -78,6 +78,32 @@ impl FilterNote {
             written: be_u64(desc, 56),
             total: be_u64(desc, 64),
         })
+    }
+
+    /// The filter note of a dump, if it has one.
+    pub fn find(vm: &Vmcore) -> Option<FilterNote> {
+        vm.notes()
+            .filter_map(Result::ok)
+            .find(|n| n.name == NAME && n.n_type == NT_FILTER)
+            .and_then(|n| FilterNote::parse(n.desc))
+    }
+
+    /// One line for reports: the levels and the pages per class.
+    pub fn describe(&self) -> String {
+        let classes: Vec<String> = super::CLASSES
+            .iter()
+            .zip(self.excluded)
+            .map(|((_, name), n)| format!("{name} {n}"))
+            .collect();
+        format!(
+            "dump level {} (asked {}): {} of {} pages left out ({}); {} written",
+            self.used,
+            self.requested,
+            self.excluded_total(),
+            self.total,
+            classes.join(", "),
+            self.written
+        )
     }
 
     /// Pages left out in all.
