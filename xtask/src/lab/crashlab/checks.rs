@@ -10,12 +10,14 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use crashlab_pattern::{Census, PAGE_SIZE};
+use crashlab_pattern::{Census, PAGE_SIZE, Verdict};
+use zfcpdump_format::filter::CLASSES;
+use zfcpdump_format::filter::note::FilterNote;
 use zfcpdump_format::elf::{ProgramHeader, SeekReader, Vmcore};
 use zfcpdump_format::superblock::CSUM_FIELD_OFFSET;
 
 use super::production::{MARK_CRASHING, MARK_FAILED, MARK_LOADED, MARKER, PANIC};
-use super::{Ctx, Kind, PATTERN_PAGES, RunSpec, SIMULATED_HSA};
+use super::{ANON_PAGES, Ctx, Kind, PATTERN_PAGES, RunSpec, SIMULATED_HSA};
 use crate::lab::checks::console::{console_order, peak_rss};
 use crate::lab::checks::files::{first_difference, sparse_copy_range};
 use crate::lab::checks::{disk_status, extract, fmt_ranges, metadata_after};
@@ -124,7 +126,7 @@ pub(crate) fn check_run(
         .lines()
         .find_map(|l| l.split_once("Memory: ").map(|(_, m)| m.trim().to_string()));
     // kdump has no HSA: only the simulated one has HSA-backed ranges.
-    let order = console_order(capture, spec.kind == Kind::Elided, spec.kind == Kind::Hsa);
+    let order = console_order(capture, spec.kind.filtered(), spec.kind == Kind::Hsa);
     if order.is_empty() {
         checked.push("agent console in order (banner, HSA, ranges, header last, 100%, Dump successful, peak RSS)".into());
     }
@@ -193,8 +195,8 @@ pub(crate) fn check_run(
     let extent = dump_vm.extent();
     f.dump_bytes = Some(extent);
     match (spec.kind, f.vmcore_bytes) {
-        (Kind::Elided, Some(v)) if extent >= v => p.push(format!(
-            "the elided dump is {extent} bytes, not smaller than the {v}-byte vmcore"
+        (k, Some(v)) if k.filtered() && extent >= v => p.push(format!(
+            "the filtered dump is {extent} bytes, not smaller than the {v}-byte vmcore"
         )),
         (Kind::Plain | Kind::Hsa, Some(v)) if extent != v => p.push(format!(
             "the dump's ELF extent is {extent} bytes, the agent read {v}"
@@ -235,41 +237,63 @@ pub(crate) fn check_run(
         )),
         Err(e) => p.push(format!("the dump's notes: {e}")),
     }
-    if spec.kind != Kind::Elided {
+    if !spec.kind.filtered() {
         save_headers(ctx, spec, &file, &f.loads)?;
     }
     check_overlaps(&file, &f, p, checked)?;
-    let census = census(&file, &f.loads, spec.seed)?;
-    let found = format!(
-        "{} of {} intact{}",
-        census.intact(),
-        census.count,
-        if census.duplicates() > 0 {
-            format!(" (+{} copies)", census.duplicates())
+    let [cache, anon] = census(&file, &f.loads, spec)?;
+    // Level 31 leaves page cache (bits 2, 4) and user pages (bit 8) out;
+    // every other run keeps both patterns.
+    let gone = spec.kind == Kind::Level31;
+    let before = p.len();
+    let mut found = Vec::new();
+    for (c, what) in [(&cache, "page-cache"), (&anon, "anonymous")] {
+        found.push(format!("{what} {} of {}", c.intact(), c.count));
+        let ok = if gone {
+            c.intact() == 0 && c.damaged.is_empty()
         } else {
-            String::new()
+            c.complete()
+        };
+        if !ok {
+            p.push(format!(
+                "{what} pattern: {} of {} intact (expected {}); missing {:?}...; damaged {:?}",
+                c.intact(),
+                c.count,
+                if gone { "none: left out" } else { "all" },
+                c.missing(5),
+                &c.damaged[..c.damaged.len().min(5)],
+            ));
         }
-    );
-    if census.complete() && census.foreign == 0 {
-        checked.push(format!(
-            "pattern: every one of {PATTERN_PAGES} pages intact"
-        ));
-    } else {
+    }
+    if cache.foreign + anon.foreign > 0 {
         p.push(format!(
-            "pattern pages: {found}; missing {:?}...; damaged {:?}; foreign {}",
-            census.missing(5),
-            &census.damaged[..census.damaged.len().min(5)],
-            census.foreign
+            "{} pattern pages of another seed",
+            cache.foreign + anon.foreign
         ));
     }
-    f.pattern = Some(found);
+    if p.len() == before {
+        checked.push(match gone {
+            true => format!(
+                "patterns: none of the {PATTERN_PAGES} page-cache and {ANON_PAGES} anonymous pages \
+                 in the dump (left out, read as zeros), none damaged"
+            ),
+            false => format!(
+                "patterns: every one of {PATTERN_PAGES} page-cache and {ANON_PAGES} anonymous pages \
+                 intact"
+            ),
+        });
+    }
+    f.pattern = Some(found.join(", "));
+    if spec.kind.filtered() {
+        check_filter_note(spec, &vm, capture, p, checked);
+    }
     f.crash = Some(check_with_crash(ctx, spec, &elf, p, checked)?);
     if !ctx.keep {
         let _ = fs::remove_file(&elf);
     }
 
     // zgetdump on the partition's bytes, as an operator would run it.
-    let zg = if spec.kind == Kind::Elided {
+    let zg = if spec.kind.filtered() {
         &pair.readers.zgetdump_tails
     } else {
         &pair.readers.zgetdump
@@ -340,8 +364,11 @@ fn covered(ranges: impl IntoIterator<Item = Range<u64>>) -> Vec<Range<u64>> {
 
 /// Every pattern page of `seed` in the file-backed parts of the PT_LOADs,
 /// each physical page counted once.
-fn census(file: &File, loads: &[ProgramHeader], seed: u64) -> Result<Census> {
-    let mut c = Census::new(seed, PATTERN_PAGES);
+fn census(file: &File, loads: &[ProgramHeader], spec: &RunSpec) -> Result<[Census; 2]> {
+    let mut c = [
+        Census::new(spec.seed, PATTERN_PAGES),
+        Census::new(spec.anon_seed(), ANON_PAGES),
+    ];
     let mut seen = HashSet::new();
     let mut buf = vec![0u8; 1 << 20];
     for ph in loads {
@@ -352,13 +379,67 @@ fn census(file: &File, loads: &[ProgramHeader], seed: u64) -> Result<Census> {
             for (i, page) in buf[..n].chunks_exact(PAGE_SIZE).enumerate() {
                 let addr = ph.p_paddr + off + (i * PAGE_SIZE) as u64;
                 if seen.insert(addr) {
-                    c.page(addr, page);
+                    // Each page goes to the census of its seed (a foreign
+                    // one counts in the first).
+                    let anon = matches!(
+                        crashlab_pattern::check(page),
+                        Verdict::Intact(h) | Verdict::Damaged(h) if h.seed == spec.anon_seed()
+                    );
+                    c[anon as usize].page(addr, page);
                 }
             }
             off += n as u64;
         }
     }
     Ok(c)
+}
+
+/// A filtered run: the levels the agent says it used, on the console and in
+/// the dump's filter note, and what each class left out.
+fn check_filter_note(
+    spec: &RunSpec,
+    vm: &Vmcore,
+    capture: &str,
+    p: &mut Vec<String>,
+    checked: &mut Vec<String>,
+) {
+    let level = spec.kind.level();
+    let from = match spec.kind {
+        Kind::Elided => "the profile",
+        _ => "zfcpdump.dump_level on the command line",
+    };
+    let want = format!("dump level {level} (from {from})");
+    if !capture.lines().any(|l| l == want) {
+        p.push(format!("the agent did not say {want:?}"));
+    }
+    if let Some(l) = capture.lines().find(|l| l.contains("filtering off")) {
+        p.push(format!("the agent fell back: {l}"));
+    }
+    let Some(note) = FilterNote::find(vm) else {
+        p.push("the filtered dump has no ZFCPDUMP filter note".into());
+        return;
+    };
+    if note.requested.bits() != level || note.used.bits() != level {
+        p.push(format!("filter note: {}; expected level {level}", note.describe()));
+        return;
+    }
+    // Each class the level names must have left pages out: the guest holds
+    // all of them (user and cache only count at levels that have them).
+    let empty: Vec<&str> = CLASSES
+        .iter()
+        .zip(note.excluded)
+        .filter(|((bit, name), n)| level & bit != 0 && *n == 0 && *name != "cache_private")
+        .map(|((_, name), _)| *name)
+        .collect();
+    if !empty.is_empty() {
+        p.push(format!(
+            "filter note: {}; nothing left out for {}",
+            note.describe(),
+            empty.join(", ")
+        ));
+    } else {
+        checked.push(format!("filter note: {}", note.describe()));
+    }
 }
 
 /// Where two PT_LOADs describe the same physical memory (the V!=R kernel
@@ -439,7 +520,7 @@ fn check_with_crash(
     let crash = &pair.readers.crash;
     let log = ctx.work.join(format!("{}.crash.log", spec.name));
     let t = std::time::Instant::now();
-    let cmds = ["sys", "bt", "log"].map(String::from);
+    let cmds = ["sys", "bt", "log", "ps", "kmem -i"].map(String::from);
     let out = match crash.session(&pair.vmlinux, elf, &cmds, &log) {
         Ok(out) => out,
         Err(e) => {
@@ -471,10 +552,21 @@ fn check_with_crash(
     if !out.lines().any(|l| l.contains(&marker)) {
         bad.push(format!("`log` lacks {marker:?}"));
     }
+    // The holder of the anonymous pattern is a task (its name cut to the
+    // kernel's 15 characters); its task struct is slab memory, always kept.
+    if !out.lines().any(|l| l.trim_end().ends_with("crashlab-patter")) {
+        bad.push("`ps` does not list crashlab-pattern".into());
+    }
+    if !out.lines().any(|l| l.trim_start().starts_with("TOTAL MEM")) {
+        bad.push("`kmem -i` has no TOTAL MEM line".into());
+    }
+    if let Some(l) = out.lines().find(|l| l.contains("read error")) {
+        bad.push(format!("crash: {}", l.trim()));
+    }
     if bad.is_empty() {
         checked.push(format!(
             "crash {} with the production vmlinux: {release}, {panic}, bt of PID 1 through panic, \
-             the marker in the log ({:.1} s)",
+             the marker in the log, ps with the pattern holder, kmem -i, no read error ({:.1} s)",
             crash.version,
             t.elapsed().as_secs_f64()
         ));

@@ -17,10 +17,15 @@
 //!    (disk override only: QEMU has no FCP dump IPL) and powers off.
 //! 4. Checks every run ([`checks`]) and writes the report ([`report`]).
 //!
-//! Three runs per pair: byte-exact, zero-page elision, and a simulated HSA
+//! Five runs per pair: byte-exact; dump level 1 from the profile (the tool
+//! built with `agent.dump_level = 1`); a simulated HSA
 //! (`zfcpdump.hsa_size=`), in which reads of HSA-backed ranges fail after
-//! the release as they do on the real machine. By default the pairs are
-//! 6.1/6.1 and 6.12/6.12 with all three, and the cross pair 6.12/6.1
+//! the release as they do on the real machine; and dump levels 31 and 17
+//! as the operator asks for them (`zfcpdump.dump_level=` on the capture
+//! command line). The production guest holds page cache, anonymous user
+//! memory and free memory, each with pattern pages where a pattern can
+//! live, so a dump level's effect is visible. By default the pairs are
+//! 6.1/6.1 and 6.12/6.12 with all five, and the cross pair 6.12/6.1
 //! byte-exact. Two guests run at a time.
 //!
 //! Work files live in `<target>/zfcpdump/crashlab/work/` (kept on failure or
@@ -96,8 +101,10 @@ const TCG_WORKAROUND: [&str; 2] = ["-accel", "tcg,tb-size=8"];
 /// The production guest's memory and CPUs: the route toolchain.md checked.
 const PRODUCTION_MEMORY: u64 = 512 << 20;
 const PRODUCTION_CPUS: u32 = 2;
-/// Pattern pages planted in the production kernel (8 MiB).
+/// Pattern pages planted in the production kernel's page cache (8 MiB).
 const PATTERN_PAGES: u64 = 2048;
+/// Pattern pages a process holds in anonymous memory (4 MiB).
+const ANON_PAGES: u64 = 1024;
 /// The simulated HSA of the `hsa` run: 32 MiB, the HSA of z14 and older.
 const SIMULATED_HSA: u64 = 32 << 20;
 /// zipl's parmline for a SCSI dump (s390-tools 2.26 and later), which the
@@ -127,24 +134,54 @@ pub(crate) enum Kind {
     Elided,
     /// Byte-exact, with `zfcpdump.hsa_size=` on the capture command line.
     Hsa,
+    /// Dump level 31, the operator's `zfcpdump.dump_level=31` on the capture
+    /// command line (the plain tool).
+    Level31,
+    /// Dump level 17 (zero and free pages) the same way.
+    Level17,
 }
 
 impl Kind {
-    const ALL: [Kind; 3] = [Kind::Plain, Kind::Elided, Kind::Hsa];
+    const ALL: [Kind; 5] = [
+        Kind::Plain,
+        Kind::Elided,
+        Kind::Hsa,
+        Kind::Level31,
+        Kind::Level17,
+    ];
 
     pub(crate) fn name(self) -> &'static str {
         match self {
             Kind::Plain => "plain",
             Kind::Elided => "elided",
             Kind::Hsa => "hsa",
+            Kind::Level31 => "level31",
+            Kind::Level17 => "level17",
         }
+    }
+
+    /// The dump level the run asks for.
+    pub(crate) fn level(self) -> u8 {
+        match self {
+            Kind::Plain | Kind::Hsa => 0,
+            Kind::Elided => 1,
+            Kind::Level31 => 31,
+            Kind::Level17 => 17,
+        }
+    }
+
+    /// Whether the dump leaves pages out (tails, the current readers).
+    pub(crate) fn filtered(self) -> bool {
+        self.level() != 0
     }
 
     fn parse(s: &str) -> Result<Kind> {
         Kind::ALL
             .into_iter()
             .find(|k| k.name() == s)
-            .with_context(|| format!("unknown run {s:?}: expected plain, elided or hsa"))
+            .with_context(|| {
+                format!("unknown run {s:?}: expected plain, elided, hsa, level31 or level17")
+            })
     }
 }
 
@@ -183,6 +220,13 @@ pub(crate) struct RunSpec<'a> {
     pub(crate) pair: &'a Pair,
     pub(crate) kind: Kind,
     pub(crate) seed: u64,
+}
+
+impl RunSpec<'_> {
+    /// The seed of the anonymous-memory pattern.
+    pub(crate) fn anon_seed(&self) -> u64 {
+        self.seed ^ 0xa_0000
+    }
 }
 
 pub fn run(args: &CrashlabArgs) -> Result<()> {
@@ -489,6 +533,9 @@ fn capture_append(kind: Kind) -> String {
     if kind == Kind::Hsa {
         a.push_str(&format!(" zfcpdump.hsa_size={SIMULATED_HSA:#x}"));
     }
+    if matches!(kind, Kind::Level31 | Kind::Level17) {
+        a.push_str(&format!(" zfcpdump.dump_level={}", kind.level()));
+    }
     a
 }
 
@@ -508,9 +555,11 @@ fn run_one(ctx: &Ctx, spec: &RunSpec) -> Result<RunResult> {
         cpus: PRODUCTION_CPUS,
         append: format!(
             "crashkernel={}M crashlab.seed={:#x} crashlab.pages={PATTERN_PAGES} \
-             crashlab.capture={capture} crashlab.append={} scsi_mod.scan=async",
+             crashlab.useed={:#x} crashlab.upages={ANON_PAGES} crashlab.capture={capture} \
+             crashlab.append={} scsi_mod.scan=async",
             pair.crashkernel >> 20,
             spec.seed,
+            spec.anon_seed(),
             capture_append(spec.kind).replace(' ', "+")
         ),
         drives: vec![Drive {

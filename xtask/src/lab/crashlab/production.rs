@@ -27,7 +27,7 @@ pub const PANIC: &str = "Attempted to kill init!";
 
 /// Busybox applets the init script uses.
 const APPLETS: &[&str] = &[
-    "sh", "mount", "cat", "echo", "grep", "sed", "tr", "poweroff", "uname", "sleep", "[",
+    "sh", "mount", "cat", "echo", "grep", "sed", "tr", "poweroff", "uname", "sleep", "[", "dd",
 ];
 
 /// The capture initrds the production initramfs carries, by name.
@@ -39,9 +39,16 @@ pub struct CaptureFiles<'a> {
 }
 
 /// The production /init. Its knobs come from the production command line:
-/// `crashlab.seed=`, `crashlab.pages=`, `crashlab.capture=` (which capture
-/// initrd) and `crashlab.append=` (the capture kernel's command line, with
-/// `+` for spaces, since the kernel splits its own command line at spaces).
+/// `crashlab.seed=`, `crashlab.pages=` (the page-cache pattern),
+/// `crashlab.useed=`, `crashlab.upages=` (the pattern a process holds in
+/// anonymous memory), `crashlab.capture=` (which capture initrd) and
+/// `crashlab.append=` (the capture kernel's command line, with `+` for
+/// spaces, since the kernel splits its own command line at spaces).
+///
+/// Before it crashes, the guest holds memory of every class a dump level
+/// can leave out: page cache (the ramfs pattern, the files of the
+/// initramfs, and the dump disk's block-device cache, read with dd),
+/// anonymous user memory (the holder process) and free memory (the rest).
 fn init_script() -> String {
     format!(
         r#"#!/bin/sh
@@ -66,6 +73,20 @@ append=$(arg crashlab.append | tr + ' ')
 echo "CRASHLAB-PRODUCTION: kernel $(uname -r), $(grep -c '^processor ' /proc/cpuinfo) CPUs"
 grep -i 'crash kernel' /proc/iomem | sed 's/^ */CRASHLAB-PRODUCTION: reserved /'
 crashlab-pattern "$seed" "$pages" {pattern} || fail "crashlab-pattern"
+useed=$(arg crashlab.useed)
+upages=$(arg crashlab.upages)
+[ -n "$useed" ] && [ -n "$upages" ] || fail "crashlab.useed or .upages missing"
+crashlab-pattern "$useed" "$upages" --hold /tmp/held &
+i=0
+while [ ! -e /tmp/held ]; do
+    i=$((i + 1)); [ $i -le 60 ] || fail "the anonymous pattern holder did not start"; sleep 1
+done
+i=0
+while [ ! -b /dev/sda ]; do
+    i=$((i + 1)); [ $i -le 60 ] || fail "no /dev/sda for the block-device cache"; sleep 1
+done
+dd if=/dev/sda of=/dev/null bs=1M count=16 2>/dev/null || fail "reading /dev/sda"
+grep -E '^(MemFree|Cached|AnonPages|Buffers):' /proc/meminfo | tr -s ' ' | sed 's/^/CRASHLAB-PRODUCTION: /'
 kexec -p /capture/zfcpdump.image --initrd=/capture/"$capture".rd --append="$append" \
     || fail "kexec -p (exit $?)"
 [ "$(cat /sysfs/kernel/kexec_crash_loaded)" = 1 ] || fail "kexec_crash_loaded is not 1"

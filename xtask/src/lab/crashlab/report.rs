@@ -21,7 +21,7 @@ fn layout(r: &RunResult) -> String {
         Some(t) => format!("text {:#x}->{:#x}+{}", t.p_vaddr, t.p_paddr, mib(t.p_memsz)),
         None => "no text segment".into(),
     };
-    let what = if r.kind == super::Kind::Elided {
+    let what = if r.kind.filtered() {
         "PT_LOADs after elision"
     } else {
         "PT_LOADs"
