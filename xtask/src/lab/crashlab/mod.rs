@@ -35,6 +35,7 @@
 //! `--pair`, all three are under `crashlab/<pairs>/` instead.
 
 mod checks;
+mod compare;
 pub mod production;
 mod report;
 
