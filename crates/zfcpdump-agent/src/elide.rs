@@ -75,7 +75,7 @@ pub fn prepare(
                 used = DumpLevel::new(ZERO as u32).expect("level 1");
                 error!(
                     log,
-                    "warning: page filtering off: {e}; dump level {used} (zero pages only) instead                      of {asked}"
+                    "warning: page filtering off: {e}; dump level {used} (zero pages only) instead of {asked}"
                 );
             }
         }
@@ -84,7 +84,7 @@ pub fn prepare(
     if plan.reserve_note() && plan.max_size() > dump_size {
         error!(
             log,
-            "warning: filtering off: the filtered dump with its note could need {} bytes, more              than the {dump_size}-byte dump area; copying byte for byte",
+            "warning: filtering off: the filtered dump with its note could need {} bytes, more than the {dump_size}-byte dump area; copying byte for byte",
             plan.max_size()
         );
         return (None, None);

@@ -39,6 +39,20 @@ fn main() {
     for r in filter::dump_pfns(&vm) {
         let mut classes = vec![0u8; (r.end - r.start) as usize];
         pf.fill(&mut mem, r.start, &mut classes);
+        if std::env::var_os("WINDOWS").is_some() {
+            for (w, c) in classes.chunks(1024).enumerate() {
+                let n = |b: u8| c.iter().filter(|&&x| x == b).count();
+                if n(2) > 0 && n(8) > 0 && n(16) > 0 {
+                    println!(
+                        "window {}: cache {} user {} free {}",
+                        r.start + w as u64 * 1024,
+                        n(2),
+                        n(8),
+                        n(16)
+                    );
+                }
+            }
+        }
         for &c in &classes {
             if c != 0 {
                 counts[class_index(c)] += 1;
