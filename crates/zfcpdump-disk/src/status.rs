@@ -44,7 +44,7 @@ pub struct DumpSummary {
     /// OSRELEASE from VMCOREINFO.
     pub osrelease: Option<String>,
     /// What a filtered dump recorded about itself (its ZFCPDUMP note).
-    pub filter: Option<zfcpdump_format::filter::note::FilterNote>,
+    pub filter: Option<Box<zfcpdump_format::filter::note::FilterNote>>,
 }
 
 /// What the disk holds.
@@ -234,7 +234,7 @@ fn examine(f: &mut File, r: &mut Report) -> Result<State, Error> {
                 .vmcoreinfo()?
                 .and_then(|t| vmcoreinfo_lookup(t, "OSRELEASE"))
                 .map(str::to_string),
-            filter: zfcpdump_format::filter::note::FilterNote::find(&core),
+            filter: zfcpdump_format::filter::note::FilterNote::find(&core).map(Box::new),
         })
     })();
     match summary {

@@ -27,6 +27,7 @@
 //! ([`throttle`]), a model of the real dump disk. The limited section needs
 //! root; without it the table says why it is missing.
 
+mod classifier;
 mod report;
 mod runner;
 mod throttle;
@@ -105,6 +106,14 @@ pub struct BenchArgs {
     /// Also write the numbers as JSON to OUT
     #[arg(long, value_name = "OUT")]
     pub json: Option<PathBuf>,
+    /// Only the page classifier section: its speed and the minimum excluded
+    /// run's effect on bytes written and program headers, on a memory map
+    /// tiled from the crash-lab kernels' real struct pages
+    #[arg(long)]
+    pub classifier: bool,
+    /// Memory size of the classifier section's map, in GiB
+    #[arg(long, value_name = "GIB", default_value_t = 16)]
+    pub classifier_gib: u64,
     /// Tests only: allow sizes down to 4 MiB
     #[arg(long, hide = true)]
     pub allow_small: bool,
@@ -413,6 +422,10 @@ fn time_contenders(
 }
 
 pub fn run(args: &BenchArgs) -> Result<()> {
+    if args.classifier {
+        print!("{}", classifier::section(args.classifier_gib)?);
+        return Ok(());
+    }
     let t0 = Instant::now();
     let fractions = validate(args)?;
     let root = util::project_root();
@@ -538,7 +551,9 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         device_limit,
         device_limit_skipped: skipped,
     };
-    let table = render(&report, &commands);
+    let mut table = render(&report, &commands);
+    table.push('\n');
+    table.push_str(&classifier::section(args.classifier_gib)?);
     print!("{table}");
     let latest = args
         .latest
