@@ -659,6 +659,8 @@ mod tests {
             allow_small: false,
             latest: None,
             device_mbps: None,
+            classifier: false,
+            classifier_gib: 16,
         }
     }
 
