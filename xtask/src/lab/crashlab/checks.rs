@@ -11,9 +11,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use crashlab_pattern::{Census, PAGE_SIZE, Verdict};
+use zfcpdump_format::elf::{ProgramHeader, SeekReader, Vmcore};
 use zfcpdump_format::filter::CLASSES;
 use zfcpdump_format::filter::note::FilterNote;
-use zfcpdump_format::elf::{ProgramHeader, SeekReader, Vmcore};
 use zfcpdump_format::superblock::CSUM_FIELD_OFFSET;
 
 use super::production::{MARK_CRASHING, MARK_FAILED, MARK_LOADED, MARKER, PANIC};
@@ -445,7 +445,10 @@ fn check_filter_note(
         return;
     };
     if note.requested.bits() != level || note.used.bits() != level {
-        p.push(format!("filter note: {}; expected level {level}", note.describe()));
+        p.push(format!(
+            "filter note: {}; expected level {level}",
+            note.describe()
+        ));
         return;
     }
     // Each class the level names must have left pages out: the guest holds
@@ -580,10 +583,12 @@ fn check_with_crash(
     // crash 8.0.2 lists only the active tasks here ("not found in PID
     // hash"), so `ps` must at least show PID 1; the same-crash comparison
     // checks that filtering does not change its output.
-    if !out
-        .lines()
-        .any(|l| l.trim_start_matches(['>', ' ']).split_whitespace().take(2).eq(["1", "0"]))
-    {
+    if !out.lines().any(|l| {
+        l.trim_start_matches(['>', ' '])
+            .split_whitespace()
+            .take(2)
+            .eq(["1", "0"])
+    }) {
         bad.push("`ps` does not list PID 1".into());
     }
     if !out.lines().any(|l| l.trim_start().starts_with("TOTAL MEM")) {
