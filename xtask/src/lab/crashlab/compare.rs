@@ -12,8 +12,8 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use zfcpdump_format::PAGE_SIZE;
 use zfcpdump_format::elf::{SeekReader, Vmcore};
+use zfcpdump_format::filter::CLASSES;
 use zfcpdump_format::filter::note::FilterNote;
-use zfcpdump_format::filter::{CLASSES, ZERO};
 
 use crate::lab::checks::console::peak_rss;
 use crate::lab::checks::extract;
@@ -26,8 +26,6 @@ use crate::lab::{run_with_timeout, tail};
 const CRASH_COMMANDS: [&str; 5] = ["log", "bt", "ps", "kmem -i", "sys"];
 /// A filtered copy of 512 MiB takes about 2 s under qemu-user.
 const AGENT_TIMEOUT: Duration = Duration::from_secs(300);
-/// Pfns named in a problem.
-const NAMED: usize = 8;
 
 /// One crash, dumped byte-exact in the guest, filtered again from that dump
 /// by the real agent in tool mode, judged against makedumpfile and crash on
@@ -90,8 +88,7 @@ pub(crate) fn same_crash(
     let dir = work.join(format!("{name}-d{level}"));
     let root = dir.join("root");
     for d in ["proc", "sys", "dev", "etc"] {
-        fs::create_dir_all(root.join(d))
-            .with_context(|| format!("cannot create {}", root.display()))?;
+        fs::create_dir_all(root.join(d))?;
     }
     let disk = dir.join("disk.img");
     sparse_copy(plain_disk, &disk)?;
@@ -107,13 +104,10 @@ pub(crate) fn same_crash(
     let status = run_with_timeout(&mut c, &log, AGENT_TIMEOUT)?;
     let out = fs::read_to_string(&log).unwrap_or_default();
     r.peak_rss_kib = peak_rss(&out);
+    // `N bytes written to partition P of DISK in M ms`
     let copy_ms = out.lines().find_map(|l| {
-        let rest = &l[l.find(" bytes written to partition ")?..];
-        rest.rsplit_once(" in ")?
-            .1
-            .strip_suffix(" ms")?
-            .parse()
-            .ok()
+        let (_, ms) = l[l.find(" bytes written to partition ")?..].rsplit_once(" in ")?;
+        ms.strip_suffix(" ms")?.parse().ok()
     });
     match (status.and_then(|s| s.code()), copy_ms) {
         (Some(0), Some(ms)) if out.lines().any(|l| l == "Dump successful") => {
@@ -148,31 +142,28 @@ pub(crate) fn same_crash(
         p.push("the filtered dump has no ZFCPDUMP/ZFLT filter note".into());
         return Ok(r);
     };
+    let desc = note.describe();
     if (note.requested.bits(), note.used.bits()) != (level, level) {
-        p.push(format!(
-            "filter note: {}, not level {level}",
-            note.describe()
-        ));
+        p.push(format!("filter note: {desc}, not level {level}"));
     }
     r.ours_counts = note.excluded;
+    // The note counts per PT_LOAD, as makedumpfile's "Original pages" do:
+    // the pages of overlapping PT_LOADs twice.
     let pages = Pages::of(&vm, p);
     let (excluded, written) = (pages.count(EXCLUDED), pages.count(WRITTEN));
-    let total: u64 = vm.physical_ranges().iter().map(|r| r.end - r.start).sum();
-    if (note.excluded_total(), note.written, note.total) == (excluded, written, total / PAGE_SIZE) {
-        checked.push(format!(
-            "filter note: {}; its PT_LOADs agree",
-            note.describe()
-        ));
-    } else {
-        p.push(format!(
-            "filter note: {}; the PT_LOADs leave out {excluded} and write {written} of {} pages",
-            note.describe(),
-            total / PAGE_SIZE
-        ));
+    let [w, x, t] = pages.per_load;
+    let twice = x.saturating_sub(excluded + pages.both);
+    match (note.written, note.excluded_total(), note.total) == (w, x, t) {
+        true => checked.push(format!("filter note: {desc}; its PT_LOADs agree")),
+        false => p.push(format!(
+            "filter note: {desc}; the PT_LOADs leave out {x} and write {w} of {t} pages"
+        )),
     }
-    if pages.both > 0 {
+    if t != excluded + written {
         checked.push(format!(
-            "{} pages in a PT_LOAD tail are written by another PT_LOAD (overlapping segments)",
+            "overlapping PT_LOADs: of {} distinct pages {excluded} left out ({twice} by two \
+             PT_LOADs, twice in the note), {written} written ({} in another's tail)",
+            excluded + written,
             pages.both
         ));
     }
@@ -183,12 +174,13 @@ pub(crate) fn same_crash(
     r.mdf_kdump_bytes = fs::metadata(mwork.join(format!("makedumpfile-d{level}.kdump")))?.len();
     r.mdf_elf_bytes = mdf.elf_size(plain_elf, level, &mwork)?.0;
     r.mdf_counts = [mc.zero, mc.cache, mc.cache_private, mc.user, mc.free];
-    let mdf_drops = |pfn: u64| !map.is_dumpable(pfn) || (level & ZERO != 0 && map.is_zero(pfn));
     let ours_only: Vec<u64> = pages
         .pfns(EXCLUDED)
         .filter(|&f| map.is_dumpable(f) && !map.is_zero(f))
         .collect();
     r.ours_only = ours_only.len() as u64;
+    // Zero pages are marked only with dump level bit 1.
+    let mdf_drops = |f: u64| !map.is_dumpable(f) || map.is_zero(f);
     r.mdf_only = pages.pfns(WRITTEN).filter(|&f| mdf_drops(f)).count() as u64;
     if ours_only.is_empty() {
         checked.push(format!(
@@ -201,7 +193,7 @@ pub(crate) fn same_crash(
             "{} pages we leave out are dumpable, non-zero pages to makedumpfile {}: pfns {:#x?}",
             ours_only.len(),
             mdf.version,
-            &ours_only[..ours_only.len().min(NAMED)]
+            &ours_only[..ours_only.len().min(8)]
         ));
     }
     let diffs: Vec<String> = CLASSES
@@ -213,7 +205,10 @@ pub(crate) fn same_crash(
         .filter(|&i| r.ours_counts[i] > r.mdf_counts[i])
         .map(|i| CLASSES[i].1)
         .collect();
-    let counts = format!("per class, ours (vs makedumpfile): {}", diffs.join(", "));
+    let counts = format!(
+        "per class, our note's (vs makedumpfile's, {twice} pages counted twice): {}",
+        diffs.join(", ")
+    );
     match more.is_empty() {
         true => checked.push(counts),
         false => p.push(format!(
@@ -250,7 +245,7 @@ pub(crate) fn same_crash(
     Ok(r)
 }
 
-/// A page's state in [`Pages`]: in a PT_LOAD's file bytes, in a tail.
+/// A page's state in [`Pages`]: in some PT_LOAD's file bytes; only in tails.
 const WRITTEN: u8 = 1;
 const EXCLUDED: u8 = 2;
 
@@ -261,12 +256,15 @@ struct Pages {
     state: Vec<u8>,
     /// Pages in one PT_LOAD's tail and another's file bytes.
     both: u64,
+    /// Pages written, left out and in all, summed over the PT_LOADs.
+    per_load: [u64; 3],
 }
 
 impl Pages {
     fn of(vm: &Vmcore, p: &mut Vec<String>) -> Pages {
         let end = vm.loads().map(|l| l.p_paddr + l.p_memsz).max().unwrap_or(0);
         let mut state = vec![0u8; end.div_ceil(PAGE_SIZE) as usize];
+        let mut per_load = [0; 3];
         for (i, l) in vm.loads().enumerate() {
             let tail = l.p_paddr + l.p_filesz;
             if l.p_filesz < l.p_memsz && (tail % PAGE_SIZE != 0 || l.p_memsz % PAGE_SIZE != 0) {
@@ -275,14 +273,14 @@ impl Pages {
                     l.p_memsz - l.p_filesz
                 ));
             }
-            let (a, b) = (l.p_paddr / PAGE_SIZE, tail.div_ceil(PAGE_SIZE));
-            let c = (l.p_paddr + l.p_memsz).div_ceil(PAGE_SIZE);
-            state[a as usize..b as usize]
-                .iter_mut()
-                .for_each(|s| *s |= WRITTEN);
-            state[b as usize..c as usize]
-                .iter_mut()
-                .for_each(|s| *s |= EXCLUDED);
+            let a = (l.p_paddr / PAGE_SIZE) as usize;
+            let b = tail.div_ceil(PAGE_SIZE) as usize;
+            let c = (l.p_paddr + l.p_memsz).div_ceil(PAGE_SIZE) as usize;
+            state[a..b].iter_mut().for_each(|s| *s |= WRITTEN);
+            state[b..c].iter_mut().for_each(|s| *s |= EXCLUDED);
+            for (n, add) in per_load.iter_mut().zip([b - a, c - b, c - a]) {
+                *n += add as u64;
+            }
         }
         let both = state.iter().filter(|&&s| s == WRITTEN | EXCLUDED).count() as u64;
         // A page written anywhere is in the dump.
@@ -290,7 +288,11 @@ impl Pages {
             .iter_mut()
             .filter(|s| **s & WRITTEN != 0)
             .for_each(|s| *s = WRITTEN);
-        Pages { state, both }
+        Pages {
+            state,
+            both,
+            per_load,
+        }
     }
 
     fn pfns(&self, what: u8) -> impl Iterator<Item = u64> + '_ {
@@ -338,6 +340,7 @@ mod tests {
     #[ignore]
     fn same_crash_on_a_real_dump() {
         let var = |n| std::env::var(n).unwrap_or_else(|_| panic!("set {n}"));
+        let path = |n| PathBuf::from(var(n));
         let root = crate::util::project_root();
         let cache = crate::util::cache_dir(&root);
         let release = var("SAME_CRASH_KERNEL");
@@ -352,11 +355,11 @@ mod tests {
             let r = same_crash(
                 &work,
                 &release,
-                &PathBuf::from(var("SAME_CRASH_AGENT")),
+                &path("SAME_CRASH_AGENT"),
                 &disk_tool,
-                &PathBuf::from(var("SAME_CRASH_IMG")),
-                &PathBuf::from(var("SAME_CRASH_ELF")),
-                &PathBuf::from(var("SAME_CRASH_VMLINUX")),
+                &path("SAME_CRASH_IMG"),
+                &path("SAME_CRASH_ELF"),
+                &path("SAME_CRASH_VMLINUX"),
                 &readers.crash,
                 &mdf,
                 level,
