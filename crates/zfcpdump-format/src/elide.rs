@@ -190,6 +190,10 @@ pub struct Part {
     pub align: u64,
     /// Whether the part lies below the HSA size (copied before the release).
     pub hsa: bool,
+    /// Whether its pages count in the filter note's per-page numbers: not
+    /// for a segment whose memory another one holds too (the V!=R kernel
+    /// image inside the identity range), so each physical page counts once.
+    pub counted: bool,
 }
 
 impl Part {
@@ -353,6 +357,7 @@ impl ElidePlan {
                 flags: p.p_flags,
                 align: p.p_align,
                 hsa,
+                counted: !covered_elsewhere(phdrs, index),
             };
             let below = if p.p_paddr < hsa_end {
                 p.p_filesz.min(hsa_end - p.p_paddr)
@@ -449,6 +454,20 @@ impl ElidePlan {
     }
 }
 
+/// Whether another PT_LOAD holds all of segment `i`'s memory: an identity
+/// one (p_vaddr == p_paddr) for a segment that is not, or an earlier one.
+fn covered_elsewhere(phdrs: &[ProgramHeader], i: usize) -> bool {
+    let p = &phdrs[i];
+    let identity = |q: &ProgramHeader| q.p_vaddr == q.p_paddr;
+    phdrs.iter().enumerate().any(|(j, q)| {
+        j != i
+            && q.is_load()
+            && ((identity(q) && !identity(p)) || (j < i && identity(q) == identity(p)))
+            && q.p_paddr <= p.p_paddr
+            && p.p_paddr + p.p_memsz <= q.p_paddr + q.p_memsz
+    })
+}
+
 /// Where an [`Elider`] writes: offsets are relative to the start of the
 /// output ELF (the dump area).
 pub trait Sink {
@@ -484,8 +503,10 @@ pub struct ElideStats {
     /// Bytes of excluded (classified) pages written for the same reason.
     pub excluded_written: u64,
     /// Pages left out per class, in [`crate::filter::CLASSES`] order (zero
-    /// pages first).
+    /// pages first); each physical page once ([`Part::counted`]).
     pub excluded: [u64; 5],
+    /// Pages written, each physical page once.
+    pub pages_written: u64,
     /// PT_LOAD program headers written.
     pub loads: u32,
     /// Program headers written in total (e_phnum).
@@ -647,11 +668,14 @@ impl<'p> Elider<'p> {
                 }
                 cur.piece.zeros += n as u64;
                 self.stats.elided += n as u64;
-                self.stats.excluded[if class == 0 {
-                    0
-                } else {
-                    crate::filter::class_index(class)
-                }] += 1;
+                if part.counted {
+                    let i = if class == 0 {
+                        0
+                    } else {
+                        crate::filter::class_index(class)
+                    };
+                    self.stats.excluded[i] += 1;
+                }
             } else {
                 if zero && class == 0 {
                     self.stats.zeros_written += n as u64;
@@ -674,6 +698,7 @@ impl<'p> Elider<'p> {
                 cur.piece.filesz += n as u64;
                 self.cursor += n as u64;
                 self.stats.written += n as u64;
+                self.stats.pages_written += part.counted as u64;
             }
             i += n;
         }
@@ -771,8 +796,8 @@ impl<'p> Elider<'p> {
                 requested,
                 used,
                 excluded: s.excluded,
-                written: s.written / PAGE_SIZE,
-                total: (s.written + s.elided) / PAGE_SIZE,
+                written: s.pages_written,
+                total: s.pages_written + s.excluded.iter().sum::<u64>(),
             };
             sink.write_at(&note.to_bytes(), at)?;
         }

@@ -55,6 +55,7 @@ use crate::build::profile::{Profile, ProfileArgs};
 use crate::lab::LabArgs;
 use crate::lab::e2e::{build_host_tools, elided_build};
 use crate::lab::guest::{Boot, Drive};
+use crate::lab::readers::makedumpfile::Makedumpfile;
 use crate::lab::readers::{Readers, sysroot};
 use crate::lab::zipl::{ZiplJob, disk_metadata, zipl_prepare};
 use crate::{provision, util};
@@ -204,6 +205,10 @@ pub(crate) struct Pair {
     pub(crate) sb: DumpSuperblock,
     /// The readers that match the production kernel.
     pub(crate) readers: Readers,
+    /// makedumpfile for the production kernel (the same-crash comparison).
+    pub(crate) makedumpfile: Makedumpfile,
+    /// The tool's agent, static s390x, for the same-crash comparison.
+    pub(crate) agent_bin: PathBuf,
     /// The runs of this pair.
     pub(crate) kinds: Vec<Kind>,
 }
@@ -328,11 +333,19 @@ pub fn run(args: &CrashlabArgs) -> Result<()> {
         RUN_TIMEOUT.as_secs()
     ));
     let results = run_parallel(&ctx, &specs)?;
+    let same = same_crashes(&ctx, &built, &results)?;
     let total = t0.elapsed();
-    let (text, ok) = report::render(&built, &results, setup, total);
+    let (text, ok) = report::render(&built, &results, &same, setup, total);
     util::write_atomic(&base.join("report.txt"), text.as_bytes())?;
     for r in results.iter().filter(|r| !r.problems.is_empty()) {
         crate::lab::print_failed_run("crashlab", &r.name, &r.problems, &r.log, &r.console_tail);
+    }
+    for (pair, s) in same.iter().filter(|(_, s)| !s.problems.is_empty()) {
+        eprintln!(
+            "\n[crashlab] same crash {pair} at level {} FAILED:\n  - {}",
+            s.level,
+            s.problems.join("\n  - ")
+        );
     }
     eprintln!("\n{text}");
     if !ok {
@@ -451,6 +464,10 @@ fn setup_pair(
     );
     let (sb_offset, sb) = disk_metadata(&pristine)?;
     let readers = Readers::for_kernel(&prod_kernel.release, cache, args.lab.offline)?;
+    let makedumpfile = Makedumpfile::for_kernel(&prod_kernel.release, cache, args.lab.offline)?;
+    let agent_bin = agent::Stage::new(root, &tool_profile, args.lab.offline)
+        .run()?
+        .binary;
     let crashkernel = args
         .crashkernel
         .map_or(tool_profile.budget.total, |m| m << 20);
@@ -466,8 +483,97 @@ fn setup_pair(
         sb_offset,
         sb,
         readers,
+        makedumpfile,
+        agent_bin,
         kinds: kinds.to_vec(),
     })
+}
+
+/// The levels at which each pair's byte-exact dump is filtered again by the
+/// agent in tool mode and compared with makedumpfile and crash.
+const SAME_CRASH_LEVELS: [u8; 2] = [31, 17];
+
+/// For every pair whose byte-exact run passed: its dump filtered again at
+/// [`SAME_CRASH_LEVELS`], one pair per thread ([`PARALLEL`] at a time).
+fn same_crashes(
+    ctx: &Ctx,
+    pairs: &[Pair],
+    results: &[RunResult],
+) -> Result<Vec<(String, compare::SameCrash)>> {
+    let jobs: Vec<&Pair> = pairs
+        .iter()
+        .filter(|p| {
+            results
+                .iter()
+                .any(|r| r.pair == p.name && r.kind == Kind::Plain && r.problems.is_empty())
+        })
+        .collect();
+    if jobs.is_empty() {
+        return Ok(Vec::new());
+    }
+    step(format!(
+        "same crash: {} byte-exact dumps filtered again at levels {SAME_CRASH_LEVELS:?} by the \
+         agent in tool mode, against makedumpfile and crash",
+        jobs.len()
+    ));
+    let out = Mutex::new(Vec::new());
+    let next = Mutex::new(0usize);
+    std::thread::scope(|s| -> Result<()> {
+        let workers: Vec<_> = (0..PARALLEL.min(jobs.len()))
+            .map(|_| {
+                s.spawn(|| -> Result<()> {
+                    loop {
+                        let i = {
+                            let mut n = next.lock().unwrap();
+                            *n += 1;
+                            *n - 1
+                        };
+                        let Some(pair) = jobs.get(i) else { break };
+                        let name = format!("{}-plain", pair.name.replace(':', "-"));
+                        for level in SAME_CRASH_LEVELS {
+                            let r = compare::same_crash(
+                                &ctx.work,
+                                &name,
+                                &pair.agent_bin,
+                                &ctx.disk_tool,
+                                &ctx.work.join(format!("{name}.img")),
+                                &ctx.work.join(format!("{name}.extracted.elf")),
+                                &pair.vmlinux,
+                                &pair.readers.crash,
+                                &pair.makedumpfile,
+                                level,
+                            )
+                            .with_context(|| {
+                                format!("same crash {} at level {level}", pair.name)
+                            })?;
+                            step(format!(
+                                "   {} level {level}: {}",
+                                pair.name,
+                                if r.problems.is_empty() {
+                                    "ok"
+                                } else {
+                                    "FAILED"
+                                }
+                            ));
+                            out.lock().unwrap().push((pair.name.clone(), r));
+                        }
+                        if !ctx.keep {
+                            let _ = fs::remove_file(ctx.work.join(format!("{name}.img")));
+                            let _ = fs::remove_file(ctx.work.join(format!("{name}.extracted.elf")));
+                        }
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        for w in workers {
+            w.join().expect("a same-crash worker panicked")?;
+        }
+        Ok(())
+    })?;
+    let mut v = out.into_inner().unwrap();
+    v.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.level.cmp(&a.1.level)));
+    Ok(v)
 }
 
 /// What one run showed, for the report.
@@ -575,7 +681,8 @@ fn run_one(ctx: &Ctx, spec: &RunSpec) -> Result<RunResult> {
     let mut problems = Vec::new();
     let mut checked = Vec::new();
     let facts = checks::check_run(ctx, spec, &disk, &out, &mut problems, &mut checked)?;
-    if problems.is_empty() && !ctx.keep {
+    // The byte-exact dump is filtered again later (the same crash).
+    if problems.is_empty() && !ctx.keep && spec.kind != Kind::Plain {
         let _ = fs::remove_file(&disk);
     }
     Ok(RunResult {

@@ -4,6 +4,7 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
+use super::compare::SameCrash;
 use super::{Pair, RunResult};
 use crate::util;
 
@@ -36,10 +37,12 @@ fn layout(r: &RunResult) -> String {
 pub(crate) fn render(
     pairs: &[Pair],
     results: &[RunResult],
+    same: &[(String, SameCrash)],
     setup: Duration,
     total: Duration,
 ) -> (String, bool) {
-    let ok = results.iter().all(|r| r.problems.is_empty());
+    let ok = results.iter().all(|r| r.problems.is_empty())
+        && same.iter().all(|(_, c)| c.problems.is_empty());
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -103,10 +106,67 @@ pub(crate) fn render(
             );
         }
     }
+    if !same.is_empty() {
+        let _ = writeln!(
+            s,
+            "\nsame crash: each pair's byte-exact dump filtered again by the agent in tool mode \
+             (qemu-user), against makedumpfile on the same dump; pages zero/cache/cache_private/\
+             user/free, ours (makedumpfile's)"
+        );
+        let _ = writeln!(
+            s,
+            "{:<20} {:>5} {:>11} {:>11} {:>8} {:>13} {:>13} {:<58} {:>9} {:>8} {:>9}",
+            "pair",
+            "level",
+            "byte-exact",
+            "ours",
+            "headers",
+            "mdf -E",
+            "mdf -l",
+            "pages left out",
+            "ours only",
+            "mdf only",
+            "copy"
+        );
+        for (pair, c) in same {
+            let classes: Vec<String> = c
+                .ours_counts
+                .iter()
+                .zip(c.mdf_counts)
+                .map(|(o, m)| format!("{o}({m})"))
+                .collect();
+            let _ = writeln!(
+                s,
+                "{:<20} {:>5} {:>11} {:>11} {:>8} {:>13} {:>13} {:<58} {:>9} {:>8} {:>7} ms",
+                pair,
+                c.level,
+                mib(c.exact_bytes),
+                mib(c.ours_bytes),
+                c.ours_phnum,
+                mib(c.mdf_elf_bytes),
+                mib(c.mdf_kdump_bytes),
+                classes.join("/"),
+                c.ours_only,
+                c.mdf_only,
+                c.agent_ms
+            );
+        }
+    }
     let _ = writeln!(s, "\nchecked:");
     for r in results {
         let _ = writeln!(s, "  {}: {}", r.name, r.checked.join("; "));
         for p in &r.problems {
+            let _ = writeln!(s, "    PROBLEM: {p}");
+        }
+    }
+    for (pair, c) in same {
+        let _ = writeln!(
+            s,
+            "  same crash {pair} at {}: {}",
+            c.level,
+            c.checked.join("; ")
+        );
+        for p in &c.problems {
             let _ = writeln!(s, "    PROBLEM: {p}");
         }
     }
