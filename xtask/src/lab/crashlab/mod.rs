@@ -491,7 +491,7 @@ fn setup_pair(
 
 /// The levels at which each pair's byte-exact dump is filtered again by the
 /// agent in tool mode and compared with makedumpfile and crash.
-const SAME_CRASH_LEVELS: [u8; 2] = [31, 17];
+const SAME_CRASH_LEVELS: [u8; 3] = [31, 17, 1];
 
 /// For every pair whose byte-exact run passed: its dump filtered again at
 /// [`SAME_CRASH_LEVELS`], one pair per thread ([`PARALLEL`] at a time).
