@@ -313,7 +313,8 @@ pub(crate) fn check_run(
         check_filter_note(spec, &vm, capture, p, checked);
     }
     f.crash = Some(check_with_crash(ctx, spec, &elf, p, checked)?);
-    if !ctx.keep {
+    // The byte-exact dump is filtered again later (the same crash).
+    if !ctx.keep && spec.kind != Kind::Plain {
         let _ = fs::remove_file(&elf);
     }
 
