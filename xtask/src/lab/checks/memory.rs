@@ -8,8 +8,9 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail, ensure};
 use zfcpdump_format::PAGE_SIZE;
-use zfcpdump_format::elf::{PT_NOTE, ProgramHeader, SeekReader, Vmcore};
+use zfcpdump_format::elf::{NoteIter, PT_NOTE, ProgramHeader, SeekReader, Vmcore};
 use zfcpdump_format::elide::LOWCORE_SIZE;
+use zfcpdump_format::filter::note::{NAME, NOTE_SIZE, NT_FILTER};
 
 use super::files::CHUNK;
 use super::fmt_ranges;
@@ -185,10 +186,19 @@ pub(crate) fn compare_memory(original: &Path, dump: &Path) -> Result<MemoryCheck
         );
     }
     let notes = a.notes()?;
-    ensure!(
-        notes == b.notes()?,
-        "the dump's notes differ from the vmcore's"
-    );
+    let mut theirs = b.notes()?;
+    // A filtered dump's PT_NOTE ends with the agent's filter note.
+    if let Some(last) = theirs.last_mut() {
+        let at = last.len().saturating_sub(NOTE_SIZE as usize);
+        let filter = NoteIter::new(&last[at..], 0, 0)
+            .next()
+            .and_then(|n| n.ok())
+            .is_some_and(|n| n.name == NAME && n.n_type == NT_FILTER);
+        if filter && last.len() >= NOTE_SIZE as usize {
+            last.truncate(at);
+        }
+    }
+    ensure!(notes == theirs, "the dump's notes differ from the vmcore's");
     let cpus = a.vm.cpu_count().map_err(|e| anyhow::anyhow!("{e}"))?;
     let zero_pages = same_memory(&a, &b)?;
     let tail = |p: &&ProgramHeader| p.p_filesz < p.p_memsz;

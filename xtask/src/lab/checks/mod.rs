@@ -291,7 +291,7 @@ pub(crate) fn check_elided(
                 }
                 // The agent's summary counts what the disk shows.
                 let want = format!(
-                    "{ELISION_SUMMARY}{} of {} memory left out in {} runs; ",
+                    "{ELISION_SUMMARY}1, {} of {} memory left out in {} runs; ",
                     fmt_mib(m.elided),
                     fmt_mib(m.memory),
                     m.tails
