@@ -197,7 +197,7 @@ pub(crate) fn same_crash(
     let (map, mc) = mdf.dumpable(plain_elf, level, &mwork)?;
     r.mdf_kdump_bytes = fs::metadata(mwork.join(format!("makedumpfile-d{level}.kdump")))?.len();
     r.mdf_elf_bytes = mdf.elf_size(plain_elf, level, &mwork)?.0;
-    r.mdf_counts = [mc.zero, mc.cache, mc.cache_private, mc.user, mc.free];
+    r.mdf_counts.copy_from_slice(&mc.classes()[..5]);
     let ours_only: Vec<u64> = pages
         .pfns(EXCLUDED)
         .filter(|&f| map.is_dumpable(f) && !map.is_zero(f))

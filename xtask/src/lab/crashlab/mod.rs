@@ -520,65 +520,80 @@ fn same_crashes(
          tool mode, against makedumpfile (and crash at 31 and 17)",
         jobs.len()
     ));
-    let out = Mutex::new(Vec::new());
-    let next = Mutex::new(0usize);
-    std::thread::scope(|s| -> Result<()> {
-        let workers: Vec<_> = (0..PARALLEL.min(jobs.len()))
-            .map(|_| {
-                s.spawn(|| -> Result<()> {
-                    loop {
-                        let i = {
-                            let mut n = next.lock().unwrap();
-                            *n += 1;
-                            *n - 1
-                        };
-                        let Some(pair) = jobs.get(i) else { break };
-                        let name = format!("{}-plain", pair.name.replace(':', "-"));
-                        for (level, with_crash) in SAME_CRASH_LEVELS {
-                            let r = compare::same_crash(
-                                &ctx.work,
-                                &name,
-                                &pair.agent_bin,
-                                &ctx.disk_tool,
-                                &ctx.work.join(format!("{name}.img")),
-                                &ctx.work.join(format!("{name}.extracted.elf")),
-                                &pair.vmlinux,
-                                &pair.readers.crash,
-                                &pair.makedumpfile,
-                                level,
-                                with_crash,
-                            )
-                            .with_context(|| {
-                                format!("same crash {} at level {level}", pair.name)
-                            })?;
-                            step(format!(
-                                "   {} level {level}: {}",
-                                pair.name,
-                                if r.problems.is_empty() {
-                                    "ok"
-                                } else {
-                                    "FAILED"
-                                }
-                            ));
-                            out.lock().unwrap().push((pair.name.clone(), r));
-                        }
-                        if !ctx.keep {
-                            let _ = fs::remove_file(ctx.work.join(format!("{name}.img")));
-                            let _ = fs::remove_file(ctx.work.join(format!("{name}.extracted.elf")));
-                        }
-                    }
-                    Ok(())
-                })
-            })
-            .collect();
-        for w in workers {
-            w.join().expect("a same-crash worker panicked")?;
+    let per_pair = in_parallel(&jobs, |pair| -> Result<Vec<(String, compare::SameCrash)>> {
+        let name = format!("{}-plain", pair.name.replace(':', "-"));
+        let (disk, elf) = (
+            ctx.work.join(format!("{name}.img")),
+            ctx.work.join(format!("{name}.extracted.elf")),
+        );
+        let mut out = Vec::new();
+        for (level, with_crash) in SAME_CRASH_LEVELS {
+            let r = compare::same_crash(
+                &ctx.work,
+                &name,
+                &pair.agent_bin,
+                &ctx.disk_tool,
+                &disk,
+                &elf,
+                &pair.vmlinux,
+                &pair.readers.crash,
+                &pair.makedumpfile,
+                level,
+                with_crash,
+            )
+            .with_context(|| format!("same crash {} at level {level}", pair.name))?;
+            step(format!(
+                "   {} level {level}: {}",
+                pair.name,
+                if r.problems.is_empty() {
+                    "ok"
+                } else {
+                    "FAILED"
+                }
+            ));
+            out.push((pair.name.clone(), r));
         }
-        Ok(())
-    })?;
-    let mut v = out.into_inner().unwrap();
-    v.sort_by(|a, b| a.0.cmp(&b.0).then(b.1.level.cmp(&a.1.level)));
-    Ok(v)
+        if !ctx.keep {
+            let _ = fs::remove_file(&disk);
+            let _ = fs::remove_file(&elf);
+        }
+        Ok(out)
+    });
+    Ok(per_pair
+        .into_iter()
+        .collect::<Result<Vec<_>>>()?
+        .into_iter()
+        .flatten()
+        .collect())
+}
+
+/// `f` on every item, [`PARALLEL`] at a time, in the items' order; the
+/// results in that order.
+fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let next = Mutex::new(0usize);
+    let results: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..PARALLEL.min(items.len()) {
+            s.spawn(|| {
+                loop {
+                    let i = {
+                        let mut n = next.lock().unwrap();
+                        *n += 1;
+                        *n - 1
+                    };
+                    let Some(item) = items.get(i) else { break };
+                    let r = f(item);
+                    results.lock().unwrap()[i] = Some(r);
+                }
+            });
+        }
+    });
+    results
+        .into_inner()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.expect("every item ran"))
+        .collect()
 }
 
 /// What one run showed, for the report.
@@ -596,45 +611,25 @@ pub(crate) struct RunResult {
 
 /// Runs the specs, `PARALLEL` at a time, in order of the list.
 fn run_parallel(ctx: &Ctx, specs: &[RunSpec]) -> Result<Vec<RunResult>> {
-    let next = Mutex::new(0usize);
-    let results: Mutex<Vec<Option<Result<RunResult>>>> =
-        Mutex::new((0..specs.len()).map(|_| None).collect());
-    std::thread::scope(|s| {
-        for _ in 0..PARALLEL.min(specs.len()) {
-            s.spawn(|| {
-                loop {
-                    let i = {
-                        let mut n = next.lock().unwrap();
-                        let i = *n;
-                        *n += 1;
-                        i
-                    };
-                    let Some(spec) = specs.get(i) else { break };
-                    let r = run_one(ctx, spec)
-                        .with_context(|| format!("run {}: the harness failed", spec.name));
-                    if let Ok(r) = &r {
-                        step(format!(
-                            "   {}: {} ({})",
-                            r.name,
-                            if r.problems.is_empty() {
-                                "ok"
-                            } else {
-                                "FAILED"
-                            },
-                            r.elapsed.map_or("timeout".into(), util::fmt_duration)
-                        ));
-                    }
-                    results.lock().unwrap()[i] = Some(r);
-                }
-            });
+    in_parallel(specs, |spec| {
+        let r =
+            run_one(ctx, spec).with_context(|| format!("run {}: the harness failed", spec.name));
+        if let Ok(r) = &r {
+            step(format!(
+                "   {}: {} ({})",
+                r.name,
+                if r.problems.is_empty() {
+                    "ok"
+                } else {
+                    "FAILED"
+                },
+                r.elapsed.map_or("timeout".into(), util::fmt_duration)
+            ));
         }
-    });
-    results
-        .into_inner()
-        .unwrap()
-        .into_iter()
-        .map(|r| r.expect("every spec ran"))
-        .collect()
+        r
+    })
+    .into_iter()
+    .collect()
 }
 
 /// The capture kernel's command line: zipl's parmline and the overrides

@@ -61,6 +61,21 @@ pub struct ExcludedCounts {
 }
 
 impl ExcludedCounts {
+    /// The excluded pages per class: the dump-level classes in
+    /// `zfcpdump_format::filter::CLASSES` order (zero, cache, cache_private,
+    /// user, free), then hwpoison and offline, which it always leaves out.
+    pub fn classes(&self) -> [u64; 7] {
+        [
+            self.zero,
+            self.cache,
+            self.cache_private,
+            self.user,
+            self.free,
+            self.hwpoison,
+            self.offline,
+        ]
+    }
+
     /// Parses makedumpfile's output with report messages (`print_report`).
     pub fn parse(text: &str) -> Result<ExcludedCounts> {
         let mut c = ExcludedCounts {
@@ -111,15 +126,7 @@ impl ExcludedCounts {
                 tail(text, 15)
             );
         }
-        let classes = [
-            c.zero,
-            c.cache,
-            c.cache_private,
-            c.user,
-            c.free,
-            c.hwpoison,
-            c.offline,
-        ];
+        let classes = c.classes();
         ensure!(
             classes.iter().sum::<u64>() + c.extension == c.excluded
                 && c.original.checked_sub(c.excluded) == Some(c.remaining)
@@ -425,15 +432,7 @@ mod tests {
     #[test]
     fn parses_the_report() {
         let c = ExcludedCounts::parse(ELF_REPORT).unwrap();
-        let classes = [
-            c.zero,
-            c.cache,
-            c.cache_private,
-            c.user,
-            c.free,
-            c.hwpoison,
-            c.offline,
-        ];
+        let classes = c.classes();
         assert_eq!(classes, [0x28a, 0xec6, 0, 0x17, 0x1baaa, 0, 0]);
         let totals = [
             c.original,
