@@ -537,7 +537,8 @@ fn save_headers(ctx: &Ctx, spec: &RunSpec, file: &File, loads: &[ProgramHeader])
 
 /// crash with the production kernel's vmlinux, one session: `sys` must name
 /// the release and the panic, `bt` of the panic task must go through
-/// `panic`, `log` must hold the marker. Returns the verdict for the report.
+/// `panic`, `log` must hold the marker, `ps` PID 1, `kmem -i` its totals,
+/// and no command a read error. Returns the verdict for the report.
 fn check_with_crash(
     ctx: &Ctx,
     spec: &RunSpec,
