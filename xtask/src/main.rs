@@ -56,7 +56,7 @@ enum Task {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = match cli.task {
-        Task::Dist(a) => dist::run(&a),
+        Task::Dist(a) => dist::run(&a).map(drop),
         Task::Plan(a) => dist::plan(&a),
         Task::Agent(a) => agent::run(&a),
         Task::Size(a) => dist::size(&a),

@@ -18,6 +18,7 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use crate::build::cache::{Inputs, Lookup, Slot};
+use crate::build::lock::Wait;
 use crate::build::profile::{Profile, ProfileArgs};
 use crate::util;
 
@@ -33,7 +34,7 @@ pub struct AgentArgs {
 /// `cargo xtask agent`: the agent stage alone; prints the binary's path.
 pub fn run(args: &AgentArgs) -> Result<()> {
     let p = args.profile.load()?;
-    let rec = Stage::new(&util::project_root(), &p, args.offline).run()?;
+    let rec = Stage::new(&util::project_root(), &p, args.offline).run(Wait::Block)?;
     println!("{}", rec.binary.display());
     Ok(())
 }
@@ -171,19 +172,16 @@ impl<'a> Stage<'a> {
         Ok(Self::check(&self.slot()?))
     }
 
-    pub fn run(&self) -> Result<AgentRecord> {
+    pub fn run(&self, wait: Wait) -> Result<AgentRecord> {
         let slot = self.slot()?;
-        let rec = match Self::check(&slot) {
-            Lookup::Hit(rec) => {
-                eprintln!(
-                    "[agent] up to date: {} ({} bytes)",
-                    rec.binary.display(),
-                    rec.size
-                );
-                rec
-            }
-            Lookup::Miss { .. } => self.build(&slot)?,
-        };
+        let (rec, cached) = slot.get_or_build("agent", wait, Self::check, |s| self.build(s))?;
+        if cached {
+            eprintln!(
+                "[agent] up to date: {} ({} bytes)",
+                rec.binary.display(),
+                rec.size
+            );
+        }
         slot.remember()?;
         Ok(rec)
     }

@@ -29,12 +29,23 @@ pub struct Table {
 
 impl Table {
     pub fn compute(profile: &Profile, k: &KernelRecord, i: &InitramfsRecord) -> Table {
-        let rows = vec![
-            row("kernel (physical 0 to end of bss)", k.footprint),
-            row(
-                &format!("initrd ({}, compressed)", i.compression),
-                i.rd_size,
-            ),
+        let mut rows = Vec::new();
+        match &k.embedded {
+            // Counted once, where it lies: inside the image's .init.ramfs,
+            // which the footprint from vmlinux already spans.
+            Some(_) => rows.push(row(
+                "kernel with its initramfs (0 to bss end)",
+                k.footprint,
+            )),
+            None => {
+                rows.push(row("kernel (physical 0 to end of bss)", k.footprint));
+                rows.push(row(
+                    &format!("initrd ({}, compressed)", i.compression),
+                    i.rd_size,
+                ));
+            }
+        }
+        rows.extend([
             row("initramfs, unpacked", i.unpacked_size),
             row(
                 &format!("{} decompressor", i.compression),
@@ -44,7 +55,7 @@ impl Table {
                 "runtime reserve (kernel + agent)",
                 profile.budget.runtime_reserve,
             ),
-        ];
+        ]);
         Table {
             total: rows.iter().map(|r| r.bytes).sum(),
             rows,

@@ -10,6 +10,7 @@ use anyhow::Result;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::build::lock::{self, Wait};
 use crate::util;
 
 /// Inputs of a stage, by name.
@@ -103,6 +104,27 @@ impl Slot {
 
     pub fn store<T: Serialize>(&self, rec: &T) -> Result<()> {
         write_json(&self.record_path(), rec)
+    }
+
+    /// The valid record (`check`), or `build`'s, made under the stage's
+    /// lock and checked again once the lock is held: a build that waited
+    /// for another one of the same inputs finds its output. The bool says
+    /// whether it was up to date.
+    pub fn get_or_build<T>(
+        &self,
+        stage: &str,
+        wait: Wait,
+        check: impl Fn(&Slot) -> Lookup<T>,
+        build: impl FnOnce(&Slot) -> Result<T>,
+    ) -> Result<(T, bool)> {
+        if let Lookup::Hit(rec) = check(self) {
+            return Ok((rec, true));
+        }
+        let _lock = lock::acquire(&self.stage_cache, stage, wait)?;
+        match check(self) {
+            Lookup::Hit(rec) => Ok((rec, true)),
+            Lookup::Miss { .. } => Ok((build(self)?, false)),
+        }
     }
 
     /// Remembers these inputs as the profile's last run, for `plan`.

@@ -15,6 +15,7 @@ use crate::build::budget::Table;
 use crate::build::cache::Lookup;
 use crate::build::initramfs::{self, EntrySize, InitramfsRecord};
 use crate::build::kernel::{self, KernelRecord};
+use crate::build::lock::{self, Wait};
 use crate::build::profile::Profile;
 use crate::build::profile::ProfileArgs;
 use crate::{provision, util};
@@ -40,6 +41,35 @@ pub struct DistArgs {
     /// Write the artifacts here instead of dist/<profile>/
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
+    /// Fail at once, naming the holder, when another build holds a stage's
+    /// lock, instead of waiting for it
+    #[arg(long)]
+    pub no_wait: bool,
+    /// Build this profile too, into dist/<name>/ (repeatable), e.g. the same
+    /// profile with the initramfs built in: where the .config matches, the
+    /// kernel compile is shared. With --check-reproducible the clean second
+    /// build builds and compares these too
+    #[arg(long, value_name = "PROFILE")]
+    pub also_profile: Vec<String>,
+}
+
+impl DistArgs {
+    /// A plain build of one profile, as the lab's tasks run it.
+    pub fn new(profile: ProfileArgs, no_provision: bool, offline: bool) -> DistArgs {
+        DistArgs {
+            profile,
+            no_provision,
+            offline,
+            check_reproducible: false,
+            out_dir: None,
+            no_wait: false,
+            also_profile: Vec::new(),
+        }
+    }
+
+    fn wait(&self) -> Wait {
+        if self.no_wait { Wait::NoWait } else { Wait::Block }
+    }
 }
 
 /// `dist/<profile>/manifest.json`.
@@ -80,6 +110,9 @@ pub struct Artifact {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct InitramfsInfo {
+    /// Linked into zfcpdump.image (no zfcpdump.rd is shipped), or not.
+    #[serde(default)]
+    pub builtin: bool,
     pub compression: String,
     pub cpio_size: u64,
     pub unpacked_size: u64,
@@ -99,7 +132,13 @@ pub struct Built {
 }
 
 /// Runs every stage (each one cached) and checks the budget.
-pub fn build(root: &Path, profile: &Profile, provision_ok: bool, offline: bool) -> Result<Built> {
+pub fn build(
+    root: &Path,
+    profile: &Profile,
+    provision_ok: bool,
+    offline: bool,
+    wait: Wait,
+) -> Result<Built> {
     let mut needs: Vec<&provision::Need> = provision::BUILD.iter().collect();
     if let Some(n) = profile
         .kernel
@@ -115,9 +154,19 @@ pub fn build(root: &Path, profile: &Profile, provision_ok: bool, offline: bool) 
         provision::BUILD_COMPONENTS,
         provision_ok && !offline,
     )?;
-    let kernel = kernel::Stage::new(root, profile).run()?;
-    let agent = agent::Stage::new(root, profile, offline).run()?;
-    let initramfs = initramfs::Stage::new(root, profile, &agent).run()?;
+    let mut kstage = kernel::Stage::new(root, profile);
+    kstage.wait = wait;
+    // The kernel first when it can be: its compile is the long step. A
+    // built-in initramfs is linked in after the initramfs stage.
+    let external = (!profile.initramfs.builtin)
+        .then(|| kstage.run(None))
+        .transpose()?;
+    let agent = agent::Stage::new(root, profile, offline).run(wait)?;
+    let initramfs = initramfs::Stage::new(root, profile, &agent).run(wait)?;
+    let kernel = match external {
+        Some(k) => k,
+        None => kstage.run(Some(&initramfs))?,
+    };
     let budget = Table::compute(profile, &kernel, &initramfs);
     eprintln!("[budget] {}:\n{}", profile.name, budget.render());
     budget.check(&profile.name)?;
@@ -129,30 +178,65 @@ pub fn build(root: &Path, profile: &Profile, provision_ok: bool, offline: bool) 
     })
 }
 
-pub fn run(args: &DistArgs) -> Result<()> {
-    let t = Instant::now();
+/// `dist`: builds and publishes the profile (and `--also-profile` ones);
+/// returns the stage records of the first.
+pub fn run(args: &DistArgs) -> Result<Built> {
     let root = util::project_root();
-    let profile = args.profile.load()?;
-    let built = build(&root, &profile, !args.no_provision, args.offline)?;
-    let dir = args
-        .out_dir
-        .clone()
-        .unwrap_or_else(|| dist_dir(&root, &profile));
-    let manifest = manifest(&root, &profile, &built)?;
-    publish(&dir, &built, &manifest)?;
+    let built = build_and_publish(&root, args, &args.profile, args.out_dir.clone())?;
+    let mut dirs = vec![(args.profile.clone(), out_dir(&root, args, &args.profile)?)];
+    for name in &args.also_profile {
+        let pa = ProfileArgs {
+            profile: name.clone(),
+            sets: args.profile.sets.clone(),
+        };
+        build_and_publish(&root, args, &pa, None)?;
+        dirs.push((pa.clone(), out_dir(&root, args, &pa)?));
+    }
+    if args.check_reproducible {
+        check_reproducible(&root, args, &dirs)?;
+    }
+    Ok(built)
+}
+
+fn out_dir(root: &Path, args: &DistArgs, pa: &ProfileArgs) -> Result<PathBuf> {
+    Ok(match &args.out_dir {
+        Some(d) if pa.profile == args.profile.profile => d.clone(),
+        _ => dist_dir(root, &pa.load()?),
+    })
+}
+
+fn build_and_publish(
+    root: &Path,
+    args: &DistArgs,
+    pa: &ProfileArgs,
+    out_dir: Option<PathBuf>,
+) -> Result<Built> {
+    let t = Instant::now();
+    let profile = pa.load()?;
+    let built = build(root, &profile, !args.no_provision, args.offline, args.wait())?;
+    let dir = out_dir.unwrap_or_else(|| dist_dir(root, &profile));
+    let manifest = manifest(root, &profile, &built)?;
+    {
+        // Two builds of one profile must not swap dist/<profile>/ at once.
+        let _lock = lock::acquire(&util::cache_dir(root).join("publish"), "dist", args.wait())?;
+        publish(&dir, &built, &manifest)?;
+    }
+    let rd = match &built.kernel.embedded {
+        Some(e) => format!("initramfs built in ({} bytes", e.size),
+        None => format!("{RD} {} bytes (", built.initramfs.rd_size),
+    };
     eprintln!(
-        "[dist] {} ready in {}: {IMAGE} {} bytes, {RD} {} bytes ({}), kernel {}",
+        "[dist] {} ready in {}: {IMAGE} {} bytes, {rd}{}), kernel {}",
         dir.display(),
         util::fmt_duration(t.elapsed()),
         built.kernel.image_size,
-        built.initramfs.rd_size,
-        built.initramfs.compression,
+        match &built.kernel.embedded {
+            Some(_) => format!(", {}", built.initramfs.compression),
+            None => built.initramfs.compression.to_string(),
+        },
         built.kernel.release
     );
-    if args.check_reproducible {
-        check_reproducible(&root, args, &dir)?;
-    }
-    Ok(())
+    Ok(built)
 }
 
 fn manifest(root: &Path, profile: &Profile, b: &Built) -> Result<Manifest> {
@@ -195,12 +279,14 @@ fn manifest(root: &Path, profile: &Profile, b: &Built) -> Result<Manifest> {
             rustc: b.agent.rustc.clone(),
             cargo: first_line(env!("CARGO"), "-V"),
         },
-        artifacts: vec![
-            artifact(IMAGE, &b.kernel.image)?,
-            artifact(RD, &b.initramfs.rd)?,
-        ],
+        artifacts: b
+            .files()
+            .iter()
+            .map(|(name, path)| artifact(name, path))
+            .collect::<Result<_>>()?,
         agent: artifact("zfcpdump-agent", &b.agent.binary)?,
         initramfs: InitramfsInfo {
+            builtin: b.kernel.embedded.is_some(),
             compression: b.initramfs.compression.to_string(),
             cpio_size: b.initramfs.cpio_size,
             unpacked_size: b.initramfs.unpacked_size,
@@ -228,11 +314,19 @@ fn first_line(cmd: &str, arg: &str) -> String {
 /// with renames: readers see the old complete set or the new one, and a
 /// failed or interrupted build leaves no partial file under a final name.
 pub fn publish(dir: &Path, b: &Built, manifest: &Manifest) -> Result<()> {
-    publish_files(
-        dir,
-        &[(IMAGE, &b.kernel.image), (RD, &b.initramfs.rd)],
-        &serde_json::to_vec_pretty(manifest)?,
-    )
+    publish_files(dir, &b.files(), &serde_json::to_vec_pretty(manifest)?)
+}
+
+impl Built {
+    /// What dist/<profile>/ holds besides the manifest: the image, and the
+    /// rd unless the image carries the initramfs.
+    pub fn files(&self) -> Vec<(&'static str, &Path)> {
+        let mut v = vec![(IMAGE, self.kernel.image.as_path())];
+        if self.kernel.embedded.is_none() {
+            v.push((RD, self.initramfs.rd.as_path()));
+        }
+        v
+    }
 }
 
 /// [`publish`] for any files: each copied under its name, plus the manifest.
@@ -274,8 +368,9 @@ fn publish_files(dir: &Path, files: &[(&str, &Path)], manifest: &[u8]) -> Result
 }
 
 /// A second build from a clean copy of the sources in another directory,
-/// with its own cache, must produce bit-identical artifacts.
-fn check_reproducible(root: &Path, args: &DistArgs, dir: &Path) -> Result<()> {
+/// with its own cache, must produce bit-identical artifacts: for each of
+/// `dirs`, the profile and where the first build published it.
+fn check_reproducible(root: &Path, args: &DistArgs, dirs: &[(ProfileArgs, PathBuf)]) -> Result<()> {
     let t = Instant::now();
     let base = util::cache_dir(root).join("repro");
     let _ = fs::remove_dir_all(&base);
@@ -307,8 +402,9 @@ fn check_reproducible(root: &Path, args: &DistArgs, dir: &Path) -> Result<()> {
         fs::copy(&from, &to)?;
     }
     let out = base.join("dist");
-    let profile_arg = {
-        let p = crate::build::profile::profile_path(root, &args.profile.profile);
+    // A profile of the project is named by its copy; one outside by itself.
+    let in_copy = |arg: &str| {
+        let p = crate::build::profile::profile_path(root, arg);
         match p.strip_prefix(root) {
             Ok(rel) => src.join(rel),
             Err(_) => p,
@@ -327,10 +423,13 @@ fn check_reproducible(root: &Path, args: &DistArgs, dir: &Path) -> Result<()> {
             "--no-provision",
         ])
         .arg("--profile")
-        .arg(&profile_arg)
+        .arg(in_copy(&dirs[0].0.profile))
         .arg("--out-dir")
         .arg(&out)
         .env("CARGO_TARGET_DIR", base.join("target"));
+    for (pa, _) in &dirs[1..] {
+        cmd.arg("--also-profile").arg(in_copy(&pa.profile));
+    }
     for s in &args.profile.sets {
         cmd.arg("--set").arg(s);
     }
@@ -341,20 +440,39 @@ fn check_reproducible(root: &Path, args: &DistArgs, dir: &Path) -> Result<()> {
     if !status.success() {
         bail!("the second build for --check-reproducible failed ({status})");
     }
-    let a: Manifest = serde_json::from_slice(&fs::read(dir.join(MANIFEST))?)?;
-    let b: Manifest = serde_json::from_slice(&fs::read(out.join(MANIFEST))?)?;
     let mut diffs = Vec::new();
-    for (x, y) in a
-        .artifacts
-        .iter()
-        .chain([&a.agent])
-        .zip(b.artifacts.iter().chain([&b.agent]))
-    {
-        if x != y {
+    let mut same = Vec::new();
+    for (i, (pa, dir)) in dirs.iter().enumerate() {
+        let name = pa.load()?.name;
+        let second = if i == 0 {
+            out.clone()
+        } else {
+            src.join("dist").join(&name)
+        };
+        let a = read_manifest(&dir.join(MANIFEST))?;
+        let b = read_manifest(&second.join(MANIFEST))?;
+        let names = |m: &Manifest| m.artifacts.iter().map(|a| a.name.clone()).collect::<Vec<_>>();
+        if names(&a) != names(&b) {
             diffs.push(format!(
-                "  {}: {} bytes sha256 {} vs {} bytes sha256 {}",
-                x.name, x.size, x.sha256, y.size, y.sha256
+                "  {name}: artifacts {:?} vs {:?}",
+                names(&a),
+                names(&b)
             ));
+        }
+        for (x, y) in a
+            .artifacts
+            .iter()
+            .chain([&a.agent])
+            .zip(b.artifacts.iter().chain([&b.agent]))
+        {
+            if x != y {
+                diffs.push(format!(
+                    "  {name} {}: {} bytes sha256 {} vs {} bytes sha256 {}",
+                    x.name, x.size, x.sha256, y.size, y.sha256
+                ));
+            } else {
+                same.push(format!("{name} {} ({})", x.name, &x.sha256[..16]));
+            }
         }
     }
     if !diffs.is_empty() {
@@ -365,11 +483,9 @@ fn check_reproducible(root: &Path, args: &DistArgs, dir: &Path) -> Result<()> {
         );
     }
     eprintln!(
-        "[reproducible] ok in {}: {IMAGE}, {RD} and the agent are bit-identical ({} / {} / {})",
+        "[reproducible] ok in {}: bit-identical: {}",
         util::fmt_duration(t.elapsed()),
-        &a.artifacts[0].sha256[..16],
-        &a.artifacts[1].sha256[..16],
-        &a.agent.sha256[..16]
+        same.join(", ")
     );
     let _ = fs::remove_dir_all(&base);
     Ok(())
@@ -385,37 +501,54 @@ pub fn plan(args: &ProfileArgs) -> Result<()> {
     );
     println!("{}", toml::to_string_pretty(&profile)?);
     println!("# stages");
-    let k = kernel::Stage::new(&root, &profile).plan()?;
+    let mut initramfs_rec = None;
+    let mut lines = Vec::new();
+    match agent::Stage::new(&root, &profile, false).lookup()? {
+        Lookup::Hit(rec) => {
+            lines.push(format!("agent: up to date ({} bytes)", rec.size));
+            match initramfs::Stage::new(&root, &profile, &rec).lookup()? {
+                Lookup::Hit(i) => {
+                    lines.push(format!(
+                        "initramfs: up to date ({} bytes, {})",
+                        i.rd_size, i.compression
+                    ));
+                    initramfs_rec = Some(i);
+                }
+                Lookup::Miss { why } => lines.push(format!("initramfs: will rebuild: {why}")),
+            }
+        }
+        Lookup::Miss { why } => {
+            lines.push(format!("agent: will rebuild: {why}"));
+            lines.push("initramfs: will rebuild: the agent will be rebuilt".into());
+        }
+    }
+    let embed = initramfs_rec.as_ref().filter(|_| profile.initramfs.builtin);
+    let k = kernel::Stage::new(&root, &profile).plan(embed)?;
     match k.state {
         kernel::State::UpToDate(rec) => println!(
-            "kernel: up to date ({} {}, {} bytes)",
+            "kernel: up to date ({} {}, {} bytes{})",
             rec.release,
             rec.image.display(),
-            rec.image_size
+            rec.image_size,
+            if rec.embedded.is_some() {
+                ", initramfs built in"
+            } else {
+                ""
+            }
         ),
         kernel::State::Configure => {
             println!("kernel: will configure (seconds); the compile is shared with another profile")
+        }
+        kernel::State::Link { why } => {
+            println!("kernel: will link only (about a minute; the compile is there): {why}")
         }
         kernel::State::Rebuild { why } => println!(
             "kernel: will rebuild: {why}\n  (configure runs again; the compile is reused if the final .config matches an earlier build)"
         ),
     }
     println!("  configure key {}", &k.configure_key[..16]);
-    match agent::Stage::new(&root, &profile, false).lookup()? {
-        Lookup::Hit(rec) => {
-            println!("agent: up to date ({} bytes)", rec.size);
-            match initramfs::Stage::new(&root, &profile, &rec).lookup()? {
-                Lookup::Hit(i) => println!(
-                    "initramfs: up to date ({} bytes, {})",
-                    i.rd_size, i.compression
-                ),
-                Lookup::Miss { why } => println!("initramfs: will rebuild: {why}"),
-            }
-        }
-        Lookup::Miss { why } => {
-            println!("agent: will rebuild: {why}");
-            println!("initramfs: will rebuild: the agent will be rebuilt");
-        }
+    for l in lines {
+        println!("{l}");
     }
     println!(
         "budget: checked on every build ({} bytes)",
@@ -460,11 +593,14 @@ pub fn size(args: &SizeArgs) -> Result<()> {
     }
     println!("\n# memory budget\n{}", m.budget.render());
     println!(
-        "# initramfs entries by size ({} entries, cpio {} bytes, {} {} bytes)",
+        "# initramfs entries by size ({} entries, cpio {} bytes, {}{})",
         m.initramfs.entries.len(),
         m.initramfs.cpio_size,
         m.initramfs.compression,
-        m.artifacts[1].size
+        match m.artifacts.iter().find(|a| a.name == RD) {
+            Some(rd) => format!(" {} bytes", rd.size),
+            None => format!(", built into {IMAGE}"),
+        }
     );
     for e in m.initramfs.entries.iter().take(args.top) {
         println!("{:>10}  {}", e.bytes, e.path);
@@ -526,14 +662,29 @@ pub fn install(args: &InstallArgs) -> Result<()> {
     let root = util::project_root();
     let profile = args.profile.load()?;
     let from = dist_dir(&root, &profile);
-    read_manifest(&from.join(MANIFEST))?;
+    let manifest = read_manifest(&from.join(MANIFEST))?;
     let rel = args
         .zfcpdump_dir
         .strip_prefix("/")
         .unwrap_or(&args.zfcpdump_dir);
     let to = args.destdir.join(rel);
     fs::create_dir_all(&to).with_context(|| format!("cannot create {}", to.display()))?;
-    let mut files = vec![(IMAGE, "zfcpdump-image"), (RD, "zfcpdump-initrd")];
+    let mut files = vec![(IMAGE, "zfcpdump-image")];
+    if manifest.initramfs.builtin {
+        // zipl IPLs the image alone when there is no zfcpdump-initrd; a
+        // stale one from an external build would be put on the disk with it.
+        let stale = to.join("zfcpdump-initrd");
+        if stale.exists() {
+            fs::remove_file(&stale)
+                .with_context(|| format!("cannot remove {}", stale.display()))?;
+            println!(
+                "removed {} (the image carries its initramfs)",
+                stale.display()
+            );
+        }
+    } else {
+        files.push((RD, "zfcpdump-initrd"));
+    }
     if args.with_manifest {
         files.push((MANIFEST, "manifest.json"));
     }

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::build::agent::AgentRecord;
 use crate::build::archive::{Archive, Kind, Record};
 use crate::build::cache::{Inputs, Lookup, Slot};
+use crate::build::lock::Wait;
 use crate::build::kernel::{source_date_epoch, stays_inside};
 use crate::build::profile::{Compression, Profile};
 use crate::util;
@@ -235,20 +236,17 @@ impl<'a> Stage<'a> {
         Ok(Self::check(&self.slot()?))
     }
 
-    pub fn run(&self) -> Result<InitramfsRecord> {
+    pub fn run(&self, wait: Wait) -> Result<InitramfsRecord> {
         let slot = self.slot()?;
-        let rec = match Self::check(&slot) {
-            Lookup::Hit(rec) => {
-                eprintln!(
-                    "[initramfs] up to date: {} ({} bytes, {})",
-                    rec.rd.display(),
-                    rec.rd_size,
-                    rec.compression
-                );
-                rec
-            }
-            Lookup::Miss { .. } => self.build(&slot)?,
-        };
+        let (rec, cached) = slot.get_or_build("initramfs", wait, Self::check, |s| self.build(s))?;
+        if cached {
+            eprintln!(
+                "[initramfs] up to date: {} ({} bytes, {})",
+                rec.rd.display(),
+                rec.rd_size,
+                rec.compression
+            );
+        }
         slot.remember()?;
         Ok(rec)
     }

@@ -84,6 +84,18 @@ impl Config {
     pub fn get(&self, option: &str) -> &str {
         self.values.get(option).map(String::as_str).unwrap_or("n")
     }
+
+    /// The options whose values differ between the two, absent read as `n`.
+    pub fn differing(&self, other: &Config) -> Vec<String> {
+        let mut names: Vec<&String> = self.values.keys().chain(other.values.keys()).collect();
+        names.sort();
+        names.dedup();
+        names
+            .into_iter()
+            .filter(|o| self.get(o) != other.get(o))
+            .cloned()
+            .collect()
+    }
 }
 
 /// Rewrites a .config with the requirements applied: existing lines are

@@ -10,4 +10,5 @@ pub mod fetch;
 pub mod initramfs;
 pub mod kconfig;
 pub mod kernel;
+pub mod lock;
 pub mod profile;

@@ -145,6 +145,11 @@ pub struct Initramfs {
     /// project. Relative to the profile that sets it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rootfs: Option<PathBuf>,
+    /// Link the initramfs into the kernel image (`CONFIG_INITRAMFS_SOURCE`)
+    /// instead of shipping zfcpdump.rd beside it: one file, which zipl IPLs
+    /// alone and which a secure-IPL signature covers whole.
+    #[serde(default)]
+    pub builtin: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -692,7 +697,7 @@ fragments = ["zfcpdump.config"]
         assert!(e.contains("bad.toml"), "{e}");
         assert!(e.contains("line 7, column 1"), "{e}");
         assert!(e.contains("unknown field `compresion`"), "{e}");
-        assert!(e.contains("expected `compression`"), "{e}");
+        assert!(e.contains("`compression`") && e.contains("`builtin`"), "{e}");
     }
 
     #[test]

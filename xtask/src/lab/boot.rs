@@ -35,13 +35,11 @@ pub struct BootArgs {
 pub fn run(args: &BootArgs) -> Result<()> {
     let root = util::project_root();
     let profile = args.profile.load()?;
-    dist::run(&DistArgs {
-        profile: args.profile.clone(),
-        no_provision: args.no_provision,
-        offline: false,
-        check_reproducible: false,
-        out_dir: None,
-    })?;
+    dist::run(&DistArgs::new(
+        args.profile.clone(),
+        args.no_provision,
+        false,
+    ))?;
     let dir = dist::dist_dir(&root, &profile);
     let log = util::cache_dir(&root).join("boot").join(format!(
         "{}-{}{}.log",

@@ -51,7 +51,6 @@ use clap::Args;
 use zfcpdump_format::superblock::CSUM_FIELD_OFFSET;
 
 use crate::build::dist::{self, DistArgs, IMAGE, RD};
-use crate::build::kernel;
 use crate::build::profile::{self, ProfileArgs};
 use crate::lab::LabArgs;
 use crate::lab::checks::check_success;
@@ -171,18 +170,15 @@ pub fn run(args: &E2eArgs) -> Result<()> {
         profile: args.profile.clone(),
         sets: vec![],
     };
-    dist::run(&DistArgs {
-        profile: profile_args.clone(),
-        no_provision: args.lab.no_provision,
-        offline: args.lab.offline,
-        check_reproducible: false,
-        out_dir: None,
-    })?;
+    let kernel_rec = dist::run(&DistArgs::new(
+        profile_args.clone(),
+        args.lab.no_provision,
+        args.lab.offline,
+    ))?
+    .kernel;
     let profile = profile_args.load()?;
     let dist_dir = dist::dist_dir(&root, &profile);
-    // Cached by the dist above: only its record, for crash's vmlinux.
-    let kernel_rec = kernel::Stage::new(&root, &profile).run()?;
-    let vmlinux = kernel_rec.build_dir.join("vmlinux");
+    let vmlinux = kernel_rec.vmlinux.clone();
     ensure!(
         vmlinux.is_file(),
         "{} is missing: the kernel build directory is incomplete",
@@ -305,14 +301,15 @@ pub(crate) fn elided_build(
     // `dist::run` with an output directory: `profile::load` with the sets,
     // `dist::build`, the manifest and `dist::publish` into `dir`.
     dist::run(&DistArgs {
-        profile: ProfileArgs {
-            profile: name.clone(),
-            sets,
-        },
-        no_provision,
-        offline,
-        check_reproducible: false,
         out_dir: Some(dir.clone()),
+        ..DistArgs::new(
+            ProfileArgs {
+                profile: name.clone(),
+                sets,
+            },
+            no_provision,
+            offline,
+        )
     })?;
     let same = |name: &str| -> Result<bool> {
         Ok(fs::read(dir.join(name))? == fs::read(dist_dir.join(name))?)

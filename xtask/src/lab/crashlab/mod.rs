@@ -50,7 +50,8 @@ use zfcpdump_format::superblock::DumpSuperblock;
 
 use crate::build::agent;
 use crate::build::dist::{self, DistArgs, IMAGE, RD};
-use crate::build::kernel;
+use crate::build::kernel::KernelRecord;
+use crate::build::lock::Wait;
 use crate::build::profile::{Profile, ProfileArgs};
 use crate::lab::LabArgs;
 use crate::lab::e2e::{build_host_tools, elided_build};
@@ -378,27 +379,23 @@ fn setup_pair(
     let cache = &util::cache_dir(root);
     let name = format!("{prod}:{tool}");
     step(format!("pair {name}: building {prod} and {tool}"));
-    let load = |p: &str| -> Result<(Profile, PathBuf)> {
+    let load = |p: &str| -> Result<(Profile, PathBuf, KernelRecord)> {
         let pa = ProfileArgs {
             profile: p.to_string(),
             sets: vec![],
         };
-        dist::run(&DistArgs {
-            profile: pa.clone(),
-            no_provision: args.lab.no_provision,
-            offline: args.lab.offline,
-            check_reproducible: false,
-            out_dir: None,
-        })?;
+        let built = dist::run(&DistArgs::new(
+            pa.clone(),
+            args.lab.no_provision,
+            args.lab.offline,
+        ))?;
         let profile = pa.load()?;
         let dir = dist::dist_dir(root, &profile);
-        Ok((profile, dir))
+        Ok((profile, dir, built.kernel))
     };
-    let (production, prod_dir) = load(prod)?;
-    let (tool_profile, tool_dir) = load(tool)?;
-    let prod_kernel = kernel::Stage::new(root, &production).run()?;
-    let tool_kernel = kernel::Stage::new(root, &tool_profile).run()?;
-    let vmlinux = prod_kernel.build_dir.join("vmlinux");
+    let (_, prod_dir, prod_kernel) = load(prod)?;
+    let (tool_profile, tool_dir, tool_kernel) = load(tool)?;
+    let vmlinux = prod_kernel.vmlinux.clone();
     ensure!(
         vmlinux.is_file(),
         "{} is missing: the kernel build directory is incomplete",
@@ -466,7 +463,7 @@ fn setup_pair(
     let readers = Readers::for_kernel(&prod_kernel.release, cache, args.lab.offline)?;
     let makedumpfile = Makedumpfile::for_kernel(&prod_kernel.release, cache, args.lab.offline)?;
     let agent_bin = agent::Stage::new(root, &tool_profile, args.lab.offline)
-        .run()?
+        .run(Wait::Block)?
         .binary;
     let crashkernel = args
         .crashkernel

@@ -1,25 +1,45 @@
 //! The kernel stage: unpack the source, configure (defconfig + fragments +
-//! olddefconfig), check requested against final, compile out of tree.
+//! olddefconfig), check requested against final, compile out of tree, link
+//! the image of the profile's variant.
 //!
-//! Two cache levels keep a no-op under a second and share compiles:
+//! Three cache levels keep a no-op under a second and share compiles:
 //! - the *configure key* hashes everything configure depends on; its record
 //!   holds the final .config and the compile key;
 //! - the *compile key* hashes the final .config, the source, the compiler
 //!   and the make variables; it names the `O=` directory. Profiles that end
-//!   in the same .config (e.g. differing only in initrd compression) share
-//!   one compile.
+//!   in the same .config share one compile. A built-in initramfs does not
+//!   enter it: the compile is always of the external variant's .config;
+//! - the *link key* ([`link`]) adds the variant's .config (the built-in
+//!   initramfs options) and the embedded archive: it names the directory
+//!   the image and vmlinux are copied to, so a rootfs or agent change only
+//!   relinks, and each variant's image survives the other's link in the
+//!   shared `O=` directory.
+//!
+//! The whole stage runs under the lock of its cache directory
+//! ([`crate::build::lock`]): parallel builds of one target directory queue
+//! instead of compiling into one `O=` directory at once.
 
 use std::fs;
-use std::io::{BufRead, BufReader, IsTerminal, Write};
-use std::path::{Component, Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
-use crate::build::cache;
+mod link;
+mod make;
+mod source;
+
+pub use link::{EMBEDDED_OPTION, embedded_name};
+use make::{Progress, run_logged};
+pub use source::{stays_inside, unpack_tarball};
+use source::git_commit;
+
+use crate::build::cache::{self, Lookup};
+use crate::build::initramfs::InitramfsRecord;
 use crate::build::kconfig::{self, Config, Requirement};
+use crate::build::lock::{self, Wait};
 use crate::build::profile::Profile;
 use crate::util;
 
@@ -40,20 +60,50 @@ const BUILD_VERSION: &str = "1";
 const MAPPED_SRC: &str = "/usr/src/linux";
 const MAPPED_OBJ: &str = "/usr/src/linux-obj";
 
-/// What later stages and the manifest need from this stage.
+/// What later stages and the manifest need from this stage: one variant's
+/// linked image, copied out of the `O=` directory.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct KernelRecord {
     pub compile_key: String,
+    pub link_key: String,
     pub image: PathBuf,
     pub image_size: u64,
-    /// Bytes from physical 0 to the end of the loaded kernel, bss included.
+    /// The image's vmlinux (with its symbols, for crash).
+    pub vmlinux: PathBuf,
+    /// Bytes from physical 0 to the end of the loaded kernel, bss included
+    /// (and with it a built-in initramfs, which lies in `.init.ramfs`).
     pub footprint: u64,
     pub release: String,
+    /// The variant's final .config.
     pub config_sha256: String,
     pub config: PathBuf,
     pub source: SourceId,
+    /// The shared `O=` directory and its make.log.
     pub build_dir: PathBuf,
     pub log: PathBuf,
+    /// The initramfs linked into the image, if it is built in.
+    pub embedded: Option<Embedded>,
+}
+
+/// An initramfs linked into the image.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Embedded {
+    /// Its name inside the `O=` directory (`CONFIG_INITRAMFS_SOURCE`).
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// The compile's record in its `O=` directory (`stage.json`): the compile
+/// is complete. Records of older versions, which held more, read as this.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CompileRecord {
+    compile_key: String,
+    release: String,
+    source: SourceId,
+    /// Objects compiled, for the next compile's progress estimate.
+    #[serde(default)]
+    objects: Option<u64>,
 }
 
 /// How the source was identified.
@@ -75,6 +125,11 @@ struct ConfigureRecord {
     configure_key: String,
     compile_key: String,
     config_sha256: String,
+    /// With a built-in initramfs: the sha256 of the link .config
+    /// (`<configure_key>.link.config`), the compile's plus the built-in
+    /// initramfs options.
+    #[serde(default)]
+    link_config_sha256: Option<String>,
 }
 
 pub use crate::build::cache::{Inputs, key_of};
@@ -84,6 +139,8 @@ pub struct Stage<'a> {
     pub root: &'a Path,
     pub cache: PathBuf,
     pub profile: &'a Profile,
+    /// When another build holds the stage's lock.
+    pub wait: Wait,
 }
 
 /// The stage's state without running anything: for `plan`.
@@ -96,6 +153,10 @@ pub enum State {
     UpToDate(Box<KernelRecord>),
     /// Configure is cached and its compile exists elsewhere: cheap.
     Configure,
+    /// The compile is there; the image is to be linked (or copied) only.
+    Link {
+        why: String,
+    },
     Rebuild {
         why: String,
     },
@@ -107,6 +168,7 @@ impl<'a> Stage<'a> {
             root,
             cache: util::cache_dir(root).join("kernel"),
             profile,
+            wait: Wait::Block,
         }
     }
 
@@ -118,7 +180,14 @@ impl<'a> Stage<'a> {
         ];
         let comp = self.profile.initramfs.compression;
         if let Some(opt) = comp.kernel_option() {
-            opts.push((opt, "unpacks the initrd"));
+            opts.push((
+                opt,
+                if self.profile.initramfs.builtin {
+                    "unpacks the built-in initramfs"
+                } else {
+                    "unpacks the initrd"
+                },
+            ));
         }
         opts.into_iter()
             .map(|(o, why)| Requirement {
@@ -136,15 +205,37 @@ impl<'a> Stage<'a> {
             let path = self.fragment_path(name);
             let text = fs::read_to_string(&path).with_context(|| {
                 format!(
-                    "kernel fragment {name:?} (profile {}): cannot read {}",
+                    "kernel fragment {name:?} (profile {}): cannot read {}{}",
                     self.profile.name,
-                    path.display()
+                    path.display(),
+                    self.fragment_hint(name)
                 )
             })?;
             reqs.extend(kconfig::parse_fragment(name, &text)?);
         }
         kconfig::conflicts(&reqs)?;
         Ok(reqs)
+    }
+
+    /// A bare name is looked up in kernel-config/ only; when a file of that
+    /// name sits beside one of the profile's files, say how to name it.
+    fn fragment_hint(&self, name: &str) -> String {
+        if name.contains('/') {
+            return String::new();
+        }
+        self.profile
+            .files
+            .iter()
+            .find(|f| f.with_file_name(name).is_file())
+            .map(|f| {
+                format!(
+                    "; {} sits beside the profile {}: a bare name is looked up in \
+                     kernel-config/ only, so write fragments = [\"./{name}\"] there",
+                    f.with_file_name(name).display(),
+                    f.display()
+                )
+            })
+            .unwrap_or_default()
     }
 
     fn fragment_path(&self, name: &str) -> PathBuf {
@@ -257,7 +348,7 @@ impl<'a> Stage<'a> {
             },
         );
         i.insert("defconfig".into(), self.profile.kernel.defconfig.clone());
-        for r in self.requirements()? {
+        for r in self.requirements()?.into_iter().chain(self.link_requirements()) {
             i.insert(
                 format!("option {}", r.option),
                 format!("{} ({})", r.value, r.origin),
@@ -293,15 +384,22 @@ impl<'a> Stage<'a> {
         self.cache.join(format!("build-{}", &compile_key[..16]))
     }
 
-    /// What `run` would do, without doing it.
-    pub fn plan(&self) -> Result<Plan> {
+    /// What `run` would do, without doing it. `embed` is the initramfs a
+    /// built-in profile links in, when its stage is up to date.
+    pub fn plan(&self, embed: Option<&InitramfsRecord>) -> Result<Plan> {
         let inputs = self.inputs()?;
         let configure_key = key_of(&inputs);
         let state = match read_json::<ConfigureRecord>(&self.configure_record_path(&configure_key))
         {
-            Some(c) => match self.compiled(&c.compile_key) {
-                Some(rec) => State::UpToDate(Box::new(rec)),
-                None => State::Rebuild {
+            Some(c) => match (self.compiled(&c.compile_key), self.link_slot(&c, embed)?) {
+                (Some(_), Some(slot)) => match self.linked(&slot) {
+                    Lookup::Hit(rec) => State::UpToDate(Box::new(rec)),
+                    Lookup::Miss { why } => State::Link { why },
+                },
+                (Some(_), None) => State::Link {
+                    why: "the initramfs it embeds will be rebuilt".into(),
+                },
+                (None, _) => State::Rebuild {
                     why: "configuration known, but its compile is missing or incomplete".into(),
                 },
             },
@@ -320,34 +418,83 @@ impl<'a> Stage<'a> {
         cache::why_changed(&self.cache, &self.profile.name, inputs)
     }
 
-    /// The record of a finished compile, if its outputs are still there.
-    fn compiled(&self, compile_key: &str) -> Option<KernelRecord> {
-        let rec: KernelRecord = read_json(&self.build_dir(compile_key).join("stage.json"))?;
-        (rec.compile_key == compile_key && rec.image.is_file()).then_some(rec)
+    /// The record of a finished compile.
+    fn compiled(&self, compile_key: &str) -> Option<CompileRecord> {
+        let rec: CompileRecord = read_json(&self.build_dir(compile_key).join("stage.json"))?;
+        (rec.compile_key == compile_key).then_some(rec)
     }
 
     /// Runs the stage, or returns the cached record when nothing changed.
-    pub fn run(&self) -> Result<KernelRecord> {
+    /// A profile with a built-in initramfs passes the initramfs stage's
+    /// record as `embed`; the others pass None.
+    pub fn run(&self, embed: Option<&InitramfsRecord>) -> Result<KernelRecord> {
+        anyhow::ensure!(
+            embed.is_some() == self.profile.initramfs.builtin,
+            "kernel stage of profile {:?}: {} initramfs given for a profile whose initramfs is {}",
+            self.profile.name,
+            if embed.is_some() { "an" } else { "no" },
+            if self.profile.initramfs.builtin { "built in" } else { "external" }
+        );
         let inputs = self.inputs()?;
         let configure_key = key_of(&inputs);
-        let configure =
-            match read_json::<ConfigureRecord>(&self.configure_record_path(&configure_key)) {
-                Some(c) => c,
-                None => self.configure(&inputs, &configure_key)?,
-            };
-        let rec = match self.compiled(&configure.compile_key) {
-            Some(rec) => {
-                eprintln!(
-                    "[kernel] up to date: {} ({} bytes)",
-                    rec.image.display(),
-                    rec.image_size
-                );
-                rec
-            }
-            None => self.compile(&configure)?,
+        let record = || read_json::<ConfigureRecord>(&self.configure_record_path(&configure_key));
+        // Without the lock first: a no-op stays a no-op while another build
+        // holds it.
+        if let Some(c) = record()
+            && let Some(rec) = self.up_to_date(&c, embed)?
+        {
+            write_json(&self.last_inputs_path(), &inputs)?;
+            return Ok(rec);
+        }
+        let _lock = lock::acquire(&self.cache, "kernel", self.wait)?;
+        let configure = match record() {
+            Some(c) => c,
+            None => self.configure(&inputs, &configure_key)?,
         };
+        // Another build may have done it while this one waited.
+        if let Some(rec) = self.up_to_date(&configure, embed)? {
+            write_json(&self.last_inputs_path(), &inputs)?;
+            return Ok(rec);
+        }
+        let fresh = self.compiled(&configure.compile_key).is_none();
+        if fresh {
+            self.compile(&configure)?;
+        }
+        let slot = self
+            .link_slot(&configure, embed)?
+            .context("the link slot of a configured kernel")?;
+        let rec = self.link(&configure, &slot, embed, fresh)?;
         write_json(&self.last_inputs_path(), &inputs)?;
         Ok(rec)
+    }
+
+    fn up_to_date(
+        &self,
+        c: &ConfigureRecord,
+        embed: Option<&InitramfsRecord>,
+    ) -> Result<Option<KernelRecord>> {
+        if self.compiled(&c.compile_key).is_none() {
+            return Ok(None);
+        }
+        let Some(slot) = self.link_slot(c, embed)? else {
+            return Ok(None);
+        };
+        Ok(match self.linked(&slot) {
+            Lookup::Hit(rec) => {
+                eprintln!(
+                    "[kernel] up to date: {} ({} bytes{})",
+                    rec.image.display(),
+                    rec.image_size,
+                    if rec.embedded.is_some() {
+                        ", initramfs built in"
+                    } else {
+                        ""
+                    }
+                );
+                Some(rec)
+            }
+            Lookup::Miss { .. } => None,
+        })
     }
 
     fn source_root(&self) -> Result<PathBuf> {
@@ -398,7 +545,7 @@ impl<'a> Stage<'a> {
                 .arg(&self.profile.kernel.defconfig),
             &log,
             "kernel defconfig",
-            false,
+            None,
         )?;
         let dotconfig = scratch.join(".config");
         let base = fs::read_to_string(&dotconfig)?;
@@ -407,21 +554,10 @@ impl<'a> Stage<'a> {
             self.make(&src, &scratch).arg("olddefconfig"),
             &log,
             "kernel olddefconfig",
-            false,
+            None,
         )?;
         let final_text = fs::read_to_string(&dotconfig)?;
-        let mismatches = kconfig::check(&reqs, &Config::parse(&final_text));
-        if !mismatches.is_empty() {
-            let list: Vec<String> = mismatches.iter().map(|m| format!("  {m}")).collect();
-            bail!(
-                "kernel configuration of profile {:?}: {} requested option(s) did not survive olddefconfig \
-                 (usually a dependency is off; add it to the fragment):\n{}\nfinal .config: {}",
-                self.profile.name,
-                mismatches.len(),
-                list.join("\n"),
-                dotconfig.display()
-            );
-        }
+        self.check_final(&reqs, &final_text, &dotconfig)?;
         let config_sha256 = util::sha256_bytes(final_text.as_bytes());
         let mut ckey = Inputs::new();
         ckey.insert("stage".into(), STAGE_VERSION.into());
@@ -438,38 +574,61 @@ impl<'a> Stage<'a> {
             .join("configs")
             .join(format!("{configure_key}.config"));
         util::write_atomic(&saved, final_text.as_bytes())?;
+        let link_config_sha256 = if self.profile.initramfs.builtin {
+            let text = self.configure_link(&src, &scratch, &final_text, &reqs, &log)?;
+            let saved = self.link_config_path(configure_key);
+            util::write_atomic(&saved, text.as_bytes())?;
+            Some(util::sha256_bytes(text.as_bytes()))
+        } else {
+            None
+        };
         let rec = ConfigureRecord {
             configure_key: configure_key.into(),
             compile_key,
             config_sha256,
+            link_config_sha256,
         };
         write_json(&self.configure_record_path(configure_key), &rec)?;
         let _ = fs::remove_dir_all(&scratch);
         eprintln!(
             "[kernel] configured in {}: all {} requested options hold",
             util::fmt_duration(t.elapsed()),
-            reqs.len()
+            reqs.len() + self.link_requirements().len()
         );
         Ok(rec)
     }
 
-    fn compile(&self, c: &ConfigureRecord) -> Result<KernelRecord> {
+    /// The requested-vs-final check of a .config made by olddefconfig.
+    fn check_final(&self, reqs: &[Requirement], text: &str, path: &Path) -> Result<()> {
+        let mismatches = kconfig::check(reqs, &Config::parse(text));
+        if !mismatches.is_empty() {
+            let list: Vec<String> = mismatches.iter().map(|m| format!("  {m}")).collect();
+            bail!(
+                "kernel configuration of profile {:?}: {} requested option(s) did not survive olddefconfig \
+                 (usually a dependency is off; add it to the fragment):\n{}\nfinal .config: {}",
+                self.profile.name,
+                mismatches.len(),
+                list.join("\n"),
+                path.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Compiles the external variant's .config into the `O=` directory.
+    fn compile(&self, c: &ConfigureRecord) -> Result<CompileRecord> {
         let t = Instant::now();
         let src = self.source_root()?;
         let obj = self.build_dir(&c.compile_key);
         fs::create_dir_all(&obj)?;
         let _ = fs::remove_file(obj.join("stage.json"));
-        let saved = self
-            .cache
-            .join("configs")
-            .join(format!("{}.config", c.configure_key));
-        fs::copy(&saved, obj.join(".config"))?;
+        fs::copy(
+            self.config_path(&c.configure_key),
+            obj.join(".config"),
+        )?;
         let log = obj.join("make.log");
         let _ = fs::remove_file(&log);
-        let jobs = match self.profile.kernel.jobs {
-            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
-            n => n as usize,
-        };
+        let jobs = self.jobs();
         eprintln!(
             "[kernel] compiling in {} with -j{jobs}; log: {}",
             obj.display(),
@@ -479,47 +638,69 @@ impl<'a> Stage<'a> {
             self.make(&src, &obj).arg("olddefconfig"),
             &log,
             "kernel olddefconfig",
-            false,
+            None,
         )?;
-        run_logged(
+        let source = self.source_id()?;
+        let objects = run_logged(
             self.make(&src, &obj)
                 .arg(format!("-j{jobs}"))
                 .arg("bzImage"),
             &log,
             "kernel compile",
-            true,
+            Some(&Progress {
+                label: "compiling",
+                expected: self.expected_objects(&source),
+            }),
         )?;
-        let image = obj.join("arch/s390/boot/bzImage");
-        let image_size = fs::metadata(&image)
-            .with_context(|| format!("make succeeded but {} is missing", image.display()))?
-            .len();
-        let footprint = footprint(&obj.join("vmlinux"))?;
         let release = fs::read_to_string(obj.join("include/config/kernel.release"))
             .context("cannot read kernel.release")?
             .trim()
             .to_string();
-        let rec = KernelRecord {
+        let rec = CompileRecord {
             compile_key: c.compile_key.clone(),
-            image,
-            image_size,
-            footprint,
             release,
-            config_sha256: c.config_sha256.clone(),
-            config: obj.join(".config"),
-            source: self.source_id()?,
-            build_dir: obj.clone(),
-            log,
+            source,
+            objects: Some(objects),
         };
         write_json(&obj.join("stage.json"), &rec)?;
         eprintln!(
-            "[kernel] built {} in {}: image {} bytes, footprint {:#x} ({:.1} MiB)",
+            "[kernel] compiled {} in {}: {objects} objects",
             rec.release,
             util::fmt_duration(t.elapsed()),
-            rec.image_size,
-            rec.footprint,
-            rec.footprint as f64 / (1 << 20) as f64
         );
         Ok(rec)
+    }
+
+    fn jobs(&self) -> usize {
+        match self.profile.kernel.jobs {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n as usize,
+        }
+    }
+
+    /// How many objects an earlier compile of the same source made, for the
+    /// progress line's percentage: the largest count on record.
+    fn expected_objects(&self, source: &SourceId) -> Option<u64> {
+        fs::read_dir(&self.cache)
+            .ok()?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("build-"))
+            .filter_map(|e| read_json::<CompileRecord>(&e.path().join("stage.json")))
+            .filter(|r| r.source.sha256 == source.sha256 && r.source.path == source.path)
+            .filter_map(|r| r.objects)
+            .max()
+    }
+
+    fn config_path(&self, configure_key: &str) -> PathBuf {
+        self.cache
+            .join("configs")
+            .join(format!("{configure_key}.config"))
+    }
+
+    fn link_config_path(&self, configure_key: &str) -> PathBuf {
+        self.cache
+            .join("configs")
+            .join(format!("{configure_key}.link.config"))
     }
 }
 
@@ -584,194 +765,6 @@ pub fn kbuild_timestamp(epoch: u64) -> String {
     )
 }
 
-fn git_commit(dir: &Path) -> Option<String> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["rev-parse", "HEAD"])
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
-}
-
-/// Unpacks a kernel tarball once into `dest` and returns the source root.
-/// Entries that would land outside `dest` are refused, not skipped.
-pub fn unpack_tarball(tarball: &Path, dest: &Path) -> Result<PathBuf> {
-    if !dest.join(".unpacked").is_file() {
-        let t = Instant::now();
-        eprintln!(
-            "[kernel] unpacking {} into {}",
-            tarball.display(),
-            dest.display()
-        );
-        let tmp = util::tmp_name(dest);
-        let _ = fs::remove_dir_all(&tmp);
-        fs::create_dir_all(&tmp)?;
-        let res = unpack_into(tarball, &tmp);
-        if let Err(e) = res {
-            let _ = fs::remove_dir_all(&tmp);
-            return Err(e);
-        }
-        fs::write(tmp.join(".unpacked"), b"")?;
-        let _ = fs::remove_dir_all(dest);
-        fs::rename(&tmp, dest)?;
-        eprintln!("[kernel] unpacked in {}", util::fmt_duration(t.elapsed()));
-    }
-    // A kernel tarball has one top directory; use it when there is one.
-    let mut dirs = fs::read_dir(dest)?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.path().is_dir())
-        .map(|e| e.path());
-    match (dirs.next(), dirs.next()) {
-        (Some(d), None) if d.join("Makefile").is_file() => Ok(d),
-        _ if dest.join("Makefile").is_file() => Ok(dest.to_path_buf()),
-        _ => bail!("{} holds no kernel source (no Makefile)", tarball.display()),
-    }
-}
-
-fn unpack_into(tarball: &Path, dest: &Path) -> Result<()> {
-    let f =
-        fs::File::open(tarball).with_context(|| format!("cannot open {}", tarball.display()))?;
-    let reader: Box<dyn std::io::Read> = match tarball.extension().and_then(|e| e.to_str()) {
-        Some("xz") => Box::new(xz2::read::XzDecoder::new(BufReader::with_capacity(
-            1 << 20,
-            f,
-        ))),
-        Some("tar") => Box::new(BufReader::new(f)),
-        _ => bail!(
-            "{}: unsupported archive type: use a .tar or .tar.xz kernel source",
-            tarball.display()
-        ),
-    };
-    let mut ar = tar::Archive::new(reader);
-    ar.set_preserve_permissions(true);
-    for entry in ar.entries()? {
-        let mut entry = entry.with_context(|| format!("corrupt archive {}", tarball.display()))?;
-        let path = entry.path()?.into_owned();
-        check_entry(&path, &entry)?;
-        entry
-            .unpack_in(dest)
-            .with_context(|| format!("cannot unpack {}", path.display()))?;
-    }
-    Ok(())
-}
-
-/// Refuses absolute paths, `..`, and links that point outside the archive.
-fn check_entry<R: std::io::Read>(path: &Path, entry: &tar::Entry<R>) -> Result<()> {
-    if !stays_inside(Path::new(""), path) {
-        bail!(
-            "archive entry {:?} escapes the destination directory; refusing to unpack",
-            path
-        );
-    }
-    let kind = entry.header().entry_type();
-    if let Some(link) = entry.link_name()? {
-        // Symlinks resolve from the entry's directory; hard links from the root.
-        let base = if kind.is_symlink() {
-            path.parent().unwrap_or(Path::new(""))
-        } else {
-            Path::new("")
-        };
-        if !stays_inside(base, &link) {
-            bail!(
-                "archive entry {:?} links to {:?}, outside the destination directory; refusing to unpack",
-                path,
-                link
-            );
-        }
-    }
-    Ok(())
-}
-
-/// Whether `base/rel` stays inside the root, resolving `..` lexically.
-pub fn stays_inside(base: &Path, rel: &Path) -> bool {
-    let mut depth: i64 = 0;
-    for c in base.components().chain(rel.components()) {
-        match c {
-            Component::Normal(_) => depth += 1,
-            Component::CurDir => {}
-            Component::ParentDir => {
-                depth -= 1;
-                if depth < 0 {
-                    return false;
-                }
-            }
-            Component::RootDir | Component::Prefix(_) => return false,
-        }
-    }
-    true
-}
-
-/// Runs a command with stdout and stderr appended to `log`. With
-/// `progress`, shows a live line of elapsed time and objects compiled.
-/// On failure, prints the log's last lines and its path.
-fn run_logged(cmd: &mut Command, log: &Path, what: &str, progress: bool) -> Result<()> {
-    let mut logf =
-        std::io::BufWriter::new(fs::OpenOptions::new().create(true).append(true).open(log)?);
-    writeln!(logf, "$ {cmd:?}")?;
-    let (reader, writer) = std::io::pipe()?;
-    cmd.stdin(Stdio::null())
-        .stdout(writer.try_clone()?)
-        .stderr(writer);
-    let mut child = cmd
-        .spawn()
-        .with_context(|| format!("{what}: cannot run {:?}", cmd.get_program()))?;
-    // The Command still holds the pipe's write ends; drop them, or the
-    // reader below never sees end-of-file.
-    cmd.stdout(Stdio::null()).stderr(Stdio::null());
-    let start = Instant::now();
-    let tty = std::io::stderr().is_terminal();
-    let mut objects = 0u64;
-    let mut last_shown = Instant::now();
-    let mut tail: std::collections::VecDeque<String> = Default::default();
-    for line in BufReader::new(reader).lines() {
-        let line = line.unwrap_or_default();
-        writeln!(logf, "{line}")?;
-        let t = line.trim_start();
-        if t.starts_with("CC ") || t.starts_with("AS ") {
-            objects += 1;
-        }
-        if tail.len() == 30 {
-            tail.pop_front();
-        }
-        tail.push_back(line);
-        let interval = if tty {
-            Duration::from_millis(250)
-        } else {
-            Duration::from_secs(30)
-        };
-        if progress && last_shown.elapsed() >= interval {
-            last_shown = Instant::now();
-            let msg = format!(
-                "[kernel] compiling: {} elapsed, {objects} objects compiled",
-                util::fmt_duration(start.elapsed())
-            );
-            if tty {
-                eprint!("\r\x1b[K{msg}");
-            } else {
-                eprintln!("{msg}");
-            }
-        }
-    }
-    let status = child.wait()?;
-    logf.flush()?;
-    if progress && tty {
-        eprint!("\r\x1b[K");
-    }
-    if !status.success() {
-        eprintln!("---- last lines of {} ----", log.display());
-        for l in &tail {
-            eprintln!("{l}");
-        }
-        eprintln!("----");
-        bail!("{what} failed ({status}); full log: {}", log.display());
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -804,7 +797,7 @@ mod tests {
         let plan = {
             let mut st = Stage::new(root, &p);
             st.cache = root.join("cache");
-            st.plan().unwrap()
+            st.plan(None).unwrap()
         };
         (plan, p)
     }
@@ -818,27 +811,44 @@ mod tests {
         let compile_key = util::sha256_bytes(ckey.as_bytes());
         let obj = st.build_dir(&compile_key);
         fs::create_dir_all(&obj).unwrap();
-        fs::write(obj.join("bzImage"), b"image").unwrap();
-        let rec = KernelRecord {
+        let compiled = CompileRecord {
             compile_key: compile_key.clone(),
-            image: obj.join("bzImage"),
-            image_size: 5,
+            release: "6.1.0".into(),
+            source: st.source_id().unwrap(),
+            objects: Some(1500),
+        };
+        write_json(&obj.join("stage.json"), &compiled).unwrap();
+        let c = ConfigureRecord {
+            configure_key: ckey.clone(),
+            compile_key: compile_key.clone(),
+            config_sha256: String::new(),
+            link_config_sha256: None,
+        };
+        write_json(&st.configure_record_path(&ckey), &c).unwrap();
+        let slot = st.link_slot(&c, None).unwrap().unwrap();
+        fs::create_dir_all(slot.dir()).unwrap();
+        for f in ["bzImage", "vmlinux"] {
+            fs::write(slot.dir().join(f), b"x").unwrap();
+        }
+        let rec = KernelRecord {
+            compile_key,
+            link_key: slot.key.clone(),
+            image: slot.dir().join("bzImage"),
+            image_size: 1,
+            vmlinux: slot.dir().join("vmlinux"),
             footprint: 0x69b000,
             release: "6.1.0".into(),
             config_sha256: String::new(),
-            config: obj.join(".config"),
+            config: slot.dir().join("config"),
             source: st.source_id().unwrap(),
             build_dir: obj.clone(),
             log: obj.join("make.log"),
+            embedded: None,
         };
-        write_json(&obj.join("stage.json"), &rec).unwrap();
-        let c = ConfigureRecord {
-            configure_key: ckey.clone(),
-            compile_key,
-            config_sha256: String::new(),
-        };
-        write_json(&st.configure_record_path(&ckey), &c).unwrap();
+        slot.store(&rec).unwrap();
+        slot.remember().unwrap();
         write_json(&st.last_inputs_path(), &inputs).unwrap();
+        assert_eq!(st.expected_objects(&rec.source), Some(1500));
     }
 
     #[test]
@@ -885,7 +895,17 @@ mod tests {
         };
         fs::remove_file(&rec.image).unwrap();
         let (plan, _) = stage_plan(root, &[]);
-        assert!(matches!(plan.state, State::Rebuild { ref why } if why.contains("missing")));
+        assert!(matches!(plan.state, State::Link { ref why } if why.contains("missing")));
+
+        // A built-in initramfs is a configure input (its options), not a
+        // compile one: configure says which option it adds.
+        let (plan, _) = stage_plan(root, &["initramfs.builtin=true"]);
+        match plan.state {
+            State::Rebuild { why } => {
+                assert!(why.contains("option CONFIG_INITRAMFS_SOURCE added"), "{why}")
+            }
+            _ => panic!("built-in change not detected"),
+        }
     }
 
     #[test]
@@ -899,85 +919,5 @@ mod tests {
             kbuild_timestamp(1_709_210_096),
             "Thu Feb 29 12:34:56 UTC 2024"
         );
-    }
-
-    #[test]
-    fn lexical_containment() {
-        assert!(stays_inside(Path::new(""), Path::new("linux/Makefile")));
-        assert!(stays_inside(Path::new("a/b"), Path::new("../c")));
-        assert!(!stays_inside(Path::new(""), Path::new("../etc/passwd")));
-        assert!(!stays_inside(Path::new(""), Path::new("a/../../x")));
-        assert!(!stays_inside(Path::new(""), Path::new("/etc/passwd")));
-        assert!(!stays_inside(Path::new("a"), Path::new("../../x")));
-    }
-
-    fn tar_with(entries: &[(&str, tar::EntryType, Option<&str>)]) -> Vec<u8> {
-        let mut b = tar::Builder::new(Vec::new());
-        for (path, kind, link) in entries {
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(*kind);
-            h.set_mode(0o644);
-            h.set_size(if link.is_some() { 0 } else { 4 });
-            // Write raw names: tar's safe setters refuse `..`, which is the point.
-            let name = h.as_old_mut().name.as_mut();
-            name[..path.len()].copy_from_slice(path.as_bytes());
-            if let Some(l) = link {
-                h.as_old_mut().linkname[..l.len()].copy_from_slice(l.as_bytes());
-            }
-            h.set_cksum();
-            let data: &[u8] = if link.is_some() { b"" } else { b"data" };
-            b.append(&h, data).unwrap();
-        }
-        b.into_inner().unwrap()
-    }
-
-    fn unpack_bytes(bytes: &[u8]) -> (tempfile::TempDir, Result<()>) {
-        let d = tempfile::tempdir().unwrap();
-        let tarball = d.path().join("src.tar");
-        fs::write(&tarball, bytes).unwrap();
-        let dest = d.path().join("out");
-        fs::create_dir_all(&dest).unwrap();
-        let r = unpack_into(&tarball, &dest);
-        (d, r)
-    }
-
-    #[test]
-    fn tarball_path_escape_is_refused() {
-        let t = tar_with(&[
-            ("linux/Makefile", tar::EntryType::Regular, None),
-            ("linux/../../evil", tar::EntryType::Regular, None),
-        ]);
-        let (d, r) = unpack_bytes(&t);
-        let e = r.unwrap_err().to_string();
-        assert!(e.contains("escapes the destination"), "{e}");
-        assert!(!d.path().join("evil").exists());
-    }
-
-    #[test]
-    fn tarball_absolute_path_is_refused() {
-        let t = tar_with(&[("/tmp/zfcpdump-evil", tar::EntryType::Regular, None)]);
-        let (_d, r) = unpack_bytes(&t);
-        assert!(r.unwrap_err().to_string().contains("escapes"));
-    }
-
-    #[test]
-    fn tarball_symlink_escape_is_refused() {
-        let t = tar_with(&[("linux/link", tar::EntryType::Symlink, Some("../../etc"))]);
-        let (_d, r) = unpack_bytes(&t);
-        let e = r.unwrap_err().to_string();
-        assert!(e.contains("outside the destination"), "{e}");
-        let t = tar_with(&[("linux/link", tar::EntryType::Symlink, Some("/etc"))]);
-        assert!(unpack_bytes(&t).1.is_err());
-    }
-
-    #[test]
-    fn tarball_inner_relative_symlink_is_fine() {
-        let t = tar_with(&[
-            ("linux/Makefile", tar::EntryType::Regular, None),
-            ("linux/a/link", tar::EntryType::Symlink, Some("../Makefile")),
-        ]);
-        let (d, r) = unpack_bytes(&t);
-        r.unwrap();
-        assert!(d.path().join("out/linux/a/link").is_symlink());
     }
 }
