@@ -207,10 +207,14 @@ pub fn run(args: &TestArgs) -> Result<()> {
     if !args.quick {
         // Each profile boots at -m equal to its budget; the qemu-6.12 one
         // with every initramfs compression, like the default one.
+        // qemu-builtin: the image alone (no -initrd), relinked from the
+        // qemu compile; gzip as kbuild embeds it, none through
+        // CONFIG_INITRAMFS_COMPRESSION_NONE.
         for (profile, comps) in [
             ("default", &["gzip", "xz", "zstd", "none"][..]),
             ("default-6.12", &["gzip"][..]),
             ("qemu-6.12", &["gzip", "xz", "zstd", "none"][..]),
+            ("qemu-builtin", &["gzip", "none"][..]),
         ] {
             for comp in comps {
                 let set = format!("initramfs.compression={comp}");
@@ -224,7 +228,8 @@ pub fn run(args: &TestArgs) -> Result<()> {
         // Real zipl prepares the disks, each kernel's dump tool dumps, the
         // readers that match the kernel and zfcpdump-disk check; negative
         // runs leave disks intact.
-        for profile in ["qemu", "qemu-6.12"] {
+        // qemu-builtin: real zipl on the image alone, no initrd.
+        for profile in ["qemu", "qemu-6.12", "qemu-builtin"] {
             r.xtask(
                 &format!("end to end under QEMU ({profile} profile)"),
                 &["e2e", "--no-provision", "--profile", profile],
@@ -265,8 +270,12 @@ pub fn run(args: &TestArgs) -> Result<()> {
         // The release pipeline checks reproducibility with a clean second
         // build (offline: it also proves `fetch` brought everything), then
         // packs; the pack is checked against its own checksums.
-        r.envs
-            .push(("XTASK_DIST_ARGS".into(), "--no-provision --offline".into()));
+        // The clean second build also builds default-builtin: the same
+        // compile relinked, so one built-in profile is proven too.
+        r.envs.push((
+            "XTASK_DIST_ARGS".into(),
+            "--no-provision --offline --also-profile default-builtin".into(),
+        ));
         let out = util::cache_dir(&root).join("release");
         let _ = std::fs::remove_dir_all(&out);
         let out_arg = out.display().to_string();

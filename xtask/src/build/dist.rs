@@ -92,6 +92,9 @@ pub struct KernelInfo {
     pub source_pinned: bool,
     pub config_sha256: String,
     pub footprint: u64,
+    /// The initramfs linked into the image, when it is built in.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedded_initramfs: Option<kernel::Embedded>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -273,6 +276,7 @@ fn manifest(root: &Path, profile: &Profile, b: &Built) -> Result<Manifest> {
             source_pinned: src.pinned,
             config_sha256: b.kernel.config_sha256.clone(),
             footprint: b.kernel.footprint,
+            embedded_initramfs: b.kernel.embedded.clone(),
         },
         toolchain: Toolchain {
             cross_gcc: first_line(&format!("{}gcc", profile.kernel.cross_compile), "--version"),

@@ -9,6 +9,7 @@ use clap::Args;
 
 use crate::build::dist::{self, DistArgs, IMAGE, RD};
 use crate::build::profile::ProfileArgs;
+use crate::lab::checks::console::initramfs_origin;
 use crate::lab::guest::{Boot, Outcome};
 use crate::util;
 
@@ -47,9 +48,10 @@ pub fn run(args: &BootArgs) -> Result<()> {
         profile.initramfs.compression,
         if args.append.is_some() { "-append" } else { "" }
     ));
+    let initrd = (!profile.initramfs.builtin).then(|| dir.join(RD));
     let boot = Boot {
         image: &dir.join(IMAGE),
-        initrd: &dir.join(RD),
+        initrd: initrd.as_deref(),
         memory: profile.budget.total,
         cpus: 1,
         append: args.append.clone().unwrap_or_default(),
@@ -72,9 +74,17 @@ pub fn run(args: &BootArgs) -> Result<()> {
         args.expect.clone()
     };
     check(&out, &expect, &log)?;
+    if let Some(p) = initramfs_origin(&out.console, profile.initramfs.builtin) {
+        bail!("boot failed: {p}; full console: {}", log.display());
+    }
     eprintln!(
-        "[boot] ok in {}: the agent ran, said what it said, and powered off (QEMU exit 0)\n{}",
+        "[boot] ok in {}: the agent ran from {}, said what it said, and powered off (QEMU exit 0)\n{}",
         util::fmt_duration(out.elapsed),
+        if profile.initramfs.builtin {
+            "the image's own initramfs (no -initrd)"
+        } else {
+            "the initrd"
+        },
         out.tail(12)
     );
     Ok(())

@@ -54,7 +54,7 @@ use crate::build::dist::{self, DistArgs, IMAGE, RD};
 use crate::build::profile::{self, ProfileArgs};
 use crate::lab::LabArgs;
 use crate::lab::checks::check_success;
-use crate::lab::checks::console::{console_order, peak_rss};
+use crate::lab::checks::console::{console_order, initramfs_origin, peak_rss};
 use crate::lab::checks::files::{first_difference, sparse_copy};
 use crate::lab::guest::{Boot, Drive};
 use crate::lab::readers::Readers;
@@ -134,11 +134,12 @@ pub(crate) struct Ctx {
     pub(crate) cache: PathBuf,
     pub(crate) work: PathBuf,
     pub(crate) image: PathBuf,
-    pub(crate) initrd: PathBuf,
+    /// None when the image carries its initramfs.
+    pub(crate) initrd: Option<PathBuf>,
     /// The same profile with `ELISION_SET`: the same kernel image, its own
     /// initramfs.
     pub(crate) elided_image: PathBuf,
-    pub(crate) elided_initrd: PathBuf,
+    pub(crate) elided_initrd: Option<PathBuf>,
     pub(crate) memory: u64,
     pub(crate) disk_tool: PathBuf,
     pub(crate) fixture_tool: PathBuf,
@@ -178,6 +179,7 @@ pub fn run(args: &E2eArgs) -> Result<()> {
     .kernel;
     let profile = profile_args.load()?;
     let dist_dir = dist::dist_dir(&root, &profile);
+    let external = !profile.initramfs.builtin;
     let vmlinux = kernel_rec.vmlinux.clone();
     ensure!(
         vmlinux.is_file(),
@@ -207,9 +209,9 @@ pub fn run(args: &E2eArgs) -> Result<()> {
         cache,
         work: work.clone(),
         image: dist_dir.join(IMAGE),
-        initrd: dist_dir.join(RD),
+        initrd: external.then(|| dist_dir.join(RD)),
         elided_image: elided_dir.join(IMAGE),
-        elided_initrd: elided_dir.join(RD),
+        elided_initrd: external.then(|| elided_dir.join(RD)),
         memory: profile.budget.total,
         disk_tool,
         fixture_tool,
@@ -314,6 +316,21 @@ pub(crate) fn elided_build(
     let same = |name: &str| -> Result<bool> {
         Ok(fs::read(dir.join(name))? == fs::read(dist_dir.join(name))?)
     };
+    if profile.initramfs.builtin {
+        // The initramfs is in the image: only a relink differs.
+        ensure!(
+            !same(IMAGE)? && !dir.join(RD).exists(),
+            "{} should differ from {} (the initramfs is built in) and come without {RD}",
+            dir.join(IMAGE).display(),
+            dist_dir.join(IMAGE).display()
+        );
+        step(format!(
+            "   {}: {IMAGE} {} bytes, relinked with the dump_level = 1 initramfs",
+            dir.display(),
+            fs::metadata(dir.join(IMAGE))?.len()
+        ));
+        return Ok(dir);
+    }
     ensure!(
         same(IMAGE)?,
         "{} differs from {}: the elision setting should change only the initramfs",
@@ -553,7 +570,7 @@ fn run_one(ctx: &Ctx, spec: &RunSpec) -> Result<RunResult> {
     };
     let boot = Boot {
         image,
-        initrd,
+        initrd: initrd.as_deref(),
         memory: ctx.memory,
         cpus: 1,
         // The agent wants the whole disk; virtio-scsi's scan of empty targets
@@ -597,6 +614,11 @@ fn run_one(ctx: &Ctx, spec: &RunSpec) -> Result<RunResult> {
         p.push("no `peak RSS: N KiB` line".into());
     }
     let mut checked = Vec::new();
+    match initramfs_origin(&out.console, initrd.is_none()) {
+        Some(problem) => p.push(problem),
+        None if initrd.is_none() => checked.push("built-in initramfs (no -initrd)".into()),
+        None => {}
+    }
     match spec.expect {
         Expect::Success => {
             let order = console_order(&out.console, spec.elided, true);

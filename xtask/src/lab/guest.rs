@@ -22,7 +22,8 @@ pub struct Drive {
 
 pub struct Boot<'a> {
     pub image: &'a Path,
-    pub initrd: &'a Path,
+    /// None for an image that carries its initramfs.
+    pub initrd: Option<&'a Path>,
     pub memory: u64,
     /// Virtual CPUs (`-smp`).
     pub cpus: u32,
@@ -60,10 +61,11 @@ impl Boot<'_> {
             .arg(format!("{}M", self.memory.div_ceil(1 << 20)))
             .args(["-action", "panic=exit-failure"])
             .arg("-kernel")
-            .arg(self.image)
-            .arg("-initrd")
-            .arg(self.initrd)
-            .arg("-append")
+            .arg(self.image);
+        if let Some(rd) = self.initrd {
+            c.arg("-initrd").arg(rd);
+        }
+        c.arg("-append")
             .arg(format!("console=ttysclp0 {}", self.append).trim_end());
         if self.drives.iter().any(|d| d.bus == "scsi") {
             c.args(["-device", "virtio-scsi-ccw,id=scsi0"]);

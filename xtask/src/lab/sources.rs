@@ -189,7 +189,7 @@ pub(crate) fn qemu_dump_source(ctx: &Ctx) -> Result<Source> {
     let _ = fs::remove_file(&sock);
     let boot = Boot {
         image: &ctx.image,
-        initrd: &ctx.initrd,
+        initrd: ctx.initrd.as_deref(),
         memory: QEMU_GUEST_MEMORY,
         cpus: 1,
         append: String::new(),

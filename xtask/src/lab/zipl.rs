@@ -514,7 +514,7 @@ pub(crate) fn prepare_target<'g>(ctx: &Ctx, g: &'g Geometry, offline: bool) -> R
         &ZiplJob {
             helper_kernel: &ctx.image,
             dump_image: &ctx.image,
-            dump_initrd: Some(&ctx.initrd),
+            dump_initrd: ctx.initrd.as_deref(),
             disk: &pristine,
             disk_size: g.disk_size,
             sector_size: g.sector_size,
@@ -530,14 +530,17 @@ pub(crate) fn prepare_target<'g>(ctx: &Ctx, g: &'g Geometry, offline: bool) -> R
         res.zipl_output
     );
     let prep = ctx.work.join(format!("prepare-{}.img", g.name));
-    let out = Command::new(&ctx.disk_tool)
+    let mut prepare = Command::new(&ctx.disk_tool);
+    prepare
         .arg("prepare")
         .arg(&prep)
         .args(["--size", &g.disk_size.to_string()])
         .arg("--image")
-        .arg(&ctx.image)
-        .arg("--initrd")
-        .arg(&ctx.initrd)
+        .arg(&ctx.image);
+    if let Some(rd) = &ctx.initrd {
+        prepare.arg("--initrd").arg(rd);
+    }
+    let out = prepare
         .args(["--sector-size", &g.sector_size.to_string()])
         .args(["--part-start", &g.part_start.to_string()])
         .args(["--part-size", &g.part_size.to_string()])
@@ -551,10 +554,15 @@ pub(crate) fn prepare_target<'g>(ctx: &Ctx, g: &'g Geometry, offline: bool) -> R
     let (sb_offset, sb) = compare_metadata(&pristine, &prep, g)?;
     fs::remove_file(&prep)?;
     step(format!(
-        "   {}-byte disk: zipl ran {}, metadata equal to zfcpdump-disk prepare's; \
+        "   {}-byte disk: zipl ran {}{}, metadata equal to zfcpdump-disk prepare's; \
          superblock at {sb_offset:#x}, dump area {} bytes",
         g.sector_size,
         util::fmt_duration(res.elapsed),
+        if ctx.initrd.is_none() {
+            " on the image alone (no zfcpdump-initrd)"
+        } else {
+            ""
+        },
         sb.dump_size
     ));
     Ok(Target {

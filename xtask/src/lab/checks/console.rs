@@ -120,6 +120,21 @@ pub(crate) fn console_order(console: &str, elided: bool, hsa_backed: bool) -> Ve
 }
 
 /// The `peak RSS: N KiB` value.
+/// Whether the kernel's console shows where its initramfs came from as
+/// expected: an external initrd makes it print "Trying to unpack rootfs
+/// image as initramfs"; an image that carries its initramfs unpacks only
+/// its own, silently. None when it is as expected, else the problem.
+pub(crate) fn initramfs_origin(console: &str, builtin: bool) -> Option<String> {
+    let initrd = console.contains("Trying to unpack rootfs image as initramfs");
+    match (builtin, initrd) {
+        (true, true) => Some(
+            "the kernel unpacked an external initrd, but its initramfs should be built in".into(),
+        ),
+        (false, false) => Some("the kernel did not unpack the initrd".into()),
+        _ => None,
+    }
+}
+
 pub(crate) fn peak_rss(console: &str) -> Option<u64> {
     console.lines().rev().find_map(|l| {
         let rest = &l[l.find("peak RSS: ")? + "peak RSS: ".len()..];

@@ -18,7 +18,7 @@ use zfcpdump_format::superblock::CSUM_FIELD_OFFSET;
 
 use super::production::{MARK_CRASHING, MARK_FAILED, MARK_LOADED, MARKER, PANIC};
 use super::{ANON_PAGES, Ctx, Kind, PATTERN_PAGES, RunSpec, SIMULATED_HSA};
-use crate::lab::checks::console::{console_order, peak_rss};
+use crate::lab::checks::console::{console_order, initramfs_origin, peak_rss};
 use crate::lab::checks::files::{first_difference, sparse_copy_range};
 use crate::lab::checks::{disk_status, extract, fmt_ranges, metadata_after};
 use crate::lab::guest::Outcome;
@@ -106,6 +106,17 @@ pub(crate) fn check_run(
     for m in [MARK_LOADED, MARK_CRASHING] {
         if !prod.contains(m) {
             p.push(format!("the production console lacks {m:?}"));
+        }
+    }
+    let builtin = spec.kind.capture() == "builtin";
+    if !capture.is_empty() {
+        match initramfs_origin(capture, builtin) {
+            Some(problem) => p.push(format!("the capture kernel: {problem}")),
+            None if builtin => checked.push(
+                "the capture kernel ran the agent from its built-in initramfs (kexec'd without --initrd)"
+                    .into(),
+            ),
+            None => {}
         }
     }
     match capture.lines().next() {

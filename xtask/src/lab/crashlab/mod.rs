@@ -6,7 +6,8 @@
 //!    elision into the work directory, the pattern writer for s390x, and
 //!    the production initramfs ([`production`]): busybox and Debian's
 //!    kexec-tools, the pattern writer, and the tool's `zfcpdump.image` with
-//!    both initrds, unchanged.
+//!    both initrds, unchanged, and the tool relinked with its initramfs
+//!    built in (`initramfs.builtin`), which the level-17 run loads alone.
 //! 2. Prepares a dump disk with real `zipl --dumpto`, the tool as its dump
 //!    program.
 //! 3. Boots the production kernel with `crashkernel=` (the tool's budget by
@@ -170,6 +171,17 @@ impl Kind {
             Kind::Elided => 1,
             Kind::Level31 => 31,
             Kind::Level17 => 17,
+        }
+    }
+
+    /// The capture kernel the production guest loads: the elided initrd,
+    /// the image with its initramfs built in (level 17, so that a real
+    /// kdump boots that variant too), or the plain initrd.
+    pub(crate) fn capture(self) -> &'static str {
+        match self {
+            Kind::Elided => Kind::Elided.name(),
+            Kind::Level17 => "builtin",
+            _ => Kind::Plain.name(),
         }
     }
 
@@ -412,6 +424,8 @@ fn setup_pair(
         args.lab.offline,
     )?;
 
+    let builtin_dir = builtin_build(&pair_dir, &tool_profile, args)?;
+
     // The pattern writer, cross-built like the agent (std is shared).
     let pattern_bin = agent::Stage::new(root, &tool_profile, args.lab.offline)
         .cross_build("crashlab-pattern")
@@ -422,6 +436,7 @@ fn setup_pair(
         &pattern_bin,
         &CaptureFiles {
             image: &tool_dir.join(IMAGE),
+            builtin_image: &builtin_dir.join(IMAGE),
             initrds: vec![
                 (Kind::Plain.name(), &tool_dir.join(RD)),
                 (Kind::Elided.name(), &elided_dir.join(RD)),
@@ -631,6 +646,39 @@ fn run_parallel(ctx: &Ctx, specs: &[RunSpec]) -> Result<Vec<RunResult>> {
 
 /// The capture kernel's command line: zipl's parmline and the overrides
 /// QEMU needs (the disk; for the `hsa` run the simulated HSA).
+/// The tool profile with `initramfs.builtin = true`, published into the
+/// pair's work directory: the same compile relinked, one file, no rd.
+fn builtin_build(
+    pair_dir: &Path,
+    tool: &Profile,
+    args: &CrashlabArgs,
+) -> Result<PathBuf> {
+    let dir = pair_dir.join(format!("dist-{}-builtin", tool.name));
+    let built = dist::run(&DistArgs {
+        out_dir: Some(dir.clone()),
+        ..DistArgs::new(
+            ProfileArgs {
+                profile: tool.name.clone(),
+                sets: vec!["initramfs.builtin=true".into()],
+            },
+            args.lab.no_provision,
+            args.lab.offline,
+        )
+    })?;
+    ensure!(
+        built.kernel.embedded.is_some() && !dir.join(RD).exists(),
+        "{}: the built-in variant of {} came with an rd",
+        dir.display(),
+        tool.name
+    );
+    step(format!(
+        "   {}: {IMAGE} {} bytes with the initramfs built in (the level17 run's capture kernel)",
+        dir.display(),
+        built.kernel.image_size
+    ));
+    Ok(dir)
+}
+
 fn capture_append(kind: Kind) -> String {
     let mut a =
         format!("console=ttysclp0 {ZIPL_PARMLINE} zfcpdump.disk=/dev/sda scsi_mod.scan=async");
@@ -648,13 +696,10 @@ fn run_one(ctx: &Ctx, spec: &RunSpec) -> Result<RunResult> {
     let disk = ctx.work.join(format!("{}.img", spec.name));
     let log = ctx.work.join(format!("{}.console.log", spec.name));
     crate::lab::checks::files::sparse_copy(&pair.pristine, &disk)?;
-    let capture = match spec.kind {
-        Kind::Elided => Kind::Elided.name(),
-        _ => Kind::Plain.name(),
-    };
+    let capture = spec.kind.capture();
     let boot = Boot {
         image: &pair.production_image,
-        initrd: &pair.production_initramfs,
+        initrd: Some(&pair.production_initramfs),
         memory: PRODUCTION_MEMORY,
         cpus: PRODUCTION_CPUS,
         append: format!(

@@ -33,6 +33,9 @@ const APPLETS: &[&str] = &[
 /// The capture initrds the production initramfs carries, by name.
 pub struct CaptureFiles<'a> {
     pub image: &'a Path,
+    /// The tool's image with its initramfs built in: `crashlab.capture=builtin`
+    /// loads it alone, without `--initrd`.
+    pub builtin_image: &'a Path,
     /// `(name, initrd)`: /init loads `/capture/<name>.rd` as chosen by
     /// `crashlab.capture=<name>` on the production command line.
     pub initrds: Vec<(&'static str, &'a Path)>,
@@ -87,8 +90,12 @@ while [ ! -b /dev/sda ]; do
 done
 dd if=/dev/sda of=/dev/null bs=1M count=16 2>/dev/null || fail "reading /dev/sda"
 grep -E '^(MemFree|Cached|AnonPages|Buffers):' /proc/meminfo | tr -s ' ' | sed 's/^/CRASHLAB-PRODUCTION: /'
-kexec -p /capture/zfcpdump.image --initrd=/capture/"$capture".rd --append="$append" \
-    || fail "kexec -p (exit $?)"
+if [ "$capture" = builtin ]; then
+    kexec -p /capture/builtin.image --append="$append" || fail "kexec -p (exit $?)"
+else
+    kexec -p /capture/zfcpdump.image --initrd=/capture/"$capture".rd --append="$append" \
+        || fail "kexec -p (exit $?)"
+fi
 [ "$(cat /sysfs/kernel/kexec_crash_loaded)" = 1 ] || fail "kexec_crash_loaded is not 1"
 echo "{loaded}: $capture, append: $append"
 echo "{marker} seed=$seed pages=$pages capture=$capture" > /dev/kmsg
@@ -151,6 +158,11 @@ pub fn write_initramfs(
         "capture/zfcpdump.image",
         0o644,
         Kind::File(fs::read(capture.image)?),
+    )?;
+    add(
+        "capture/builtin.image",
+        0o644,
+        Kind::File(fs::read(capture.builtin_image)?),
     )?;
     for (name, rd) in &capture.initrds {
         let data = fs::read(rd).with_context(|| format!("cannot read {}", rd.display()))?;
