@@ -909,6 +909,39 @@ mod tests {
     }
 
     #[test]
+    fn a_fragment_beside_an_outside_profile_is_named_in_the_error() {
+        let d = fake_root();
+        let root = d.path();
+        let outside = tempfile::tempdir().unwrap();
+        let prof = outside.path().join("site.toml");
+        fs::write(
+            &prof,
+            format!(
+                "extends = \"{}\"\n[kernel]\nfragments = [\"nokvm.config\"]\n",
+                root.join("profiles/p.toml").display()
+            ),
+        )
+        .unwrap();
+        fs::write(outside.path().join("nokvm.config"), "# CONFIG_KVM is not set\n").unwrap();
+        let p = profile::load(root, prof.to_str().unwrap(), &[]).unwrap();
+        let e = format!("{:#}", Stage::new(root, &p).requirements().unwrap_err());
+        assert!(e.contains("cannot read"), "{e}");
+        assert!(e.contains("fragments = [\"./nokvm.config\"]"), "{e}");
+        // Named so, it is found beside the profile.
+        fs::write(
+            &prof,
+            format!(
+                "extends = \"{}\"\n[kernel]\nfragments = [\"./nokvm.config\"]\n",
+                root.join("profiles/p.toml").display()
+            ),
+        )
+        .unwrap();
+        let p = profile::load(root, prof.to_str().unwrap(), &[]).unwrap();
+        let reqs = Stage::new(root, &p).requirements().unwrap();
+        assert!(reqs.iter().any(|r| r.option == "CONFIG_KVM" && r.value == "n"));
+    }
+
+    #[test]
     fn timestamp_format() {
         assert_eq!(kbuild_timestamp(0), "Thu Jan  1 00:00:00 UTC 1970");
         assert_eq!(
