@@ -99,12 +99,18 @@ fn builtin_rootfs_change_relinks_without_recompiling() {
     );
     assert!(img > ext_img, "built-in image {img} vs external {ext_img}");
     // The .config of each variant: they differ in the built-in options.
-    assert_ne!(m["kernel"]["config_sha256"], manifest(&ext)["kernel"]["config_sha256"]);
+    assert_ne!(
+        m["kernel"]["config_sha256"],
+        manifest(&ext)["kernel"]["config_sha256"]
+    );
 
     // Unchanged: up to date, no link.
     let o = xtask(&dist_args(PROFILE, &set, &out));
     let t = text(&o);
-    assert!(t.contains("[kernel] up to date") && !t.contains("linking"), "{t}");
+    assert!(
+        t.contains("[kernel] up to date") && !t.contains("linking"),
+        "{t}"
+    );
 }
 
 #[test]
@@ -205,6 +211,9 @@ fn no_wait_fails_at_once_naming_the_holder() {
         t.contains(&format!("locked by pid {}", std::process::id())),
         "{t}"
     );
-    assert!(t.contains("the no-wait test") && t.contains("--no-wait"), "{t}");
+    assert!(
+        t.contains("the no-wait test") && t.contains("--no-wait"),
+        "{t}"
+    );
     assert!(!out.exists(), "a refused build published {}", out.display());
 }

@@ -303,7 +303,11 @@ fn real_zipl_writes_what_zfcpdump_disk_prepare_writes() {
         .iter()
         .flat_map(|g| [(g, Some(initrd.as_path())), (g, None)]);
     for (g, rd) in cases {
-        let tag = format!("{}-{}", g.name, if rd.is_some() { "initrd" } else { "image-only" });
+        let tag = format!(
+            "{}-{}",
+            g.name,
+            if rd.is_some() { "initrd" } else { "image-only" }
+        );
         let zipl_disk = dir.join(format!("zipl-{tag}.img"));
         let prep_disk = dir.join(format!("prepare-{tag}.img"));
         let res = zipl::zipl_prepare(
@@ -363,7 +367,11 @@ fn real_zipl_writes_what_zfcpdump_disk_prepare_writes() {
             g.part_start,
             g.part_size,
             g.disk_size,
-            if rd.is_some() { "initrd 64396" } else { "no initrd" }
+            if rd.is_some() {
+                "initrd 64396"
+            } else {
+                "no initrd"
+            }
         ));
         for ((name, zv), (_, pv)) in z.iter().zip(&p) {
             let mark = if zv == pv { " " } else { "*" };

@@ -33,10 +33,7 @@ impl Table {
         match &k.embedded {
             // Counted once, where it lies: inside the image's .init.ramfs,
             // which the footprint from vmlinux already spans.
-            Some(_) => rows.push(row(
-                "kernel with its initramfs (0 to bss end)",
-                k.footprint,
-            )),
+            Some(_) => rows.push(row("kernel with its initramfs (0 to bss end)", k.footprint)),
             None => {
                 rows.push(row("kernel (physical 0 to end of bss)", k.footprint));
                 rows.push(row(

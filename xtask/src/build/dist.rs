@@ -68,7 +68,11 @@ impl DistArgs {
     }
 
     fn wait(&self) -> Wait {
-        if self.no_wait { Wait::NoWait } else { Wait::Block }
+        if self.no_wait {
+            Wait::NoWait
+        } else {
+            Wait::Block
+        }
     }
 }
 
@@ -216,7 +220,13 @@ fn build_and_publish(
 ) -> Result<Built> {
     let t = Instant::now();
     let profile = pa.load()?;
-    let built = build(root, &profile, !args.no_provision, args.offline, args.wait())?;
+    let built = build(
+        root,
+        &profile,
+        !args.no_provision,
+        args.offline,
+        args.wait(),
+    )?;
     let dir = out_dir.unwrap_or_else(|| dist_dir(root, &profile));
     let manifest = manifest(root, &profile, &built)?;
     {
@@ -455,7 +465,12 @@ fn check_reproducible(root: &Path, args: &DistArgs, dirs: &[(ProfileArgs, PathBu
         };
         let a = read_manifest(&dir.join(MANIFEST))?;
         let b = read_manifest(&second.join(MANIFEST))?;
-        let names = |m: &Manifest| m.artifacts.iter().map(|a| a.name.clone()).collect::<Vec<_>>();
+        let names = |m: &Manifest| {
+            m.artifacts
+                .iter()
+                .map(|a| a.name.clone())
+                .collect::<Vec<_>>()
+        };
         if names(&a) != names(&b) {
             diffs.push(format!(
                 "  {name}: artifacts {:?} vs {:?}",

@@ -13,8 +13,8 @@ use serde::{Deserialize, Serialize};
 use crate::build::agent::AgentRecord;
 use crate::build::archive::{Archive, Kind, Record};
 use crate::build::cache::{Inputs, Lookup, Slot};
-use crate::build::lock::Wait;
 use crate::build::kernel::{source_date_epoch, stays_inside};
+use crate::build::lock::Wait;
 use crate::build::profile::{Compression, Profile};
 use crate::util;
 

@@ -697,7 +697,10 @@ fragments = ["zfcpdump.config"]
         assert!(e.contains("bad.toml"), "{e}");
         assert!(e.contains("line 7, column 1"), "{e}");
         assert!(e.contains("unknown field `compresion`"), "{e}");
-        assert!(e.contains("`compression`") && e.contains("`builtin`"), "{e}");
+        assert!(
+            e.contains("`compression`") && e.contains("`builtin`"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -171,18 +171,15 @@ impl Stage<'_> {
                 self.link_config_path(&c.configure_key),
                 c.link_config_sha256.clone().unwrap_or_default(),
             ),
-            None => (
-                self.config_path(&c.configure_key),
-                c.config_sha256.clone(),
-            ),
+            None => (self.config_path(&c.configure_key), c.config_sha256.clone()),
         };
         let text = fs::read_to_string(&config_path)
             .with_context(|| format!("cannot read {}", config_path.display()))?;
         let embedded = match embed {
             Some(rd) => {
                 let name = embedded_name(self.profile.initramfs.compression);
-                let data = fs::read(&rd.rd)
-                    .with_context(|| format!("cannot read {}", rd.rd.display()))?;
+                let data =
+                    fs::read(&rd.rd).with_context(|| format!("cannot read {}", rd.rd.display()))?;
                 let dest = obj.join(&name);
                 // Rewritten only when it changed: make goes by its mtime.
                 if fs::read(&dest).ok().as_deref() != Some(&data[..]) {

@@ -125,7 +125,10 @@ mod tests {
             expected: Some(1000),
         };
         let l = p.line(Duration::from_secs(60), 250);
-        assert!(l.contains("250 objects compiled of about 1000 (25%)"), "{l}");
+        assert!(
+            l.contains("250 objects compiled of about 1000 (25%)"),
+            "{l}"
+        );
         assert!(l.contains("about 3m00s left"), "{l}");
         // Past the estimate: no negative time, the percentage stays below 100.
         let l = p.line(Duration::from_secs(60), 1200);
@@ -137,4 +140,3 @@ mod tests {
         assert!(!none.line(Duration::from_secs(5), 3).contains('%'));
     }
 }
-

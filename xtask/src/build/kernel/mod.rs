@@ -33,8 +33,8 @@ mod source;
 
 pub use link::{EMBEDDED_OPTION, embedded_name};
 use make::{Progress, run_logged};
-pub use source::{stays_inside, unpack_tarball};
 use source::git_commit;
+pub use source::{stays_inside, unpack_tarball};
 
 use crate::build::cache::{self, Lookup};
 use crate::build::initramfs::InitramfsRecord;
@@ -348,7 +348,11 @@ impl<'a> Stage<'a> {
             },
         );
         i.insert("defconfig".into(), self.profile.kernel.defconfig.clone());
-        for r in self.requirements()?.into_iter().chain(self.link_requirements()) {
+        for r in self
+            .requirements()?
+            .into_iter()
+            .chain(self.link_requirements())
+        {
             i.insert(
                 format!("option {}", r.option),
                 format!("{} ({})", r.value, r.origin),
@@ -433,7 +437,11 @@ impl<'a> Stage<'a> {
             "kernel stage of profile {:?}: {} initramfs given for a profile whose initramfs is {}",
             self.profile.name,
             if embed.is_some() { "an" } else { "no" },
-            if self.profile.initramfs.builtin { "built in" } else { "external" }
+            if self.profile.initramfs.builtin {
+                "built in"
+            } else {
+                "external"
+            }
         );
         let inputs = self.inputs()?;
         let configure_key = key_of(&inputs);
@@ -622,10 +630,7 @@ impl<'a> Stage<'a> {
         let obj = self.build_dir(&c.compile_key);
         fs::create_dir_all(&obj)?;
         let _ = fs::remove_file(obj.join("stage.json"));
-        fs::copy(
-            self.config_path(&c.configure_key),
-            obj.join(".config"),
-        )?;
+        fs::copy(self.config_path(&c.configure_key), obj.join(".config"))?;
         let log = obj.join("make.log");
         let _ = fs::remove_file(&log);
         let jobs = self.jobs();
@@ -902,7 +907,10 @@ mod tests {
         let (plan, _) = stage_plan(root, &["initramfs.builtin=true"]);
         match plan.state {
             State::Rebuild { why } => {
-                assert!(why.contains("option CONFIG_INITRAMFS_SOURCE added"), "{why}")
+                assert!(
+                    why.contains("option CONFIG_INITRAMFS_SOURCE added"),
+                    "{why}"
+                )
             }
             _ => panic!("built-in change not detected"),
         }
@@ -922,7 +930,11 @@ mod tests {
             ),
         )
         .unwrap();
-        fs::write(outside.path().join("nokvm.config"), "# CONFIG_KVM is not set\n").unwrap();
+        fs::write(
+            outside.path().join("nokvm.config"),
+            "# CONFIG_KVM is not set\n",
+        )
+        .unwrap();
         let p = profile::load(root, prof.to_str().unwrap(), &[]).unwrap();
         let e = format!("{:#}", Stage::new(root, &p).requirements().unwrap_err());
         assert!(e.contains("cannot read"), "{e}");
@@ -938,7 +950,10 @@ mod tests {
         .unwrap();
         let p = profile::load(root, prof.to_str().unwrap(), &[]).unwrap();
         let reqs = Stage::new(root, &p).requirements().unwrap();
-        assert!(reqs.iter().any(|r| r.option == "CONFIG_KVM" && r.value == "n"));
+        assert!(
+            reqs.iter()
+                .any(|r| r.option == "CONFIG_KVM" && r.value == "n")
+        );
     }
 
     #[test]

@@ -216,4 +216,3 @@ mod tests {
         assert!(d.path().join("out/linux/a/link").is_symlink());
     }
 }
-

@@ -648,11 +648,7 @@ fn run_parallel(ctx: &Ctx, specs: &[RunSpec]) -> Result<Vec<RunResult>> {
 /// QEMU needs (the disk; for the `hsa` run the simulated HSA).
 /// The tool profile with `initramfs.builtin = true`, published into the
 /// pair's work directory: the same compile relinked, one file, no rd.
-fn builtin_build(
-    pair_dir: &Path,
-    tool: &Profile,
-    args: &CrashlabArgs,
-) -> Result<PathBuf> {
+fn builtin_build(pair_dir: &Path, tool: &Profile, args: &CrashlabArgs) -> Result<PathBuf> {
     let dir = pair_dir.join(format!("dist-{}-builtin", tool.name));
     let built = dist::run(&DistArgs {
         out_dir: Some(dir.clone()),
