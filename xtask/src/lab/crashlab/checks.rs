@@ -108,7 +108,7 @@ pub(crate) fn check_run(
             p.push(format!("the production console lacks {m:?}"));
         }
     }
-    let builtin = spec.kind.capture() == "builtin";
+    let builtin = spec.pair.builtin_tool;
     if !capture.is_empty() {
         match initramfs_origin(capture, builtin) {
             Some(problem) => p.push(format!("the capture kernel: {problem}")),

@@ -5,9 +5,9 @@
 //! 1. Builds both profiles (cached), the tool profile again with zero-page
 //!    elision into the work directory, the pattern writer for s390x, and
 //!    the production initramfs ([`production`]): busybox and Debian's
-//!    kexec-tools, the pattern writer, and the tool's `zfcpdump.image` with
-//!    both initrds, unchanged, and the tool relinked with its initramfs
-//!    built in (`initramfs.builtin`), which the level-17 run loads alone.
+//!    kexec-tools, the pattern writer, and both tools (plain and elided):
+//!    `zfcpdump.image` with its initrd, or, for a tool profile with
+//!    `initramfs.builtin`, the image alone, kexec'd without `--initrd`.
 //! 2. Prepares a dump disk with real `zipl --dumpto`, the tool as its dump
 //!    program.
 //! 3. Boots the production kernel with `crashkernel=` (the tool's budget by
@@ -70,7 +70,8 @@ pub struct CrashlabArgs {
     /// must see virtio disks. Default: qemu:qemu and qemu-6.12:qemu-6.12
     #[arg(long = "pair", value_name = "PRODUCTION:TOOL")]
     pub pairs: Vec<String>,
-    /// Only these runs (repeatable): plain, elided, hsa. Default: all three
+    /// Only these runs (repeatable): plain, elided, hsa, level31, level17.
+    /// Default: each pair's own (all five for the one-kernel pairs)
     #[arg(long = "run", value_name = "KIND")]
     pub runs: Vec<String>,
     /// The capture kernel's memory (`crashkernel=`) in MiB; default: the
@@ -82,13 +83,15 @@ pub struct CrashlabArgs {
 }
 
 /// The pairs of a run without `--pair`, each with its runs: both kernels
-/// dumped by their own tool in every mode, and the cross pair users really
+/// dumped by their own tool in every mode, the cross pair users really
 /// run (a tool is built once and rarely rebuilt: 6.12 crashed, 6.1 tool)
-/// byte-exact.
+/// byte-exact, and the tool with its initramfs built in at dump level 17.
 const DEFAULT_PAIRS: &[(&str, &[Kind])] = &[
     ("qemu:qemu", &Kind::ALL),
     ("qemu-6.12:qemu-6.12", &Kind::ALL),
     ("qemu-6.12:qemu", &[Kind::Plain]),
+    // The tool with its initramfs built in, kexec'd without --initrd.
+    ("qemu-builtin:qemu-builtin", &[Kind::Level17]),
 ];
 /// QEMU 7.2's TCG (Debian 12) keeps translated code that a kexec overwrites:
 /// the s390x copy helpers (MVC/MVCLE, as kexec-tools' purgatory copies the
@@ -174,13 +177,11 @@ impl Kind {
         }
     }
 
-    /// The capture kernel the production guest loads: the elided initrd,
-    /// the image with its initramfs built in (level 17, so that a real
-    /// kdump boots that variant too), or the plain initrd.
+    /// The capture kernel the production guest loads: the tool built with
+    /// dump level 1, or the plain tool (the others ask on its command line).
     pub(crate) fn capture(self) -> &'static str {
         match self {
             Kind::Elided => Kind::Elided.name(),
-            Kind::Level17 => "builtin",
             _ => Kind::Plain.name(),
         }
     }
@@ -224,6 +225,8 @@ pub(crate) struct Pair {
     pub(crate) agent_bin: PathBuf,
     /// The runs of this pair.
     pub(crate) kinds: Vec<Kind>,
+    /// The tool's image carries its initramfs (kexec'd without --initrd).
+    pub(crate) builtin_tool: bool,
 }
 
 /// Paths and tools shared by the runs.
@@ -415,6 +418,9 @@ fn setup_pair(
     );
     let pair_dir = work.join(name.replace(':', "-"));
     fs::create_dir_all(&pair_dir)?;
+    // The tool's initrds; none when its initramfs is built in.
+    let rd_of = |dir: &Path| (!tool_profile.initramfs.builtin).then(|| dir.join(RD));
+    let tool_rd = rd_of(&tool_dir);
     let elided_dir = elided_build(
         root,
         &pair_dir,
@@ -423,8 +429,26 @@ fn setup_pair(
         args.lab.no_provision,
         args.lab.offline,
     )?;
-
-    let builtin_dir = builtin_build(&pair_dir, &tool_profile, args)?;
+    let elided_rd = rd_of(&elided_dir);
+    if tool_profile.initramfs.builtin {
+        // QEMU 7.2's TCG runs stale translations of the production kernel
+        // where a kexec'd image differs from it (TCG_WORKAROUND); a tool
+        // with its initramfs built in got there even with the small cache.
+        // So such a tool crash-dumps only a production kernel of the same
+        // image: the pair X-builtin:X-builtin.
+        let same = fs::read(prod_dir.join(IMAGE))? == fs::read(tool_dir.join(IMAGE))?;
+        ensure!(
+            same,
+            "pair {name}: a tool with its initramfs built in is kexec'd as it is, and under \
+             QEMU 7.2's TCG only into a production kernel of the same image: use the same \
+             profile on both sides, e.g. qemu-builtin:qemu-builtin"
+        );
+        if kinds.contains(&Kind::Elided) {
+            step(format!(
+                "   pair {name}: no elided run: the elided tool's image differs from the production one"
+            ));
+        }
+    }
 
     // The pattern writer, cross-built like the agent (std is shared).
     let pattern_bin = agent::Stage::new(root, &tool_profile, args.lab.offline)
@@ -435,11 +459,17 @@ fn setup_pair(
         tools,
         &pattern_bin,
         &CaptureFiles {
-            image: &tool_dir.join(IMAGE),
-            builtin_image: &builtin_dir.join(IMAGE),
-            initrds: vec![
-                (Kind::Plain.name(), &tool_dir.join(RD)),
-                (Kind::Elided.name(), &elided_dir.join(RD)),
+            captures: vec![
+                (
+                    Kind::Plain.name(),
+                    &tool_dir.join(IMAGE),
+                    tool_rd.as_deref(),
+                ),
+                (
+                    Kind::Elided.name(),
+                    &elided_dir.join(IMAGE),
+                    elided_rd.as_deref(),
+                ),
             ],
         },
         &initramfs,
@@ -460,7 +490,7 @@ fn setup_pair(
         &ZiplJob {
             helper_kernel: &tool_dir.join(IMAGE),
             dump_image: &tool_dir.join(IMAGE),
-            dump_initrd: Some(&tool_dir.join(RD)),
+            dump_initrd: tool_rd.as_deref(),
             disk: &pristine,
             disk_size: DISK_SIZE,
             sector_size: 512,
@@ -497,7 +527,13 @@ fn setup_pair(
         readers,
         makedumpfile,
         agent_bin,
-        kinds: kinds.to_vec(),
+        // The elided tool of a built-in profile is another image (see above).
+        kinds: kinds
+            .iter()
+            .copied()
+            .filter(|k| !(tool_profile.initramfs.builtin && *k == Kind::Elided))
+            .collect(),
+        builtin_tool: tool_profile.initramfs.builtin,
     })
 }
 
@@ -646,35 +682,6 @@ fn run_parallel(ctx: &Ctx, specs: &[RunSpec]) -> Result<Vec<RunResult>> {
 
 /// The capture kernel's command line: zipl's parmline and the overrides
 /// QEMU needs (the disk; for the `hsa` run the simulated HSA).
-/// The tool profile with `initramfs.builtin = true`, published into the
-/// pair's work directory: the same compile relinked, one file, no rd.
-fn builtin_build(pair_dir: &Path, tool: &Profile, args: &CrashlabArgs) -> Result<PathBuf> {
-    let dir = pair_dir.join(format!("dist-{}-builtin", tool.name));
-    let built = dist::run(&DistArgs {
-        out_dir: Some(dir.clone()),
-        ..DistArgs::new(
-            ProfileArgs {
-                profile: tool.name.clone(),
-                sets: vec!["initramfs.builtin=true".into()],
-            },
-            args.lab.no_provision,
-            args.lab.offline,
-        )
-    })?;
-    ensure!(
-        built.kernel.embedded.is_some() && !dir.join(RD).exists(),
-        "{}: the built-in variant of {} came with an rd",
-        dir.display(),
-        tool.name
-    );
-    step(format!(
-        "   {}: {IMAGE} {} bytes with the initramfs built in (the level17 run's capture kernel)",
-        dir.display(),
-        built.kernel.image_size
-    ));
-    Ok(dir)
-}
-
 fn capture_append(kind: Kind) -> String {
     let mut a =
         format!("console=ttysclp0 {ZIPL_PARMLINE} zfcpdump.disk=/dev/sda scsi_mod.scan=async");

@@ -30,15 +30,13 @@ const APPLETS: &[&str] = &[
     "sh", "mount", "cat", "echo", "grep", "sed", "tr", "poweroff", "uname", "sleep", "[", "dd",
 ];
 
-/// The capture initrds the production initramfs carries, by name.
+/// The capture kernels the production initramfs carries, by name.
 pub struct CaptureFiles<'a> {
-    pub image: &'a Path,
-    /// The tool's image with its initramfs built in: `crashlab.capture=builtin`
-    /// loads it alone, without `--initrd`.
-    pub builtin_image: &'a Path,
-    /// `(name, initrd)`: /init loads `/capture/<name>.rd` as chosen by
-    /// `crashlab.capture=<name>` on the production command line.
-    pub initrds: Vec<(&'static str, &'a Path)>,
+    /// `(name, image, initrd)`: /init loads `/capture/<name>.image`, with
+    /// `/capture/<name>.rd` if there is one (none when the initramfs is
+    /// built into the image), as chosen by `crashlab.capture=<name>` on the
+    /// production command line.
+    pub captures: Vec<(&'static str, &'a Path, Option<&'a Path>)>,
 }
 
 /// The production /init. Its knobs come from the production command line:
@@ -90,11 +88,11 @@ while [ ! -b /dev/sda ]; do
 done
 dd if=/dev/sda of=/dev/null bs=1M count=16 2>/dev/null || fail "reading /dev/sda"
 grep -E '^(MemFree|Cached|AnonPages|Buffers):' /proc/meminfo | tr -s ' ' | sed 's/^/CRASHLAB-PRODUCTION: /'
-if [ "$capture" = builtin ]; then
-    kexec -p /capture/builtin.image --append="$append" || fail "kexec -p (exit $?)"
-else
-    kexec -p /capture/zfcpdump.image --initrd=/capture/"$capture".rd --append="$append" \
+if [ -e /capture/"$capture".rd ]; then
+    kexec -p /capture/"$capture".image --initrd=/capture/"$capture".rd --append="$append" \
         || fail "kexec -p (exit $?)"
+else
+    kexec -p /capture/"$capture".image --append="$append" || fail "kexec -p (exit $?)"
 fi
 [ "$(cat /sysfs/kernel/kexec_crash_loaded)" = 1 ] || fail "kexec_crash_loaded is not 1"
 echo "{loaded}: $capture, append: $append"
@@ -154,19 +152,13 @@ pub fn write_initramfs(
     let data =
         fs::read(pattern_bin).with_context(|| format!("cannot read {}", pattern_bin.display()))?;
     add("bin/crashlab-pattern", 0o755, Kind::File(data))?;
-    add(
-        "capture/zfcpdump.image",
-        0o644,
-        Kind::File(fs::read(capture.image)?),
-    )?;
-    add(
-        "capture/builtin.image",
-        0o644,
-        Kind::File(fs::read(capture.builtin_image)?),
-    )?;
-    for (name, rd) in &capture.initrds {
-        let data = fs::read(rd).with_context(|| format!("cannot read {}", rd.display()))?;
-        add(&format!("capture/{name}.rd"), 0o644, Kind::File(data))?;
+    for (name, image, rd) in &capture.captures {
+        let data = fs::read(image).with_context(|| format!("cannot read {}", image.display()))?;
+        add(&format!("capture/{name}.image"), 0o644, Kind::File(data))?;
+        if let Some(rd) = rd {
+            let data = fs::read(rd).with_context(|| format!("cannot read {}", rd.display()))?;
+            add(&format!("capture/{name}.rd"), 0o644, Kind::File(data))?;
+        }
     }
     let f = fs::File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
     let w = a.write(std::io::BufWriter::new(f), 0)?;
