@@ -228,8 +228,18 @@ pub fn run(args: &TestArgs) -> Result<()> {
         // Real zipl prepares the disks, each kernel's dump tool dumps, the
         // readers that match the kernel and zfcpdump-disk check; negative
         // runs leave disks intact.
-        // qemu-builtin: real zipl on the image alone, no initrd.
-        for profile in ["qemu", "qemu-6.12", "qemu-builtin"] {
+        // qemu-builtin: real zipl on the image alone, no initrd;
+        // qemu-signed: the same, signed with a throwaway key.
+        match crate::build::sign::throwaway_key(&util::cache_dir(&root).join("ci").join("sign")) {
+            Ok((key, cert)) => {
+                r.envs
+                    .push(("ZFCPDUMP_SIGN_KEY".into(), key.display().to_string()));
+                r.envs
+                    .push(("ZFCPDUMP_SIGN_CERT".into(), cert.display().to_string()));
+            }
+            Err(e) => eprintln!("error: no throwaway signing key: {e:#}"),
+        }
+        for profile in ["qemu", "qemu-6.12", "qemu-builtin", "qemu-signed"] {
             r.xtask(
                 &format!("end to end under QEMU ({profile} profile)"),
                 &["e2e", "--no-provision", "--profile", profile],

@@ -3,7 +3,7 @@
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use zfcpdump_disk::prepare::{DEFAULT_PART_START, PrepareOptions, file_size, prepare};
+use zfcpdump_disk::prepare::{DEFAULT_PART_START, PrepareOptions, file_size, image_size, prepare};
 use zfcpdump_disk::status::{EXIT_ERROR, human, inspect, render};
 use zfcpdump_disk::{Error, extract, size::parse_size};
 
@@ -124,13 +124,15 @@ fn run(cmd: Cmd) -> Result<u8, Error> {
             part_start,
             part_size,
         } => {
+            let (image_size, image_signature) = image_size(&tool_image)?;
             let opts = PrepareOptions {
                 path: image_file,
                 disk_size: size,
                 sector_size,
                 part_start,
                 part_size,
-                image_size: file_size(&tool_image)?,
+                image_size,
+                image_signature,
                 initrd_size: initrd.as_deref().map(file_size).transpose()?,
             };
             let l = prepare(&opts)?;

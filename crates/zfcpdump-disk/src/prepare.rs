@@ -29,8 +29,11 @@ pub struct PrepareOptions {
     pub part_start: u64,
     /// Partition size in bytes; `None`: the rest of the disk, rounded down to the sector size.
     pub part_size: Option<u64>,
-    /// Size of the dump tool image (zfcpdump-image).
+    /// Size of the dump tool image (zfcpdump-image), without an appended
+    /// signature.
     pub image_size: u64,
+    /// Bytes of the image's appended signature (0: unsigned).
+    pub image_signature: u64,
     /// Size of the dump tool initrd, if any.
     pub initrd_size: Option<u64>,
 }
@@ -40,6 +43,26 @@ pub fn file_size(path: &Path) -> Result<u64, Error> {
     Ok(std::fs::metadata(path)
         .context(|| format!("reading the size of {}", path.display()))?
         .len())
+}
+
+/// A dump tool image's size without its appended signature (what zipl
+/// writes as the image component) and the signature's bytes (0 if none).
+pub fn image_size(path: &Path) -> Result<(u64, u64), Error> {
+    use std::io::{Read, Seek, SeekFrom};
+    let len = file_size(path)?;
+    let tail_size = zfcpdump_format::modsig::TAIL_SIZE as u64;
+    if len < tail_size {
+        return Ok((len, 0));
+    }
+    let mut f = std::fs::File::open(path).context(|| format!("opening {}", path.display()))?;
+    let mut tail = vec![0u8; tail_size as usize];
+    f.seek(SeekFrom::End(-(tail_size as i64)))
+        .and_then(|_| f.read_exact(&mut tail))
+        .context(|| format!("reading the end of {}", path.display()))?;
+    Ok(match zfcpdump_format::modsig::appended_len(&tail) {
+        Some(n) if n <= len => (len - n, n),
+        _ => (len, 0),
+    })
 }
 
 /// Computes the layout for `opts` (checks included) without writing anything.
@@ -62,6 +85,7 @@ pub fn layout(opts: &PrepareOptions) -> Result<DumpLayout, Error> {
         part_start: opts.part_start,
         part_size,
         image_size: opts.image_size,
+        image_signature: opts.image_signature,
         initrd_size: opts.initrd_size,
     })
     .map_err(|e| Error::Usage(e.to_string()))

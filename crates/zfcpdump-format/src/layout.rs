@@ -34,6 +34,12 @@
 //! superblock a few blocks elsewhere; readers must always follow the MBR's
 //! boot_info pointer and never assume this position.
 //!
+//! A signed image (an appended PKCS#7 signature, [`crate::modsig`]): zipl 2.16
+//! takes its reserve from the file's size, signature included, but writes
+//! the image component without the signature, so only the reserve grows
+//! (`image_signature`); checked byte for byte on both disks by `cargo xtask
+//! e2e --profile qemu-signed`.
+//!
 //! Without an initrd (a dump tool whose initramfs is built into the image:
 //! zipl then writes no initrd component) both initrd terms go, from the
 //! reserve and from the bootmap. Real zipl 2.16 agrees byte for byte on both
@@ -85,8 +91,13 @@ pub struct LayoutInput {
     pub part_start: u64,
     /// Partition size in bytes.
     pub part_size: u64,
-    /// Size of the dump tool's kernel image (zfcpdump-image).
+    /// Size of the dump tool's kernel image (zfcpdump-image), without an
+    /// appended signature: what zipl writes as the image component.
     pub image_size: u64,
+    /// Bytes of an appended signature at the end of the image file
+    /// ([`crate::modsig`]); 0 for an unsigned image. zipl 2.16 counts them in
+    /// its reserve (from the file's size) but does not write them.
+    pub image_signature: u64,
     /// Size of the dump tool's initrd, if it has one.
     pub initrd_size: Option<u64>,
 }
@@ -307,8 +318,11 @@ impl DumpLayout {
             start_lba: dos("start", start_lba)?,
             num_blocks: dos("size", part_blocks)?,
         };
-        let reserve_blocks =
-            zipl_reserve_blocks(input.block_size, input.image_size, input.initrd_size)?;
+        let reserve_blocks = zipl_reserve_blocks(
+            input.block_size,
+            input.image_size + input.image_signature,
+            input.initrd_size,
+        )?;
         if reserve_blocks > part_blocks {
             return Err(LayoutError::PartitionTooSmall {
                 part_blocks,
@@ -407,6 +421,7 @@ mod tests {
             part_start: 2048 * 512,
             part_size: 100_000 * 512,
             image_size: IMAGE,
+            image_signature: 0,
             initrd_size: Some(INITRD),
         })
         .unwrap();
@@ -442,6 +457,7 @@ mod tests {
             part_start: 0x100000,
             part_size: 400 << 20,
             image_size: IMAGE,
+            image_signature: 0,
             initrd_size: Some(INITRD),
         })
         .unwrap();
@@ -484,6 +500,7 @@ mod tests {
             part_start: 0x100000,
             part_size: 51_200_000 / 4096 * 4096,
             image_size: IMAGE,
+            image_signature: 0,
             initrd_size: Some(INITRD),
         })
         .unwrap_err();
@@ -512,6 +529,7 @@ mod tests {
             part_start: 1 << 20,
             part_size: 63 << 20,
             image_size: IMAGE,
+            image_signature: 0,
             initrd_size: None,
         };
         DumpLayout::compute(&ok).unwrap();
@@ -582,6 +600,7 @@ mod tests {
             part_start: 2048 * 512,
             part_size: 100_000 * 512,
             image_size: IMAGE,
+            image_signature: 0,
             initrd_size: Some(INITRD),
         })
         .unwrap();

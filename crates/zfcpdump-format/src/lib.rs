@@ -19,6 +19,7 @@
 //! - [`elide`]: the layout of a dump without its all-zero pages (opt-in).
 //! - [`config`]: the agent's `/etc/zfcpdump.conf`.
 //! - [`layout`]: what `zipl --dumpto` writes, for preparing disk images.
+//! - [`modsig`]: the kernel's appended signature on a secure-IPL image.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -31,6 +32,7 @@ pub mod elide;
 pub mod filter;
 pub mod layout;
 pub mod mbr;
+pub mod modsig;
 pub mod plan;
 pub mod superblock;
 #[cfg(test)]

@@ -18,6 +18,7 @@ use crate::build::kernel::{self, KernelRecord};
 use crate::build::lock::{self, Wait};
 use crate::build::profile::Profile;
 use crate::build::profile::ProfileArgs;
+use crate::build::sign::{self, SignRecord};
 use crate::{provision, util};
 
 pub const IMAGE: &str = "zfcpdump.image";
@@ -86,6 +87,9 @@ pub struct Manifest {
     pub agent: Artifact,
     pub initramfs: InitramfsInfo,
     pub budget: Table,
+    /// The appended signature of zfcpdump.image, for a profile with [sign].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sign: Option<SignRecord>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -136,6 +140,7 @@ pub struct Built {
     pub agent: AgentRecord,
     pub initramfs: InitramfsRecord,
     pub budget: Table,
+    pub signed: Option<SignRecord>,
 }
 
 /// Runs every stage (each one cached) and checks the budget.
@@ -177,11 +182,26 @@ pub fn build(
     let budget = Table::compute(profile, &kernel, &initramfs);
     eprintln!("[budget] {}:\n{}", profile.name, budget.render());
     budget.check(&profile.name)?;
+    let signed = match &profile.sign {
+        Some(_) => {
+            if !profile.initramfs.builtin {
+                eprintln!(
+                    "warning: profile {:?} signs {IMAGE}, but its initramfs is external: {RD}, \
+                     which holds the agent, is not covered by the signature; set \
+                     initramfs.builtin = true (as profiles/default-builtin.toml does)",
+                    profile.name
+                );
+            }
+            Some(sign::sign(root, profile, &kernel.image)?)
+        }
+        None => None,
+    };
     Ok(Built {
         kernel,
         agent,
         initramfs,
         budget,
+        signed,
     })
 }
 
@@ -239,10 +259,18 @@ fn build_and_publish(
         None => format!("{RD} {} bytes (", built.initramfs.rd_size),
     };
     eprintln!(
-        "[dist] {} ready in {}: {IMAGE} {} bytes, {rd}{}), kernel {}",
+        "[dist] {} ready in {}: {IMAGE} {} bytes{}, {rd}{}), kernel {}",
         dir.display(),
         util::fmt_duration(t.elapsed()),
-        built.kernel.image_size,
+        built
+            .signed
+            .as_ref()
+            .map_or(built.kernel.image_size, |s| s.signed_size),
+        if built.signed.is_some() {
+            " (signed)"
+        } else {
+            ""
+        },
         match &built.kernel.embedded {
             Some(_) => format!(", {}", built.initramfs.compression),
             None => built.initramfs.compression.to_string(),
@@ -307,6 +335,7 @@ fn manifest(root: &Path, profile: &Profile, b: &Built) -> Result<Manifest> {
             entries: b.initramfs.entries.clone(),
         },
         budget: b.budget.clone(),
+        sign: b.signed.clone(),
     })
 }
 
@@ -335,7 +364,11 @@ impl Built {
     /// What dist/<profile>/ holds besides the manifest: the image, and the
     /// rd unless the image carries the initramfs.
     pub fn files(&self) -> Vec<(&'static str, &Path)> {
-        let mut v = vec![(IMAGE, self.kernel.image.as_path())];
+        let image = match &self.signed {
+            Some(s) => s.image.as_path(),
+            None => self.kernel.image.as_path(),
+        };
+        let mut v = vec![(IMAGE, image)];
         if self.kernel.embedded.is_none() {
             v.push((RD, self.initramfs.rd.as_path()));
         }

@@ -12,3 +12,4 @@ pub mod kconfig;
 pub mod kernel;
 pub mod lock;
 pub mod profile;
+pub mod sign;

@@ -32,6 +32,44 @@ pub struct Profile {
     pub agent: Agent,
     pub initramfs: Initramfs,
     pub budget: Budget,
+    /// Sign zfcpdump.image for secure IPL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sign: Option<Sign>,
+}
+
+/// `[sign]`: the appended PKCS#7 signature zipl 2.42+ requires for secure
+/// IPL, made as the kernel's scripts/sign-file makes it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Sign {
+    /// The private key: a PEM file (relative to the profile that sets it),
+    /// `env:VAR` (a variable naming that file, so that CI keeps the key out
+    /// of the repository) or a `pkcs11:` URI (OpenSSL's pkcs11 engine).
+    pub key: String,
+    /// The signer's X.509 certificate (PEM or DER), relative to the
+    /// profile, or `env:VAR`.
+    pub certificate: String,
+    #[serde(default)]
+    pub hash: SignHash,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SignHash {
+    #[default]
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl fmt::Display for SignHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SignHash::Sha256 => "sha256",
+            SignHash::Sha384 => "sha384",
+            SignHash::Sha512 => "sha512",
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -241,6 +279,16 @@ struct ProfileFile {
     agent: Option<AgentFile>,
     initramfs: Option<Initramfs>,
     budget: Option<BudgetFile>,
+    sign: Option<SignFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct SignFile {
+    key: Option<String>,
+    certificate: Option<String>,
+    hash: Option<SignHash>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -295,6 +343,8 @@ struct Merged {
     initramfs: Initramfs,
     #[serde(default = "default_budget_section")]
     budget: Budget,
+    #[serde(default)]
+    sign: Option<Sign>,
 }
 
 fn default_agent() -> Agent {
@@ -393,6 +443,7 @@ pub fn load(root: &Path, arg: &str, sets: &[String]) -> Result<Profile> {
         agent: m.agent,
         initramfs: m.initramfs,
         budget: m.budget,
+        sign: m.sign,
     };
     validate(&profile)?;
     if let Some(f) = profile.files.iter().find(|f| {
@@ -448,6 +499,19 @@ fn load_file(path: &Path) -> Result<toml::Table> {
         && Path::new(p.as_str()).is_relative()
     {
         *p = base.join(&*p).display().to_string();
+    }
+    // Signing files are relative to the profile too; env: and pkcs11: keys
+    // are not paths.
+    if let Some(sign) = table.get_mut("sign").and_then(|s| s.as_table_mut()) {
+        for key in ["key", "certificate"] {
+            if let Some(toml::Value::String(p)) = sign.get_mut(key)
+                && !p.starts_with("env:")
+                && !p.starts_with("pkcs11:")
+                && Path::new(p.as_str()).is_relative()
+            {
+                *p = base.join(&*p).display().to_string();
+            }
+        }
     }
     if let Some(src) = table
         .get_mut("kernel")

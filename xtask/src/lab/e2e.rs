@@ -156,7 +156,9 @@ pub fn run(args: &E2eArgs) -> Result<()> {
     let root = util::project_root();
     let cache = util::cache_dir(&root);
     // One directory per profile: CI runs e2e for each kernel.
-    let base = cache.join("e2e").join(&args.profile);
+    // Named by the profile's name, also for a profile given by path.
+    let name = profile::load(&root, &args.profile, &[])?.name;
+    let base = cache.join("e2e").join(&name);
     let work = base.join("work");
     let _ = fs::remove_dir_all(&work);
     fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
@@ -225,7 +227,7 @@ pub fn run(args: &E2eArgs) -> Result<()> {
     let total = t0.elapsed();
     let (table, ok) = match &res {
         Ok((results, sources)) => summary(
-            &format!("profile {}, kernel {}", args.profile, ctx.release),
+            &format!("profile {name}, kernel {}", ctx.release),
             results,
             sources,
             &ctx.readers.versions,

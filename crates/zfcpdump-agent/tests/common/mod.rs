@@ -145,6 +145,7 @@ pub fn prepare_image(path: &Path, sector_size: u32) -> DumpLayout {
         part_start,
         part_size: Some(part_size),
         image_size: TOOL_IMAGE,
+        image_signature: 0,
         initrd_size: Some(TOOL_INITRD),
     })
     .unwrap();
