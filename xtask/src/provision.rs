@@ -10,7 +10,9 @@ use crate::util;
 
 /// Something the build or the tests need from the host.
 pub struct Need {
-    /// What is checked: a command on PATH or an absolute file path.
+    /// What is checked: a command on PATH, an absolute file path, or
+    /// `dpkg:PACKAGE` (installed, for files whose path depends on the
+    /// architecture).
     pub check: &'static str,
     /// The Debian package that provides it.
     pub package: &'static str,
@@ -59,6 +61,7 @@ pub const BUILD: &[Need] = &[
     need("cpio", "cpio", "reads initramfs archives back in tests"),
     need("xz", "xz-utils", "initramfs compression checks"),
     need("zstd", "zstd", "initramfs compression checks"),
+    need("openssl", "openssl", "signs images of profiles with [sign]"),
 ];
 
 /// What the tests need on top of [`BUILD`].
@@ -74,6 +77,16 @@ pub const TEST: &[Need] = &[
         "boots the dump kernel",
     ),
     need("mkfs.ext4", "e2fsprogs", "disk images for tests"),
+    need(
+        "softhsm2-util",
+        "softhsm2",
+        "a PKCS#11 token for the signing test",
+    ),
+    need(
+        "dpkg:libengine-pkcs11-openssl",
+        "libengine-pkcs11-openssl",
+        "openssl's pkcs11 engine (sign.key = \"pkcs11:...\")",
+    ),
 ];
 
 /// The kernel sources that Debian 12 packages and the profiles in
@@ -109,6 +122,13 @@ const fn need(check: &'static str, package: &'static str, why: &'static str) -> 
 }
 
 fn present(n: &Need) -> bool {
+    // A library whose path depends on the architecture: ask dpkg.
+    if let Some(pkg) = n.check.strip_prefix("dpkg:") {
+        return Command::new("dpkg-query")
+            .args(["-W", "-f=${Status}", pkg])
+            .output()
+            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"));
+    }
     if n.check.starts_with('/') {
         Path::new(n.check).exists()
     } else {

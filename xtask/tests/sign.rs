@@ -202,3 +202,99 @@ fn a_signed_profile_with_an_external_initrd_is_warned_about() {
     assert!(t.contains("is not covered by the signature"), "{t}");
     assert!(d.path().join("out/zfcpdump.rd").is_file());
 }
+
+/// The key in a softhsm2 token, through openssl's pkcs11 engine: the same
+/// bytes as with the key file (RSA signatures are deterministic).
+#[test]
+fn a_pkcs11_key_in_softhsm_signs_the_same_bytes() {
+    let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let module = Path::new("/usr/lib/softhsm/libsofthsm2.so");
+    if !module.is_file() && std::env::var_os("ZFCPDUMP_REQUIRE_S390X").is_none() {
+        println!("SKIPPED: softhsm2 is not installed");
+        return;
+    }
+    let d = tempfile::tempdir().unwrap();
+    let tokens = d.path().join("tokens");
+    fs::create_dir_all(&tokens).unwrap();
+    let conf = d.path().join("softhsm2.conf");
+    fs::write(
+        &conf,
+        format!(
+            "directories.tokendir = {}\nobjectstore.backend = file\n",
+            tokens.display()
+        ),
+    )
+    .unwrap();
+    let file_profile = signed_profile(d.path(), "key.pem");
+    let hsm = |args: &[&str]| {
+        let o = Command::new("softhsm2-util")
+            .args(args)
+            .env("SOFTHSM2_CONF", &conf)
+            .current_dir(d.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "softhsm2-util {args:?}: {}", text(&o));
+    };
+    hsm(&[
+        "--init-token",
+        "--free",
+        "--label",
+        "zfcpdump-test",
+        "--pin",
+        "1234",
+        "--so-pin",
+        "5678",
+    ]);
+    let st = Command::new("openssl")
+        .args([
+            "pkcs8", "-topk8", "-nocrypt", "-in", "key.pem", "-out", "key.p8",
+        ])
+        .current_dir(d.path())
+        .status()
+        .unwrap();
+    assert!(st.success());
+    hsm(&[
+        "--import",
+        "key.p8",
+        "--token",
+        "zfcpdump-test",
+        "--label",
+        "signkey",
+        "--id",
+        "01",
+        "--pin",
+        "1234",
+    ]);
+    let out_file = d.path().join("file");
+    let o = dist(&file_profile, &out_file);
+    assert!(o.status.success(), "{}", text(&o));
+    // The same directory's key.pem is now also in the token.
+    let p11 = d.path().join("p11.toml");
+    fs::write(
+        &p11,
+        fs::read_to_string(&file_profile).unwrap().replace(
+            "key = \"key.pem\"",
+            "key = \"pkcs11:token=zfcpdump-test;object=signkey;type=private;pin-value=1234\"",
+        ),
+    )
+    .unwrap();
+    let out = d.path().join("p11");
+    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["dist", "--no-provision", "--profile"])
+        .arg(&p11)
+        .arg("--out-dir")
+        .arg(&out)
+        .env("SOFTHSM2_CONF", &conf)
+        .env("PKCS11_MODULE_PATH", module)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("[sign] signed and verified"), "{t}");
+    assert!(
+        fs::read(out.join("zfcpdump.image")).unwrap()
+            == fs::read(out_file.join("zfcpdump.image")).unwrap(),
+        "the token's signature differs from the key file's"
+    );
+}
