@@ -511,6 +511,15 @@ fn check_reproducible(root: &Path, args: &DistArgs, dirs: &[(ProfileArgs, PathBu
                 names(&b)
             ));
         }
+        // A signed image: the unsigned one must match on its own too.
+        if let (Some(x), Some(y)) = (&a.sign, &b.sign)
+            && x.unsigned_sha256 != y.unsigned_sha256
+        {
+            diffs.push(format!(
+                "  {name} unsigned {IMAGE}: sha256 {} vs {}",
+                x.unsigned_sha256, y.unsigned_sha256
+            ));
+        }
         for (x, y) in a
             .artifacts
             .iter()
