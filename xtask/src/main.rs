@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use xtask::build::profile::ProfileArgs;
-use xtask::build::{agent, dist, fetch};
+use xtask::build::{agent, dist, fetch, package};
 use xtask::ci;
 use xtask::lab::{bench, boot, crashlab, e2e};
 
@@ -35,6 +35,8 @@ enum Task {
     Size(dist::SizeArgs),
     /// Install dist artifacts under the names zipl looks for
     Install(dist::InstallArgs),
+    /// Turn a dist build into a package (--deb: a Debian binary package for s390x)
+    Package(package::PackageArgs),
     /// Time the agent's copy path against dd and cp (page cache, fsync)
     Bench(bench::BenchArgs),
     /// Boot the dist artifacts under qemu-system-s390x (smoke test)
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
         Task::Agent(a) => agent::run(&a),
         Task::Size(a) => dist::size(&a),
         Task::Install(a) => dist::install(&a),
+        Task::Package(a) => package::run(&a),
         Task::Boot(a) => boot::run(&a),
         Task::Bench(a) => bench::run(&a),
         Task::Fetch(a) => fetch::run(&a),

@@ -77,6 +77,7 @@ pub const TEST: &[Need] = &[
         "boots the dump kernel",
     ),
     need("mkfs.ext4", "e2fsprogs", "disk images for tests"),
+    need("lintian", "lintian", "checks the Debian package"),
     need(
         "softhsm2-util",
         "softhsm2",

@@ -11,5 +11,6 @@ pub mod initramfs;
 pub mod kconfig;
 pub mod kernel;
 pub mod lock;
+pub mod package;
 pub mod profile;
 pub mod sign;

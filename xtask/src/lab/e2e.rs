@@ -68,6 +68,10 @@ pub struct E2eArgs {
     /// disks (the qemu fragment), e.g. qemu or qemu-6.12
     #[arg(long, short, default_value = "qemu")]
     pub profile: String,
+    /// Take the dump tool from the profile's Debian package: zipl and every
+    /// boot use the files that `dpkg-deb -x` unpacked
+    #[arg(long)]
+    pub deb: bool,
     #[command(flatten)]
     pub lab: LabArgs,
 }
@@ -207,11 +211,23 @@ pub fn run(args: &E2eArgs) -> Result<()> {
         args.lab.offline,
     )?;
     timings.push(("build with zero-page elision".into(), t.elapsed()));
+    let (image, initrd) = match args.deb {
+        true => {
+            let t = Instant::now();
+            let files = unpacked_deb(&profile_args, &work, &args.lab)?;
+            timings.push(("Debian package, dpkg-deb -x".into(), t.elapsed()));
+            (
+                files.join("zfcpdump-image"),
+                external.then(|| files.join("zfcpdump-initrd")),
+            )
+        }
+        false => (dist_dir.join(IMAGE), external.then(|| dist_dir.join(RD))),
+    };
     let ctx = Ctx {
         cache,
         work: work.clone(),
-        image: dist_dir.join(IMAGE),
-        initrd: external.then(|| dist_dir.join(RD)),
+        image,
+        initrd,
         elided_image: elided_dir.join(IMAGE),
         elided_initrd: external.then(|| elided_dir.join(RD)),
         memory: profile.budget.total,
@@ -273,6 +289,40 @@ pub fn run(args: &E2eArgs) -> Result<()> {
             work.display()
         ),
     }
+}
+
+/// The profile's Debian package, unpacked with `dpkg-deb -x` into the work
+/// directory; returns the directory that holds zfcpdump-image (and -initrd).
+fn unpacked_deb(profile: &ProfileArgs, work: &Path, lab: &LabArgs) -> Result<PathBuf> {
+    step("1c. the Debian package of the profile, unpacked with dpkg-deb -x");
+    let deb = crate::build::package::build(&crate::build::package::PackageArgs {
+        profile: profile.clone(),
+        deb: true,
+        out_dir: Some(work.join("deb")),
+        no_provision: lab.no_provision,
+        offline: lab.offline,
+    })?;
+    let root = work.join("deb-root");
+    let st = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb.path)
+        .arg(&root)
+        .status()
+        .context("cannot run dpkg-deb")?;
+    ensure!(st.success(), "dpkg-deb -x {} failed", deb.path.display());
+    let files = root.join(crate::build::package::ZFCPDUMP_DIR);
+    ensure!(
+        files.join("zfcpdump-image").is_file(),
+        "{} holds no zfcpdump-image",
+        deb.path.display()
+    );
+    step(format!(
+        "   {} {}: zipl and the boots take the dump tool from {}",
+        deb.name,
+        deb.version,
+        files.display()
+    ));
+    Ok(files)
 }
 
 /// The qemu profile with `--set agent.dump_level=1`, loaded,
