@@ -14,14 +14,19 @@ use std::{fs, time::SystemTime};
 static CACHE: Mutex<()> = Mutex::new(());
 
 /// The `O=` directory named by `[kernel] up to date: .../arch/s390/boot/bzImage`.
-fn build_dir(out: &str) -> PathBuf {
+/// The kernel record of an up-to-date run (beside the linked image it
+/// names) and the shared `O=` directory it came from.
+fn kernel_record(out: &str) -> (serde_json::Value, PathBuf) {
     let line = out
         .lines()
         .find(|l| l.contains("[kernel] up to date: "))
         .unwrap_or_else(|| panic!("no up-to-date line in:\n{out}"));
     let path = line.split("up to date: ").nth(1).unwrap();
-    let path = path.split(" (").next().unwrap();
-    Path::new(path).ancestors().nth(4).unwrap().to_path_buf()
+    let image = Path::new(path.split(" (").next().unwrap());
+    let rec: serde_json::Value =
+        serde_json::from_slice(&fs::read(image.with_file_name("stage.json")).unwrap()).unwrap();
+    let obj = PathBuf::from(rec["build_dir"].as_str().unwrap());
+    (rec, obj)
 }
 
 #[test]
@@ -39,15 +44,13 @@ fn default_kernel_builds_and_second_run_does_no_kernel_work() {
         "second run configured:\n{out}"
     );
 
-    let obj = build_dir(&out);
+    let (rec, obj) = kernel_record(&out);
     let log_mtime = |p: &Path| fs::metadata(p).and_then(|m| m.modified()).unwrap();
     let before: SystemTime = log_mtime(&obj.join("make.log"));
     let third = xtask(&["dist", "--no-provision"]);
     assert!(third.status.success());
     assert_eq!(log_mtime(&obj.join("make.log")), before, "make ran again");
 
-    let rec: serde_json::Value =
-        serde_json::from_slice(&fs::read(obj.join("stage.json")).unwrap()).unwrap();
     let footprint = rec["footprint"].as_u64().unwrap();
     // 6.1's zfcpdump kernel ends at 0x69b000; any sane kernel is 2..16 MiB.
     assert!(
@@ -62,10 +65,11 @@ fn default_kernel_builds_and_second_run_does_no_kernel_work() {
     assert_eq!(dist_image.len() as u64, rec["image_size"].as_u64().unwrap());
     assert_eq!(
         dist_image,
-        fs::read(obj.join("arch/s390/boot/bzImage")).unwrap()
+        fs::read(rec["image"].as_str().unwrap()).unwrap()
     );
 
-    let cfg = fs::read_to_string(obj.join(".config")).unwrap();
+    // The variant's .config, copied out beside its image.
+    let cfg = fs::read_to_string(rec["config"].as_str().unwrap()).unwrap();
     for opt in [
         "CONFIG_CRASH_DUMP=y",
         "CONFIG_BLK_DEV_INITRD=y",
@@ -201,12 +205,10 @@ fn footprint_of_real_6_1_and_6_12_vmlinux_is_end_of_bss() {
         let o = xtask(&["dist", "--no-provision", "--profile", profile]);
         let out = text(&o);
         assert!(o.status.success(), "{profile}: {out}");
-        let obj = build_dir(&out);
-        let rec: serde_json::Value =
-            serde_json::from_slice(&fs::read(obj.join("stage.json")).unwrap()).unwrap();
+        let (rec, _) = kernel_record(&out);
         let rel = rec["release"].as_str().unwrap();
         assert!(rel.starts_with(release), "{profile}: release {rel}");
-        let vmlinux = obj.join("vmlinux");
+        let vmlinux = PathBuf::from(rec["vmlinux"].as_str().unwrap());
         let footprint = xtask::build::kernel::footprint(&vmlinux).unwrap();
         let end = end_symbol(&vmlinux);
         assert_eq!(
