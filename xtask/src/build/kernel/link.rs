@@ -208,22 +208,15 @@ impl Stage<'_> {
                 obj.display(),
                 log.display()
             );
-            run_logged(
-                self.make(&src, &obj).arg("olddefconfig"),
-                &log,
-                "kernel olddefconfig",
-                None,
-            )?;
-            run_logged(
-                self.make(&src, &obj)
-                    .arg(format!("-j{}", self.jobs()))
-                    .arg("bzImage"),
+            self.make_image(
+                &src,
+                &obj,
                 &log,
                 "kernel link",
-                Some(&Progress {
+                &Progress {
                     label: "linking",
                     expected: None,
-                }),
+                },
             )?;
         }
         // Staged aside and renamed in: a record never names a partial copy.

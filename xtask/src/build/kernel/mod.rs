@@ -639,23 +639,16 @@ impl<'a> Stage<'a> {
             obj.display(),
             log.display()
         );
-        run_logged(
-            self.make(&src, &obj).arg("olddefconfig"),
-            &log,
-            "kernel olddefconfig",
-            None,
-        )?;
         let source = self.source_id()?;
-        let objects = run_logged(
-            self.make(&src, &obj)
-                .arg(format!("-j{jobs}"))
-                .arg("bzImage"),
+        let objects = self.make_image(
+            &src,
+            &obj,
             &log,
             "kernel compile",
-            Some(&Progress {
+            &Progress {
                 label: "compiling",
                 expected: self.expected_objects(&source),
-            }),
+            },
         )?;
         let release = fs::read_to_string(obj.join("include/config/kernel.release"))
             .context("cannot read kernel.release")?
@@ -674,6 +667,33 @@ impl<'a> Stage<'a> {
             util::fmt_duration(t.elapsed()),
         );
         Ok(rec)
+    }
+
+    /// `make olddefconfig` then `make -jN bzImage` in `obj`, logged, with the
+    /// progress line: the compile and the link step both end so. Returns
+    /// the objects compiled.
+    fn make_image(
+        &self,
+        src: &Path,
+        obj: &Path,
+        log: &Path,
+        what: &str,
+        progress: &Progress,
+    ) -> Result<u64> {
+        run_logged(
+            self.make(src, obj).arg("olddefconfig"),
+            log,
+            "kernel olddefconfig",
+            None,
+        )?;
+        run_logged(
+            self.make(src, obj)
+                .arg(format!("-j{}", self.jobs()))
+                .arg("bzImage"),
+            log,
+            what,
+            Some(progress),
+        )
     }
 
     fn jobs(&self) -> usize {
