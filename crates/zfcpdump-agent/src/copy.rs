@@ -10,6 +10,7 @@ use crate::disk::DumpTarget;
 use crate::error::{DumpError, Step as ErrStep};
 use crate::info;
 use crate::log::Log;
+use std::io;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 use zfcpdump_format::elf::ReadAt;
@@ -36,14 +37,23 @@ pub struct Writeback {
     since: u64,
 }
 
+/// What a failed [`Writeback::wrote`] was doing, for the error message.
+pub const WRITEBACK_WHAT: &str = "writeback of the data written so far (sync_file_range)";
+
+/// What a failed barrier was doing: the data must be on the device before
+/// the ELF header block that makes the dump look complete.
+pub const BARRIER_WHAT: &str = "fsync of the dump data before the ELF header block";
+
 impl Writeback {
-    /// `n` more bytes were written to `dst`.
-    pub fn wrote<T: DumpTarget + ?Sized>(&mut self, dst: &mut T, n: u64) {
+    /// `n` more bytes were written to `dst`; a write error of the device
+    /// reported by the writeback is returned.
+    pub fn wrote<T: DumpTarget + ?Sized>(&mut self, dst: &mut T, n: u64) -> io::Result<()> {
         self.since += n;
         if self.since >= WRITEBACK_EVERY {
             self.since = 0;
-            dst.start_writeback();
+            dst.start_writeback()?;
         }
+        Ok(())
     }
 }
 
@@ -209,6 +219,14 @@ where
             "copy {what} {start:#x}..{end:#x} ({} KiB)",
             (end - start).div_ceil(1024)
         );
+        if start == 0 {
+            // Everything else must be on the device before the block that
+            // makes the dump look complete: writeback goes in offset order,
+            // so without this a power cut could leave the header on the disk
+            // and the last data not.
+            dst.sync()
+                .map_err(|e| DumpError::io(ErrStep::Copy, BARRIER_WHAT, e))?;
+        }
         if let Some(h) = header.take_if(|_| start == 0) {
             dst.write_all_at(&h, base).map_err(|e| {
                 DumpError::io(
@@ -230,7 +248,9 @@ where
                     e,
                 )
             })?;
-            writeback.wrote(dst, chunk.len() as u64);
+            writeback
+                .wrote(dst, chunk.len() as u64)
+                .map_err(|e| DumpError::io(ErrStep::Copy, WRITEBACK_WHAT, e))?;
             stats.bytes += chunk.len() as u64;
             if hsa {
                 stats.hsa_bytes += chunk.len() as u64;
@@ -276,7 +296,6 @@ pub fn copy_chunks<S: ReadAt + ?Sized>(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::io;
 
     #[test]
     fn progress_lines() {
@@ -332,8 +351,9 @@ mod tests {
         fn sync(&mut self) -> io::Result<()> {
             Ok(())
         }
-        fn start_writeback(&mut self) {
+        fn start_writeback(&mut self) -> io::Result<()> {
             self.kicks.push(self.written);
+            Ok(())
         }
     }
 

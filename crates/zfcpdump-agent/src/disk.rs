@@ -33,11 +33,15 @@ pub trait DumpTarget {
         }
         Ok(())
     }
-    /// Starts writing back what was written so far, without waiting for it:
-    /// a hint that keeps the device busy during the copy and the dirty page
-    /// cache small (the dump kernel has only the HSA). The default does
-    /// nothing.
-    fn start_writeback(&mut self) {}
+    /// Starts writing back what was written so far, after waiting for the
+    /// writeback started by the previous call: it keeps the device busy
+    /// during the copy and the dirty page cache small (the dump kernel has
+    /// only the HSA), and a write error of the device surfaces here, within
+    /// [`crate::copy::WRITEBACK_EVERY`] bytes, not after the whole copy. The
+    /// default does nothing.
+    fn start_writeback(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 impl DumpTarget for File {
@@ -83,13 +87,24 @@ impl DumpTarget for File {
         }
         Ok(())
     }
-    fn start_writeback(&mut self) {
+    fn start_writeback(&mut self) -> io::Result<()> {
         use std::os::fd::AsRawFd;
-        // Offset 0, length 0: every dirty page of the file or device. Only
-        // a hint: an error (a file system without support) changes nothing,
-        // the final fsync still makes the dump durable.
+        // Offset 0, length 0: every page of the file or device. WAIT_BEFORE
+        // waits only for pages already under writeback (the previous call's,
+        // long done at device speed) and reports their errors; WRITE starts
+        // the pages dirtied since.
+        let flags = libc::SYNC_FILE_RANGE_WAIT_BEFORE | libc::SYNC_FILE_RANGE_WRITE;
         // SAFETY: sync_file_range only takes integers; the fd is open.
-        unsafe { libc::sync_file_range(self.as_raw_fd(), 0, 0, libc::SYNC_FILE_RANGE_WRITE) };
+        if unsafe { libc::sync_file_range(self.as_raw_fd(), 0, 0, flags) } == 0 {
+            return Ok(());
+        }
+        let e = io::Error::last_os_error();
+        match e.raw_os_error() {
+            // Not supported here (a file system without it, an old kernel):
+            // only a hint, the fsyncs still make the dump durable.
+            Some(libc::ENOSYS | libc::EINVAL | libc::ESPIPE | libc::EOPNOTSUPP) => Ok(()),
+            _ => Err(e),
+        }
     }
 }
 
@@ -106,7 +121,7 @@ impl<T: DumpTarget + ?Sized> DumpTarget for &mut T {
     fn write_all_vectored_at(&mut self, bufs: &[&[u8]], offset: u64) -> io::Result<()> {
         (**self).write_all_vectored_at(bufs, offset)
     }
-    fn start_writeback(&mut self) {
+    fn start_writeback(&mut self) -> io::Result<()> {
         (**self).start_writeback()
     }
 }

@@ -10,7 +10,7 @@
 //! page (the ELF header) last. Memory: the copy buffer plus the elider's two
 //! pages; nothing grows with the dump size or the number of zero runs.
 
-use crate::copy::{Progress, Writeback, copy_chunks};
+use crate::copy::{BARRIER_WHAT, Progress, WRITEBACK_WHAT, Writeback, copy_chunks};
 use crate::disk::DumpTarget;
 use crate::error::{DumpError, Step as ErrStep};
 use crate::log::Log;
@@ -139,12 +139,12 @@ pub fn plan_for(
     }
 }
 
-/// Writes the elider's output at `base` of the disk and remembers the failing
-/// write for the error message.
+/// Writes the elider's output at `base` of the disk and remembers what
+/// failed for the error message.
 struct DiskSink<'a, T: DumpTarget + ?Sized> {
     dst: &'a mut T,
     base: u64,
-    failed: Option<(u64, u64)>,
+    failed: Option<String>,
     writeback: Writeback,
 }
 
@@ -152,17 +152,22 @@ impl<T: DumpTarget + ?Sized> DiskSink<'_, T> {
     fn put(&mut self, data: &[u8], offset: u64) -> io::Result<()> {
         let at = self.base + offset;
         self.dst.write_all_at(data, at).inspect_err(|_| {
-            self.failed = Some((data.len() as u64, at));
+            self.failed = Some(format!(
+                "writing {} bytes at disk offset {at:#x}",
+                data.len()
+            ));
         })?;
-        self.writeback.wrote(self.dst, data.len() as u64);
-        Ok(())
+        self.wrote(data.len() as u64)
+    }
+
+    fn wrote(&mut self, n: u64) -> io::Result<()> {
+        self.writeback
+            .wrote(self.dst, n)
+            .inspect_err(|_| self.failed = Some(WRITEBACK_WHAT.into()))
     }
 
     fn error(&self, e: io::Error) -> DumpError {
-        let what = match self.failed {
-            Some((n, at)) => format!("writing {n} bytes at disk offset {at:#x}"),
-            None => "writing the dump".to_string(),
-        };
+        let what = self.failed.as_deref().unwrap_or("writing the dump");
         DumpError::io(ErrStep::Copy, what, e)
     }
 }
@@ -177,10 +182,15 @@ impl<T: DumpTarget + ?Sized> Sink for DiskSink<'_, T> {
         let len: usize = bufs.iter().map(|b| b.len()).sum();
         let at = self.base + offset;
         self.dst.write_all_vectored_at(&bufs, at).inspect_err(|_| {
-            self.failed = Some((len as u64, at));
+            self.failed = Some(format!("writing {len} bytes at disk offset {at:#x}"));
         })?;
-        self.writeback.wrote(self.dst, len as u64);
-        Ok(())
+        self.wrote(len as u64)
+    }
+
+    fn barrier(&mut self) -> io::Result<()> {
+        self.dst
+            .sync()
+            .inspect_err(|_| self.failed = Some(BARRIER_WHAT.into()))
     }
 
     fn write_zeros_at(&mut self, len: u64, offset: u64) -> io::Result<()> {

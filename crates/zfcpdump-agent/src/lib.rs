@@ -301,17 +301,23 @@ pub fn run_with<T: DumpTarget>(
     let mut vmcore = hsa.source(FileSource(&src_file), &vm.phdrs);
     drop(vm);
 
-    // 7. Busy marker, then the checksum that now covers it.
+    // 7. Busy marker, then the checksum that now covers it. The marker is
+    // on the device before the checksum is written: a failed marker write
+    // leaves the old checksum over the old contents, which stay valid.
     let area = sb.dump_area();
     target
         .write_all_at(&BUSY_MARKER, area.start)
         .ctx(Step::BusyMarker, || {
             format!("writing the busy marker at disk offset {:#x}", area.start)
         })?;
+    target
+        .sync()
+        .ctx(Step::BusyMarker, || "fsync of the busy marker".into())?;
     update_csum(&mut target, &disk, Step::BusyMarker)?;
     info!(log, "busy marker written");
 
-    // 8. The copy: HSA ranges, HSA release, the rest, the ELF header last.
+    // 8. The copy: HSA ranges, HSA release, the rest, an fsync, the ELF
+    // header last, and an fsync of it before the checksum covers it.
     let started = Instant::now();
     let mut release = || {
         hsa.release(env);
@@ -364,7 +370,7 @@ pub fn run_with<T: DumpTarget>(
     };
     target
         .sync()
-        .ctx(Step::Copy, || format!("fsync of {}", disk_path.display()))?;
+        .ctx(Step::Copy, || "fsync of the ELF header block".into())?;
     let copy_ms = started.elapsed().as_millis() as u64;
 
     // 9. The final checksum over the (now ELF) first block.

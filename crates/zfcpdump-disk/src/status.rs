@@ -43,6 +43,9 @@ pub struct DumpSummary {
     pub elided: bool,
     /// OSRELEASE from VMCOREINFO.
     pub osrelease: Option<String>,
+    /// CRASHTIME from VMCOREINFO: when the kernel crashed, in seconds since
+    /// the epoch. With the release, what tells one dump from another.
+    pub crash_time: Option<i64>,
     /// What a filtered dump recorded about itself (its ZFCPDUMP note).
     pub filter: Option<Box<zfcpdump_format::filter::note::FilterNote>>,
 }
@@ -107,6 +110,10 @@ pub struct Report {
     pub superblock: Option<DumpSuperblock>,
     /// Logical block size under which the DOS table matches the superblock.
     pub sector_size: Option<u32>,
+    /// The stored checksum does not cover the block: for a dump area that
+    /// starts with the busy marker, the tool stopped before (or while)
+    /// updating it.
+    pub stale_checksum: bool,
     /// The verdict.
     pub state: State,
 }
@@ -125,6 +132,7 @@ pub fn inspect(path: &Path) -> Result<Report, Error> {
         mbr: None,
         superblock: None,
         sector_size: None,
+        stale_checksum: false,
         state: State::Incomplete,
     };
     report.state = examine(&mut f, &mut report).map_err(|e| match e {
@@ -198,13 +206,19 @@ fn examine(f: &mut File, r: &mut Report) -> Result<State, Error> {
     let mut block = vec![0u8; CSUM_SIZE];
     read_at(f, &mut block, sb.csum_area().start)
         .context(|| "reading the checksummed block".into())?;
-    if let Err(e) = sb.verify_csum(&block) {
-        return invalid(e.to_string());
-    }
-
     let head_len = sb.dump_size.min(4096) as usize;
     let mut head = vec![0u8; head_len];
     read_at(f, &mut head, dump.start).context(|| "reading the start of the dump area".into())?;
+    if let Err(e) = sb.verify_csum(&block) {
+        // The tool writes the marker, flushes it, then the checksum: a
+        // marker under a stale checksum is a dump stopped in between. Any
+        // other content under a stale checksum is not the tool's.
+        if sb.csum_area().start == dump.start && is_busy(&head) {
+            r.stale_checksum = true;
+            return Ok(State::Incomplete);
+        }
+        return invalid(e.to_string());
+    }
     if is_busy(&head) {
         return Ok(State::Incomplete);
     }
@@ -234,6 +248,10 @@ fn examine(f: &mut File, r: &mut Report) -> Result<State, Error> {
                 .vmcoreinfo()?
                 .and_then(|t| vmcoreinfo_lookup(t, "OSRELEASE"))
                 .map(str::to_string),
+            crash_time: core
+                .vmcoreinfo()?
+                .and_then(|t| vmcoreinfo_lookup(t, "CRASHTIME"))
+                .and_then(|v| v.trim().parse().ok()),
             filter: zfcpdump_format::filter::note::FilterNote::find(&core).map(Box::new),
         })
     })();
@@ -300,6 +318,9 @@ pub fn render(path: &Path, r: &Report) -> String {
             if let Some(rel) = &s.osrelease {
                 let _ = writeln!(o, "kernel:      {rel}");
             }
+            if let Some(t) = s.crash_time {
+                let _ = writeln!(o, "crash time:  {} ({t})", utc(t));
+            }
             let _ = writeln!(o, "cpus:        {}", s.cpus);
             let _ = writeln!(
                 o,
@@ -338,6 +359,13 @@ pub fn render(path: &Path, r: &Report) -> String {
                 o,
                 "contents:    starts with the busy marker: the dump tool did not finish"
             );
+            if r.stale_checksum {
+                let _ = writeln!(
+                    o,
+                    "checksum:    stale: the tool stopped before it covered the busy marker; run \
+                     zipl --dumpto again before the next dump"
+                );
+            }
         }
         State::Invalid(why) => {
             let _ = writeln!(o, "problem:     {why}");
@@ -345,6 +373,27 @@ pub fn render(path: &Path, r: &Report) -> String {
     }
     let _ = writeln!(o, "state:       {}", r.state.name());
     o
+}
+
+/// `t` seconds since the epoch as `YYYY-MM-DD hh:mm:ss UTC`, without a
+/// date library (days to civil date: Howard Hinnant's algorithm).
+pub fn utc(t: i64) -> String {
+    let (days, secs) = (t.div_euclid(86_400), t.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
 }
 
 /// Sizes for people: bytes in binary units with one decimal.
@@ -372,6 +421,14 @@ mod tests {
         assert_eq!(human(10), "10 bytes");
         assert_eq!(human(15_269_376), "14.6 MiB");
         assert_eq!(human(1 << 30), "1.0 GiB");
+    }
+
+    #[test]
+    fn utc_dates() {
+        assert_eq!(utc(0), "1970-01-01 00:00:00 UTC");
+        assert_eq!(utc(1_700_000_000), "2023-11-14 22:13:20 UTC");
+        assert_eq!(utc(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc(-1), "1969-12-31 23:59:59 UTC");
     }
 
     #[test]

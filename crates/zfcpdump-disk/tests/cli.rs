@@ -295,6 +295,36 @@ fn lifecycle_empty_incomplete_complete_invalid() {
     assert_eq!(code(&run(&["extract", s(&disk), s(&out)])), 4);
 }
 
+/// The agent flushes the busy marker before it updates the checksum: a
+/// marker under the previous checksum is a dump stopped in between, so
+/// incomplete (and said so), not a corrupted disk. The rest of the block
+/// may be an older dump's header, which the marker overwrote in part.
+/// Anything else under a stale checksum stays invalid.
+#[test]
+fn busy_marker_under_a_stale_checksum_is_incomplete() {
+    let dir = Dir::new("stale");
+    let disk = prepare(&dir, "disk.img", &["--size", "48M"]);
+    let (_, sb) = metadata(&disk);
+    let mut f = File::options().read(true).write(true).open(&disk).unwrap();
+    write_at(&mut f, sb.dump_area().start, &BUSY_MARKER);
+    drop(f);
+    let o = run(&["status", s(&disk)]);
+    let text = stdout(&o);
+    assert_eq!(code(&o), 2, "{text}");
+    assert!(text.contains("state:       incomplete"), "{text}");
+    assert!(
+        text.contains("checksum:    stale: the tool stopped"),
+        "{text}"
+    );
+    // Something else under the stale checksum: not the tool's, invalid.
+    let mut f = File::options().write(true).open(&disk).unwrap();
+    write_at(&mut f, sb.dump_area().start, b"not a marker..");
+    drop(f);
+    let o = run(&["status", s(&disk)]);
+    assert_eq!(code(&o), 4, "{}", stdout(&o));
+    assert!(stdout(&o).contains("checksum mismatch"), "{}", stdout(&o));
+}
+
 #[test]
 fn complete_on_4k_disk() {
     let dir = Dir::new("life4k");

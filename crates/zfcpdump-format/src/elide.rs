@@ -487,6 +487,13 @@ pub trait Sink {
         }
         Ok(())
     }
+    /// Makes everything written so far durable. [`Elider::finish_noted`]
+    /// calls it right before the first page, which makes the output look
+    /// complete, so that page reaches the device after all the rest. The
+    /// default does nothing (a sink in memory).
+    fn barrier(&mut self) -> io::Result<()> {
+        Ok(())
+    }
 }
 
 /// What an elided copy did.
@@ -814,6 +821,7 @@ impl<'p> Elider<'p> {
             ..plan.header
         };
         self.head[..EHDR_SIZE].copy_from_slice(&header.to_bytes());
+        sink.barrier()?;
         sink.write_at(&self.head, 0)?;
         self.stats.phnum = self.used;
         self.stats.file_size = self.cursor;
