@@ -183,6 +183,18 @@ impl Spec {
         self.vmcoreinfo = text.into();
         self
     }
+    /// Sets `KEY=value` in the VMCOREINFO text: replaces the key's line, or
+    /// appends one.
+    pub fn vmcoreinfo_value(mut self, key: &str, value: &str) -> Self {
+        let prefix = format!("{key}=");
+        let mut lines: Vec<String> = self.vmcoreinfo.lines().map(str::to_string).collect();
+        match lines.iter_mut().find(|l| l.starts_with(&prefix)) {
+            Some(l) => *l = format!("{prefix}{value}"),
+            None => lines.push(format!("{prefix}{value}")),
+        }
+        self.vmcoreinfo = lines.join("\n") + "\n";
+        self
+    }
     pub fn seed(mut self, seed: u64) -> Self {
         self.seed = seed;
         self

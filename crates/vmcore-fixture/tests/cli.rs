@@ -59,6 +59,17 @@ fn size_options_match_the_library() {
 }
 
 #[test]
+fn vmcoreinfo_values_replace_their_line_or_are_appended() {
+    let s = Spec::small()
+        .vmcoreinfo_value("CRASHTIME", "42")
+        .vmcoreinfo_value("NEWKEY", "x");
+    assert!(s.vmcoreinfo.contains("\nCRASHTIME=42\n"), "{}", s.vmcoreinfo);
+    assert!(!s.vmcoreinfo.contains("CRASHTIME=1700000000"));
+    assert!(s.vmcoreinfo.ends_with("\nNEWKEY=x\n"));
+    assert!(s.vmcoreinfo.starts_with("OSRELEASE=6.1.0-fixture\n"));
+}
+
+#[test]
 fn presets_and_flags_match_the_library() {
     let cases: Vec<(Vec<&str>, Spec)> = vec![
         (vec![], Spec::small()),
@@ -79,6 +90,12 @@ fn presets_and_flags_match_the_library() {
                 .vx(false)
                 .s390_note_name(S390NoteName::Core)
                 .vaddr_offset(1 << 32),
+        ),
+        (
+            vec!["--osrelease", "6.12.9-old", "--crash-time", "1600000000"],
+            Spec::small()
+                .vmcoreinfo_value("OSRELEASE", "6.12.9-old")
+                .vmcoreinfo_value("CRASHTIME", "1600000000"),
         ),
     ];
     for (i, (args, spec)) in cases.into_iter().enumerate() {

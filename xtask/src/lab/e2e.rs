@@ -168,77 +168,7 @@ pub fn run(args: &E2eArgs) -> Result<()> {
     fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
     let mut timings: Vec<(String, Duration)> = Vec::new();
 
-    let needs: Vec<&provision::Need> = provision::TEST.iter().collect();
-    provision::ensure(&needs, &[], !args.lab.no_provision && !args.lab.offline)?;
-
-    step(format!("1. building the {} profile", args.profile));
-    let t = Instant::now();
-    let profile_args = ProfileArgs {
-        profile: args.profile.clone(),
-        sets: vec![],
-    };
-    let kernel_rec = dist::run(&DistArgs::new(
-        profile_args.clone(),
-        args.lab.no_provision,
-        args.lab.offline,
-    ))?
-    .kernel;
-    let profile = profile_args.load()?;
-    let dist_dir = dist::dist_dir(&root, &profile);
-    let external = !profile.initramfs.builtin;
-    let vmlinux = kernel_rec.vmlinux.clone();
-    ensure!(
-        vmlinux.is_file(),
-        "{} is missing: the kernel build directory is incomplete",
-        vmlinux.display()
-    );
-    let (disk_tool, fixture_tool) = build_host_tools(&root, &cache, args.lab.offline)?;
-    let readers = Readers::for_kernel(&kernel_rec.release, &cache, args.lab.offline)?;
-    step(format!(
-        "   kernel {}: readers {}",
-        kernel_rec.release,
-        readers.versions.join("; ")
-    ));
-    timings.push(("build (cached)".into(), t.elapsed()));
-
-    let t = Instant::now();
-    let elided_dir = elided_build(
-        &root,
-        &work,
-        &profile,
-        &dist_dir,
-        args.lab.no_provision,
-        args.lab.offline,
-    )?;
-    timings.push(("build with zero-page elision".into(), t.elapsed()));
-    let (image, initrd) = match args.deb {
-        true => {
-            let t = Instant::now();
-            let files = unpacked_deb(&profile_args, &work, &args.lab)?;
-            timings.push(("Debian package, dpkg-deb -x".into(), t.elapsed()));
-            (
-                files.join("zfcpdump-image"),
-                external.then(|| files.join("zfcpdump-initrd")),
-            )
-        }
-        false => (dist_dir.join(IMAGE), external.then(|| dist_dir.join(RD))),
-    };
-    let ctx = Ctx {
-        cache,
-        work: work.clone(),
-        image,
-        initrd,
-        elided_image: elided_dir.join(IMAGE),
-        elided_initrd: external.then(|| elided_dir.join(RD)),
-        memory: profile.budget.total,
-        disk_tool,
-        fixture_tool,
-        readers,
-        vmlinux,
-        release: kernel_rec.release.clone(),
-        keep: args.lab.keep,
-    };
-
+    let ctx = setup(&args.profile, args.deb, &args.lab, &work, &mut timings)?;
     let res = run_all(&ctx, args, &mut timings);
     let total = t0.elapsed();
     let (table, ok) = match &res {
@@ -289,6 +219,91 @@ pub fn run(args: &E2eArgs) -> Result<()> {
             work.display()
         ),
     }
+}
+
+/// Step 1, shared with the fault lab: provisions, builds the profile (and
+/// its variant with zero-page elision), the host tools and the readers.
+pub(crate) fn setup(
+    profile_name: &str,
+    deb: bool,
+    lab: &LabArgs,
+    work: &Path,
+    timings: &mut Vec<(String, Duration)>,
+) -> Result<Ctx> {
+    let root = util::project_root();
+    let cache = util::cache_dir(&root);
+    let needs: Vec<&provision::Need> = provision::TEST.iter().collect();
+    provision::ensure(&needs, &[], !lab.no_provision && !lab.offline)?;
+
+    step(format!("1. building the {} profile", profile_name));
+    let t = Instant::now();
+    let profile_args = ProfileArgs {
+        profile: profile_name.to_string(),
+        sets: vec![],
+    };
+    let kernel_rec = dist::run(&DistArgs::new(
+        profile_args.clone(),
+        lab.no_provision,
+        lab.offline,
+    ))?
+    .kernel;
+    let profile = profile_args.load()?;
+    let dist_dir = dist::dist_dir(&root, &profile);
+    let external = !profile.initramfs.builtin;
+    let vmlinux = kernel_rec.vmlinux.clone();
+    ensure!(
+        vmlinux.is_file(),
+        "{} is missing: the kernel build directory is incomplete",
+        vmlinux.display()
+    );
+    let (disk_tool, fixture_tool) = build_host_tools(&root, &cache, lab.offline)?;
+    let readers = Readers::for_kernel(&kernel_rec.release, &cache, lab.offline)?;
+    step(format!(
+        "   kernel {}: readers {}",
+        kernel_rec.release,
+        readers.versions.join("; ")
+    ));
+    timings.push(("build (cached)".into(), t.elapsed()));
+
+    let t = Instant::now();
+    let elided_dir = elided_build(
+        &root,
+        work,
+        &profile,
+        &dist_dir,
+        lab.no_provision,
+        lab.offline,
+    )?;
+    timings.push(("build with zero-page elision".into(), t.elapsed()));
+    let (image, initrd) = match deb {
+        true => {
+            let t = Instant::now();
+            let files = unpacked_deb(&profile_args, work, lab)?;
+            timings.push(("Debian package, dpkg-deb -x".into(), t.elapsed()));
+            (
+                files.join("zfcpdump-image"),
+                external.then(|| files.join("zfcpdump-initrd")),
+            )
+        }
+        false => (dist_dir.join(IMAGE), external.then(|| dist_dir.join(RD))),
+    };
+    let ctx = Ctx {
+        cache,
+        work: work.to_path_buf(),
+        image,
+        initrd,
+        elided_image: elided_dir.join(IMAGE),
+        elided_initrd: external.then(|| elided_dir.join(RD)),
+        memory: profile.budget.total,
+        disk_tool,
+        fixture_tool,
+        readers,
+        vmlinux,
+        release: kernel_rec.release.clone(),
+        keep: lab.keep,
+    };
+
+    Ok(ctx)
 }
 
 /// The profile's Debian package, unpacked with `dpkg-deb -x` into the work
@@ -633,16 +648,8 @@ fn run_one(ctx: &Ctx, spec: &RunSpec) -> Result<RunResult> {
             src.hsa_size
         ),
         drives: vec![
-            Drive {
-                file: disk.clone(),
-                bus: "scsi",
-                sector_size: spec.sector_size,
-            },
-            Drive {
-                file: src.disk.clone(),
-                bus: "blk",
-                sector_size: 512,
-            },
+            Drive::new(disk.clone(), "scsi", spec.sector_size),
+            Drive::new(src.disk.clone(), "blk", 512),
         ],
         timeout: RUN_TIMEOUT,
         log: log.clone(),

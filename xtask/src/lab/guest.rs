@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -18,6 +19,86 @@ pub struct Drive {
     /// `scsi` (virtio-scsi, /dev/sdX) or `blk` (virtio-blk, /dev/vdX).
     pub bus: &'static str,
     pub sector_size: u32,
+    /// QEMU's blkdebug rules: the image is opened through blkdebug, with
+    /// the raw format driver above it (blkdebug's rules fire on the events
+    /// of a format driver).
+    pub blkdebug: Option<PathBuf>,
+    /// QEMU's write throttling, bytes per second.
+    pub write_bps: Option<u64>,
+    /// Only the backend is on the command line; the device comes later
+    /// through QMP `device_add` ([`Drive::device_add`]).
+    pub hotplug: bool,
+}
+
+impl Drive {
+    pub fn new(file: PathBuf, bus: &'static str, sector_size: u32) -> Drive {
+        Drive {
+            file,
+            bus,
+            sector_size,
+            blkdebug: None,
+            write_bps: None,
+            hotplug: false,
+        }
+    }
+
+    /// The `-drive` argument of drive number `i`.
+    fn backend(&self, i: usize) -> String {
+        let mut d = match &self.blkdebug {
+            Some(rules) => format!(
+                "if=none,id=d{i},driver=raw,file.driver=blkdebug,file.config={},\
+                 file.image.driver=file,file.image.filename={}",
+                rules.display(),
+                self.file.display()
+            ),
+            None => format!("if=none,id=d{i},file={},format=raw", self.file.display()),
+        };
+        if let Some(bps) = self.write_bps {
+            d.push_str(&format!(",throttling.bps-write={bps}"));
+        }
+        d
+    }
+
+    /// The device of drive number `i`: its driver and properties.
+    fn device(&self, i: usize) -> Vec<(&'static str, Value)> {
+        let bs = json!(self.sector_size);
+        let mut props = match self.bus {
+            "scsi" => vec![
+                ("driver", json!("scsi-hd")),
+                ("bus", json!("scsi0.0")),
+                ("scsi-id", json!(i)),
+            ],
+            _ => vec![("driver", json!("virtio-blk-ccw"))],
+        };
+        props.extend([
+            ("drive", json!(format!("d{i}"))),
+            ("id", json!(format!("dev{i}"))),
+            ("logical_block_size", bs.clone()),
+            ("physical_block_size", bs),
+        ]);
+        props
+    }
+
+    /// The `-device` argument of drive number `i`.
+    fn device_arg(&self, i: usize) -> String {
+        let props = self.device(i);
+        let mut out = props[0].1.as_str().unwrap_or_default().to_string();
+        for (k, v) in &props[1..] {
+            let v = v.as_str().map_or_else(|| v.to_string(), str::to_string);
+            out.push_str(&format!(",{k}={v}"));
+        }
+        out
+    }
+
+    /// Plugs in drive number `i` of a running guest (a drive with `hotplug`).
+    pub fn device_add(&self, qmp: &mut Qmp, i: usize) -> Result<()> {
+        let args: serde_json::Map<String, Value> = self
+            .device(i)
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        qmp.execute("device_add", Value::Object(args)).map(|_| ())
+    }
 }
 
 pub struct Boot<'a> {
@@ -35,10 +116,23 @@ pub struct Boot<'a> {
 
 pub struct Outcome {
     /// QEMU's exit status: 0 after the guest powered off, 1 on a guest panic
-    /// (`-action panic=exit-failure`); None when killed at the timeout.
+    /// (`-action panic=exit-failure`); None when killed (at the timeout, or
+    /// by the watcher).
     pub exit: Option<i32>,
     pub console: String,
+    /// Each console line with when it arrived, from QEMU's start.
+    pub lines: Vec<(Duration, String)>,
+    /// The watcher killed QEMU (SIGKILL: a power cut).
+    pub killed: bool,
     pub elapsed: Duration,
+}
+
+/// What a watcher of [`Boot::run_watched`] wants next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Watch {
+    Go,
+    /// SIGKILL QEMU now.
+    Kill,
 }
 
 impl Outcome {
@@ -71,18 +165,10 @@ impl Boot<'_> {
             c.args(["-device", "virtio-scsi-ccw,id=scsi0"]);
         }
         for (i, d) in self.drives.iter().enumerate() {
-            c.arg("-drive").arg(format!(
-                "if=none,id=d{i},file={},format=raw",
-                d.file.display()
-            ));
-            let dev = match d.bus {
-                "scsi" => format!("scsi-hd,drive=d{i},bus=scsi0.0,scsi-id={i}"),
-                _ => format!("virtio-blk-ccw,drive=d{i}"),
-            };
-            let bs = d.sector_size;
-            c.arg("-device").arg(format!(
-                "{dev},logical_block_size={bs},physical_block_size={bs}"
-            ));
+            c.arg("-drive").arg(d.backend(i));
+            if !d.hotplug {
+                c.arg("-device").arg(d.device_arg(i));
+            }
         }
         c.args(extra);
         c
@@ -95,6 +181,17 @@ impl Boot<'_> {
 
     /// [`Boot::run`] with extra QEMU arguments at the end of the command line.
     pub fn run_with(&self, extra: &[String]) -> Result<Outcome> {
+        self.run_watched(extra, |_, _| Watch::Go)
+    }
+
+    /// [`Boot::run_with`], calling `watch(elapsed, line)` for each console
+    /// line as it arrives and every few milliseconds in between (`None`);
+    /// QEMU is killed with SIGKILL when it answers [`Watch::Kill`].
+    pub fn run_watched(
+        &self,
+        extra: &[String],
+        mut watch: impl FnMut(Duration, Option<&str>) -> Watch,
+    ) -> Result<Outcome> {
         if let Some(dir) = self.log.parent() {
             fs::create_dir_all(dir)?;
         }
@@ -111,35 +208,57 @@ impl Boot<'_> {
             .spawn()
             .context("cannot run qemu-system-s390x (Debian: qemu-system-misc)")?;
         cmd.stdout(Stdio::null()).stderr(Stdio::null());
-        let reader_thread = std::thread::spawn(move || -> std::io::Result<String> {
-            let mut console = String::new();
+        let (tx, rx) = mpsc::channel::<(Duration, String)>();
+        let reader_thread = std::thread::spawn(move || -> std::io::Result<()> {
             for line in BufReader::new(reader).lines() {
                 let line = line.unwrap_or_default();
                 // The SCLP console ends lines with \r\n.
-                let line = line.trim_end_matches('\r');
+                let line = line.trim_end_matches('\r').to_string();
                 writeln!(log, "{line}")?;
-                console.push_str(line);
-                console.push('\n');
+                let _ = tx.send((t.elapsed(), line));
             }
-            Ok(console)
+            Ok(())
         });
+        let mut lines = Vec::new();
+        let mut killed = false;
         let exit = loop {
-            if let Some(status) = child.try_wait()? {
-                break status.code();
+            match rx.recv_timeout(Duration::from_millis(5)) {
+                Ok((at, line)) => {
+                    let w = watch(at, Some(&line));
+                    lines.push((at, line));
+                    if w == Watch::Kill {
+                        killed = true;
+                    }
+                }
+                Err(_) => {
+                    if watch(t.elapsed(), None) == Watch::Kill {
+                        killed = true;
+                    }
+                }
             }
-            if t.elapsed() > self.timeout {
+            if killed || t.elapsed() > self.timeout {
                 let _ = child.kill();
                 let _ = child.wait();
                 break None;
             }
-            std::thread::sleep(Duration::from_millis(100));
+            if let Some(status) = child.try_wait()? {
+                break status.code();
+            }
         };
-        let console = reader_thread
+        reader_thread
             .join()
             .map_err(|_| anyhow::anyhow!("console reader panicked"))??;
+        lines.extend(rx.try_iter());
+        let mut console = String::new();
+        for (_, l) in &lines {
+            console.push_str(l);
+            console.push('\n');
+        }
         Ok(Outcome {
             exit,
             console,
+            lines,
+            killed,
             elapsed: t.elapsed(),
         })
     }
@@ -153,27 +272,7 @@ pub fn dump_via_qmp(
     qemu_gone: impl Fn() -> bool,
 ) -> Result<()> {
     let deadline = Instant::now() + timeout;
-    let stream = loop {
-        match UnixStream::connect(sock) {
-            Ok(s) => break s,
-            Err(e) => {
-                if qemu_gone() || Instant::now() > deadline {
-                    return Err(e).with_context(|| {
-                        format!("cannot connect to QEMU's QMP socket {}", sock.display())
-                    });
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-    };
-    // A dead QEMU closes the socket; the timeout is for a hung one.
-    stream.set_read_timeout(Some(timeout))?;
-    let mut qmp = Qmp {
-        reader: BufReader::new(stream.try_clone()?),
-        writer: stream,
-    };
-    qmp.read()?; // greeting
-    qmp.execute("qmp_capabilities", json!({}))?;
+    let mut qmp = Qmp::connect(sock, timeout, &qemu_gone)?;
     let res = (|| {
         loop {
             let st = qmp.execute("query-status", json!({}))?;
@@ -210,12 +309,40 @@ pub fn dump_via_qmp(
 }
 
 /// A minimal QMP client: one command at a time, events skipped.
-struct Qmp {
+pub struct Qmp {
     reader: BufReader<UnixStream>,
     writer: UnixStream,
 }
 
 impl Qmp {
+    /// Connects to QEMU's QMP socket (retrying while QEMU starts, until
+    /// `timeout` or `qemu_gone`) and enters command mode.
+    pub fn connect(sock: &Path, timeout: Duration, qemu_gone: &dyn Fn() -> bool) -> Result<Qmp> {
+        let deadline = Instant::now() + timeout;
+        let stream = loop {
+            match UnixStream::connect(sock) {
+                Ok(s) => break s,
+                Err(e) => {
+                    if qemu_gone() || Instant::now() > deadline {
+                        return Err(e).with_context(|| {
+                            format!("cannot connect to QEMU's QMP socket {}", sock.display())
+                        });
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            }
+        };
+        // A dead QEMU closes the socket; the timeout is for a hung one.
+        stream.set_read_timeout(Some(timeout))?;
+        let mut qmp = Qmp {
+            reader: BufReader::new(stream.try_clone()?),
+            writer: stream,
+        };
+        qmp.read()?; // greeting
+        qmp.execute("qmp_capabilities", json!({}))?;
+        Ok(qmp)
+    }
+
     fn read(&mut self) -> Result<Value> {
         let mut line = String::new();
         let n = self
@@ -226,7 +353,7 @@ impl Qmp {
         serde_json::from_str(&line).with_context(|| format!("QMP sent {line:?}"))
     }
 
-    fn execute(&mut self, cmd: &str, args: Value) -> Result<Value> {
+    pub fn execute(&mut self, cmd: &str, args: Value) -> Result<Value> {
         let msg = json!({"execute": cmd, "arguments": args});
         writeln!(self.writer, "{msg}").context("writing to QMP")?;
         loop {

@@ -53,6 +53,15 @@ struct Args {
     #[arg(long, value_name = "OFFSET", value_parser = parse_u64)]
     vaddr_offset: Option<u64>,
 
+    /// The kernel release in VMCOREINFO (OSRELEASE; default 6.1.0-fixture).
+    #[arg(long, value_name = "RELEASE")]
+    osrelease: Option<String>,
+
+    /// The crash time in VMCOREINFO (CRASHTIME), in seconds since the epoch
+    /// (default 1700000000).
+    #[arg(long, value_name = "SECS")]
+    crash_time: Option<i64>,
+
     /// Print the layout (one line per program header) to stdout.
     #[arg(long)]
     print_layout: bool,
@@ -130,6 +139,12 @@ fn build_spec(args: &Args) -> Spec {
     }
     if args.core_note_name {
         spec.s390_note_name = S390NoteName::Core;
+    }
+    if let Some(r) = &args.osrelease {
+        spec = spec.vmcoreinfo_value("OSRELEASE", r);
+    }
+    if let Some(t) = args.crash_time {
+        spec = spec.vmcoreinfo_value("CRASHTIME", &t.to_string());
     }
     spec
 }

@@ -714,11 +714,7 @@ fn run_one(ctx: &Ctx, spec: &RunSpec) -> Result<RunResult> {
             spec.anon_seed(),
             capture_append(spec.kind).replace(' ', "+")
         ),
-        drives: vec![Drive {
-            file: disk.clone(),
-            bus: "scsi",
-            sector_size: 512,
-        }],
+        drives: vec![Drive::new(disk.clone(), "scsi", 512)],
         timeout: RUN_TIMEOUT,
         log: log.clone(),
     };
