@@ -247,6 +247,13 @@ pub fn run(args: &TestArgs) -> Result<()> {
             }
             r.xtask(&format!("end to end under QEMU ({profile} profile)"), &args);
         }
+        // Faults of the emulated machine through the real 6.1 kernel: EIO
+        // on each write and on the vmcore's reads, power cuts, a slow, a
+        // late and a missing disk; it reuses the qemu builds above.
+        r.xtask(
+            "faults under QEMU (EIO, power cuts, slow/late/missing disk)",
+            &["faults", "--no-provision"],
+        );
         // PID 1 must never die: a panic traps (SIGILL), and the handler
         // still prints the verdict and powers off (QEMU exit 0, no panic).
         // Both kernel pairs, with and without elision and with the

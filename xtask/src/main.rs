@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use xtask::build::profile::ProfileArgs;
 use xtask::build::{agent, dist, fetch, package};
 use xtask::ci;
-use xtask::lab::{bench, boot, crashlab, e2e};
+use xtask::lab::{bench, boot, crashlab, e2e, faults};
 
 #[derive(Parser)]
 #[command(
@@ -51,6 +51,11 @@ enum Task {
     /// kdump, the dump tool dist built captures its /proc/vmcore to a zipl
     /// disk; crash, zgetdump and the planted pattern check the dump
     Crashlab(crashlab::CrashlabArgs),
+    /// Faults under qemu-system-s390x: EIO on each write of the dump and on
+    /// the vmcore's reads (blkdebug), seeded power cuts, a slow, a late and
+    /// a missing disk; no fault may leave a disk that looks complete and is
+    /// not
+    Faults(faults::FaultsArgs),
     /// Run everything CI runs (README's test command)
     Test(ci::TestArgs),
 }
@@ -69,6 +74,7 @@ fn main() -> ExitCode {
         Task::Fetch(a) => fetch::run(&a),
         Task::E2e(a) => e2e::run(&a),
         Task::Crashlab(a) => crashlab::run(&a),
+        Task::Faults(a) => faults::run(&a),
         Task::Test(a) => ci::run(&a),
     };
     match res {

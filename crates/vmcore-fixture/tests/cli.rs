@@ -63,7 +63,11 @@ fn vmcoreinfo_values_replace_their_line_or_are_appended() {
     let s = Spec::small()
         .vmcoreinfo_value("CRASHTIME", "42")
         .vmcoreinfo_value("NEWKEY", "x");
-    assert!(s.vmcoreinfo.contains("\nCRASHTIME=42\n"), "{}", s.vmcoreinfo);
+    assert!(
+        s.vmcoreinfo.contains("\nCRASHTIME=42\n"),
+        "{}",
+        s.vmcoreinfo
+    );
     assert!(!s.vmcoreinfo.contains("CRASHTIME=1700000000"));
     assert!(s.vmcoreinfo.ends_with("\nNEWKEY=x\n"));
     assert!(s.vmcoreinfo.starts_with("OSRELEASE=6.1.0-fixture\n"));

@@ -28,6 +28,8 @@ pub struct Drive {
     /// Only the backend is on the command line; the device comes later
     /// through QMP `device_add` ([`Drive::device_add`]).
     pub hotplug: bool,
+    /// Read-only (a shared lock: guests running at once may read the file).
+    pub read_only: bool,
 }
 
 impl Drive {
@@ -39,6 +41,7 @@ impl Drive {
             blkdebug: None,
             write_bps: None,
             hotplug: false,
+            read_only: false,
         }
     }
 
@@ -53,6 +56,9 @@ impl Drive {
             ),
             None => format!("if=none,id=d{i},file={},format=raw", self.file.display()),
         };
+        if self.read_only {
+            d.push_str(",readonly=on");
+        }
         if let Some(bps) = self.write_bps {
             d.push_str(&format!(",throttling.bps-write={bps}"));
         }

@@ -8,6 +8,7 @@ pub mod boot;
 mod checks;
 pub mod crashlab;
 pub mod e2e;
+pub mod faults;
 pub mod guest;
 pub mod readers;
 mod sources;

@@ -28,6 +28,7 @@ const FIXTURE_HSA: u64 = 4 << 20;
 const QEMU_DUMP_HSA: u64 = 32 << 20;
 
 /// A vmcore the runs copy.
+#[derive(Clone)]
 pub(crate) struct Source {
     pub(crate) name: &'static str,
     /// The vmcore file.
