@@ -23,9 +23,12 @@ const EXIT_HELP: &str = "\
 Exit codes:
   0  success (status: a complete dump)
   1  usage or I/O error
-  2  status/extract: incomplete dump (busy marker: the dump tool was interrupted)
+  2  status/extract: incomplete dump (busy marker: the dump tool was interrupted;
+     also under a stale checksum, which the tool had not updated yet)
   3  status/extract: empty (valid metadata, no dump)
-  4  status/extract: invalid (bad MBR, superblock, partition table or checksum)";
+  4  status/extract: invalid (bad MBR, superblock, partition table or checksum;
+     an ELF header under a stale checksum: the tool stopped before its last
+     checksum update, or the block changed since)";
 
 #[derive(Subcommand)]
 enum Cmd {

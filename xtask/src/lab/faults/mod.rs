@@ -583,6 +583,13 @@ fn run_jobs(ctx: &Ctx, images: &Images, jobs: &[Job]) -> Result<Vec<Row>> {
                     let Some(job) = jobs.get(i) else { break };
                     let r = run_job(ctx, images, job);
                     if let Ok(row) = &r {
+                        // Cut disks go on to crash (powercut::readers).
+                        if row.problems.is_empty()
+                            && !ctx.keep
+                            && !matches!(job.expect, Expect::PowerCut)
+                        {
+                            let _ = fs::remove_file(ctx.work.join(format!("{}.img", job.name)));
+                        }
                         step(format!(
                             "   {}: {} ({}; {})",
                             row.name,
@@ -759,9 +766,6 @@ fn run_job(ctx: &Ctx, images: &Images, job: &Job) -> Result<Row> {
                 "{n} bytes outside the dump area changed, not only the csum field"
             ));
         }
-    }
-    if p.is_empty() && !ctx.keep && !matches!(job.expect, Expect::PowerCut) {
-        let _ = fs::remove_file(&img);
     }
     Ok(Row {
         name: job.name.clone(),

@@ -154,3 +154,34 @@ pub(crate) fn zero_block(disk: &Path, at: u64) -> Result<bool> {
     f.read_exact_at(&mut b, at)?;
     Ok(b.iter().all(|&x| x == 0))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn changes_outside_the_area_are_counted_and_placed() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a"), d.path().join("b"));
+        let mut data = vec![0u8; 3 * CHUNK];
+        fs_write(&a, &data);
+        // Inside the area: not counted. In the csum field: counted, allowed.
+        data[CHUNK + 10] = 1;
+        data[100] = 1;
+        data[101] = 2;
+        fs_write(&b, &data);
+        let area = CHUNK as u64..2 * CHUNK as u64;
+        assert_eq!(
+            changed_outside(&a, &b, area.clone(), 96..104).unwrap(),
+            (2, true)
+        );
+        // Elsewhere: counted, not allowed.
+        data[2 * CHUNK + 5] = 9;
+        fs_write(&b, &data);
+        assert_eq!(changed_outside(&a, &b, area, 96..104).unwrap(), (3, false));
+    }
+
+    fn fs_write(p: &Path, data: &[u8]) {
+        std::fs::write(p, data).unwrap();
+    }
+}
