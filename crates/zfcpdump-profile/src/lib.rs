@@ -1,0 +1,844 @@
+//! Profiles: TOML files under `profiles/` that declare what `dist` builds.
+//!
+//! Loading happens in three steps so that every error can point at a file,
+//! line and column:
+//! 1. each file of the `extends` chain is checked on its own against
+//!    [`ProfileFile`] (all fields optional, unknown keys rejected), which gives
+//!    toml's span-carrying errors;
+//! 2. the raw tables are merged, parent first, then `--set` overrides;
+//! 3. the merged table becomes a [`Profile`] with every default filled in.
+
+use std::collections::BTreeSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+/// The default budget: the HSA of machines before z15.
+pub const DEFAULT_BUDGET: u64 = 32 << 20;
+/// Default runtime reserve, see [`Budget::runtime_reserve`].
+pub const DEFAULT_RUNTIME_RESERVE: u64 = 8 << 20;
+
+/// A fully resolved profile: what the stages consume.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Profile {
+    /// The profile file's stem: names `dist/<name>/`.
+    pub name: String,
+    /// The profile file, then the files it extends.
+    pub files: Vec<PathBuf>,
+    pub kernel: Kernel,
+    pub agent: Agent,
+    pub initramfs: Initramfs,
+    pub budget: Budget,
+    /// Sign zfcpdump.image for secure IPL.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sign: Option<Sign>,
+}
+
+/// `[sign]`: the appended PKCS#7 signature zipl 2.42+ requires for secure
+/// IPL, made as the kernel's scripts/sign-file makes it.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Sign {
+    /// The private key: a PEM file (relative to the profile that sets it),
+    /// `env:VAR` (a variable naming that file, so that CI keeps the key out
+    /// of the repository) or a `pkcs11:` URI (OpenSSL's pkcs11 engine).
+    pub key: String,
+    /// The signer's X.509 certificate (PEM or DER), relative to the
+    /// profile, or `env:VAR`.
+    pub certificate: String,
+    #[serde(default)]
+    pub hash: SignHash,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum SignHash {
+    #[default]
+    Sha256,
+    Sha384,
+    Sha512,
+}
+
+impl fmt::Display for SignHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SignHash::Sha256 => "sha256",
+            SignHash::Sha384 => "sha384",
+            SignHash::Sha512 => "sha512",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Kernel {
+    pub source: Source,
+    #[serde(default = "default_defconfig")]
+    pub defconfig: String,
+    /// File names under `kernel-config/`, or paths relative to the profile,
+    /// applied in order after the defconfig.
+    #[serde(default)]
+    pub fragments: Vec<String>,
+    #[serde(default = "default_arch")]
+    pub arch: String,
+    #[serde(default = "default_cross")]
+    pub cross_compile: String,
+    /// make -j; 0 means the number of CPUs. Not part of any cache key.
+    #[serde(default)]
+    pub jobs: u32,
+}
+
+/// Exactly one of `tarball` or `dir`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Source {
+    pub tarball: Option<PathBuf>,
+    /// Pins the tarball; the build fails when it differs.
+    pub sha256: Option<String>,
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Agent {
+    #[serde(default = "default_target")]
+    pub target: String,
+    /// How long the agent waits for the IPL disk to appear.
+    #[serde(default = "default_device_timeout")]
+    pub device_timeout_s: u32,
+    #[serde(default = "default_progress_interval")]
+    pub progress_interval_s: u32,
+    /// Pages to leave out at dump time, makedumpfile's `-d` bits (1 zero,
+    /// 2 cache, 4 private cache, 8 user, 16 free); 0 is byte-exact. The
+    /// operator's `zfcpdump.dump_level=N` overrides it at dump time.
+    #[serde(default, deserialize_with = "de_dump_level")]
+    pub dump_level: Option<u8>,
+    /// Deprecated: `true` is `dump_level = 1`; `dump_level` wins where both
+    /// are set.
+    #[serde(default)]
+    pub zero_page_elision: bool,
+}
+
+impl Agent {
+    /// The dump level the agent is built with.
+    pub fn dump_level(&self) -> u8 {
+        self.dump_level.unwrap_or(self.zero_page_elision as u8)
+    }
+}
+
+fn de_dump_level<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u8>, D::Error> {
+    let n = i64::deserialize(d)?;
+    if !(0..=31).contains(&n) {
+        return Err(serde::de::Error::custom(format!(
+            "dump_level = {n}: expected 0 to 31 (makedumpfile's -d bits: 1 zero pages, 2 cache, \
+             4 private cache, 8 user, 16 free)"
+        )));
+    }
+    Ok(Some(n as u8))
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Compression {
+    #[default]
+    Gzip,
+    Xz,
+    Zstd,
+    None,
+}
+
+impl Compression {
+    /// The kernel option that lets the kernel unpack this initrd.
+    pub fn kernel_option(self) -> Option<&'static str> {
+        match self {
+            Compression::Gzip => Some("CONFIG_RD_GZIP"),
+            Compression::Xz => Some("CONFIG_RD_XZ"),
+            Compression::Zstd => Some("CONFIG_RD_ZSTD"),
+            Compression::None => None,
+        }
+    }
+}
+
+impl fmt::Display for Compression {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = match self {
+            Compression::Gzip => "gzip",
+            Compression::Xz => "xz",
+            Compression::Zstd => "zstd",
+            Compression::None => "none",
+        };
+        f.write_str(s)
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Initramfs {
+    #[serde(default)]
+    pub compression: Compression,
+    /// The rootfs tree (manifest.toml + overlay/); default: rootfs/ of the
+    /// project. Relative to the profile that sets it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rootfs: Option<PathBuf>,
+    /// Link the initramfs into the kernel image (`CONFIG_INITRAMFS_SOURCE`)
+    /// instead of shipping zfcpdump.rd beside it: one file, which zipl IPLs
+    /// alone and which a secure-IPL signature covers whole.
+    #[serde(default)]
+    pub builtin: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Budget {
+    /// Memory the dump kernel may use: the HSA size of the target machines.
+    #[serde(default = "default_budget", deserialize_with = "de_size")]
+    pub total: u64,
+    /// Left for the running kernel (page tables, slab, page cache of the
+    /// device) and the agent. 8 MiB: the zfcpdump kernel reports about 22 MiB
+    /// available of 32 MiB after boot, and the agent itself needs 2 MiB.
+    #[serde(default = "default_reserve", deserialize_with = "de_size")]
+    pub runtime_reserve: u64,
+}
+
+fn default_defconfig() -> String {
+    "zfcpdump_defconfig".into()
+}
+fn default_arch() -> String {
+    "s390".into()
+}
+fn default_cross() -> String {
+    "s390x-linux-gnu-".into()
+}
+fn default_target() -> String {
+    "s390x-unknown-linux-musl".into()
+}
+fn default_device_timeout() -> u32 {
+    30
+}
+fn default_progress_interval() -> u32 {
+    10
+}
+fn default_budget() -> u64 {
+    DEFAULT_BUDGET
+}
+fn default_reserve() -> u64 {
+    DEFAULT_RUNTIME_RESERVE
+}
+
+/// Sizes are byte counts or strings such as "32MiB", "512K", "1G".
+fn de_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Int(u64),
+        Str(String),
+    }
+    match Raw::deserialize(d) {
+        Ok(Raw::Int(n)) => Ok(n),
+        Ok(Raw::Str(s)) => parse_size(&s).map_err(serde::de::Error::custom),
+        Err(_) => Err(serde::de::Error::custom(
+            "expected a size: a byte count or a string such as \"32MiB\"",
+        )),
+    }
+}
+
+/// Parses "123", "64K", "32M", "32MiB", "1G", "1GiB" (binary units).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: u64 = num
+        .parse()
+        .map_err(|_| format!("invalid size {s:?}: expected e.g. 33554432 or \"32MiB\""))?;
+    let shift = match unit.trim() {
+        "" | "B" => 0,
+        "K" | "KiB" => 10,
+        "M" | "MiB" => 20,
+        "G" | "GiB" => 30,
+        other => {
+            return Err(format!(
+                "invalid size unit {other:?} in {s:?}: use K/KiB, M/MiB or G/GiB"
+            ));
+        }
+    };
+    n.checked_mul(1 << shift)
+        .ok_or_else(|| format!("size {s:?} is too large"))
+}
+
+/// The shape of one profile file: everything optional, since a file may
+/// extend another. Only used to check a file on its own with spans.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // fields are read by serde's checks only
+struct ProfileFile {
+    extends: Option<String>,
+    kernel: Option<KernelFile>,
+    agent: Option<AgentFile>,
+    initramfs: Option<Initramfs>,
+    budget: Option<BudgetFile>,
+    sign: Option<SignFile>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct SignFile {
+    key: Option<String>,
+    certificate: Option<String>,
+    hash: Option<SignHash>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct KernelFile {
+    source: Option<Source>,
+    defconfig: Option<String>,
+    fragments: Option<Vec<String>>,
+    arch: Option<String>,
+    cross_compile: Option<String>,
+    jobs: Option<u32>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct AgentFile {
+    target: Option<String>,
+    device_timeout_s: Option<u32>,
+    progress_interval_s: Option<u32>,
+    #[serde(default, deserialize_with = "de_dump_level")]
+    dump_level: Option<u8>,
+    zero_page_elision: Option<bool>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)]
+struct BudgetFile {
+    #[serde(default, deserialize_with = "de_opt_size")]
+    total: Option<u64>,
+    #[serde(default, deserialize_with = "de_opt_size")]
+    runtime_reserve: Option<u64>,
+}
+
+fn de_opt_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
+    de_size(d).map(Some)
+}
+
+/// The merged, default-free form, deserialized into [`Profile`]'s sections.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Merged {
+    #[serde(default)]
+    #[allow(dead_code)]
+    extends: Option<String>,
+    kernel: Kernel,
+    #[serde(default = "default_agent")]
+    agent: Agent,
+    #[serde(default = "default_initramfs")]
+    initramfs: Initramfs,
+    #[serde(default = "default_budget_section")]
+    budget: Budget,
+    #[serde(default)]
+    sign: Option<Sign>,
+}
+
+fn default_agent() -> Agent {
+    toml::from_str("").expect("agent defaults")
+}
+fn default_initramfs() -> Initramfs {
+    toml::from_str("").expect("initramfs defaults")
+}
+fn default_budget_section() -> Budget {
+    toml::from_str("").expect("budget defaults")
+}
+
+/// Where `--profile NAME` looks.
+pub fn profiles_dir(root: &Path) -> PathBuf {
+    root.join("profiles")
+}
+
+/// Resolves `--profile NAME|PATH`: a bare name means `profiles/NAME.toml`.
+pub fn profile_path(root: &Path, arg: &str) -> PathBuf {
+    let p = Path::new(arg);
+    if arg.ends_with(".toml") || p.components().count() > 1 {
+        p.to_path_buf()
+    } else {
+        profiles_dir(root).join(format!("{arg}.toml"))
+    }
+}
+
+/// Loads a profile, follows `extends`, applies `--set KEY=VALUE` overrides.
+pub fn load(root: &Path, arg: &str, sets: &[String]) -> Result<Profile> {
+    let path = profile_path(root, arg);
+    let name = path
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .context("profile path has no file name")?
+        .to_string();
+
+    // Walk the chain child first, then merge parent first.
+    let mut chain: Vec<(PathBuf, toml::Table)> = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut next = Some(path);
+    while let Some(p) = next.take() {
+        let canon = p
+            .canonicalize()
+            .with_context(|| format!("cannot read profile {}", p.display()))?;
+        if !seen.insert(canon.clone()) {
+            let cycle: Vec<String> = chain
+                .iter()
+                .map(|(f, _)| f.display().to_string())
+                .chain([canon.display().to_string()])
+                .collect();
+            bail!("profile extends cycle: {}", cycle.join(" -> "));
+        }
+        let table = load_file(&canon)?;
+        if let Some(parent) = table.get("extends").and_then(|v| v.as_str()) {
+            next = Some(resolve_extends(root, &canon, parent));
+        }
+        chain.push((canon, table));
+    }
+
+    let files: Vec<PathBuf> = chain.iter().map(|(p, _)| p.clone()).collect();
+    let mut merged = toml::Table::new();
+    for (_, table) in chain.into_iter().rev() {
+        merge(&mut merged, table);
+    }
+    for set in sets {
+        apply_set(&mut merged, set)?;
+    }
+
+    let m: Merged = toml::Value::Table(merged).try_into().map_err(|e| {
+        anyhow::anyhow!(
+            "profile {} (after extends and --set): {e}",
+            files[0].display()
+        )
+    })?;
+    let profile = Profile {
+        name,
+        files,
+        kernel: m.kernel,
+        agent: m.agent,
+        initramfs: m.initramfs,
+        budget: m.budget,
+        sign: m.sign,
+    };
+    validate(&profile)?;
+    if let Some(f) = profile.files.iter().find(|f| {
+        load_file(f).is_ok_and(|t| {
+            t.get("agent")
+                .and_then(|a| a.get("zero_page_elision"))
+                .is_some()
+        })
+    }) {
+        eprintln!(
+            "warning: {}: agent.zero_page_elision is deprecated; use agent.dump_level (1 for zero \
+             pages only); where both are set, dump_level wins",
+            f.display()
+        );
+    }
+    Ok(profile)
+}
+
+fn resolve_extends(root: &Path, from: &Path, parent: &str) -> PathBuf {
+    if parent.ends_with(".toml") || parent.contains('/') {
+        from.parent().unwrap_or(Path::new(".")).join(parent)
+    } else {
+        profiles_dir(root).join(format!("{parent}.toml"))
+    }
+}
+
+/// Reads one file, checks it against the schema with spans, and makes its
+/// relative source paths absolute (relative to that file).
+fn load_file(path: &Path) -> Result<toml::Table> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("cannot read profile {}", path.display()))?;
+    check_text(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let mut table: toml::Table = text
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    // Fragments: a bare name lives in kernel-config/, a path is relative to
+    // the profile that names it (for out-of-tree profiles).
+    if let Some(toml::Value::Array(frags)) =
+        table.get_mut("kernel").and_then(|k| k.get_mut("fragments"))
+    {
+        for f in frags.iter_mut() {
+            if let toml::Value::String(s) = f
+                && s.contains('/')
+                && Path::new(s.as_str()).is_relative()
+            {
+                *s = base.join(&*s).display().to_string();
+            }
+        }
+    }
+    if let Some(toml::Value::String(p)) =
+        table.get_mut("initramfs").and_then(|i| i.get_mut("rootfs"))
+        && Path::new(p.as_str()).is_relative()
+    {
+        *p = base.join(&*p).display().to_string();
+    }
+    // Signing files are relative to the profile too; env: and pkcs11: keys
+    // are not paths.
+    if let Some(sign) = table.get_mut("sign").and_then(|s| s.as_table_mut()) {
+        for key in ["key", "certificate"] {
+            if let Some(toml::Value::String(p)) = sign.get_mut(key)
+                && !p.starts_with("env:")
+                && !p.starts_with("pkcs11:")
+                && Path::new(p.as_str()).is_relative()
+            {
+                *p = base.join(&*p).display().to_string();
+            }
+        }
+    }
+    if let Some(src) = table
+        .get_mut("kernel")
+        .and_then(|k| k.get_mut("source"))
+        .and_then(|s| s.as_table_mut())
+    {
+        for key in ["tarball", "dir"] {
+            if let Some(toml::Value::String(p)) = src.get_mut(key)
+                && Path::new(p.as_str()).is_relative()
+            {
+                *p = base.join(&*p).display().to_string();
+            }
+        }
+    }
+    Ok(table)
+}
+
+/// Checks profile text against the schema. The error carries toml's
+/// "line N, column M" and the offending key, and lists the allowed keys.
+fn check_text(text: &str) -> Result<(), toml::de::Error> {
+    toml::from_str::<ProfileFile>(text).map(|_| ())
+}
+
+/// Child values override parent values; tables merge recursively, except
+/// `kernel.fragments`, which accumulates so that a profile can add to its
+/// parent's fragments, and `kernel.source`, which is replaced whole.
+fn merge(into: &mut toml::Table, from: toml::Table) {
+    merge_at(into, from, "")
+}
+
+fn merge_at(into: &mut toml::Table, from: toml::Table, prefix: &str) {
+    for (k, v) in from {
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
+        match (into.get_mut(&k), v) {
+            // A child's source replaces its parent's: a `dir` must not
+            // inherit the parent's `tarball`.
+            (Some(toml::Value::Table(a)), toml::Value::Table(b)) if path != "kernel.source" => {
+                merge_at(a, b, &path)
+            }
+            (Some(toml::Value::Array(a)), toml::Value::Array(b)) if path == "kernel.fragments" => {
+                for item in b {
+                    if !a.contains(&item) {
+                        a.push(item);
+                    }
+                }
+            }
+            (_, v) => {
+                into.insert(k, v);
+            }
+        }
+    }
+}
+
+/// `--set section.key=value`: the value is TOML if it parses as such,
+/// otherwise a string; the key is checked against the schema like a file.
+fn apply_set(merged: &mut toml::Table, set: &str) -> Result<()> {
+    let (key, value) = set.split_once('=').with_context(|| {
+        format!("--set {set:?}: expected KEY=VALUE, e.g. initramfs.compression=xz")
+    })?;
+    let key = key.trim();
+    let parts: Vec<&str> = key.split('.').collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        bail!("--set {set:?}: empty key component");
+    }
+    let value: toml::Value = match format!("v = {value}").parse::<toml::Table>() {
+        Ok(mut t) => t.remove("v").expect("parsed v"),
+        Err(_) => toml::Value::String(value.to_string()),
+    };
+    // Build a one-key document and check it like a profile file.
+    let mut doc = toml::Table::new();
+    let mut cur = &mut doc;
+    for p in &parts[..parts.len() - 1] {
+        cur = cur
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .expect("fresh table");
+    }
+    cur.insert(parts[parts.len() - 1].to_string(), value);
+    let text = toml::to_string(&doc)?;
+    check_text(&text).map_err(|e| anyhow::anyhow!("--set {set:?}: {}", e.message()))?;
+    // `--set` replaces, it does not accumulate.
+    let mut cur = &mut *merged;
+    for p in &parts[..parts.len() - 1] {
+        cur = cur
+            .entry(p.to_string())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+            .as_table_mut()
+            .with_context(|| format!("--set {set:?}: {p} is not a table"))?;
+    }
+    let mut leaf = doc;
+    for p in &parts[..parts.len() - 1] {
+        leaf = match leaf.remove(*p) {
+            Some(toml::Value::Table(t)) => t,
+            _ => unreachable!("built above"),
+        };
+    }
+    let (k, v) = leaf.into_iter().next().expect("one key");
+    cur.insert(k, v);
+    Ok(())
+}
+
+/// Rules that span fields, checked after merging.
+fn validate(p: &Profile) -> Result<()> {
+    let file = p.files[0].display();
+    let s = &p.kernel.source;
+    match (&s.tarball, &s.dir) {
+        (Some(_), Some(_)) => {
+            bail!("{file}: kernel.source: set either `tarball` or `dir`, not both")
+        }
+        (None, None) => {
+            bail!("{file}: kernel.source: set `tarball` (with an optional `sha256`) or `dir`")
+        }
+        (None, Some(_)) if s.sha256.is_some() => {
+            bail!("{file}: kernel.source.sha256 pins a tarball; it cannot be used with `dir`")
+        }
+        _ => {}
+    }
+    if let Some(h) = &s.sha256
+        && (h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()))
+    {
+        bail!("{file}: kernel.source.sha256 must be 64 hex digits, got {h:?}");
+    }
+    if p.kernel.arch != "s390" {
+        bail!(
+            "{file}: kernel.arch = {:?}: only \"s390\" is supported (zfcpdump is an IBM Z dump tool)",
+            p.kernel.arch
+        );
+    }
+    if p.budget.total == 0 || p.budget.runtime_reserve >= p.budget.total {
+        bail!(
+            "{file}: budget.runtime_reserve ({}) must be smaller than budget.total ({})",
+            p.budget.runtime_reserve,
+            p.budget.total
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs;
+
+    fn root_with(files: &[(&str, &str)]) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("profiles")).unwrap();
+        for (name, text) in files {
+            let p = dir.path().join(name);
+            fs::create_dir_all(p.parent().unwrap()).unwrap();
+            fs::write(p, text).unwrap();
+        }
+        dir
+    }
+
+    const BASE: &str = r#"
+[kernel]
+source = { tarball = "/usr/src/linux-source-6.1.tar.xz" }
+fragments = ["zfcpdump.config"]
+"#;
+
+    #[test]
+    fn defaults_are_filled_in() {
+        let d = root_with(&[("profiles/default.toml", BASE)]);
+        let p = load(d.path(), "default", &[]).unwrap();
+        assert_eq!(p.name, "default");
+        assert_eq!(p.kernel.defconfig, "zfcpdump_defconfig");
+        assert_eq!(p.kernel.cross_compile, "s390x-linux-gnu-");
+        assert_eq!(p.initramfs.compression, Compression::Gzip);
+        assert_eq!(p.budget.total, 32 << 20);
+        assert_eq!(p.agent.progress_interval_s, 10);
+    }
+
+    #[test]
+    fn extends_merges_and_accumulates_fragments() {
+        let d = root_with(&[
+            ("profiles/default.toml", BASE),
+            (
+                "profiles/qemu.toml",
+                "extends = \"default\"\n[kernel]\nfragments = [\"virtio.config\"]\n[budget]\ntotal = \"64MiB\"\n",
+            ),
+        ]);
+        let p = load(d.path(), "qemu", &[]).unwrap();
+        assert_eq!(p.name, "qemu");
+        assert_eq!(p.kernel.fragments, vec!["zfcpdump.config", "virtio.config"]);
+        assert_eq!(p.budget.total, 64 << 20);
+        assert_eq!(p.files.len(), 2);
+    }
+
+    #[test]
+    fn extends_by_relative_path_and_relative_tarball() {
+        let d = root_with(&[
+            (
+                "elsewhere/base.toml",
+                "[kernel]\nsource = { tarball = \"src/linux.tar.xz\" }\n",
+            ),
+            ("elsewhere/child.toml", "extends = \"base.toml\"\n"),
+        ]);
+        let path = d.path().join("elsewhere/child.toml");
+        let p = load(d.path(), path.to_str().unwrap(), &[]).unwrap();
+        assert_eq!(p.name, "child");
+        let tarball = p.kernel.source.tarball.unwrap();
+        assert!(
+            tarball.ends_with("elsewhere/src/linux.tar.xz"),
+            "{tarball:?}"
+        );
+        assert!(tarball.is_absolute());
+    }
+
+    #[test]
+    fn child_source_replaces_the_parents() {
+        let d = root_with(&[
+            ("profiles/default.toml", BASE),
+            (
+                "profiles/dir.toml",
+                "extends = \"default\"\n[kernel]\nsource = { dir = \"/src/linux\" }\n",
+            ),
+        ]);
+        let p = load(d.path(), "dir", &[]).unwrap();
+        assert_eq!(
+            p.kernel.source.dir.as_deref(),
+            Some(Path::new("/src/linux"))
+        );
+        assert_eq!(p.kernel.source.tarball, None);
+    }
+
+    #[test]
+    fn cycle_is_an_error() {
+        let d = root_with(&[
+            ("profiles/a.toml", "extends = \"b\"\n"),
+            ("profiles/b.toml", "extends = \"a\"\n"),
+        ]);
+        let e = load(d.path(), "a", &[]).unwrap_err().to_string();
+        assert!(e.contains("cycle"), "{e}");
+        assert!(e.contains("a.toml") && e.contains("b.toml"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_names_file_line_column_and_allowed_keys() {
+        let text = format!("{BASE}\n[initramfs]\ncompresion = \"xz\"\n");
+        let d = root_with(&[("profiles/bad.toml", &text)]);
+        let e = format!("{:#}", load(d.path(), "bad", &[]).unwrap_err());
+        assert!(e.contains("bad.toml"), "{e}");
+        assert!(e.contains("line 7, column 1"), "{e}");
+        assert!(e.contains("unknown field `compresion`"), "{e}");
+        assert!(
+            e.contains("`compression`") && e.contains("`builtin`"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_enum_value_lists_the_choices() {
+        let text = format!("{BASE}\n[initramfs]\ncompression = \"lz4\"\n");
+        let d = root_with(&[("profiles/bad.toml", &text)]);
+        let e = format!("{:#}", load(d.path(), "bad", &[]).unwrap_err());
+        assert!(e.contains("line 7, column 15"), "{e}");
+        assert!(e.contains("`gzip`, `xz`, `zstd`"), "{e}");
+    }
+
+    #[test]
+    fn bad_size_is_explained() {
+        let text = format!("{BASE}\n[budget]\ntotal = \"32 parsecs\"\n");
+        let d = root_with(&[("profiles/bad.toml", &text)]);
+        let e = format!("{:#}", load(d.path(), "bad", &[]).unwrap_err());
+        assert!(e.contains("line 7"), "{e}");
+        assert!(e.contains("size"), "{e}");
+    }
+
+    #[test]
+    fn set_overrides_and_is_checked() {
+        let d = root_with(&[("profiles/default.toml", BASE)]);
+        let p = load(
+            d.path(),
+            "default",
+            &[
+                "initramfs.compression=xz".into(),
+                "budget.total=\"64M\"".into(),
+                "kernel.jobs=3".into(),
+            ],
+        )
+        .unwrap();
+        assert_eq!(p.initramfs.compression, Compression::Xz);
+        assert_eq!(p.budget.total, 64 << 20);
+        assert_eq!(p.kernel.jobs, 3);
+
+        let e = format!(
+            "{:#}",
+            load(d.path(), "default", &["initramfs.level=9".into()]).unwrap_err()
+        );
+        assert!(e.contains("unknown field `level`"), "{e}");
+        let e = format!(
+            "{:#}",
+            load(d.path(), "default", &["initramfs.compression".into()]).unwrap_err()
+        );
+        assert!(e.contains("KEY=VALUE"), "{e}");
+    }
+
+    #[test]
+    fn source_needs_exactly_one_kind() {
+        let d = root_with(&[(
+            "profiles/both.toml",
+            "[kernel]\nsource = { tarball = \"/a.tar.xz\", dir = \"/b\" }\n",
+        )]);
+        let e = load(d.path(), "both", &[]).unwrap_err().to_string();
+        assert!(e.contains("not both"), "{e}");
+        let d = root_with(&[(
+            "profiles/pin.toml",
+            "[kernel]\nsource = { dir = \"/b\", sha256 = \"00\" }\n",
+        )]);
+        let e = load(d.path(), "pin", &[]).unwrap_err().to_string();
+        assert!(e.contains("cannot be used with `dir`"), "{e}");
+    }
+
+    #[test]
+    fn missing_profile_names_the_path() {
+        let d = root_with(&[]);
+        let e = format!("{:#}", load(d.path(), "nope", &[]).unwrap_err());
+        assert!(e.contains("profiles/nope.toml"), "{e}");
+    }
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("32MiB"), Ok(32 << 20));
+        assert_eq!(parse_size("512K"), Ok(512 << 10));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert!(parse_size("12Q").is_err());
+        assert!(parse_size("M").is_err());
+    }
+
+    #[test]
+    fn shipped_profiles_load() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .nth(2)
+            .unwrap();
+        for entry in fs::read_dir(root.join("profiles")).unwrap() {
+            let path = entry.unwrap().path();
+            load(root, path.to_str().unwrap(), &[])
+                .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+        }
+    }
+}
