@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use xtask::build::profile::ProfileArgs;
 use xtask::build::{agent, dist, fetch, package};
 use xtask::ci;
-use xtask::lab::{bench, boot, crashlab, e2e, faults};
+use xtask::lab::{bench, boot, crashlab, e2e, faults, fuzz};
 
 #[derive(Parser)]
 #[command(
@@ -56,6 +56,10 @@ enum Task {
     /// a missing disk; no fault may leave a disk that looks complete and is
     /// not
     Faults(faults::FaultsArgs),
+    /// Coverage-guided fuzzing (libFuzzer, AddressSanitizer) of every parser:
+    /// the vmcore reader and plan, the disk metadata, the filtered layout
+    /// writer, the agent's config and command line, the profile loader
+    Fuzz(fuzz::FuzzArgs),
     /// Run everything CI runs (README's test command)
     Test(ci::TestArgs),
 }
@@ -75,6 +79,7 @@ fn main() -> ExitCode {
         Task::E2e(a) => e2e::run(&a),
         Task::Crashlab(a) => crashlab::run(&a),
         Task::Faults(a) => faults::run(&a),
+        Task::Fuzz(a) => fuzz::run(&a),
         Task::Test(a) => ci::run(&a),
     };
     match res {

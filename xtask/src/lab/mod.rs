@@ -9,6 +9,7 @@ mod checks;
 pub mod crashlab;
 pub mod e2e;
 pub mod faults;
+pub mod fuzz;
 pub mod guest;
 pub mod readers;
 mod sources;
