@@ -203,8 +203,14 @@ pub fn run(args: &TestArgs) -> Result<()> {
     // Tests that need the s390x binary fail instead of skipping under CI.
     r.envs.push(("ZFCPDUMP_REQUIRE_S390X".into(), "1".into()));
     r.cargo("unit and integration tests", &["test", "--workspace"]);
-
     if !args.quick {
+        // Every parser under libFuzzer, 30 s each; a finding fails the
+        // step and prints its reproducer.
+        r.xtask(
+            "fuzzing (libFuzzer, 5 targets)",
+            &["fuzz", "--no-provision"],
+        );
+
         // Each profile boots at -m equal to its budget; the qemu-6.12 one
         // with every initramfs compression, like the default one.
         // qemu-builtin: the image alone (no -initrd), relinked from the

@@ -66,6 +66,7 @@ pub const BUILD: &[Need] = &[
 
 /// What the tests need on top of [`BUILD`].
 pub const TEST: &[Need] = &[
+    need("g++", "g++", "builds libFuzzer for the fuzz targets"),
     need(
         "qemu-s390x-static",
         "qemu-user-static",

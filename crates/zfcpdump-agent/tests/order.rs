@@ -49,14 +49,6 @@ impl DumpTarget for Recorder<'_> {
         self.wrote(buf, offset);
         self.file.write_all_at(buf, offset)
     }
-    fn write_all_vectored_at(&mut self, bufs: &[&[u8]], offset: u64) -> io::Result<()> {
-        let mut at = offset;
-        for b in bufs {
-            self.write_all_at(b, at)?;
-            at += b.len() as u64;
-        }
-        Ok(())
-    }
     fn sync(&mut self) -> io::Result<()> {
         self.events.push(Event::Sync);
         self.file.sync_all()

@@ -28,6 +28,14 @@ pub fn run(args: &FetchArgs) -> Result<()> {
             .args(["fetch", "--locked"]),
     )?;
 
+    eprintln!("[fetch] crates of the fuzz targets (fuzz/Cargo.lock)");
+    cargo(Command::new(env!("CARGO")).current_dir(&root).args([
+        "fetch",
+        "--locked",
+        "--manifest-path",
+        "fuzz/Cargo.toml",
+    ]))?;
+
     // -Zbuild-std resolves std's own dependencies from the rust-src
     // component's Cargo.lock; fetch them the same way.
     let src = agent::rust_src().context("the rust-src component is missing")?;

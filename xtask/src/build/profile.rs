@@ -21,4 +21,3 @@ impl ProfileArgs {
         load(&crate::util::project_root(), &self.profile, &self.sets)
     }
 }
-

@@ -625,6 +625,17 @@ pub(crate) fn build_host_tools(
 // Steps 4 to 6: runs
 // ---------------------------------------------------------------------------
 
+/// The agent's test overrides on the kernel command line (QEMU cannot IPL
+/// in FCP dump mode): the vmcore on /dev/vda, the whole dump disk /dev/sda,
+/// a simulated HSA. virtio-scsi's scan of empty targets would hold up boot
+/// for about 15 s, and the agent polls for the disk anyway.
+pub(crate) fn agent_append(hsa_size: u64) -> String {
+    format!(
+        "zfcpdump.source=/dev/vda zfcpdump.disk=/dev/sda zfcpdump.hsa_size={hsa_size:#x} \
+         scsi_mod.scan=async"
+    )
+}
+
 fn run_one(ctx: &Ctx, spec: &RunSpec) -> Result<RunResult> {
     let src = spec.source;
     let disk = ctx.work.join(format!("{}.img", spec.name));
@@ -640,13 +651,7 @@ fn run_one(ctx: &Ctx, spec: &RunSpec) -> Result<RunResult> {
         initrd: initrd.as_deref(),
         memory: ctx.memory,
         cpus: 1,
-        // The agent wants the whole disk; virtio-scsi's scan of empty targets
-        // would hold up boot for about 15 s, and the agent polls anyway.
-        append: format!(
-            "zfcpdump.source=/dev/vda zfcpdump.disk=/dev/sda zfcpdump.hsa_size={:#x} \
-             scsi_mod.scan=async",
-            src.hsa_size
-        ),
+        append: agent_append(src.hsa_size),
         drives: vec![
             Drive::new(disk.clone(), "scsi", spec.sector_size),
             Drive::new(src.disk.clone(), "blk", 512),

@@ -100,12 +100,6 @@ const TRIPLE: &str = "x86_64-unknown-linux-gnu";
 const INPUT_TIMEOUT_S: u32 = 10;
 const RSS_LIMIT_MB: u32 = 2048;
 
-pub const NEEDS: &[provision::Need] = &[provision::Need {
-    check: "g++",
-    package: "g++",
-    why: "builds libFuzzer for the fuzz targets",
-}];
-
 /// What one target's run did.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Stats {
@@ -121,7 +115,10 @@ pub struct Stats {
 
 pub fn run(args: &FuzzArgs) -> Result<()> {
     let root = util::project_root();
-    let needs: Vec<&provision::Need> = NEEDS.iter().collect();
+    let needs: Vec<&provision::Need> = provision::TEST
+        .iter()
+        .filter(|n| n.package == "g++")
+        .collect();
     provision::ensure(&needs, &[], !args.no_provision && !args.offline)?;
     let dir = util::cache_dir(&root).join("fuzz");
     let t0 = Instant::now();
@@ -167,14 +164,21 @@ fn build(root: &Path, dir: &Path, offline: bool) -> Result<PathBuf> {
     eprintln!("[fuzz] building the targets (libFuzzer, AddressSanitizer)");
     let t = Instant::now();
     let mut c = Command::new(env!("CARGO"));
-    c.args(["build", "--release", "--bins", "--locked", "--target", TRIPLE])
-        .arg("--manifest-path")
-        .arg(root.join("fuzz/Cargo.toml"))
-        .env("CARGO_TARGET_DIR", &target_dir)
-        .env("RUSTC_BOOTSTRAP", "1")
-        .env("RUSTFLAGS", RUSTFLAGS.join(" "))
-        // The project's own flags are for the s390x agent, not these.
-        .env_remove("CARGO_ENCODED_RUSTFLAGS");
+    c.args([
+        "build",
+        "--release",
+        "--bins",
+        "--locked",
+        "--target",
+        TRIPLE,
+    ])
+    .arg("--manifest-path")
+    .arg(root.join("fuzz/Cargo.toml"))
+    .env("CARGO_TARGET_DIR", &target_dir)
+    .env("RUSTC_BOOTSTRAP", "1")
+    .env("RUSTFLAGS", RUSTFLAGS.join(" "))
+    // The project's own flags are for the s390x agent, not these.
+    .env_remove("CARGO_ENCODED_RUSTFLAGS");
     if offline {
         c.arg("--offline");
     }
@@ -183,10 +187,7 @@ fn build(root: &Path, dir: &Path, offline: bool) -> Result<PathBuf> {
         st.success(),
         "building the fuzz targets failed ({st}); they need g++ (libFuzzer is C++)"
     );
-    eprintln!(
-        "[fuzz] built in {}",
-        util::fmt_duration(t.elapsed())
-    );
+    eprintln!("[fuzz] built in {}", util::fmt_duration(t.elapsed()));
     Ok(target_dir.join(TRIPLE).join("release"))
 }
 
@@ -220,10 +221,7 @@ fn run_target(root: &Path, dir: &Path, bins: &Path, t: &Target, secs: u64) -> Re
         .with_context(|| format!("cannot run {}", bins.join(t.name).display()))?;
     let text = fs::read_to_string(&log).unwrap_or_default();
     if !out.success() {
-        let reproducer = fs::read_dir(&artifacts)?
-            .flatten()
-            .map(|e| e.path())
-            .next();
+        let reproducer = fs::read_dir(&artifacts)?.flatten().map(|e| e.path()).next();
         let mut msg = format!("libFuzzer exited {out}; log {}", log.display());
         if let Some(r) = reproducer {
             let bytes = fs::read(&r).unwrap_or_default();
@@ -238,7 +236,11 @@ fn run_target(root: &Path, dir: &Path, bins: &Path, t: &Target, secs: u64) -> Re
             );
         }
         let tail: Vec<&str> = text.lines().rev().take(30).collect();
-        let _ = write!(msg, "\n---- log tail ----\n{}", tail.into_iter().rev().collect::<Vec<_>>().join("\n"));
+        let _ = write!(
+            msg,
+            "\n---- log tail ----\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
         bail!(msg);
     }
     parse_stats(&text).with_context(|| format!("no final statistics in {}", log.display()))

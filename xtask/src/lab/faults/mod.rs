@@ -163,6 +163,33 @@ pub(crate) struct Job<'a> {
     expect: Expect,
 }
 
+impl<'a> Job<'a> {
+    /// A run of `source` onto `disk` with no fault; the fields of a fault
+    /// are set over it.
+    pub(crate) fn plain(
+        name: impl Into<String>,
+        fault: impl Into<String>,
+        disk: Option<&'a Disk>,
+        source: &'a Source,
+        expect: Expect,
+    ) -> Job<'a> {
+        Job {
+            name: name.into(),
+            fault: fault.into(),
+            disk,
+            source,
+            elided: false,
+            disk_rule: None,
+            source_rule: None,
+            write_bps: None,
+            hotplug: false,
+            kill: None,
+            not_zero_at: None,
+            expect,
+        }
+    }
+}
+
 /// What a run did, for the table.
 pub(crate) struct Row {
     pub(crate) name: String,
@@ -224,18 +251,14 @@ pub fn run(args: &FaultsArgs) -> Result<()> {
         POWER_CUT_BPS >> 20
     ));
     let calibration = Job {
-        name: "calibration-throttled".into(),
-        fault: format!("none (throttled {} MiB/s)", POWER_CUT_BPS >> 20),
-        disk: Some(&fresh4k),
-        source: &qemu,
-        elided: false,
-        disk_rule: None,
-        source_rule: None,
         write_bps: Some(POWER_CUT_BPS),
-        hotplug: false,
-        kill: None,
-        not_zero_at: None,
-        expect: Expect::Success,
+        ..Job::plain(
+            "calibration-throttled",
+            format!("none (throttled {} MiB/s)", POWER_CUT_BPS >> 20),
+            Some(&fresh4k),
+            &qemu,
+            Expect::Success,
+        )
     };
     let cal = run_job(&ctx, &images, &calibration)?;
     let times = powercut::Calibration::from_lines(&cal.lines);
@@ -320,20 +343,13 @@ fn fault_build(root: &Path, work: &Path, name: &str, ctx: &Ctx, lab: &LabArgs) -
 /// A copy of a fresh disk with a dump of `older` on it, made by the agent.
 fn used_disk(ctx: &Ctx, images: &Images, t: &Target, label: &str, older: &Source) -> Result<Disk> {
     let fresh = Disk::from_target(t, label);
-    let job = Job {
-        name: format!("older-dump-{}", t.geometry.name),
-        fault: "none: the older dump".into(),
-        disk: Some(&fresh),
-        source: older,
-        elided: false,
-        disk_rule: None,
-        source_rule: None,
-        write_bps: None,
-        hotplug: false,
-        kill: None,
-        not_zero_at: None,
-        expect: Expect::Success,
-    };
+    let job = Job::plain(
+        format!("older-dump-{}", t.geometry.name),
+        "none: the older dump",
+        Some(&fresh),
+        older,
+        Expect::Success,
+    );
     let row = run_job(ctx, images, &job)?;
     ensure!(
         row.problems.is_empty(),
@@ -451,19 +467,10 @@ fn eio_jobs<'a>(disks: &[&'a Disk], src: &'a Source) -> Result<Vec<Job<'a>>> {
             ),
         ];
         for (short, fault, r, expect) in points {
+            let name = format!("eio-{short}-{}", disk.label.replace(' ', "-"));
             jobs.push(Job {
-                name: format!("eio-{short}-{}", disk.label.replace(' ', "-")),
-                fault: fault.into(),
-                disk: Some(disk),
-                source: src,
-                elided: false,
                 disk_rule: Some(r),
-                source_rule: None,
-                write_bps: None,
-                hotplug: false,
-                kill: None,
-                not_zero_at: None,
-                expect,
+                ..Job::plain(name, fault, Some(disk), src, expect)
             });
         }
     }
@@ -491,19 +498,8 @@ fn incomplete(console: &'static str) -> Expect {
 /// missing disk.
 fn other_jobs<'a>(fresh: &'a Disk, used: &'a Disk, src: &'a Source) -> Result<Vec<Job<'a>>> {
     let (_, middle, _) = data_points(src)?;
-    let base = |name: &str, fault: &str, disk: Option<&'a Disk>, expect: Expect| Job {
-        name: name.into(),
-        fault: fault.into(),
-        disk,
-        source: src,
-        elided: false,
-        disk_rule: None,
-        source_rule: None,
-        write_bps: None,
-        hotplug: false,
-        kill: None,
-        not_zero_at: None,
-        expect,
+    let base = |name: &str, fault: &str, disk: Option<&'a Disk>, expect: Expect| {
+        Job::plain(name, fault, disk, src, expect)
     };
     Ok(vec![
         Job {
@@ -556,18 +552,14 @@ fn other_jobs<'a>(fresh: &'a Disk, used: &'a Disk, src: &'a Source) -> Result<Ve
 /// A throttled disk: progress lines at the interval, with an ETA that holds.
 fn slow_job<'a>(disk: &'a Disk, src: &'a Source) -> Job<'a> {
     Job {
-        name: format!("slow-disk-{}", disk.label.replace(' ', "-")),
-        fault: format!("slow disk ({} MiB/s)", SLOW_BPS >> 20),
-        disk: Some(disk),
-        source: src,
-        elided: false,
-        disk_rule: None,
-        source_rule: None,
         write_bps: Some(SLOW_BPS),
-        hotplug: false,
-        kill: None,
-        not_zero_at: None,
-        expect: Expect::Slow,
+        ..Job::plain(
+            format!("slow-disk-{}", disk.label.replace(' ', "-")),
+            format!("slow disk ({} MiB/s)", SLOW_BPS >> 20),
+            Some(disk),
+            src,
+            Expect::Slow,
+        )
     }
 }
 
@@ -644,11 +636,7 @@ fn run_job(ctx: &Ctx, images: &Images, job: &Job) -> Result<Row> {
         initrd: initrd.as_deref(),
         memory: ctx.memory,
         cpus: 1,
-        append: format!(
-            "zfcpdump.source=/dev/vda zfcpdump.disk=/dev/sda zfcpdump.hsa_size={:#x} \
-             scsi_mod.scan=async",
-            job.source.hsa_size
-        ),
+        append: e2e::agent_append(job.source.hsa_size),
         drives,
         timeout: RUN_TIMEOUT,
         log: log.clone(),

@@ -94,23 +94,21 @@ pub(crate) fn jobs<'a>(
                 (COPY_ANCHOR, cal.header.saturating_sub(cal.copy))
             };
             let delay = rng.below(span);
+            let fault = format!(
+                "power cut {:.2} s after {:?}",
+                delay.as_secs_f64(),
+                anchor.split(' ').take(3).collect::<Vec<_>>().join(" ")
+            );
             Job {
-                name: format!("power-cut-{i:02}"),
-                fault: format!(
-                    "power cut {:.2} s after {:?}",
-                    delay.as_secs_f64(),
-                    anchor.split(' ').take(3).collect::<Vec<_>>().join(" ")
-                ),
-                disk: Some(disk),
-                source: src,
-                elided: false,
-                disk_rule: None,
-                source_rule: None,
                 write_bps: Some(super::POWER_CUT_BPS),
-                hotplug: false,
                 kill: Some((anchor, delay)),
-                not_zero_at: None,
-                expect: Expect::PowerCut,
+                ..Job::plain(
+                    format!("power-cut-{i:02}"),
+                    fault,
+                    Some(disk),
+                    src,
+                    Expect::PowerCut,
+                )
             }
         })
         .collect()
