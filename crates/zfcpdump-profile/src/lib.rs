@@ -385,9 +385,19 @@ pub fn load(root: &Path, arg: &str, sets: &[String]) -> Result<Profile> {
     let mut seen = BTreeSet::new();
     let mut next = Some(path);
     while let Some(p) = next.take() {
-        let canon = p
-            .canonicalize()
-            .with_context(|| format!("cannot read profile {}", p.display()))?;
+        let canon = p.canonicalize().map_err(|e| {
+            // A parent that is not there is the child's error: name the
+            // file and line of its `extends`.
+            match chain.last() {
+                Some((child, _)) => anyhow::anyhow!(
+                    "{}:{}: extends: cannot read the parent profile {}: {e}",
+                    child.display(),
+                    key_line(child, "extends").unwrap_or(1),
+                    p.display()
+                ),
+                None => anyhow::anyhow!("cannot read profile {}: {e}", p.display()),
+            }
+        })?;
         if !seen.insert(canon.clone()) {
             let cycle: Vec<String> = chain
                 .iter()
@@ -442,6 +452,18 @@ pub fn load(root: &Path, arg: &str, sets: &[String]) -> Result<Profile> {
         );
     }
     Ok(profile)
+}
+
+/// The 1-based line of a top-level `key = …` in the file at `path`.
+fn key_line(path: &Path, key: &str) -> Option<usize> {
+    let text = std::fs::read_to_string(path).ok()?;
+    text.lines()
+        .position(|l| {
+            l.trim_start()
+                .strip_prefix(key)
+                .is_some_and(|r| r.trim_start().starts_with('='))
+        })
+        .map(|i| i + 1)
 }
 
 fn resolve_extends(root: &Path, from: &Path, parent: &str) -> PathBuf {
@@ -722,6 +744,28 @@ fragments = ["zfcpdump.config"]
             Some(Path::new("/src/linux"))
         );
         assert_eq!(p.kernel.source.tarball, None);
+    }
+
+    /// Found by the profile fuzz target: a missing parent's error named
+    /// only the parent, not the profile (and line) whose `extends` asked
+    /// for it.
+    #[test]
+    fn missing_parent_names_the_child_file_and_line() {
+        let d = root_with(&[(
+            "profiles/child.toml",
+            "# a profile\n\nextends = \"/nowhere/default\"\n",
+        )]);
+        let e = format!("{:#}", load(d.path(), "child", &[]).unwrap_err());
+        assert!(
+            e.contains("child.toml:3: extends: cannot read the parent profile /nowhere/default"),
+            "{e}"
+        );
+        // The profile asked for on the command line is its own error.
+        let e = format!("{:#}", load(d.path(), "absent", &[]).unwrap_err());
+        assert!(
+            e.starts_with("cannot read profile ") && e.contains("absent.toml"),
+            "{e}"
+        );
     }
 
     #[test]
