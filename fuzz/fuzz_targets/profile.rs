@@ -14,7 +14,10 @@ fn root() -> &'static PathBuf {
     static ROOT: OnceLock<PathBuf> = OnceLock::new();
     ROOT.get_or_init(|| {
         let project = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        let dir = std::env::temp_dir().join(format!("zfcpdump-fuzz-profile-{}", std::process::id()));
+        // One directory per user, made afresh by each run: libFuzzer exits
+        // without running destructors, so a per-process one would pile up.
+        let dir = std::env::temp_dir().join("zfcpdump-fuzz-profile");
+        let _ = std::fs::remove_dir_all(&dir);
         for sub in ["profiles", "kernel-config"] {
             let to = dir.join(sub);
             std::fs::create_dir_all(&to).unwrap();
