@@ -237,6 +237,7 @@ fn examine(f: &mut File, r: &mut Report) -> Result<State, Error> {
         }
     };
     let summary = (|| {
+        let info = core.vmcoreinfo()?;
         Ok::<_, zfcpdump_format::elf::ElfError>(DumpSummary {
             extent: core.extent(),
             cpus: core.cpu_count()?,
@@ -244,12 +245,10 @@ fn examine(f: &mut File, r: &mut Report) -> Result<State, Error> {
             ranges: core.physical_ranges(),
             memory: core.covered_physical_bytes(),
             elided: core.loads().any(|p| p.p_filesz < p.p_memsz),
-            osrelease: core
-                .vmcoreinfo()?
+            osrelease: info
                 .and_then(|t| vmcoreinfo_lookup(t, "OSRELEASE"))
                 .map(str::to_string),
-            crash_time: core
-                .vmcoreinfo()?
+            crash_time: info
                 .and_then(|t| vmcoreinfo_lookup(t, "CRASHTIME"))
                 .and_then(|v| v.trim().parse().ok()),
             filter: zfcpdump_format::filter::note::FilterNote::find(&core).map(Box::new),

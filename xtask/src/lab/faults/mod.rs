@@ -196,6 +196,8 @@ pub(crate) struct Row {
     pub(crate) exit: String,
     pub(crate) status: String,
     pub(crate) outside: String,
+    /// What the dump area holds afterwards (None: no disk).
+    pub(crate) holds: Option<verdict::Holds>,
     pub(crate) problems: Vec<String>,
     pub(crate) log: PathBuf,
     pub(crate) tail: String,
@@ -232,14 +234,12 @@ pub fn run(args: &FaultsArgs) -> Result<()> {
     let fresh4k = Disk::from_target(&t4k, "fresh 4k");
     let used512 = used_disk(&ctx, &images, &t512, "used 512", &older)?;
     let used4k = used_disk(&ctx, &images, &t4k, "used 4k", &older)?;
-    let [used512, used4k] = [used512, used4k];
 
     step("3. faults");
     let mut jobs = eio_jobs(&[&fresh512, &used512], &new)?;
     jobs.extend(other_jobs(&fresh512, &used512, &new)?);
     jobs.push(slow_job(&fresh4k, &qemu));
-    let rows = run_jobs(&ctx, &images, &jobs);
-    let mut rows = rows?;
+    let mut rows = run_jobs(&ctx, &images, &jobs)?;
 
     step(format!(
         "4. {} power cuts (seed {:#x}), throttled to {} MiB/s",

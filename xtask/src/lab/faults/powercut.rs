@@ -17,7 +17,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 
-use super::verdict::{self, Holds};
+use super::verdict::Holds;
 use super::{Disk, Expect, Job, Row};
 use crate::lab::checks::files::sparse_copy_range;
 use crate::lab::e2e::Ctx;
@@ -121,12 +121,15 @@ pub(crate) fn readers(ctx: &Ctx, jobs: &[Job], rows: &mut [Row]) -> Result<Vec<S
     let mut lines = Vec::new();
     let mut opened_one = false;
     for (job, row) in jobs.iter().zip(rows.iter_mut()) {
-        let Some(d) = job.disk else { continue };
+        let (Some(d), Some(holds)) = (job.disk, &row.holds) else {
+            continue;
+        };
         let img = ctx.work.join(format!("{}.img", job.name));
-        let holds = verdict::holds(&img, d.area.start, &[job.source])?;
+        // crash reads the new dump with its kernel's vmlinux; the older dump
+        // of a used disk is a generated one.
         let should_open = match holds {
             Holds::NoElf => false,
-            Holds::Exact(_) if !opened_one => true,
+            Holds::Exact(n) if *n == job.source.name && !opened_one => true,
             _ => {
                 if row.problems.is_empty() {
                     cleanup(ctx, &img);
