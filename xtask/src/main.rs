@@ -1,15 +1,15 @@
 //! `cargo xtask`: builds the zfcpdump kernel, agent and initramfs from a
-//! profile, and runs the project's checks. The tasks live in the library
-//! (`xtask::build` and `xtask::lab`); this file only parses the command line.
+//! profile, and runs the project's checks. The tasks live in two libraries,
+//! the builder (`zfcpdump_builder`) and the lab (`zfcpdump_lab`); this
+//! file only parses the command line and calls them.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use xtask::build::profile::ProfileArgs;
-use xtask::build::{agent, dist, fetch, package};
-use xtask::ci;
-use xtask::lab::{bench, boot, crashlab, e2e, faults, fuzz};
+use zfcpdump_builder::profile::ProfileArgs;
+use zfcpdump_builder::{agent, dist, fetch, package};
+use zfcpdump_lab::{bench, boot, ci, crashlab, e2e, faults, fuzz};
 
 #[derive(Parser)]
 #[command(
@@ -64,6 +64,17 @@ enum Task {
     Test(ci::TestArgs),
 }
 
+/// `fetch`: the builder's inputs, then the lab's sysroots.
+fn fetch_all(args: &fetch::FetchArgs) -> anyhow::Result<()> {
+    fetch::run(args)?;
+    zfcpdump_lab::fetch::sysroots()?;
+    eprintln!(
+        "[fetch] done: `cargo xtask dist --offline` now needs no network \
+         (run cargo itself offline too: CARGO_NET_OFFLINE=true)"
+    );
+    Ok(())
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let res = match cli.task {
@@ -75,7 +86,7 @@ fn main() -> ExitCode {
         Task::Package(a) => package::run(&a),
         Task::Boot(a) => boot::run(&a),
         Task::Bench(a) => bench::run(&a),
-        Task::Fetch(a) => fetch::run(&a),
+        Task::Fetch(a) => fetch_all(&a),
         Task::E2e(a) => e2e::run(&a),
         Task::Crashlab(a) => crashlab::run(&a),
         Task::Faults(a) => faults::run(&a),

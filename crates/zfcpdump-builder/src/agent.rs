@@ -1,0 +1,339 @@
+//! The agent stage: cross-builds the static s390x dump agent (/init).
+//!
+//! s390x-unknown-linux-musl is a tier-3 target with no prebuilt std, so std
+//! is built from the rust-src component (`-Zbuild-std`, allowed on the
+//! stable toolchain through RUSTC_BOOTSTRAP=1, as the kernel's own Rust
+//! build does). The panic strategy is `immediate-abort`: the cross
+//! toolchain has no unwinder for musl, and none is needed when nothing
+//! unwinds; a panic then traps (SIGILL), which the agent's PID-1 signal
+//! handler turns into `Dump failed` and a power-off.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail, ensure};
+use clap::Args;
+use serde::{Deserialize, Serialize};
+
+use crate::cache::{Inputs, Lookup, Slot};
+use crate::lock::Wait;
+use crate::profile::{Profile, ProfileArgs};
+use crate::util;
+
+#[derive(Args, Clone, Debug)]
+pub struct AgentArgs {
+    #[command(flatten)]
+    profile: ProfileArgs,
+    /// Use only what `cargo xtask fetch` brought into the local caches
+    #[arg(long)]
+    offline: bool,
+}
+
+/// `cargo xtask agent`: the agent stage alone; prints the binary's path.
+pub fn run(args: &AgentArgs) -> Result<()> {
+    let p = args.profile.load()?;
+    let rec = Stage::new(&util::project_root(), &p, args.offline).run(Wait::Block)?;
+    println!("{}", rec.binary.display());
+    Ok(())
+}
+
+const STAGE_VERSION: &str = "agent-1";
+const PACKAGE: &str = "zfcpdump-agent";
+/// The crates whose sources end up in the binary.
+const SOURCE_CRATES: &[&str] = &["crates/zfcpdump-agent", "crates/zfcpdump-format"];
+const LINKER: &str = "s390x-linux-musl-gcc";
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct AgentRecord {
+    pub key: String,
+    pub binary: PathBuf,
+    pub size: u64,
+    pub sha256: String,
+    pub rustc: String,
+}
+
+pub struct Stage<'a> {
+    pub root: &'a Path,
+    pub profile: &'a Profile,
+    pub offline: bool,
+    cache: PathBuf,
+}
+
+impl<'a> Stage<'a> {
+    pub fn new(root: &'a Path, profile: &'a Profile, offline: bool) -> Stage<'a> {
+        Stage {
+            root,
+            profile,
+            offline,
+            cache: util::cache_dir(root).join("agent"),
+        }
+    }
+
+    fn target(&self) -> &str {
+        &self.profile.agent.target
+    }
+
+    /// The cargo target dir of the cross build, apart from the host's so
+    /// that neither build invalidates or locks the other.
+    fn cargo_target_dir(&self) -> PathBuf {
+        self.cache.join("cargo-target")
+    }
+
+    fn rustflags(&self) -> String {
+        let src = rust_src()
+            .map(|p| p.display().to_string())
+            .unwrap_or_default();
+        let cargo_home = std::env::var("CARGO_HOME")
+            .ok()
+            .or_else(|| std::env::var("HOME").ok().map(|h| format!("{h}/.cargo")))
+            .unwrap_or_default();
+        [
+            "-C target-feature=+crt-static".to_string(),
+            // Otherwise a PIE with an interpreter, which the kernel cannot
+            // start as /init.
+            "-C relocation-model=static".into(),
+            "-C link-self-contained=no".into(),
+            "-Z unstable-options".into(),
+            "-C panic=immediate-abort".into(),
+            // Reproducible: no build paths in the binary.
+            format!("--remap-path-prefix={}=/build", self.root.display()),
+            format!("--remap-path-prefix={src}=/rust-src"),
+            format!("--remap-path-prefix={cargo_home}=/cargo"),
+            format!("-L native={}", self.unwind_dir().display()),
+        ]
+        .join(" ")
+    }
+
+    /// Holds an empty `libunwind.a`. std's musl target always links
+    /// `-lunwind`, and the Debian cross toolchain has none; with
+    /// immediate-abort nothing references an unwinder symbol, so an empty
+    /// archive satisfies the name. Should std ever need one, the link fails
+    /// with undefined `_Unwind_*` symbols instead of shipping a silent stub.
+    fn unwind_dir(&self) -> PathBuf {
+        self.cache.join("empty-libunwind")
+    }
+
+    fn write_empty_unwind(&self) -> Result<()> {
+        // An ar archive with no members is just its magic.
+        util::write_atomic(&self.unwind_dir().join("libunwind.a"), b"!<arch>\n")
+    }
+
+    fn rustc_version() -> Result<String> {
+        let out = Command::new("rustc")
+            .arg("-V")
+            .output()
+            .context("cannot run rustc")?;
+        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+    }
+
+    pub fn inputs(&self) -> Result<Inputs> {
+        let mut i = Inputs::new();
+        i.insert("stage".into(), STAGE_VERSION.into());
+        i.insert("target".into(), self.target().into());
+        i.insert("rustc".into(), Self::rustc_version()?);
+        i.insert("rustflags".into(), self.rustflags_template());
+        for file in ["Cargo.toml", "Cargo.lock"] {
+            if let Ok(data) = fs::read(self.root.join(file)) {
+                i.insert(format!("file {file}"), util::sha256_bytes(&data));
+            }
+        }
+        for krate in SOURCE_CRATES {
+            let dir = self.root.join(krate);
+            for path in source_files(&dir)? {
+                let rel = path.strip_prefix(self.root).unwrap_or(&path);
+                i.insert(
+                    format!("file {}", rel.display()),
+                    util::sha256_bytes(&fs::read(&path)?),
+                );
+            }
+        }
+        Ok(i)
+    }
+
+    /// The flags without this machine's paths, for the cache key.
+    fn rustflags_template(&self) -> String {
+        self.rustflags()
+            .replace(&self.cache.display().to_string(), "<cache>")
+            .replace(&self.root.display().to_string(), "<root>")
+    }
+
+    fn slot(&self) -> Result<Slot> {
+        Ok(Slot::new(&self.cache, &self.profile.name, self.inputs()?))
+    }
+
+    fn check(slot: &Slot) -> Lookup<AgentRecord> {
+        slot.lookup(|r: &AgentRecord| r.key == slot.key && r.binary.is_file())
+    }
+
+    /// The cached record when the inputs are unchanged, else why not.
+    pub fn lookup(&self) -> Result<Lookup<AgentRecord>> {
+        Ok(Self::check(&self.slot()?))
+    }
+
+    pub fn run(&self, wait: Wait) -> Result<AgentRecord> {
+        let slot = self.slot()?;
+        let (rec, cached) = slot.get_or_build("agent", wait, Self::check, |s| self.build(s))?;
+        if cached {
+            eprintln!(
+                "[agent] up to date: {} ({} bytes)",
+                rec.binary.display(),
+                rec.size
+            );
+        }
+        slot.remember()?;
+        Ok(rec)
+    }
+
+    /// `cargo build` of binary `package` of the workspace for the agent's
+    /// target, with the agent's flags and cargo target dir (so std is built
+    /// once for every such binary). Returns the binary's path there. The
+    /// crash lab builds its pattern writer this way.
+    pub fn cross_build(&self, package: &str) -> Result<PathBuf> {
+        if rust_src().is_none() {
+            bail!("the rust-src component is missing: rustup component add rust-src");
+        }
+        self.write_empty_unwind()?;
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.current_dir(self.root)
+            .args([
+                "build",
+                "--profile",
+                "agent",
+                "-p",
+                package,
+                "--bin",
+                package,
+            ])
+            .args(["--target", self.target()])
+            .args(["-Z", "build-std=std,panic_abort"])
+            .arg("--target-dir")
+            .arg(self.cargo_target_dir())
+            .env("RUSTC_BOOTSTRAP", "1")
+            .env(target_env(self.target(), "LINKER"), LINKER)
+            .env(target_env(self.target(), "RUSTFLAGS"), self.rustflags())
+            .env_remove("RUSTFLAGS")
+            .env(
+                "SOURCE_DATE_EPOCH",
+                crate::kernel::source_date_epoch().to_string(),
+            );
+        if self.offline {
+            cmd.arg("--offline").env("CARGO_NET_OFFLINE", "true");
+        }
+        let status = cmd.status().context("cannot run cargo")?;
+        if !status.success() {
+            bail!(
+                "cross-build of {package} failed ({status}); check that {LINKER} exists \
+                 (Debian: musl-dev:s390x) and rust-src is installed"
+            );
+        }
+        let built = self
+            .cargo_target_dir()
+            .join(self.target())
+            .join("agent")
+            .join(package);
+        ensure!(built.is_file(), "cargo built no {}", built.display());
+        Ok(built)
+    }
+
+    fn build(&self, slot: &Slot) -> Result<AgentRecord> {
+        let t = Instant::now();
+        eprintln!(
+            "[agent] building {PACKAGE} for {} (build-std, profile agent)",
+            self.target()
+        );
+        let built = self.cross_build(PACKAGE)?;
+        let data = fs::read(&built).with_context(|| format!("cannot read {}", built.display()))?;
+        check_static(&data, &built)?;
+        let binary = slot.dir().join(PACKAGE);
+        util::write_atomic(&binary, &data)?;
+        set_executable(&binary)?;
+        let rec = AgentRecord {
+            key: slot.key.clone(),
+            binary,
+            size: data.len() as u64,
+            sha256: util::sha256_bytes(&data),
+            rustc: slot.inputs["rustc"].clone(),
+        };
+        slot.store(&rec)?;
+        eprintln!(
+            "[agent] built in {}: {} bytes, static",
+            util::fmt_duration(t.elapsed()),
+            rec.size
+        );
+        Ok(rec)
+    }
+}
+
+/// `CARGO_TARGET_<TRIPLE>_<NAME>`.
+fn target_env(target: &str, name: &str) -> String {
+    format!(
+        "CARGO_TARGET_{}_{name}",
+        target.to_uppercase().replace(['-', '.'], "_")
+    )
+}
+
+/// The kernel can only start /init if it is static: no PT_INTERP.
+fn check_static(data: &[u8], path: &Path) -> Result<()> {
+    use object::elf;
+    use object::read::elf::{FileHeader, ProgramHeader};
+    let hdr = elf::FileHeader64::<object::Endianness>::parse(data)
+        .with_context(|| format!("{} is not an ELF64 file", path.display()))?;
+    let e = hdr.endian()?;
+    if hdr.e_machine(e) != elf::EM_S390 {
+        bail!("{} is not an s390x binary", path.display());
+    }
+    if hdr
+        .program_headers(e, data)?
+        .iter()
+        .any(|p| p.p_type(e) == elf::PT_INTERP)
+    {
+        bail!(
+            "{} has an ELF interpreter: it is not static and cannot run as /init",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+fn set_executable(p: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(p, fs::Permissions::from_mode(0o755))?;
+    Ok(())
+}
+
+/// The rust-src component's library/ parent, if installed.
+pub fn rust_src() -> Option<PathBuf> {
+    let out = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .ok()?;
+    let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let src = sysroot.join("lib/rustlib/src/rust");
+    src.join("library/std/Cargo.toml").is_file().then_some(src)
+}
+
+/// Cargo.toml, build.rs and src/**: what a crate's build reads.
+fn source_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    for name in ["Cargo.toml", "build.rs"] {
+        if dir.join(name).is_file() {
+            out.push(dir.join(name));
+        }
+    }
+    let mut stack = vec![dir.join("src")];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&d) else { continue };
+        for e in rd {
+            let p = e?.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}

@@ -1,0 +1,991 @@
+//! The kernel stage: unpack the source, configure (defconfig + fragments +
+//! olddefconfig), check requested against final, compile out of tree, link
+//! the image of the profile's variant.
+//!
+//! Three cache levels keep a no-op under a second and share compiles:
+//! - the *configure key* hashes everything configure depends on; its record
+//!   holds the final .config and the compile key;
+//! - the *compile key* hashes the final .config, the source, the compiler
+//!   and the make variables; it names the `O=` directory. Profiles that end
+//!   in the same .config share one compile. A built-in initramfs does not
+//!   enter it: the compile is always of the external variant's .config;
+//! - the *link key* ([`link`]) adds the variant's .config (the built-in
+//!   initramfs options) and the embedded archive: it names the directory
+//!   the image and vmlinux are copied to, so a rootfs or agent change only
+//!   relinks, and each variant's image survives the other's link in the
+//!   shared `O=` directory.
+//!
+//! The whole stage runs under the lock of its cache directory
+//! ([`crate::lock`]): parallel builds of one target directory queue
+//! instead of compiling into one `O=` directory at once.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use serde::{Deserialize, Serialize};
+
+mod link;
+mod make;
+mod source;
+
+pub use link::{EMBEDDED_OPTION, embedded_name};
+use make::{Progress, run_logged};
+use source::git_commit;
+pub use source::{stays_inside, unpack_tarball};
+
+use crate::cache::{self, Lookup};
+use crate::initramfs::InitramfsRecord;
+use crate::kconfig::{self, Config, Requirement};
+use crate::lock::{self, Wait};
+use crate::profile::Profile;
+use crate::util;
+
+/// Bump when the stage changes what it produces.
+const STAGE_VERSION: &str = "kernel-1";
+
+/// Fixed default for SOURCE_DATE_EPOCH: 2024-01-01T00:00:00Z. Any fixed
+/// value makes builds reproducible; this one is documented in README.
+pub const DEFAULT_SOURCE_DATE_EPOCH: u64 = 1_704_067_200;
+
+/// Fixed build identity, so that the image does not name the build machine
+/// and the `#N` counter does not grow with each rebuild in one O= dir.
+const BUILD_USER: &str = "zfcpdump";
+const BUILD_HOST: &str = "reproducible";
+const BUILD_VERSION: &str = "1";
+
+/// Where build paths appear in the output (debug info, `__FILE__`).
+const MAPPED_SRC: &str = "/usr/src/linux";
+const MAPPED_OBJ: &str = "/usr/src/linux-obj";
+
+/// What later stages and the manifest need from this stage: one variant's
+/// linked image, copied out of the `O=` directory.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct KernelRecord {
+    pub compile_key: String,
+    pub link_key: String,
+    pub image: PathBuf,
+    pub image_size: u64,
+    /// The image's vmlinux (with its symbols, for crash).
+    pub vmlinux: PathBuf,
+    /// Bytes from physical 0 to the end of the loaded kernel, bss included
+    /// (and with it a built-in initramfs, which lies in `.init.ramfs`).
+    pub footprint: u64,
+    pub release: String,
+    /// The variant's final .config.
+    pub config_sha256: String,
+    pub config: PathBuf,
+    pub source: SourceId,
+    /// The shared `O=` directory and its make.log.
+    pub build_dir: PathBuf,
+    pub log: PathBuf,
+    /// The initramfs linked into the image, if it is built in.
+    pub embedded: Option<Embedded>,
+}
+
+/// An initramfs linked into the image.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct Embedded {
+    /// Its name inside the `O=` directory (`CONFIG_INITRAMFS_SOURCE`).
+    pub name: String,
+    pub size: u64,
+    pub sha256: String,
+}
+
+/// The compile's record in its `O=` directory (`stage.json`): the compile
+/// is complete. Records of older versions, which held more, read as this.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct CompileRecord {
+    compile_key: String,
+    release: String,
+    source: SourceId,
+    /// Objects compiled, for the next compile's progress estimate.
+    #[serde(default)]
+    objects: Option<u64>,
+}
+
+/// How the source was identified.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct SourceId {
+    /// "tarball" or "dir".
+    pub kind: String,
+    pub path: PathBuf,
+    /// The tarball's sha256, pinned or as found.
+    pub sha256: Option<String>,
+    pub pinned: bool,
+    /// For a source dir that is a git tree.
+    pub git_commit: Option<String>,
+}
+
+/// The configure step's cache record.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ConfigureRecord {
+    configure_key: String,
+    compile_key: String,
+    config_sha256: String,
+    /// With a built-in initramfs: the sha256 of the link .config
+    /// (`<configure_key>.link.config`), the compile's plus the built-in
+    /// initramfs options.
+    #[serde(default)]
+    link_config_sha256: Option<String>,
+}
+
+pub use crate::cache::{Inputs, key_of};
+use crate::cache::{read_json, write_json};
+
+pub struct Stage<'a> {
+    pub root: &'a Path,
+    pub cache: PathBuf,
+    pub profile: &'a Profile,
+    /// When another build holds the stage's lock.
+    pub wait: Wait,
+}
+
+/// The stage's state without running anything: for `plan`.
+pub struct Plan {
+    pub configure_key: String,
+    pub state: State,
+}
+
+pub enum State {
+    UpToDate(Box<KernelRecord>),
+    /// Configure is cached and its compile exists elsewhere: cheap.
+    Configure,
+    /// The compile is there; the image is to be linked (or copied) only.
+    Link {
+        why: String,
+    },
+    Rebuild {
+        why: String,
+    },
+}
+
+impl<'a> Stage<'a> {
+    pub fn new(root: &'a Path, profile: &'a Profile) -> Stage<'a> {
+        Stage {
+            root,
+            cache: util::cache_dir(root).join("kernel"),
+            profile,
+            wait: Wait::Block,
+        }
+    }
+
+    /// The options the stage itself requires, before any fragment.
+    pub fn stage_requirements(&self) -> Vec<Requirement> {
+        let mut opts = vec![
+            ("CONFIG_CRASH_DUMP", "dump mode: /proc/vmcore and the HSA"),
+            ("CONFIG_BLK_DEV_INITRD", "the agent runs from an initramfs"),
+        ];
+        let comp = self.profile.initramfs.compression;
+        if let Some(opt) = comp.kernel_option() {
+            opts.push((
+                opt,
+                if self.profile.initramfs.builtin {
+                    "unpacks the built-in initramfs"
+                } else {
+                    "unpacks the initrd"
+                },
+            ));
+        }
+        opts.into_iter()
+            .map(|(o, why)| Requirement {
+                option: o.into(),
+                value: "y".into(),
+                origin: format!("kernel stage ({why}; initramfs.compression = {comp})"),
+            })
+            .collect()
+    }
+
+    /// Stage requirements then fragments, in order.
+    pub fn requirements(&self) -> Result<Vec<Requirement>> {
+        let mut reqs = self.stage_requirements();
+        for name in &self.profile.kernel.fragments {
+            let path = self.fragment_path(name);
+            let text = fs::read_to_string(&path).with_context(|| {
+                format!(
+                    "kernel fragment {name:?} (profile {}): cannot read {}{}",
+                    self.profile.name,
+                    path.display(),
+                    self.fragment_hint(name)
+                )
+            })?;
+            reqs.extend(kconfig::parse_fragment(name, &text)?);
+        }
+        kconfig::conflicts(&reqs)?;
+        Ok(reqs)
+    }
+
+    /// A bare name is looked up in kernel-config/ only; when a file of that
+    /// name sits beside one of the profile's files, say how to name it.
+    fn fragment_hint(&self, name: &str) -> String {
+        if name.contains('/') {
+            return String::new();
+        }
+        self.profile
+            .files
+            .iter()
+            .find(|f| f.with_file_name(name).is_file())
+            .map(|f| {
+                format!(
+                    "; {} sits beside the profile {}: a bare name is looked up in \
+                     kernel-config/ only, so write fragments = [\"./{name}\"] there",
+                    f.with_file_name(name).display(),
+                    f.display()
+                )
+            })
+            .unwrap_or_default()
+    }
+
+    fn fragment_path(&self, name: &str) -> PathBuf {
+        if name.contains('/') {
+            PathBuf::from(name)
+        } else {
+            self.root.join("kernel-config").join(name)
+        }
+    }
+
+    fn source_id(&self) -> Result<SourceId> {
+        let s = &self.profile.kernel.source;
+        if let Some(tarball) = &s.tarball {
+            if !tarball.is_file() {
+                bail!(
+                    "kernel source tarball {} does not exist{}",
+                    tarball.display(),
+                    match crate::provision::kernel_source(tarball) {
+                        Some(n) => format!(
+                            " (install Debian's {} package, or run without --no-provision)",
+                            n.package
+                        ),
+                        None => String::new(),
+                    }
+                );
+            }
+            let sum = util::sha256_file_cached(&util::cache_dir(self.root), tarball)?;
+            if let Some(pin) = &s.sha256
+                && !pin.eq_ignore_ascii_case(&sum)
+            {
+                bail!(
+                    "kernel source tarball {}: sha256 is {sum}, but the profile pins {pin}",
+                    tarball.display()
+                );
+            }
+            return Ok(SourceId {
+                kind: "tarball".into(),
+                path: tarball.clone(),
+                sha256: Some(sum),
+                pinned: s.sha256.is_some(),
+                git_commit: None,
+            });
+        }
+        let dir = s.dir.as_ref().expect("validated: tarball or dir");
+        if !dir.join("Makefile").is_file() {
+            bail!("kernel source dir {} has no Makefile", dir.display());
+        }
+        Ok(SourceId {
+            kind: "dir".into(),
+            path: dir.clone(),
+            sha256: None,
+            pinned: false,
+            git_commit: git_commit(dir),
+        })
+    }
+
+    /// `s390x-linux-gnu-gcc --version`, first line.
+    fn compiler_version(&self) -> Result<String> {
+        let gcc = format!("{}gcc", self.profile.kernel.cross_compile);
+        let out = Command::new(&gcc)
+            .arg("--version")
+            .output()
+            .with_context(|| {
+                format!(
+                    "cannot run {gcc}: install the cross compiler (Debian: gcc-s390x-linux-gnu)"
+                )
+            })?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .to_string())
+    }
+
+    /// make variables other than -j and the per-directory paths.
+    fn make_vars(&self) -> Vec<(String, String)> {
+        let k = &self.profile.kernel;
+        vec![
+            ("ARCH".into(), k.arch.clone()),
+            ("CROSS_COMPILE".into(), k.cross_compile.clone()),
+        ]
+    }
+
+    fn build_env(&self) -> Vec<(String, String)> {
+        let epoch = source_date_epoch();
+        vec![
+            ("SOURCE_DATE_EPOCH".into(), epoch.to_string()),
+            ("KBUILD_BUILD_TIMESTAMP".into(), kbuild_timestamp(epoch)),
+            ("KBUILD_BUILD_USER".into(), BUILD_USER.into()),
+            ("KBUILD_BUILD_HOST".into(), BUILD_HOST.into()),
+            ("KBUILD_BUILD_VERSION".into(), BUILD_VERSION.into()),
+            ("LC_ALL".into(), "C".into()),
+            ("TZ".into(), "UTC".into()),
+        ]
+    }
+
+    pub fn inputs(&self) -> Result<Inputs> {
+        let mut i = Inputs::new();
+        i.insert("stage".into(), STAGE_VERSION.into());
+        let src = self.source_id()?;
+        i.insert(
+            "source".into(),
+            match &src.sha256 {
+                Some(sum) => format!("tarball sha256 {sum}"),
+                None => format!(
+                    "dir {} git {}",
+                    src.path.display(),
+                    src.git_commit.as_deref().unwrap_or("none")
+                ),
+            },
+        );
+        i.insert("defconfig".into(), self.profile.kernel.defconfig.clone());
+        for r in self
+            .requirements()?
+            .into_iter()
+            .chain(self.link_requirements())
+        {
+            i.insert(
+                format!("option {}", r.option),
+                format!("{} ({})", r.value, r.origin),
+            );
+        }
+        for name in &self.profile.kernel.fragments {
+            let text = fs::read(self.fragment_path(name))?;
+            i.insert(format!("fragment {name}"), util::sha256_bytes(&text));
+        }
+        i.insert("compiler".into(), self.compiler_version()?);
+        for (k, v) in self.make_vars().into_iter().chain(self.build_env()) {
+            i.insert(format!("make {k}"), v);
+        }
+        i.insert(
+            "cc".into(),
+            format!(
+                "{}gcc -ffile-prefix-map=<src>={MAPPED_SRC} -ffile-prefix-map=<obj>={MAPPED_OBJ}",
+                self.profile.kernel.cross_compile
+            ),
+        );
+        Ok(i)
+    }
+
+    fn configure_record_path(&self, key: &str) -> PathBuf {
+        self.cache.join("configs").join(format!("{key}.json"))
+    }
+
+    fn last_inputs_path(&self) -> PathBuf {
+        cache::last_inputs_path(&self.cache, &self.profile.name)
+    }
+
+    fn build_dir(&self, compile_key: &str) -> PathBuf {
+        self.cache.join(format!("build-{}", &compile_key[..16]))
+    }
+
+    /// What `run` would do, without doing it. `embed` is the initramfs a
+    /// built-in profile links in, when its stage is up to date.
+    pub fn plan(&self, embed: Option<&InitramfsRecord>) -> Result<Plan> {
+        let inputs = self.inputs()?;
+        let configure_key = key_of(&inputs);
+        let state = match read_json::<ConfigureRecord>(&self.configure_record_path(&configure_key))
+        {
+            Some(c) => match (self.compiled(&c.compile_key), self.link_slot(&c, embed)?) {
+                (Some(_), Some(slot)) => match self.linked(&slot) {
+                    Lookup::Hit(rec) => State::UpToDate(Box::new(rec)),
+                    Lookup::Miss { why } => State::Link { why },
+                },
+                (Some(_), None) => State::Link {
+                    why: "the initramfs it embeds will be rebuilt".into(),
+                },
+                (None, _) => State::Rebuild {
+                    why: "configuration known, but its compile is missing or incomplete".into(),
+                },
+            },
+            None => match self.why_changed(&inputs) {
+                Some(why) => State::Rebuild { why },
+                None => State::Configure,
+            },
+        };
+        Ok(Plan {
+            configure_key,
+            state,
+        })
+    }
+
+    fn why_changed(&self, inputs: &Inputs) -> Option<String> {
+        cache::why_changed(&self.cache, &self.profile.name, inputs)
+    }
+
+    /// The record of a finished compile.
+    fn compiled(&self, compile_key: &str) -> Option<CompileRecord> {
+        let rec: CompileRecord = read_json(&self.build_dir(compile_key).join("stage.json"))?;
+        (rec.compile_key == compile_key).then_some(rec)
+    }
+
+    /// Runs the stage, or returns the cached record when nothing changed.
+    /// A profile with a built-in initramfs passes the initramfs stage's
+    /// record as `embed`; the others pass None.
+    pub fn run(&self, embed: Option<&InitramfsRecord>) -> Result<KernelRecord> {
+        anyhow::ensure!(
+            embed.is_some() == self.profile.initramfs.builtin,
+            "kernel stage of profile {:?}: {} initramfs given for a profile whose initramfs is {}",
+            self.profile.name,
+            if embed.is_some() { "an" } else { "no" },
+            if self.profile.initramfs.builtin {
+                "built in"
+            } else {
+                "external"
+            }
+        );
+        let inputs = self.inputs()?;
+        let configure_key = key_of(&inputs);
+        let record = || read_json::<ConfigureRecord>(&self.configure_record_path(&configure_key));
+        // Without the lock first: a no-op stays a no-op while another build
+        // holds it.
+        if let Some(c) = record()
+            && let Some(rec) = self.up_to_date(&c, embed)?
+        {
+            write_json(&self.last_inputs_path(), &inputs)?;
+            return Ok(rec);
+        }
+        let _lock = lock::acquire(&self.cache, "kernel", self.wait)?;
+        let configure = match record() {
+            Some(c) => c,
+            None => self.configure(&inputs, &configure_key)?,
+        };
+        // Another build may have done it while this one waited.
+        if let Some(rec) = self.up_to_date(&configure, embed)? {
+            write_json(&self.last_inputs_path(), &inputs)?;
+            return Ok(rec);
+        }
+        let fresh = self.compiled(&configure.compile_key).is_none();
+        if fresh {
+            self.compile(&configure)?;
+        }
+        let slot = self
+            .link_slot(&configure, embed)?
+            .context("the link slot of a configured kernel")?;
+        let rec = self.link(&configure, &slot, embed, fresh)?;
+        write_json(&self.last_inputs_path(), &inputs)?;
+        Ok(rec)
+    }
+
+    fn up_to_date(
+        &self,
+        c: &ConfigureRecord,
+        embed: Option<&InitramfsRecord>,
+    ) -> Result<Option<KernelRecord>> {
+        if self.compiled(&c.compile_key).is_none() {
+            return Ok(None);
+        }
+        let Some(slot) = self.link_slot(c, embed)? else {
+            return Ok(None);
+        };
+        Ok(match self.linked(&slot) {
+            Lookup::Hit(rec) => {
+                eprintln!(
+                    "[kernel] up to date: {} ({} bytes{})",
+                    rec.image.display(),
+                    rec.image_size,
+                    if rec.embedded.is_some() {
+                        ", initramfs built in"
+                    } else {
+                        ""
+                    }
+                );
+                Some(rec)
+            }
+            Lookup::Miss { .. } => None,
+        })
+    }
+
+    fn source_root(&self) -> Result<PathBuf> {
+        let src = self.source_id()?;
+        match src.sha256 {
+            Some(sum) => unpack_tarball(&src.path, &self.cache.join("src").join(&sum[..16])),
+            None => Ok(src.path),
+        }
+    }
+
+    fn make(&self, src: &Path, obj: &Path) -> Command {
+        let mut c = Command::new("make");
+        c.arg("-C").arg(src).arg(format!("O={}", obj.display()));
+        for (k, v) in self.make_vars() {
+            c.arg(format!("{k}={v}"));
+        }
+        // The path maps go into CC itself: KCFLAGS does not reach the s390
+        // boot decompressor, whose debug info paths would otherwise change
+        // the build-id note that ends up in the image.
+        c.arg(format!(
+            "CC={}gcc -ffile-prefix-map={}={MAPPED_SRC} -ffile-prefix-map={}={MAPPED_OBJ}",
+            self.profile.kernel.cross_compile,
+            src.display(),
+            obj.display()
+        ));
+        c.envs(self.build_env());
+        c
+    }
+
+    /// defconfig, fragments, olddefconfig, then the requested-vs-final check.
+    fn configure(&self, inputs: &Inputs, configure_key: &str) -> Result<ConfigureRecord> {
+        let t = Instant::now();
+        let src = self.source_root()?;
+        let reqs = self.requirements()?;
+        let scratch = self
+            .cache
+            .join(format!("configure-{}", &configure_key[..16]));
+        let _ = fs::remove_dir_all(&scratch);
+        fs::create_dir_all(&scratch)?;
+        let log = scratch.join("configure.log");
+        eprintln!(
+            "[kernel] configuring: {} + {} fragment(s)",
+            self.profile.kernel.defconfig,
+            self.profile.kernel.fragments.len()
+        );
+        run_logged(
+            self.make(&src, &scratch)
+                .arg(&self.profile.kernel.defconfig),
+            &log,
+            "kernel defconfig",
+            None,
+        )?;
+        let dotconfig = scratch.join(".config");
+        let base = fs::read_to_string(&dotconfig)?;
+        fs::write(&dotconfig, kconfig::apply(&base, &reqs))?;
+        run_logged(
+            self.make(&src, &scratch).arg("olddefconfig"),
+            &log,
+            "kernel olddefconfig",
+            None,
+        )?;
+        let final_text = fs::read_to_string(&dotconfig)?;
+        self.check_final(&reqs, &final_text, &dotconfig)?;
+        let config_sha256 = util::sha256_bytes(final_text.as_bytes());
+        let mut ckey = Inputs::new();
+        ckey.insert("stage".into(), STAGE_VERSION.into());
+        ckey.insert("config".into(), config_sha256.clone());
+        for k in ["source", "compiler", "cc"] {
+            ckey.insert(k.into(), inputs.get(k).cloned().unwrap_or_default());
+        }
+        for (k, v) in self.make_vars().into_iter().chain(self.build_env()) {
+            ckey.insert(format!("make {k}"), v);
+        }
+        let compile_key = key_of(&ckey);
+        let saved = self
+            .cache
+            .join("configs")
+            .join(format!("{configure_key}.config"));
+        util::write_atomic(&saved, final_text.as_bytes())?;
+        let link_config_sha256 = if self.profile.initramfs.builtin {
+            let text = self.configure_link(&src, &scratch, &final_text, &reqs, &log)?;
+            let saved = self.link_config_path(configure_key);
+            util::write_atomic(&saved, text.as_bytes())?;
+            Some(util::sha256_bytes(text.as_bytes()))
+        } else {
+            None
+        };
+        let rec = ConfigureRecord {
+            configure_key: configure_key.into(),
+            compile_key,
+            config_sha256,
+            link_config_sha256,
+        };
+        write_json(&self.configure_record_path(configure_key), &rec)?;
+        let _ = fs::remove_dir_all(&scratch);
+        eprintln!(
+            "[kernel] configured in {}: all {} requested options hold",
+            util::fmt_duration(t.elapsed()),
+            reqs.len() + self.link_requirements().len()
+        );
+        Ok(rec)
+    }
+
+    /// The requested-vs-final check of a .config made by olddefconfig.
+    fn check_final(&self, reqs: &[Requirement], text: &str, path: &Path) -> Result<()> {
+        let mismatches = kconfig::check(reqs, &Config::parse(text));
+        if !mismatches.is_empty() {
+            let list: Vec<String> = mismatches.iter().map(|m| format!("  {m}")).collect();
+            bail!(
+                "kernel configuration of profile {:?}: {} requested option(s) did not survive olddefconfig \
+                 (usually a dependency is off; add it to the fragment):\n{}\nfinal .config: {}",
+                self.profile.name,
+                mismatches.len(),
+                list.join("\n"),
+                path.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Compiles the external variant's .config into the `O=` directory.
+    fn compile(&self, c: &ConfigureRecord) -> Result<CompileRecord> {
+        let t = Instant::now();
+        let src = self.source_root()?;
+        let obj = self.build_dir(&c.compile_key);
+        fs::create_dir_all(&obj)?;
+        let _ = fs::remove_file(obj.join("stage.json"));
+        fs::copy(self.config_path(&c.configure_key), obj.join(".config"))?;
+        let log = obj.join("make.log");
+        let _ = fs::remove_file(&log);
+        let jobs = self.jobs();
+        eprintln!(
+            "[kernel] compiling in {} with -j{jobs}; log: {}",
+            obj.display(),
+            log.display()
+        );
+        let source = self.source_id()?;
+        let objects = self.make_image(
+            &src,
+            &obj,
+            &log,
+            "kernel compile",
+            &Progress {
+                label: "compiling",
+                expected: self.expected_objects(&source),
+            },
+        )?;
+        let release = fs::read_to_string(obj.join("include/config/kernel.release"))
+            .context("cannot read kernel.release")?
+            .trim()
+            .to_string();
+        let rec = CompileRecord {
+            compile_key: c.compile_key.clone(),
+            release,
+            source,
+            objects: Some(objects),
+        };
+        write_json(&obj.join("stage.json"), &rec)?;
+        eprintln!(
+            "[kernel] compiled {} in {}: {objects} objects",
+            rec.release,
+            util::fmt_duration(t.elapsed()),
+        );
+        Ok(rec)
+    }
+
+    /// `make olddefconfig` then `make -jN bzImage` in `obj`, logged, with the
+    /// progress line: the compile and the link step both end so. Returns
+    /// the objects compiled.
+    fn make_image(
+        &self,
+        src: &Path,
+        obj: &Path,
+        log: &Path,
+        what: &str,
+        progress: &Progress,
+    ) -> Result<u64> {
+        run_logged(
+            self.make(src, obj).arg("olddefconfig"),
+            log,
+            "kernel olddefconfig",
+            None,
+        )?;
+        run_logged(
+            self.make(src, obj)
+                .arg(format!("-j{}", self.jobs()))
+                .arg("bzImage"),
+            log,
+            what,
+            Some(progress),
+        )
+    }
+
+    fn jobs(&self) -> usize {
+        match self.profile.kernel.jobs {
+            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
+            n => n as usize,
+        }
+    }
+
+    /// How many objects an earlier compile of the same source made, for the
+    /// progress line's percentage: the largest count on record.
+    fn expected_objects(&self, source: &SourceId) -> Option<u64> {
+        fs::read_dir(&self.cache)
+            .ok()?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().starts_with("build-"))
+            .filter_map(|e| read_json::<CompileRecord>(&e.path().join("stage.json")))
+            .filter(|r| r.source.sha256 == source.sha256 && r.source.path == source.path)
+            .filter_map(|r| r.objects)
+            .max()
+    }
+
+    fn config_path(&self, configure_key: &str) -> PathBuf {
+        self.cache
+            .join("configs")
+            .join(format!("{configure_key}.config"))
+    }
+
+    fn link_config_path(&self, configure_key: &str) -> PathBuf {
+        self.cache
+            .join("configs")
+            .join(format!("{configure_key}.link.config"))
+    }
+}
+
+/// The span from physical 0 to the end of the highest PT_LOAD (bss
+/// included), rounded up to whole pages as the kernel reserves them, from
+/// vmlinux's program headers. Using p_paddr keeps this right for kernels
+/// linked at a virtual base. For 6.1 it equals `_end`.
+pub fn footprint(vmlinux: &Path) -> Result<u64> {
+    use object::elf;
+    use object::read::elf::{FileHeader, ProgramHeader};
+    let data = fs::read(vmlinux).with_context(|| format!("cannot read {}", vmlinux.display()))?;
+    let hdr = elf::FileHeader64::<object::Endianness>::parse(&*data)
+        .with_context(|| format!("{} is not an ELF64 file", vmlinux.display()))?;
+    let e = hdr.endian()?;
+    let mut end = 0u64;
+    for ph in hdr.program_headers(e, &*data)? {
+        if ph.p_type(e) == elf::PT_LOAD {
+            end = end.max(ph.p_paddr(e) + ph.p_memsz(e));
+        }
+    }
+    if end == 0 {
+        bail!("{} has no PT_LOAD program header", vmlinux.display());
+    }
+    const PAGE: u64 = 4096;
+    Ok(end.div_ceil(PAGE) * PAGE)
+}
+
+pub fn source_date_epoch() -> u64 {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(DEFAULT_SOURCE_DATE_EPOCH)
+}
+
+/// `date -u` style text of an epoch, as the kernel's uname -v shows it.
+pub fn kbuild_timestamp(epoch: u64) -> String {
+    let days = (epoch / 86400) as i64;
+    let secs = epoch % 86400;
+    // Civil date from days since 1970-01-01 (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    const WD: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+    const MON: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    format!(
+        "{} {} {:2} {:02}:{:02}:{:02} UTC {}",
+        WD[days.rem_euclid(7) as usize],
+        MON[(m - 1) as usize],
+        d,
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60,
+        y
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::profile;
+
+    /// A project root with a fake source dir and one fragment; the host gcc
+    /// stands in for the cross compiler (only its --version is read).
+    fn fake_root() -> tempfile::TempDir {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        fs::create_dir_all(root.join("linux")).unwrap();
+        fs::write(root.join("linux/Makefile"), "VERSION = 6\n").unwrap();
+        fs::create_dir_all(root.join("kernel-config")).unwrap();
+        fs::write(root.join("kernel-config/x.config"), "CONFIG_A=y\n").unwrap();
+        fs::create_dir_all(root.join("profiles")).unwrap();
+        fs::write(
+            root.join("profiles/p.toml"),
+            format!(
+                "[kernel]\nsource = {{ dir = \"{}\" }}\nfragments = [\"x.config\"]\ncross_compile = \"\"\n",
+                root.join("linux").display()
+            ),
+        )
+        .unwrap();
+        d
+    }
+
+    fn stage_plan(root: &Path, sets: &[&str]) -> (Plan, Profile) {
+        let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+        let p = profile::load(root, "p", &sets).unwrap();
+        let plan = {
+            let mut st = Stage::new(root, &p);
+            st.cache = root.join("cache");
+            st.plan(None).unwrap()
+        };
+        (plan, p)
+    }
+
+    /// Pretends the stage ran for `profile`: records as `run` writes them.
+    fn fake_build(root: &Path, p: &Profile) {
+        let mut st = Stage::new(root, p);
+        st.cache = root.join("cache");
+        let inputs = st.inputs().unwrap();
+        let ckey = key_of(&inputs);
+        let compile_key = util::sha256_bytes(ckey.as_bytes());
+        let obj = st.build_dir(&compile_key);
+        fs::create_dir_all(&obj).unwrap();
+        let compiled = CompileRecord {
+            compile_key: compile_key.clone(),
+            release: "6.1.0".into(),
+            source: st.source_id().unwrap(),
+            objects: Some(1500),
+        };
+        write_json(&obj.join("stage.json"), &compiled).unwrap();
+        let c = ConfigureRecord {
+            configure_key: ckey.clone(),
+            compile_key: compile_key.clone(),
+            config_sha256: String::new(),
+            link_config_sha256: None,
+        };
+        write_json(&st.configure_record_path(&ckey), &c).unwrap();
+        let slot = st.link_slot(&c, None).unwrap().unwrap();
+        fs::create_dir_all(slot.dir()).unwrap();
+        for f in ["bzImage", "vmlinux"] {
+            fs::write(slot.dir().join(f), b"x").unwrap();
+        }
+        let rec = KernelRecord {
+            compile_key,
+            link_key: slot.key.clone(),
+            image: slot.dir().join("bzImage"),
+            image_size: 1,
+            vmlinux: slot.dir().join("vmlinux"),
+            footprint: 0x69b000,
+            release: "6.1.0".into(),
+            config_sha256: String::new(),
+            config: slot.dir().join("config"),
+            source: st.source_id().unwrap(),
+            build_dir: obj.clone(),
+            log: obj.join("make.log"),
+            embedded: None,
+        };
+        slot.store(&rec).unwrap();
+        slot.remember().unwrap();
+        write_json(&st.last_inputs_path(), &inputs).unwrap();
+        assert_eq!(st.expected_objects(&rec.source), Some(1500));
+    }
+
+    #[test]
+    fn cache_invalidation() {
+        let d = fake_root();
+        let root = d.path();
+        let (plan, p) = stage_plan(root, &[]);
+        assert!(
+            matches!(plan.state, State::Rebuild { ref why } if why.contains("no earlier build"))
+        );
+        fake_build(root, &p);
+        let (plan, _) = stage_plan(root, &[]);
+        assert!(matches!(plan.state, State::UpToDate(_)));
+
+        // make -j is not part of any key.
+        let (plan, _) = stage_plan(root, &["kernel.jobs=7"]);
+        assert!(matches!(plan.state, State::UpToDate(_)));
+
+        // A fragment edit invalidates, and plan says which input changed.
+        fs::write(root.join("kernel-config/x.config"), "CONFIG_A=m\n").unwrap();
+        let (plan, _) = stage_plan(root, &[]);
+        match plan.state {
+            State::Rebuild { why } => {
+                assert!(why.contains("fragment x.config changed"), "{why}");
+                assert!(why.contains("option CONFIG_A changed"), "{why}");
+            }
+            _ => panic!("fragment change not detected"),
+        }
+        fs::write(root.join("kernel-config/x.config"), "CONFIG_A=y\n").unwrap();
+        let (plan, _) = stage_plan(root, &[]);
+        assert!(matches!(plan.state, State::UpToDate(_)));
+
+        // Another initrd compression requires another decompressor.
+        let (plan, _) = stage_plan(root, &["initramfs.compression=xz"]);
+        match plan.state {
+            State::Rebuild { why } => assert!(why.contains("option CONFIG_RD_XZ added"), "{why}"),
+            _ => panic!("compression change not detected"),
+        }
+
+        // Losing the build output is noticed too.
+        let (plan, _) = stage_plan(root, &[]);
+        let State::UpToDate(rec) = plan.state else {
+            panic!()
+        };
+        fs::remove_file(&rec.image).unwrap();
+        let (plan, _) = stage_plan(root, &[]);
+        assert!(matches!(plan.state, State::Link { ref why } if why.contains("missing")));
+
+        // A built-in initramfs is a configure input (its options), not a
+        // compile one: configure says which option it adds.
+        let (plan, _) = stage_plan(root, &["initramfs.builtin=true"]);
+        match plan.state {
+            State::Rebuild { why } => {
+                assert!(
+                    why.contains("option CONFIG_INITRAMFS_SOURCE added"),
+                    "{why}"
+                )
+            }
+            _ => panic!("built-in change not detected"),
+        }
+    }
+
+    #[test]
+    fn a_fragment_beside_an_outside_profile_is_named_in_the_error() {
+        let d = fake_root();
+        let root = d.path();
+        let outside = tempfile::tempdir().unwrap();
+        let prof = outside.path().join("site.toml");
+        fs::write(
+            &prof,
+            format!(
+                "extends = \"{}\"\n[kernel]\nfragments = [\"nokvm.config\"]\n",
+                root.join("profiles/p.toml").display()
+            ),
+        )
+        .unwrap();
+        fs::write(
+            outside.path().join("nokvm.config"),
+            "# CONFIG_KVM is not set\n",
+        )
+        .unwrap();
+        let p = profile::load(root, prof.to_str().unwrap(), &[]).unwrap();
+        let e = format!("{:#}", Stage::new(root, &p).requirements().unwrap_err());
+        assert!(e.contains("cannot read"), "{e}");
+        assert!(e.contains("fragments = [\"./nokvm.config\"]"), "{e}");
+        // Named so, it is found beside the profile.
+        fs::write(
+            &prof,
+            format!(
+                "extends = \"{}\"\n[kernel]\nfragments = [\"./nokvm.config\"]\n",
+                root.join("profiles/p.toml").display()
+            ),
+        )
+        .unwrap();
+        let p = profile::load(root, prof.to_str().unwrap(), &[]).unwrap();
+        let reqs = Stage::new(root, &p).requirements().unwrap();
+        assert!(
+            reqs.iter()
+                .any(|r| r.option == "CONFIG_KVM" && r.value == "n")
+        );
+    }
+
+    #[test]
+    fn timestamp_format() {
+        assert_eq!(kbuild_timestamp(0), "Thu Jan  1 00:00:00 UTC 1970");
+        assert_eq!(
+            kbuild_timestamp(DEFAULT_SOURCE_DATE_EPOCH),
+            "Mon Jan  1 00:00:00 UTC 2024"
+        );
+        assert_eq!(
+            kbuild_timestamp(1_709_210_096),
+            "Thu Feb 29 12:34:56 UTC 2024"
+        );
+    }
+}

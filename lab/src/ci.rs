@@ -1,0 +1,403 @@
+//! `test`: everything CI runs, in order, with a summary at the end.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use zfcpdump_builder::{provision, util};
+
+#[derive(Args, Clone, Debug)]
+pub struct TestArgs {
+    /// Fail listing missing host packages instead of installing them
+    #[arg(long)]
+    pub no_provision: bool,
+    /// Skip the slow steps (boots, e2e, reproducibility): for a quick local run
+    #[arg(long)]
+    pub quick: bool,
+}
+
+struct Step {
+    name: String,
+    ok: bool,
+    secs: f64,
+    /// The last lines a failed step printed, repeated before the summary:
+    /// CI logs are often seen only from their end.
+    tail: Vec<String>,
+}
+
+/// Lines of a failed step repeated at the end.
+const FAILED_TAIL_LINES: usize = 60;
+
+struct Runner {
+    root: PathBuf,
+    steps: Vec<Step>,
+    envs: Vec<(String, String)>,
+    /// A copy of this binary: `cargo test` may rebuild target/debug/xtask
+    /// while CI runs.
+    exe: PathBuf,
+}
+
+impl Runner {
+    fn run(&mut self, name: &str, program: &str, args: &[&str]) -> bool {
+        eprintln!("\n==> {name}: {program} {}", args.join(" "));
+        let t = Instant::now();
+        let mut cmd = Command::new(program);
+        cmd.args(args)
+            .current_dir(&self.root)
+            .envs(self.envs.iter().map(|(k, v)| (k, v)));
+        let (ok, tail) = run_teed(cmd);
+        self.record(name, ok, t, if ok { Vec::new() } else { tail })
+    }
+
+    fn record(&mut self, name: &str, ok: bool, t: Instant, tail: Vec<String>) -> bool {
+        let secs = t.elapsed().as_secs_f64();
+        eprintln!(
+            "<== {name}: {} in {secs:.0}s",
+            if ok { "ok" } else { "FAILED" }
+        );
+        self.steps.push(Step {
+            name: name.into(),
+            ok,
+            secs,
+            tail,
+        });
+        ok
+    }
+
+    /// A step done in-process.
+    fn check(&mut self, name: &str, f: impl FnOnce() -> Result<()>) -> bool {
+        eprintln!("\n==> {name}");
+        let t = Instant::now();
+        let res = f();
+        let tail = match &res {
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                vec![format!("error: {e:#}")]
+            }
+            Ok(()) => Vec::new(),
+        };
+        self.record(name, res.is_ok(), t, tail)
+    }
+
+    fn cargo(&mut self, name: &str, args: &[&str]) -> bool {
+        self.run(name, env!("CARGO"), args)
+    }
+
+    /// `xtask boot --profile PROFILE ARGS...`: boots at the profile's budget.
+    fn boot(&mut self, name: &str, profile: &str, args: &[&str]) -> bool {
+        let mut all = vec!["boot", "--no-provision", "--profile", profile];
+        all.extend_from_slice(args);
+        self.xtask(name, &all)
+    }
+
+    fn xtask(&mut self, name: &str, args: &[&str]) -> bool {
+        let exe = self.exe.clone();
+        self.run(name, exe.to_str().expect("utf-8 path"), args)
+    }
+}
+
+/// Runs `cmd`, passing its stdout and stderr through, and returns whether it
+/// succeeded with its last [`FAILED_TAIL_LINES`] lines (both streams).
+fn run_teed(mut cmd: Command) -> (bool, Vec<String>) {
+    use std::collections::VecDeque;
+    use std::io::{BufRead, BufReader, Write};
+    use std::process::Stdio;
+    use std::sync::Mutex;
+    let mut child = match cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn() {
+        Ok(c) => c,
+        Err(e) => {
+            return (
+                false,
+                vec![format!("cannot run {:?}: {e}", cmd.get_program())],
+            );
+        }
+    };
+    let tail = Mutex::new(VecDeque::new());
+    let keep = |line: String| {
+        let mut t = tail.lock().unwrap();
+        if t.len() == FAILED_TAIL_LINES {
+            t.pop_front();
+        }
+        t.push_back(line);
+    };
+    let (out, err) = (child.stdout.take(), child.stderr.take());
+    std::thread::scope(|s| {
+        if let Some(out) = out {
+            s.spawn(|| {
+                for line in BufReader::new(out).split(b'\n').map_while(Result::ok) {
+                    let line = String::from_utf8_lossy(&line).into_owned();
+                    let _ = writeln!(std::io::stdout(), "{line}");
+                    keep(line);
+                }
+            });
+        }
+        if let Some(err) = err {
+            s.spawn(|| {
+                for line in BufReader::new(err).split(b'\n').map_while(Result::ok) {
+                    let line = String::from_utf8_lossy(&line).into_owned();
+                    eprintln!("{line}");
+                    keep(line);
+                }
+            });
+        }
+    });
+    let ok = child.wait().is_ok_and(|s| s.success());
+    (ok, tail.into_inner().unwrap().into())
+}
+
+/// The kernel 6.12 profiles that CI builds, boots and runs e2e on.
+const KERNEL_6_12: [&str; 2] = ["default-6.12", "qemu-6.12"];
+
+pub fn run(args: &TestArgs) -> Result<()> {
+    let t = Instant::now();
+    let root = util::project_root();
+    provision::ensure_all(!args.no_provision)?;
+
+    let exe = util::cache_dir(&root).join("ci").join("xtask");
+    let own = std::fs::read(std::env::current_exe()?)?;
+    util::write_atomic(&exe, &own)?;
+    std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    let mut r = Runner {
+        root: root.clone(),
+        steps: Vec::new(),
+        envs: Vec::new(),
+        exe,
+    };
+    r.cargo("fmt", &["fmt", "--all", "--check"]);
+    r.cargo(
+        "clippy",
+        &[
+            "clippy",
+            "--workspace",
+            "--all-targets",
+            "--",
+            "-D",
+            "warnings",
+        ],
+    );
+    // Builds the default profile into the shared stage cache, so that the
+    // integration tests find it warm, and gives the s390x agent binary.
+    if r.xtask("dist (default profile)", &["dist", "--no-provision"]) {
+        let agent = agent_binary(&root)?;
+        r.envs
+            .push(("ZFCPDUMP_AGENT_S390X".into(), agent.display().to_string()));
+    }
+    // Kernel 6.12 LTS: each distinct configuration compiled once, here, and
+    // shared with the tests, boots and e2e below (the stage cache).
+    for p in KERNEL_6_12 {
+        r.xtask(
+            &format!("dist ({p} profile)"),
+            &["dist", "--no-provision", "--profile", p],
+        );
+    }
+    // Debian's s390x zgetdump, run under qemu-user by the agent's tests.
+    match crate::readers::sysroot::DEBIAN_12.unpacked_root(&util::cache_dir(&root), false) {
+        Ok(tools) => r
+            .envs
+            .push(("ZGETDUMP_ROOT".into(), tools.display().to_string())),
+        Err(e) => eprintln!("error: cannot provide zgetdump: {e:#}"),
+    }
+    // Tests that need the s390x binary fail instead of skipping under CI.
+    r.envs.push(("ZFCPDUMP_REQUIRE_S390X".into(), "1".into()));
+    r.cargo("unit and integration tests", &["test", "--workspace"]);
+    if !args.quick {
+        // Every parser under libFuzzer, 30 s each; a finding fails the
+        // step and prints its reproducer.
+        r.xtask(
+            "fuzzing (libFuzzer, 5 targets)",
+            &["fuzz", "--no-provision"],
+        );
+
+        // Each profile boots at -m equal to its budget; the qemu-6.12 one
+        // with every initramfs compression, like the default one.
+        // qemu-builtin: the image alone (no -initrd), relinked from the
+        // qemu compile; gzip as kbuild embeds it, none through
+        // CONFIG_INITRAMFS_COMPRESSION_NONE.
+        for (profile, comps) in [
+            ("default", &["gzip", "xz", "zstd", "none"][..]),
+            ("default-6.12", &["gzip"][..]),
+            ("qemu-6.12", &["gzip", "xz", "zstd", "none"][..]),
+            ("qemu-builtin", &["gzip", "none"][..]),
+        ] {
+            for comp in comps {
+                let set = format!("initramfs.compression={comp}");
+                let name = match profile {
+                    "default" => format!("boot smoke test ({comp})"),
+                    _ => format!("boot smoke test ({profile}, {comp})"),
+                };
+                r.boot(&name, profile, &["--set", &set]);
+            }
+        }
+        // Real zipl prepares the disks, each kernel's dump tool dumps, the
+        // readers that match the kernel and zfcpdump-disk check; negative
+        // runs leave disks intact.
+        // qemu-builtin: real zipl on the image alone, no initrd;
+        // qemu-signed: the same, signed with a throwaway key.
+        match zfcpdump_builder::sign::throwaway_key(&util::cache_dir(&root).join("ci").join("sign"))
+        {
+            Ok((key, cert)) => {
+                r.envs
+                    .push(("ZFCPDUMP_SIGN_KEY".into(), key.display().to_string()));
+                r.envs
+                    .push(("ZFCPDUMP_SIGN_CERT".into(), cert.display().to_string()));
+            }
+            Err(e) => eprintln!("error: no throwaway signing key: {e:#}"),
+        }
+        // qemu: from its Debian package, as dpkg-deb -x unpacks it.
+        for profile in ["qemu", "qemu-6.12", "qemu-builtin", "qemu-signed"] {
+            let mut args = vec!["e2e", "--no-provision", "--profile", profile];
+            if profile == "qemu" {
+                args.push("--deb");
+            }
+            r.xtask(&format!("end to end under QEMU ({profile} profile)"), &args);
+        }
+        // Faults of the emulated machine through the real 6.1 kernel: EIO
+        // on each write and on the vmcore's reads, power cuts, a slow, a
+        // late and a missing disk; it reuses the qemu builds above.
+        r.xtask(
+            "faults under QEMU (EIO, power cuts, slow/late/missing disk)",
+            &["faults", "--no-provision"],
+        );
+        // PID 1 must never die: a panic traps (SIGILL), and the handler
+        // still prints the verdict and powers off (QEMU exit 0, no panic).
+        // Both kernel pairs, with and without elision and with the
+        // simulated HSA; it reuses the qemu kernels built above.
+        r.xtask(
+            "crash lab (kdump under QEMU: 6.1, 6.12, 6.12 into 6.1)",
+            &["crashlab", "--no-provision"],
+        );
+        for (profile, name) in [
+            (
+                "default",
+                "agent panic as PID 1 ends in power-off".to_string(),
+            ),
+            (
+                "default-6.12",
+                "agent panic as PID 1 ends in power-off (6.12)".to_string(),
+            ),
+        ] {
+            r.boot(
+                &name,
+                profile,
+                &[
+                    "--append",
+                    "zfcpdump.test_panic=1",
+                    "--expect",
+                    "Dump failed: agent crashed (signal SIGILL)",
+                ],
+            );
+        }
+        // The clean second build runs offline: it proves both that the
+        // build reproduces and that `fetch` brought everything it needs.
+        r.xtask("fetch (for offline builds)", &["fetch", "--no-provision"]);
+        // The release pipeline checks reproducibility with a clean second
+        // build (offline: it also proves `fetch` brought everything), then
+        // packs; the pack is checked against its own checksums.
+        // The clean second build also builds default-builtin: the same
+        // compile relinked, so one built-in profile is proven too.
+        r.envs.push((
+            "XTASK_DIST_ARGS".into(),
+            "--no-provision --offline --also-profile default-builtin".into(),
+        ));
+        let out = util::cache_dir(&root).join("release");
+        let _ = std::fs::remove_dir_all(&out);
+        let out_arg = out.display().to_string();
+        if r.run(
+            "release pipeline (reproducible, offline)",
+            "bash",
+            &["ci/release.sh", "default", &out_arg],
+        ) {
+            r.check("release tarball verifies", || verify_release(&out));
+        }
+    }
+
+    for s in r.steps.iter().filter(|s| !s.ok) {
+        eprintln!("\n==== {} FAILED; its last lines:", s.name);
+        for line in &s.tail {
+            eprintln!("{line}");
+        }
+    }
+    eprintln!("\nsummary ({} total):", util::fmt_duration(t.elapsed()));
+    for s in &r.steps {
+        eprintln!(
+            "  {:<40} {:>6}  {:>5.0}s",
+            s.name,
+            if s.ok { "ok" } else { "FAILED" },
+            s.secs
+        );
+    }
+    let failed = r.steps.iter().filter(|s| !s.ok).count();
+    println!("ci: {} passed, {} failed", r.steps.len() - failed, failed);
+    if failed > 0 {
+        bail!("{failed} CI step(s) failed");
+    }
+    Ok(())
+}
+
+/// The agent binary of the default dist build, from its manifest's stage
+/// cache record.
+fn agent_binary(root: &std::path::Path) -> Result<PathBuf> {
+    let profile = zfcpdump_builder::profile::load(root, "default", &[])?;
+    match zfcpdump_builder::agent::Stage::new(root, &profile, false).lookup()? {
+        zfcpdump_builder::cache::Lookup::Hit(rec) => Ok(rec.binary),
+        zfcpdump_builder::cache::Lookup::Miss { why } => {
+            bail!("the agent stage has no record after dist: {why}")
+        }
+    }
+}
+
+/// The release tarball: its .sha256 matches, it unpacks to exactly the
+/// three artifacts and SHA256SUMS, and those sums match.
+fn verify_release(out: &std::path::Path) -> Result<()> {
+    let tarball = std::fs::read_dir(out)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
+        .context("no .tar.gz in the release output")?;
+    let sh = |dir: &std::path::Path, cmd: &str| -> Result<()> {
+        let st = Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .current_dir(dir)
+            .status()?;
+        if !st.success() {
+            bail!("`{cmd}` failed in {}", dir.display());
+        }
+        Ok(())
+    };
+    sh(out, "sha256sum -c --quiet *.tar.gz.sha256")?;
+    let x = out.join("x");
+    std::fs::create_dir_all(&x)?;
+    let st = Command::new("tar")
+        .arg("-xzf")
+        .arg(&tarball)
+        .arg("-C")
+        .arg(&x)
+        .status()?;
+    if !st.success() {
+        bail!("cannot unpack {}", tarball.display());
+    }
+    let top = std::fs::read_dir(&x)?
+        .next()
+        .context("empty tarball")??
+        .path();
+    let mut names: Vec<String> = std::fs::read_dir(&top)?
+        .map(|e| Ok(e?.file_name().to_string_lossy().into_owned()))
+        .collect::<Result<_>>()?;
+    names.sort();
+    if names
+        != [
+            "SHA256SUMS",
+            "manifest.json",
+            "zfcpdump.image",
+            "zfcpdump.rd",
+        ]
+    {
+        bail!("unexpected tarball contents: {names:?}");
+    }
+    sh(&top, "sha256sum -c --quiet SHA256SUMS")?;
+    eprintln!("{} verifies", tarball.display());
+    Ok(())
+}

@@ -1,0 +1,800 @@
+//! `e2e`: the dump tool end to end under qemu-system-s390x, against the real
+//! s390-tools.
+//!
+//! 1. Builds the profile given with `--profile` (`qemu`, the default plus
+//!    virtio, on 6.1; `qemu-6.12` on 6.12) and picks the readers that match
+//!    its kernel ([`Readers::for_kernel`]).
+//! 2. Prepares a 512-byte-sector and a 4096-byte-sector disk with real
+//!    `zipl --dumpto` (Debian's zipl 2.16 in a helper guest), with our qemu
+//!    dist image and initrd as the dump tool, and checks that
+//!    `zfcpdump-disk prepare` writes the same metadata.
+//! 3. Makes the vmcores: one from `vmcore-fixture`, an independent one from
+//!    QEMU's `dump-guest-memory` of a booted guest, and for step 5 another
+//!    from `vmcore-fixture` with half its pages zero.
+//! 4. Boots the qemu dist artifacts with `-m` equal to the budget for each
+//!    disk and vmcore that fit, using the agent's test-only overrides (QEMU
+//!    cannot IPL in FCP dump mode), and checks the disk, the console and the
+//!    power-off. Then negative runs: a dump area too small, a disk without
+//!    zipl metadata, a corrupted checksum; each must fail cleanly and leave
+//!    the disk as it was.
+//! 5. Zero-page elision on the real kernel: the qemu profile again with
+//!    `--set agent.dump_level=1`, published into the work directory
+//!    (only the initramfs differs; `dist/qemu/` stays as it is), dumps a
+//!    generated vmcore with half its pages zero onto the 4K disk. The memory
+//!    read back from `zfcpdump-disk extract` through the ELF's program headers
+//!    (elided tails read as zeros) must equal the vmcore's, and every zero page
+//!    outside the lowcore must have been left out. The same for QEMU's dump.
+//!    zgetdump 2.16 misreads `p_filesz < p_memsz`, so the current zgetdump
+//!    (2.35) checks these runs, for every kernel.
+//! 6. crash (the build that matches the kernel, under qemu-user) opens the dumps of
+//!    QEMU's vmcore, byte-exact and elided, with the qemu kernel's vmlinux:
+//!    it must accept them, name the kernel release, and read all of physical
+//!    memory with `rd -p` exactly as the vmcore holds it.
+//!
+//! Work files live in `<target>/zfcpdump/e2e/<profile>/work/`, kept on failure
+//! (or with `--keep`); the summary table goes to
+//! `<target>/zfcpdump/e2e/<profile>/summary.txt`.
+//!
+//! This module is the orchestration: the zipl disks of step 2 are made in
+//! [`super::zipl`], the vmcores of step 3 in `lab/sources.rs`, and the checks of
+//! each run are in `lab/checks/`.
+
+use std::fmt::Write as _;
+use std::fs::{self};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use clap::Args;
+use zfcpdump_format::superblock::CSUM_FIELD_OFFSET;
+
+use crate::LabArgs;
+use crate::checks::check_success;
+use crate::checks::console::{console_order, initramfs_origin, peak_rss};
+use crate::checks::files::{first_difference, sparse_copy};
+use crate::guest::{Boot, Drive};
+use crate::readers::Readers;
+use crate::sources::{Source, generated_source, qemu_dump_source};
+use crate::zipl::{self, GEOMETRIES, prepare_target};
+use zfcpdump_builder::dist::{self, DistArgs, IMAGE, RD};
+use zfcpdump_builder::profile::{self, ProfileArgs};
+use zfcpdump_builder::{provision, util};
+
+#[derive(Args, Clone, Debug)]
+pub struct E2eArgs {
+    /// The profile whose dump tool is tested; its kernel must see virtio
+    /// disks (the qemu fragment), e.g. qemu or qemu-6.12
+    #[arg(long, short, default_value = "qemu")]
+    pub profile: String,
+    /// Take the dump tool from the profile's Debian package: zipl and every
+    /// boot use the files that `dpkg-deb -x` unpacked
+    #[arg(long)]
+    pub deb: bool,
+    #[command(flatten)]
+    pub lab: LabArgs,
+}
+
+/// Kill an agent boot after this long. A run takes seconds; the margin
+/// covers a loaded 2-core CI machine.
+const RUN_TIMEOUT: Duration = Duration::from_secs(300);
+/// Generated vmcore: 10 MiB of memory, 4 CPUs; it fits both dump areas.
+const FIXTURE_ARGS: &[&str] = &["--size", "10M", "--cpus", "4", "--seed", "0xe2e"];
+/// What turns the agent's zero-page elision on for the elided run.
+const ELISION_SET: &str = "agent.dump_level=1";
+/// The elided run's vmcore: 16 MiB, half the pages zero, 4 CPUs, identity
+/// mapped (the small preset has no kernel-image PT_LOAD, so p_vaddr ==
+/// p_paddr). Its first range ([0, 12 MiB)) crosses the simulated HSA.
+const ELIDED_FIXTURE_ARGS: &[&str] = &[
+    "--size",
+    "16M",
+    "--cpus",
+    "4",
+    "--zero-fraction",
+    "0.5",
+    "--seed",
+    "0xe2e",
+];
+
+pub(crate) fn step(msg: impl AsRef<str>) {
+    eprintln!("[e2e] {}", msg.as_ref());
+}
+
+pub(crate) enum Expect {
+    Success,
+    /// `Dump failed: <this>...` on the console, the disk unchanged.
+    Failure(&'static str),
+}
+
+pub(crate) struct RunSpec<'a> {
+    pub(crate) name: String,
+    pub(crate) target: &'a str,
+    pub(crate) sector_size: u32,
+    /// The disk before the run; the run boots a copy of it.
+    pub(crate) before: PathBuf,
+    pub(crate) source: &'a Source,
+    pub(crate) expect: Expect,
+    /// Boot the initramfs built with zero-page elision on.
+    pub(crate) elided: bool,
+}
+
+struct RunResult {
+    name: String,
+    target: String,
+    source: String,
+    expect: String,
+    problems: Vec<String>,
+    /// What was verified, for the report.
+    checked: Vec<String>,
+    elapsed: Option<Duration>,
+    peak_rss_kib: Option<u64>,
+    log: PathBuf,
+    console_tail: String,
+}
+
+/// Paths and tools shared by the steps.
+pub(crate) struct Ctx {
+    pub(crate) cache: PathBuf,
+    pub(crate) work: PathBuf,
+    pub(crate) image: PathBuf,
+    /// None when the image carries its initramfs.
+    pub(crate) initrd: Option<PathBuf>,
+    /// The same profile with `ELISION_SET`: the same kernel image, its own
+    /// initramfs.
+    pub(crate) elided_image: PathBuf,
+    pub(crate) elided_initrd: Option<PathBuf>,
+    pub(crate) memory: u64,
+    pub(crate) disk_tool: PathBuf,
+    pub(crate) fixture_tool: PathBuf,
+    /// The readers that match the kernel (zgetdump, crash).
+    pub(crate) readers: Readers,
+    /// The qemu profile kernel's vmlinux (with debug info) and release.
+    pub(crate) vmlinux: PathBuf,
+    pub(crate) release: String,
+    pub(crate) keep: bool,
+}
+
+pub fn run(args: &E2eArgs) -> Result<()> {
+    let t0 = Instant::now();
+    let root = util::project_root();
+    let cache = util::cache_dir(&root);
+    // One directory per profile: CI runs e2e for each kernel.
+    // Named by the profile's name, also for a profile given by path.
+    let name = profile::load(&root, &args.profile, &[])?.name;
+    let base = cache.join("e2e").join(&name);
+    let work = base.join("work");
+    let _ = fs::remove_dir_all(&work);
+    fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
+    let mut timings: Vec<(String, Duration)> = Vec::new();
+
+    let ctx = setup(&args.profile, args.deb, &args.lab, &work, &mut timings)?;
+    let res = run_all(&ctx, args, &mut timings);
+    let total = t0.elapsed();
+    let (table, ok) = match &res {
+        Ok((results, sources)) => summary(
+            &format!("profile {name}, kernel {}", ctx.release),
+            results,
+            sources,
+            &ctx.readers.versions,
+            &timings,
+            total,
+        ),
+        Err(e) => (
+            format!(
+                "e2e setup failed after {}: {e:#}\n",
+                util::fmt_duration(total)
+            ),
+            false,
+        ),
+    };
+    util::write_atomic(&base.join("summary.txt"), table.as_bytes())?;
+    if let Ok((results, _)) = &res {
+        for r in results.iter().filter(|r| !r.problems.is_empty()) {
+            crate::print_failed_run("e2e", &r.name, &r.problems, &r.log, &r.console_tail);
+        }
+    }
+    eprintln!("\n{table}");
+    if ok && !args.lab.keep {
+        fs::remove_dir_all(&work).with_context(|| format!("cannot remove {}", work.display()))?;
+        step(format!(
+            "all passed in {}; summary: {}",
+            util::fmt_duration(total),
+            base.join("summary.txt").display()
+        ));
+        return Ok(());
+    }
+    if ok {
+        step(format!(
+            "all passed in {}; work files kept in {}",
+            util::fmt_duration(total),
+            work.display()
+        ));
+        return Ok(());
+    }
+    match res {
+        Err(e) => Err(e.context(format!("e2e failed; work files kept in {}", work.display()))),
+        Ok(_) => bail!(
+            "e2e failed (see above); disks, vmcores and console logs kept in {}",
+            work.display()
+        ),
+    }
+}
+
+/// Step 1, shared with the fault lab: provisions, builds the profile (and
+/// its variant with zero-page elision), the host tools and the readers.
+pub(crate) fn setup(
+    profile_name: &str,
+    deb: bool,
+    lab: &LabArgs,
+    work: &Path,
+    timings: &mut Vec<(String, Duration)>,
+) -> Result<Ctx> {
+    let root = util::project_root();
+    let cache = util::cache_dir(&root);
+    let needs: Vec<&provision::Need> = provision::TEST.iter().collect();
+    provision::ensure(&needs, &[], !lab.no_provision && !lab.offline)?;
+
+    step(format!("1. building the {} profile", profile_name));
+    let t = Instant::now();
+    let profile_args = ProfileArgs {
+        profile: profile_name.to_string(),
+        sets: vec![],
+    };
+    let kernel_rec = dist::run(&DistArgs::new(
+        profile_args.clone(),
+        lab.no_provision,
+        lab.offline,
+    ))?
+    .kernel;
+    let profile = profile_args.load()?;
+    let dist_dir = dist::dist_dir(&root, &profile);
+    let external = !profile.initramfs.builtin;
+    let vmlinux = kernel_rec.vmlinux.clone();
+    ensure!(
+        vmlinux.is_file(),
+        "{} is missing: the kernel build directory is incomplete",
+        vmlinux.display()
+    );
+    let (disk_tool, fixture_tool) = build_host_tools(&root, &cache, lab.offline)?;
+    let readers = Readers::for_kernel(&kernel_rec.release, &cache, lab.offline)?;
+    step(format!(
+        "   kernel {}: readers {}",
+        kernel_rec.release,
+        readers.versions.join("; ")
+    ));
+    timings.push(("build (cached)".into(), t.elapsed()));
+
+    let t = Instant::now();
+    let elided_dir = elided_build(
+        &root,
+        work,
+        &profile,
+        &dist_dir,
+        lab.no_provision,
+        lab.offline,
+    )?;
+    timings.push(("build with zero-page elision".into(), t.elapsed()));
+    let (image, initrd) = match deb {
+        true => {
+            let t = Instant::now();
+            let files = unpacked_deb(&profile_args, work, lab)?;
+            timings.push(("Debian package, dpkg-deb -x".into(), t.elapsed()));
+            (
+                files.join("zfcpdump-image"),
+                external.then(|| files.join("zfcpdump-initrd")),
+            )
+        }
+        false => (dist_dir.join(IMAGE), external.then(|| dist_dir.join(RD))),
+    };
+    let ctx = Ctx {
+        cache,
+        work: work.to_path_buf(),
+        image,
+        initrd,
+        elided_image: elided_dir.join(IMAGE),
+        elided_initrd: external.then(|| elided_dir.join(RD)),
+        memory: profile.budget.total,
+        disk_tool,
+        fixture_tool,
+        readers,
+        vmlinux,
+        release: kernel_rec.release.clone(),
+        keep: lab.keep,
+    };
+
+    Ok(ctx)
+}
+
+/// The profile's Debian package, unpacked with `dpkg-deb -x` into the work
+/// directory; returns the directory that holds zfcpdump-image (and -initrd).
+fn unpacked_deb(profile: &ProfileArgs, work: &Path, lab: &LabArgs) -> Result<PathBuf> {
+    step("1c. the Debian package of the profile, unpacked with dpkg-deb -x");
+    let deb = zfcpdump_builder::package::build(&zfcpdump_builder::package::PackageArgs {
+        profile: profile.clone(),
+        deb: true,
+        out_dir: Some(work.join("deb")),
+        no_provision: lab.no_provision,
+        offline: lab.offline,
+    })?;
+    let root = work.join("deb-root");
+    let st = Command::new("dpkg-deb")
+        .arg("-x")
+        .arg(&deb.path)
+        .arg(&root)
+        .status()
+        .context("cannot run dpkg-deb")?;
+    ensure!(st.success(), "dpkg-deb -x {} failed", deb.path.display());
+    let files = root.join(zfcpdump_builder::package::ZFCPDUMP_DIR);
+    ensure!(
+        files.join("zfcpdump-image").is_file(),
+        "{} holds no zfcpdump-image",
+        deb.path.display()
+    );
+    step(format!(
+        "   {} {}: zipl and the boots take the dump tool from {}",
+        deb.name,
+        deb.version,
+        files.display()
+    ));
+    Ok(files)
+}
+
+/// The qemu profile with `--set agent.dump_level=1`, loaded,
+/// built (the kernel and agent stages are cached, only the initramfs
+/// differs) and published into `<work>/dist-qemu-elided/`, not over
+/// `dist/qemu/`. Returns that directory.
+pub(crate) fn elided_build(
+    root: &Path,
+    work: &Path,
+    profile: &profile::Profile,
+    dist_dir: &Path,
+    no_provision: bool,
+    offline: bool,
+) -> Result<PathBuf> {
+    let name = &profile.name;
+    step(format!(
+        "1b. building the {name} profile with --set {ELISION_SET} into the work directory"
+    ));
+    let sets = vec![ELISION_SET.to_string()];
+    let elided = profile::load(root, name, &sets)?;
+    ensure!(
+        elided.agent.dump_level() == 1 && profile.agent.dump_level() == 0,
+        "the {name} profile should have zero-page elision off, and on with --set {ELISION_SET}"
+    );
+    ensure!(
+        elided.budget.total == profile.budget.total,
+        "--set {ELISION_SET} changed the memory budget"
+    );
+    let dir = work.join(format!("dist-{name}-elided"));
+    // `dist::run` with an output directory: `profile::load` with the sets,
+    // `dist::build`, the manifest and `dist::publish` into `dir`.
+    dist::run(&DistArgs {
+        out_dir: Some(dir.clone()),
+        ..DistArgs::new(
+            ProfileArgs {
+                profile: name.clone(),
+                sets,
+            },
+            no_provision,
+            offline,
+        )
+    })?;
+    let same = |name: &str| -> Result<bool> {
+        Ok(fs::read(dir.join(name))? == fs::read(dist_dir.join(name))?)
+    };
+    if profile.initramfs.builtin {
+        // The initramfs is in the image: only a relink differs.
+        ensure!(
+            !same(IMAGE)? && !dir.join(RD).exists(),
+            "{} should differ from {} (the initramfs is built in) and come without {RD}",
+            dir.join(IMAGE).display(),
+            dist_dir.join(IMAGE).display()
+        );
+        step(format!(
+            "   {}: {IMAGE} {} bytes, relinked with the dump_level = 1 initramfs",
+            dir.display(),
+            fs::metadata(dir.join(IMAGE))?.len()
+        ));
+        return Ok(dir);
+    }
+    ensure!(
+        same(IMAGE)?,
+        "{} differs from {}: the elision setting should change only the initramfs",
+        dir.join(IMAGE).display(),
+        dist_dir.join(IMAGE).display()
+    );
+    ensure!(
+        !same(RD)?,
+        "{} equals {}: the elision setting did not reach the initramfs",
+        dir.join(RD).display(),
+        dist_dir.join(RD).display()
+    );
+    step(format!(
+        "   {}: the same {IMAGE}, {RD} {} bytes (with dump_level = 1)",
+        dir.display(),
+        fs::metadata(dir.join(RD))?.len()
+    ));
+    Ok(dir)
+}
+
+/// Steps 2 to 6; an error here is a setup failure, a failed run is a result.
+fn run_all(
+    ctx: &Ctx,
+    args: &E2eArgs,
+    timings: &mut Vec<(String, Duration)>,
+) -> Result<(Vec<RunResult>, Vec<String>)> {
+    step("2. preparing the dump disks with real zipl --dumpto");
+    let mut targets = Vec::new();
+    for g in &GEOMETRIES {
+        let t = Instant::now();
+        targets.push(prepare_target(ctx, g, args.lab.offline)?);
+        timings.push((format!("zipl + prepare check ({})", g.name), t.elapsed()));
+    }
+    let [t512, t4k] = &targets[..] else {
+        unreachable!("two geometries")
+    };
+
+    step("3. sources");
+    let t = Instant::now();
+    let generated = generated_source(ctx, "generated", FIXTURE_ARGS)?;
+    timings.push(("source: vmcore-fixture".into(), t.elapsed()));
+    let t = Instant::now();
+    let half_zero = generated_source(ctx, "half-zero", ELIDED_FIXTURE_ARGS)?;
+    timings.push(("source: vmcore-fixture, 50% zero".into(), t.elapsed()));
+    let t = Instant::now();
+    let qemu = qemu_dump_source(ctx)?;
+    timings.push(("source: QEMU dump-guest-memory".into(), t.elapsed()));
+
+    let mut specs = Vec::new();
+    for target in [t512, t4k] {
+        for source in [&generated, &qemu] {
+            if source.extent <= target.sb.dump_size {
+                specs.push(RunSpec {
+                    name: format!("{}-{}", source.name, target.geometry.name),
+                    target: target.geometry.name,
+                    sector_size: target.geometry.sector_size,
+                    before: target.pristine.clone(),
+                    source,
+                    expect: Expect::Success,
+                    elided: false,
+                });
+            }
+        }
+    }
+    ensure!(
+        specs.len() == 3,
+        "expected 3 runs that fit (generated on both disks, QEMU's dump on the 4K disk), got {}",
+        specs.len()
+    );
+    // Zero-page elision on the real kernel, on the 4K disk.
+    ensure!(
+        half_zero.extent <= t4k.sb.dump_size,
+        "the 50%-zero vmcore ({} bytes) does not fit the 4K disk's dump area ({} bytes)",
+        half_zero.extent,
+        t4k.sb.dump_size
+    );
+    specs.push(RunSpec {
+        name: format!("elided-{}", t4k.geometry.name),
+        target: t4k.geometry.name,
+        sector_size: t4k.geometry.sector_size,
+        before: t4k.pristine.clone(),
+        source: &half_zero,
+        expect: Expect::Success,
+        elided: true,
+    });
+    // And of QEMU's dump of the real kernel, which crash reads.
+    specs.push(RunSpec {
+        name: format!("elided-qemu-{}", t4k.geometry.name),
+        target: t4k.geometry.name,
+        sector_size: t4k.geometry.sector_size,
+        before: t4k.pristine.clone(),
+        source: &qemu,
+        expect: Expect::Success,
+        elided: true,
+    });
+
+    // Negative runs.
+    ensure!(
+        qemu.extent > t512.sb.dump_size,
+        "QEMU's dump ({} bytes) fits the 512-byte disk's dump area ({} bytes): no \
+         too-small case",
+        qemu.extent,
+        t512.sb.dump_size
+    );
+    specs.push(RunSpec {
+        name: format!("too-small-{}", t512.geometry.name),
+        target: t512.geometry.name,
+        sector_size: t512.geometry.sector_size,
+        before: t512.pristine.clone(),
+        source: &qemu,
+        expect: Expect::Failure("size check: Disk too small"),
+        elided: false,
+    });
+    let g = t512.geometry;
+    let no_zipl = ctx.work.join("no-zipl.before.img");
+    zipl::create_partitioned_disk(
+        &no_zipl,
+        g.disk_size,
+        g.sector_size,
+        g.part_start,
+        g.part_size,
+    )?;
+    specs.push(RunSpec {
+        name: format!("no-zipl-{}", g.name),
+        target: g.name,
+        sector_size: g.sector_size,
+        before: no_zipl,
+        source: &generated,
+        expect: Expect::Failure("dump metadata: sector 0: MBR magic"),
+        elided: false,
+    });
+    let bad = ctx.work.join("bad-csum.before.img");
+    sparse_copy(&t4k.pristine, &bad)?;
+    // Flip the low byte of the stored checksum (big-endian u64).
+    let at = t4k.sb_offset + CSUM_FIELD_OFFSET + 7;
+    let f = fs::OpenOptions::new().read(true).write(true).open(&bad)?;
+    let mut b = [0u8; 1];
+    f.read_exact_at(&mut b, at)?;
+    f.write_all_at(&[b[0] ^ 0xff], at)?;
+    f.sync_all()?;
+    specs.push(RunSpec {
+        name: format!("bad-csum-{}", t4k.geometry.name),
+        target: t4k.geometry.name,
+        sector_size: t4k.geometry.sector_size,
+        before: bad,
+        source: &generated,
+        expect: Expect::Failure("dump metadata: dump superblock checksum mismatch"),
+        elided: false,
+    });
+
+    step(format!(
+        "4.-6. {} agent boots: -m {} MiB, timeout {} s",
+        specs.len(),
+        ctx.memory >> 20,
+        RUN_TIMEOUT.as_secs()
+    ));
+    let mut results = Vec::new();
+    for spec in &specs {
+        let r =
+            run_one(ctx, spec).with_context(|| format!("run {}: the harness failed", spec.name))?;
+        let verdict = if r.problems.is_empty() {
+            "ok"
+        } else {
+            "FAILED"
+        };
+        step(format!(
+            "   {}: {verdict} ({}, peak RSS {})",
+            r.name,
+            r.elapsed.map_or("-".into(), util::fmt_duration),
+            r.peak_rss_kib
+                .map_or("unknown".into(), |k| format!("{k} KiB"))
+        ));
+        results.push(r);
+    }
+    Ok((
+        results,
+        vec![
+            generated.about.clone(),
+            qemu.about.clone(),
+            half_zero.about.clone(),
+        ],
+    ))
+}
+
+/// `cargo build --release` of the two host tools; returns their paths.
+pub(crate) fn build_host_tools(
+    root: &Path,
+    cache: &Path,
+    offline: bool,
+) -> Result<(PathBuf, PathBuf)> {
+    let mut c = Command::new(env!("CARGO"));
+    c.args([
+        "build",
+        "--quiet",
+        "--release",
+        "-p",
+        "zfcpdump-disk",
+        "-p",
+        "vmcore-fixture",
+    ])
+    .current_dir(root);
+    if offline {
+        c.arg("--offline");
+    }
+    let st = c.status().context("cannot run cargo")?;
+    ensure!(
+        st.success(),
+        "cargo build --release -p zfcpdump-disk -p vmcore-fixture failed ({st})"
+    );
+    // util::cache_dir is <target>/zfcpdump.
+    let release = cache
+        .parent()
+        .context("cache dir has no parent")?
+        .join("release");
+    let bins = (
+        release.join("zfcpdump-disk"),
+        release.join("vmcore-fixture"),
+    );
+    for b in [&bins.0, &bins.1] {
+        ensure!(b.is_file(), "{} was not built", b.display());
+    }
+    Ok(bins)
+}
+
+// Steps 4 to 6: runs
+// ---------------------------------------------------------------------------
+
+/// The agent's test overrides on the kernel command line (QEMU cannot IPL
+/// in FCP dump mode): the vmcore on /dev/vda, the whole dump disk /dev/sda,
+/// a simulated HSA. virtio-scsi's scan of empty targets would hold up boot
+/// for about 15 s, and the agent polls for the disk anyway.
+pub(crate) fn agent_append(hsa_size: u64) -> String {
+    format!(
+        "zfcpdump.source=/dev/vda zfcpdump.disk=/dev/sda zfcpdump.hsa_size={hsa_size:#x} \
+         scsi_mod.scan=async"
+    )
+}
+
+fn run_one(ctx: &Ctx, spec: &RunSpec) -> Result<RunResult> {
+    let src = spec.source;
+    let disk = ctx.work.join(format!("{}.img", spec.name));
+    let log = ctx.work.join(format!("{}.console.log", spec.name));
+    sparse_copy(&spec.before, &disk)?;
+    let (image, initrd) = if spec.elided {
+        (&ctx.elided_image, &ctx.elided_initrd)
+    } else {
+        (&ctx.image, &ctx.initrd)
+    };
+    let boot = Boot {
+        image,
+        initrd: initrd.as_deref(),
+        memory: ctx.memory,
+        cpus: 1,
+        append: agent_append(src.hsa_size),
+        drives: vec![
+            Drive::new(disk.clone(), "scsi", spec.sector_size),
+            Drive::new(src.disk.clone(), "blk", 512),
+        ],
+        timeout: RUN_TIMEOUT,
+        log: log.clone(),
+    };
+    let out = boot.run()?;
+    let mut p = Vec::new();
+    match out.exit {
+        Some(0) => {}
+        Some(1) => p.push("QEMU exited 1: the guest kernel panicked".to_string()),
+        Some(n) => p.push(format!("QEMU exited {n}")),
+        None => p.push(format!(
+            "timed out after {} s: the guest did not power off",
+            RUN_TIMEOUT.as_secs()
+        )),
+    }
+    if out.console.contains("Kernel panic") {
+        p.push("the console shows a kernel panic".into());
+    }
+    let peak_rss_kib = peak_rss(&out.console);
+    if peak_rss_kib.is_none() {
+        p.push("no `peak RSS: N KiB` line".into());
+    }
+    let mut checked = Vec::new();
+    match initramfs_origin(&out.console, initrd.is_none()) {
+        Some(problem) => p.push(problem),
+        None if initrd.is_none() => checked.push("built-in initramfs (no -initrd)".into()),
+        None => {}
+    }
+    match spec.expect {
+        Expect::Success => {
+            let order = console_order(&out.console, spec.elided, true);
+            if order.is_empty() {
+                checked.push("console order".into());
+            }
+            p.extend(order);
+            p.extend(check_success(ctx, spec, &disk, &out.console, &mut checked)?);
+        }
+        Expect::Failure(what) => {
+            let want = format!("Dump failed: {what}");
+            if !out.console.contains(&want) {
+                p.push(format!("the console lacks {want:?}"));
+            }
+            if out.console.contains("Dump successful") {
+                p.push("the console says `Dump successful`".into());
+            }
+            if let Some(at) = first_difference(&spec.before, &disk, &[])? {
+                p.push(format!(
+                    "the disk changed: first difference at byte {at:#x}"
+                ));
+            }
+            if let Some(l) = out.console.lines().find(|l| l.contains("Dump failed: ")) {
+                checked.push(l.trim().to_string());
+            }
+            checked.push("disk unchanged byte for byte".into());
+        }
+    }
+    if p.is_empty() && !ctx.keep {
+        let _ = fs::remove_file(&disk);
+    }
+    Ok(RunResult {
+        name: spec.name.clone(),
+        target: format!("{} ({} B sectors)", spec.target, spec.sector_size),
+        source: src.name.into(),
+        expect: match spec.expect {
+            Expect::Success if spec.elided => "elided".into(),
+            Expect::Success => "dump".into(),
+            Expect::Failure(_) => "refusal".into(),
+        },
+        problems: p,
+        checked,
+        elapsed: out.exit.is_some().then_some(out.elapsed),
+        peak_rss_kib,
+        log,
+        console_tail: out.tail(30),
+    })
+}
+
+// ---------------------------------------------------------------------------
+// Summary
+// ---------------------------------------------------------------------------
+
+fn summary(
+    title: &str,
+    results: &[RunResult],
+    sources: &[String],
+    versions: &[String],
+    timings: &[(String, Duration)],
+    total: Duration,
+) -> (String, bool) {
+    let ok = results.iter().all(|r| r.problems.is_empty());
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "e2e ({title}): {} in {} ({} runs, {} failed)",
+        if ok { "PASSED" } else { "FAILED" },
+        util::fmt_duration(total),
+        results.len(),
+        results.iter().filter(|r| !r.problems.is_empty()).count()
+    );
+    let _ = writeln!(
+        s,
+        "\n{:<18} {:<20} {:<10} {:<8} {:<7} {:>20} {:>9}",
+        "run", "disk", "source", "expect", "result", "boot-to-power-off", "peak RSS"
+    );
+    for r in results {
+        let _ = writeln!(
+            s,
+            "{:<18} {:<20} {:<10} {:<8} {:<7} {:>20} {:>9}",
+            r.name,
+            r.target,
+            r.source,
+            r.expect,
+            if r.problems.is_empty() {
+                "ok"
+            } else {
+                "FAILED"
+            },
+            r.elapsed
+                .map_or("timeout".into(), |d| format!("{:.1} s", d.as_secs_f64())),
+            r.peak_rss_kib.map_or("-".into(), |k| format!("{k} KiB"))
+        );
+    }
+    let _ = writeln!(s, "\nchecked:");
+    for r in results {
+        let _ = writeln!(s, "  {}: {}", r.name, r.checked.join("; "));
+    }
+    let _ = writeln!(s, "\nsources:");
+    for a in sources {
+        let _ = writeln!(s, "  {a}");
+    }
+    let _ = writeln!(
+        s,
+        "\nreference tools (Debian s390x, resolved when provisioned):"
+    );
+    for v in versions {
+        let _ = writeln!(s, "  {v}");
+    }
+    let _ = writeln!(s, "\nsetup steps:");
+    for (what, d) in timings {
+        let _ = writeln!(s, "  {what:<34} {:>8.1} s", d.as_secs_f64());
+    }
+    (s, ok)
+}

@@ -1,0 +1,349 @@
+//! Running a fault job: the guest with its faulty drives, the watcher that
+//! cuts the power or plugs the disk in, and the checks of what it left.
+
+use std::cell::RefCell;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+
+use super::blkdebug::Rule;
+use super::verdict::{self, Holds, Status};
+use super::{Disk, Expect, HOTPLUG_AFTER, Images, Job, RUN_TIMEOUT, Row, report, step};
+use crate::checks::files::{first_difference, sparse_copy, sparse_copy_range};
+use crate::e2e::{self, Ctx};
+use crate::guest::{Boot, Drive, Qmp, Watch};
+
+/// Runs the jobs two at a time; rows in job order.
+pub(crate) fn run_jobs(ctx: &Ctx, images: &Images, jobs: &[Job]) -> Result<Vec<Row>> {
+    let next = AtomicUsize::new(0);
+    let rows: Mutex<Vec<Option<Result<Row>>>> = Mutex::new((0..jobs.len()).map(|_| None).collect());
+    std::thread::scope(|s| {
+        for _ in 0..2 {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::SeqCst);
+                    let Some(job) = jobs.get(i) else { break };
+                    let r = run_job(ctx, images, job);
+                    if let Ok(row) = &r {
+                        // Cut disks go on to crash (powercut::readers).
+                        if row.problems.is_empty()
+                            && !ctx.keep
+                            && !matches!(job.expect, Expect::PowerCut)
+                        {
+                            let _ = fs::remove_file(ctx.work.join(format!("{}.img", job.name)));
+                        }
+                        step(format!(
+                            "   {}: {} ({}; {})",
+                            row.name,
+                            if row.problems.is_empty() {
+                                "ok"
+                            } else {
+                                "FAILED"
+                            },
+                            row.console,
+                            row.status
+                        ));
+                    }
+                    rows.lock().unwrap()[i] = Some(r);
+                }
+            });
+        }
+    });
+    rows.into_inner()
+        .unwrap()
+        .into_iter()
+        .zip(jobs)
+        .map(|(r, j)| {
+            r.expect("every job ran")
+                .with_context(|| format!("run {}: the harness failed", j.name))
+        })
+        .collect()
+}
+
+pub(crate) fn run_job(ctx: &Ctx, images: &Images, job: &Job) -> Result<Row> {
+    let w = &ctx.work;
+    let log = w.join(format!("{}.console.log", job.name));
+    let img = w.join(format!("{}.img", job.name));
+    let mut drives = Vec::new();
+    if let Some(d) = job.disk {
+        sparse_copy(&d.before, &img)?;
+        let mut drive = Drive::new(img.clone(), "scsi", d.sector_size);
+        drive.blkdebug = rules_file(w, &job.name, "disk", &job.disk_rule)?;
+        drive.write_bps = job.write_bps;
+        drive.hotplug = job.hotplug;
+        drives.push(drive);
+    }
+    let mut src = Drive::new(job.source.disk.clone(), "blk", 512);
+    src.blkdebug = rules_file(w, &job.name, "source", &job.source_rule)?;
+    src.read_only = true;
+    drives.push(src);
+    let (image, initrd) = match job.elided {
+        true => (&images.elided_image, &images.elided_initrd),
+        false => (&images.image, &images.initrd),
+    };
+    let boot = Boot {
+        image,
+        initrd: initrd.as_deref(),
+        memory: ctx.memory,
+        cpus: 1,
+        append: e2e::agent_append(job.source.hsa_size),
+        drives,
+        timeout: RUN_TIMEOUT,
+        log: log.clone(),
+    };
+    let sock = w.join(format!("{}.qmp", job.name));
+    let mut extra = Vec::new();
+    if job.hotplug {
+        let _ = fs::remove_file(&sock);
+        extra.extend([
+            "-qmp".to_string(),
+            format!("unix:{},server=on,wait=off", sock.display()),
+        ]);
+    }
+    let plug_error: RefCell<Option<String>> = RefCell::new(None);
+    let mut anchor: Option<Duration> = None;
+    let mut waiting: Option<Duration> = None;
+    let mut plugged = false;
+    let out = boot.run_watched(&extra, |now, line| {
+        if let (Some((start, _)), Some(l)) = (job.kill, line)
+            && anchor.is_none()
+            && l.starts_with(start)
+        {
+            anchor = Some(now);
+        }
+        if let (Some((_, delay)), Some(a)) = (job.kill, anchor)
+            && now >= a + delay
+        {
+            return Watch::Kill;
+        }
+        if job.hotplug && !plugged {
+            if line.is_some_and(|l| l.starts_with("test override zfcpdump.disk=")) {
+                waiting = Some(now);
+            }
+            if waiting.is_some_and(|t| now >= t + HOTPLUG_AFTER) {
+                plugged = true;
+                let res = Qmp::connect(&sock, Duration::from_secs(10), &|| false)
+                    .and_then(|mut q| boot.drives[0].device_add(&mut q, 0));
+                if let Err(e) = res {
+                    *plug_error.borrow_mut() = Some(format!("device_add failed: {e:#}"));
+                }
+            }
+        }
+        Watch::Go
+    })?;
+    let mut p = Vec::new();
+    if let Some(e) = plug_error.into_inner() {
+        p.push(e);
+    }
+    if job.hotplug && !plugged {
+        p.push("the agent never said it waits for /dev/sda: nothing was plugged in".into());
+    }
+    let verdict = out
+        .console
+        .lines()
+        .find(|l| l.starts_with("Dump failed: ") || l.starts_with("Dump successful"))
+        .map(str::to_string);
+    let exit = match (out.exit, out.killed) {
+        (_, true) => format!("killed at {:.2} s", out.elapsed.as_secs_f64()),
+        (Some(n), _) => n.to_string(),
+        (None, _) => "timeout".into(),
+    };
+    let powered_off = out.exit == Some(0) && out.console.contains("\npeak RSS: ");
+    match &job.expect {
+        Expect::PowerCut => {
+            if !out.killed && !powered_off {
+                p.push(format!("neither cut nor powered off: exit {exit}"));
+            }
+        }
+        _ => {
+            if !powered_off {
+                p.push(format!(
+                    "the guest did not print `peak RSS` and power off (exit {exit})"
+                ));
+            }
+            if out.console.contains("Kernel panic") {
+                p.push("the console shows a kernel panic".into());
+            }
+        }
+    }
+    match (&job.expect, verdict.as_deref()) {
+        (Expect::Fail { console, eio, .. }, v) => {
+            let want = format!("Dump failed: {console}");
+            match v {
+                Some(l) if l.starts_with(&want) => {
+                    if *eio && !l.ends_with("(os error 5))") {
+                        p.push(format!("{l:?} does not name the errno EIO (os error 5)"));
+                    }
+                }
+                other => p.push(format!("the console says {other:?}, not {want:?}…")),
+            }
+        }
+        (Expect::Success | Expect::Slow, v) if v != Some("Dump successful") => {
+            p.push(format!("the console says {v:?}, not \"Dump successful\""))
+        }
+        _ => {}
+    }
+    if matches!(job.expect, Expect::Slow) {
+        p.extend(report::progress_problems(&out.lines));
+    }
+    let mut status = "-".to_string();
+    let mut outside = "-".to_string();
+    let mut holds = None;
+    if let Some(d) = job.disk {
+        let st = Status::of(&ctx.disk_tool, &img)?;
+        status = st.describe();
+        holds = Some(check_disk(ctx, job, d, &img, &st, &mut p)?);
+        let (n, only_csum) =
+            verdict::changed_outside(&d.before, &img, d.area.clone(), d.csum_field.clone())?;
+        outside = match n {
+            0 => "none".into(),
+            n if only_csum => format!("{n} B, csum field"),
+            n => format!("{n} B OUTSIDE"),
+        };
+        if !only_csum {
+            p.push(format!(
+                "{n} bytes outside the dump area changed, not only the csum field"
+            ));
+        }
+    }
+    Ok(Row {
+        name: job.name.clone(),
+        fault: job.fault.clone(),
+        disk: job.disk.map_or("none".into(), |d| d.label.clone()),
+        console: match (verdict, out.killed) {
+            (Some(v), _) => v,
+            (None, true) => "(cut before a verdict)".into(),
+            (None, false) => "(no verdict)".into(),
+        },
+        exit,
+        status,
+        outside,
+        holds,
+        problems: p,
+        log,
+        tail: out.tail(30),
+        lines: out.lines,
+    })
+}
+
+/// Writes a blkdebug rules file for `rule`, if any.
+fn rules_file(
+    work: &Path,
+    name: &str,
+    which: &str,
+    rule: &Option<Rule>,
+) -> Result<Option<PathBuf>> {
+    let Some(r) = rule else { return Ok(None) };
+    let path = work.join(format!("{name}.{which}.blkdebug"));
+    fs::write(&path, r.config()).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(Some(path))
+}
+
+/// The disk after a run: the status the fault allows, and the rule that an
+/// ELF header means a whole dump. Returns what the dump area holds.
+fn check_disk(
+    ctx: &Ctx,
+    job: &Job,
+    d: &Disk,
+    img: &Path,
+    st: &Status,
+    p: &mut Vec<String>,
+) -> Result<Holds> {
+    let older = d.older.as_ref();
+    let mut candidates = vec![job.source];
+    candidates.extend(older.map(|(s, _)| s));
+    let holds = match job.elided {
+        // A filtered dump is not the vmcore byte for byte; the header EIO
+        // run must not leave any ELF header.
+        true => match verdict::holds(img, d.area.start, &[])? {
+            Holds::NoElf => Holds::NoElf,
+            _ => Holds::Mixed("a filtered run left an ELF header".into()),
+        },
+        false => verdict::holds(img, d.area.start, &candidates)?,
+    };
+    if let Holds::Mixed(why) = &holds {
+        p.push(why.clone());
+    }
+    match (&st.state[..], &holds) {
+        ("complete", Holds::Exact(_)) | ("invalid", Holds::Exact(_)) => {}
+        ("complete", _) => p.push("status says complete, but no whole dump is there".into()),
+        ("invalid", Holds::NoElf) => p.push(format!(
+            "status says invalid without an ELF header: {}",
+            st.problem.as_deref().unwrap_or("?")
+        )),
+        ("empty" | "incomplete", Holds::NoElf) => {}
+        (s, _) => p.push(format!("unexpected status {s:?}")),
+    }
+    if let (Some((_, before)), Holds::Exact(name)) = (older, &holds)
+        && *name == "older"
+        && st.identity != before.identity
+    {
+        p.push(format!(
+            "the older dump reads as {:?}, was {:?}",
+            st.identity, before.identity
+        ));
+    }
+    match &job.expect {
+        Expect::Fail {
+            states, unchanged, ..
+        } => {
+            if !states.is_empty() && !states.contains(&&st.state[..]) {
+                p.push(format!(
+                    "status {:?}, expected {}",
+                    st.state,
+                    states.join(" or ")
+                ));
+            }
+            if *unchanged && let Some(at) = first_difference(&d.before, img, &[])? {
+                p.push(format!("the disk changed at byte {at:#x}"));
+            }
+        }
+        Expect::Success | Expect::Slow => {
+            if !matches!(holds, Holds::Exact(n) if n == job.source.name) {
+                p.push(format!(
+                    "the dump area is not the {} vmcore byte for byte",
+                    job.source.name
+                ));
+            }
+        }
+        // A cut may leave any state; the match on state and contents above
+        // holds it to what it looks like.
+        Expect::PowerCut => {}
+    }
+    if let Some(at) = job.not_zero_at
+        && verdict::zero_block(img, at)?
+    {
+        p.push(format!(
+            "the block at disk byte {at:#x}, where the read failed, holds zeros"
+        ));
+    }
+    // zgetdump must refuse whatever has no ELF header, and read a whole
+    // dump of a source it can read.
+    let part = ctx.work.join(format!("{}.partition", job.name));
+    let check = match &holds {
+        Holds::NoElf => Some(false),
+        Holds::Exact(n) => candidates
+            .iter()
+            .find(|s| s.name == *n)
+            .and_then(|s| s.zgetdump.then_some(true)),
+        Holds::Mixed(_) => None,
+    };
+    if let Some(should_read) = check {
+        sparse_copy_range(img, d.part.start, d.part.end - d.part.start, &part)?;
+        let res = ctx.readers.zgetdump.info(&part);
+        match (should_read, res) {
+            (false, Ok(info)) => p.push(format!(
+                "zgetdump -i reads the partition as a dump:\n{}",
+                info.text
+            )),
+            (true, Err(e)) => p.push(format!("zgetdump -i refuses the whole dump: {e:#}")),
+            _ => {}
+        }
+        let _ = fs::remove_file(&part);
+    }
+    Ok(holds)
+}

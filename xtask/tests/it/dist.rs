@@ -1,0 +1,196 @@
+//! Integration tests of the whole `dist` pipeline on the default profile:
+//! the initramfs read back by GNU cpio, the budget failure path, rebuilds
+//! of only what changed, and install. They share the stage cache with
+//! `cargo xtask dist`, so the kernel and agent compile once.
+
+use crate::common::{root, text, xtask};
+
+use std::fs;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
+use std::sync::Mutex;
+
+static CACHE: Mutex<()> = Mutex::new(());
+
+/// A dist of the default profile into a temp dir, with extra `--set`s.
+fn dist_into(out: &Path, sets: &[&str]) -> Output {
+    let mut args = vec!["dist", "--no-provision", "--out-dir", out.to_str().unwrap()];
+    for s in sets {
+        args.extend(["--set", s]);
+    }
+    xtask(&args)
+}
+
+#[test]
+fn initramfs_reads_back_with_gnu_cpio() {
+    let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("dist");
+    let o = dist_into(&out, &["initramfs.compression=none"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let rd = fs::read(out.join("zfcpdump.rd")).unwrap();
+
+    // `cpio -itv` lists in archive order with type, mode, owner, device.
+    let mut child = Command::new("cpio")
+        .args(["-itv", "--quiet", "--numeric-uid-gid"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("GNU cpio (Debian: cpio)");
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), &rd).unwrap();
+    drop(child.stdin.take());
+    let listing = String::from_utf8(child.wait_with_output().unwrap().stdout).unwrap();
+    let rows: Vec<Vec<&str>> = listing
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let names: Vec<&str> = rows.iter().map(|r| *r.last().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "dev",
+            "dev/console",
+            "dev/null",
+            "etc",
+            "etc/zfcpdump.conf",
+            "init",
+            "proc",
+            "sys"
+        ],
+        "{listing}"
+    );
+    for r in &rows {
+        assert_eq!((r[2], r[3]), ("0", "0"), "owner not root: {r:?}");
+    }
+    assert!(rows[1][0].starts_with("crw-------"), "{listing}");
+    assert_eq!((rows[1][4], rows[1][5]), ("5,", "1"), "{listing}");
+    assert!(rows[5][0].starts_with("-rwxr-xr-x"), "{listing}");
+
+    // Unpacked, /init is the agent binary of the manifest.
+    let x = d.path().join("x");
+    fs::create_dir_all(&x).unwrap();
+    let mut child = Command::new("cpio")
+        .args([
+            "-id",
+            "--quiet",
+            "--no-absolute-filenames",
+            "--nonmatching",
+            "dev/*",
+        ])
+        .current_dir(&x)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), &rd).unwrap();
+    drop(child.stdin.take());
+    assert!(child.wait().unwrap().success());
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&fs::read(out.join("manifest.json")).unwrap()).unwrap();
+    let init = fs::read(x.join("init")).unwrap();
+    assert_eq!(
+        init.len() as u64,
+        manifest["agent"]["size"].as_u64().unwrap()
+    );
+    let conf = fs::read_to_string(x.join("etc/zfcpdump.conf")).unwrap();
+    assert!(conf.contains("progress_interval_s = 10"), "{conf}");
+}
+
+#[test]
+fn over_budget_fails_and_publishes_nothing() {
+    let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("dist");
+    let o = dist_into(
+        &out,
+        &["budget.total=\"12MiB\"", "budget.runtime_reserve=\"6MiB\""],
+    );
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(t.contains("over its memory budget"), "{t}");
+    assert!(t.contains("biggest parts: kernel"), "{t}");
+    assert!(!out.exists(), "a failed build published {}", out.display());
+    assert_eq!(
+        fs::read_dir(d.path()).unwrap().count(),
+        0,
+        "leftovers in the dist parent"
+    );
+}
+
+#[test]
+fn rootfs_change_rebuilds_only_the_initramfs() {
+    let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let d = tempfile::tempdir().unwrap();
+    let rootfs = d.path().join("rootfs");
+    fs::create_dir_all(rootfs.join("overlay/etc")).unwrap();
+    fs::copy(
+        root().join("rootfs/manifest.toml"),
+        rootfs.join("manifest.toml"),
+    )
+    .unwrap();
+    fs::write(rootfs.join("overlay/etc/motd"), format!("{:?}\n", d.path())).unwrap();
+    let set = format!("initramfs.rootfs=\"{}\"", rootfs.display());
+    let out = d.path().join("dist");
+    let o = dist_into(&out, &[&set]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("[kernel] up to date"), "{t}");
+    assert!(t.contains("[agent] up to date"), "{t}");
+    assert!(t.contains("[initramfs] built"), "{t}");
+    // No change: nothing rebuilds.
+    let o = dist_into(&out, &[&set]);
+    assert!(text(&o).contains("[initramfs] up to date"), "{}", text(&o));
+    // A rootfs edit rebuilds the initramfs and nothing before it.
+    // Unique content: the stage cache is keyed on content and shared.
+    fs::write(
+        rootfs.join("overlay/etc/motd"),
+        format!("changed {:?}\n", d.path()),
+    )
+    .unwrap();
+    let o = dist_into(&out, &[&set]);
+    let t = text(&o);
+    assert!(t.contains("[initramfs] built"), "{t}");
+    assert!(
+        t.contains("[kernel] up to date") && t.contains("[agent] up to date"),
+        "{t}"
+    );
+}
+
+#[test]
+fn install_puts_zipl_names_with_packager_modes() {
+    let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let o = xtask(&["dist", "--no-provision"]);
+    assert!(o.status.success(), "{}", text(&o));
+    let d = tempfile::tempdir().unwrap();
+    let o = xtask(&["install", "--destdir", d.path().to_str().unwrap()]);
+    assert!(o.status.success(), "{}", text(&o));
+    let dir = d.path().join("usr/lib/s390-tools/zfcpdump");
+    let mut names: Vec<String> = fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["zfcpdump-image", "zfcpdump-initrd"]);
+    for n in &names {
+        let mode = fs::metadata(dir.join(n)).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode, 0o644, "{n}");
+    }
+    assert_eq!(
+        fs::read(dir.join("zfcpdump-image")).unwrap(),
+        fs::read(root().join("dist/default/zfcpdump.image")).unwrap()
+    );
+    // Debian's zipl looks in /lib/s390-tools/zfcpdump.
+    let o = xtask(&[
+        "install",
+        "--destdir",
+        d.path().to_str().unwrap(),
+        "--zfcpdump-dir",
+        "/lib/s390-tools/zfcpdump",
+    ]);
+    assert!(o.status.success());
+    assert!(
+        d.path()
+            .join("lib/s390-tools/zfcpdump/zfcpdump-initrd")
+            .is_file()
+    );
+}
