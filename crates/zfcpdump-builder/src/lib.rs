@@ -10,6 +10,7 @@ pub mod agent;
 pub mod archive;
 pub mod budget;
 pub mod cache;
+pub mod cmd;
 pub mod dist;
 pub mod fetch;
 pub mod initramfs;

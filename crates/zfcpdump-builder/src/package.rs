@@ -31,6 +31,7 @@ use std::time::{Duration, SystemTime};
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
+use crate::cmd;
 use crate::dist::{self, DistArgs, IMAGE, MANIFEST, Manifest, RD};
 use crate::kernel::{self, source_date_epoch};
 use crate::profile::ProfileArgs;
@@ -208,16 +209,15 @@ fn fix_times_and_modes(tree: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The md5 of a file as md5sum prints it (DEBIAN/md5sums); a failed
+/// md5sum is an error, not an empty sum.
 fn md5_hex(path: &Path) -> Result<String> {
-    let o = Command::new("md5sum")
-        .arg(path)
-        .output()
-        .context("md5sum")?;
-    Ok(String::from_utf8_lossy(&o.stdout)
-        .split_whitespace()
-        .next()
-        .unwrap_or_default()
-        .to_string())
+    let sh = cmd::shell()?;
+    let out = cmd::read(cmd::cmd!(sh, "md5sum {path}"))?;
+    match out.split_whitespace().next() {
+        Some(sum) if sum.len() == 32 => Ok(sum.to_string()),
+        _ => bail!("md5sum printed no sum for {}: {out:?}", path.display()),
+    }
 }
 
 /// gzip -9n: no name, no time, as Debian wants changelogs.
@@ -350,5 +350,24 @@ mod tests {
             "Mon, 01 Jan 2024 00:00:00 +0000"
         );
         assert_eq!(rfc2822(1_709_210_096), "Thu, 29 Feb 2024 12:34:56 +0000");
+    }
+
+    use super::md5_hex;
+
+    #[test]
+    fn md5_of_a_file_is_md5sums() {
+        let d = tempfile::tempdir().unwrap();
+        let f = d.path().join("abc");
+        std::fs::write(&f, b"abc").unwrap();
+        assert_eq!(md5_hex(&f).unwrap(), "900150983cd24fb0d6963f7d28e17f72");
+    }
+
+    /// md5sum's exit status was once ignored: a missing file gave an empty
+    /// sum in DEBIAN/md5sums.
+    #[test]
+    fn md5_of_a_missing_file_is_an_error() {
+        let d = tempfile::tempdir().unwrap();
+        let e = md5_hex(&d.path().join("gone")).unwrap_err().to_string();
+        assert!(e.contains("No such file or directory"), "{e}");
     }
 }
