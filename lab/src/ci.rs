@@ -200,9 +200,19 @@ pub fn run(args: &TestArgs) -> Result<()> {
             .push(("ZGETDUMP_ROOT".into(), tools.display().to_string())),
         Err(e) => eprintln!("error: cannot provide zgetdump: {e:#}"),
     }
-    // Tests that need the s390x binary fail instead of skipping under CI.
-    r.envs.push(("ZFCPDUMP_REQUIRE_S390X".into(), "1".into()));
-    r.cargo("unit and integration tests", &["test", "--workspace"]);
+    // The slow test tier: every gated test runs (a missing prerequisite
+    // fails instead of skipping) and records itself; the step after checks
+    // that all of them did.
+    let records = util::cache_dir(&root).join("ci").join("slow-tier");
+    let _ = std::fs::remove_dir_all(&records);
+    r.envs
+        .push((test_tier::VAR.into(), records.display().to_string()));
+    if r.cargo("unit and integration tests", &["test", "--workspace"]) {
+        r.check("slow test tier ran", || {
+            eprintln!("{}", crate::slow_tier::check_ran(&root, &records)?);
+            Ok(())
+        });
+    }
     if !args.quick {
         // Every parser under libFuzzer, 30 s each; a finding fails the
         // step and prints its reproducer.

@@ -18,6 +18,7 @@ pub mod fetch;
 pub mod fuzz;
 pub mod guest;
 pub mod readers;
+pub mod slow_tier;
 mod sources;
 pub mod zipl;
 

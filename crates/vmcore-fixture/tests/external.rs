@@ -1,6 +1,6 @@
-//! Cross-checks with real readers when they are on the machine: binutils'
-//! `readelf`, and s390-tools' `zgetdump` 2.16 under qemu-user (see
-//! shared/docs/toolchain.md). Each test says why it is skipped.
+//! Cross-checks with real readers: binutils' `readelf` (fast tier; it comes
+//! with gcc), and s390-tools' `zgetdump` 2.16 under qemu-user (slow tier:
+//! `cargo xtask test` sets ZGETDUMP_ROOT to Debian 12's unpacked s390-tools).
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -30,10 +30,7 @@ fn have(cmd: &str) -> bool {
 
 #[test]
 fn readelf_reads_notes_and_loads() {
-    if !have("readelf") {
-        eprintln!("skipped: readelf (binutils) is not installed");
-        return;
-    }
+    test_tier::require(have("readelf"), "readelf (Debian: binutils)");
     for (i, spec) in [Spec::small().cpus(5), Spec::overlapping_kernel().vx(false)]
         .into_iter()
         .enumerate()
@@ -76,23 +73,23 @@ fn readelf_reads_notes_and_loads() {
     }
 }
 
-/// Runs zgetdump 2.16 if `ZGETDUMP_ROOT` names a directory with
-/// sbin/zgetdump and its s390x libraries (the `dpkg -x` tree from
-/// toolchain.md) and qemu-s390x-static is installed.
+/// zgetdump 2.16 from `ZGETDUMP_ROOT` (a `dpkg -x` tree with sbin/zgetdump
+/// and its s390x libraries) under qemu-s390x-static.
 #[test]
 fn zgetdump_recognises_the_dump() {
-    let Some(root) = std::env::var_os("ZGETDUMP_ROOT") else {
-        eprintln!("skipped: ZGETDUMP_ROOT is not set (see shared/docs/toolchain.md)");
-        return;
-    };
-    let root = Path::new(&root);
-    if !root.join("sbin/zgetdump").exists() || !have("qemu-s390x-static") {
-        eprintln!(
-            "skipped: no {}/sbin/zgetdump or no qemu-s390x-static",
-            root.display()
-        );
+    if !test_tier::slow("runs zgetdump under qemu-user") {
         return;
     }
+    let root = test_tier::env("ZGETDUMP_ROOT");
+    let root = Path::new(&root);
+    test_tier::require(
+        root.join("sbin/zgetdump").exists(),
+        &format!("{}/sbin/zgetdump", root.display()),
+    );
+    test_tier::require(
+        have("qemu-s390x-static"),
+        "qemu-s390x-static (Debian: qemu-user-static)",
+    );
     for (i, spec) in [Spec::small(), Spec::with_hsa_range().cpus(9).vx(false)]
         .into_iter()
         .enumerate()

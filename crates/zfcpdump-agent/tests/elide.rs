@@ -307,10 +307,10 @@ fn full_program_header_table_writes_the_remaining_zero_runs() {
 
 #[test]
 fn independent_python_reader_sees_the_original_memory() {
-    if Command::new("python3").arg("--version").output().is_err() {
-        eprintln!("skipped: no python3");
-        return;
-    }
+    test_tier::require(
+        Command::new("python3").arg("--version").output().is_ok(),
+        "python3",
+    );
     let w = World::new(4096, elided_spec());
     dump_elided(&w);
     let out = extract_to(&w, "py.elf");

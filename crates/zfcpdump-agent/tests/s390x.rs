@@ -2,9 +2,9 @@
 //! qemu-s390x-static, in tool mode, against the same fixtures as the host
 //! build; and zgetdump, the s390-tools reader, on what it wrote.
 //!
-//! `cargo xtask test` sets ZFCPDUMP_AGENT_S390X to the dist build's binary,
-//! ZGETDUMP_ROOT to an unpacked Debian s390-tools, and
-//! ZFCPDUMP_REQUIRE_S390X=1 so that these tests fail instead of skipping.
+//! The slow tier (`test_tier`): `cargo xtask test` asks for it and sets
+//! ZFCPDUMP_AGENT_S390X to the dist build's binary and ZGETDUMP_ROOT to an
+//! unpacked Debian s390-tools; there, a missing one fails.
 
 mod common;
 
@@ -13,19 +13,9 @@ use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-fn required() -> bool {
-    std::env::var_os("ZFCPDUMP_REQUIRE_S390X").is_some()
-}
-
-fn env_path(var: &str) -> Option<PathBuf> {
-    match std::env::var_os(var) {
-        Some(p) => Some(PathBuf::from(p)),
-        None if required() => panic!("{var} is not set (cargo xtask test sets it)"),
-        None => {
-            eprintln!("skipped: {var} is not set; run through `cargo xtask test`");
-            None
-        }
-    }
+/// The s390x binary the slow tier runs (only called behind the gate).
+fn s390x_agent() -> PathBuf {
+    PathBuf::from(test_tier::env("ZFCPDUMP_AGENT_S390X"))
 }
 
 fn agent(bin: &Path, args: &[&std::ffi::OsStr]) -> Output {
@@ -68,9 +58,7 @@ fn zgetdump_info(root: &Path, w: &World) -> String {
 }
 
 fn dump_and_verify(sector_size: u32) {
-    let Some(bin) = env_path("ZFCPDUMP_AGENT_S390X") else {
-        return;
-    };
+    let bin = s390x_agent();
     let w = World::new(sector_size, spec());
     let before = w.snapshot();
     let o = dump(&bin, &w, &["--hsa-size=0x200000"]);
@@ -94,9 +82,7 @@ fn dump_and_verify(sector_size: u32) {
     // The fixture's kernel-image PT_LOAD has p_vaddr != p_paddr, which
     // zgetdump 2.16 takes for a user-space core; its reader limits are
     // checked on a vmcore without it.
-    let Some(zg) = env_path("ZGETDUMP_ROOT") else {
-        return;
-    };
+    let zg = PathBuf::from(test_tier::env("ZGETDUMP_ROOT"));
     let plain = spec().kernel_image_load(None);
     let w = World::new(sector_size, plain);
     let o = dump(&bin, &w, &[]);
@@ -123,19 +109,26 @@ fn dump_and_verify(sector_size: u32) {
 
 #[test]
 fn s390x_dump_on_512_byte_sectors() {
+    if !test_tier::slow("runs the s390x agent under qemu-user") {
+        return;
+    }
     dump_and_verify(512);
 }
 
 #[test]
 fn s390x_dump_on_4096_byte_sectors() {
+    if !test_tier::slow("runs the s390x agent under qemu-user") {
+        return;
+    }
     dump_and_verify(4096);
 }
 
 #[test]
 fn s390x_refuses_a_bad_checksum_and_writes_nothing() {
-    let Some(bin) = env_path("ZFCPDUMP_AGENT_S390X") else {
+    if !test_tier::slow("runs the s390x agent under qemu-user") {
         return;
-    };
+    }
+    let bin = s390x_agent();
     let w = World::new(512, spec());
     // Flip one byte of the checksummed block at the start of the partition.
     let at = w.layout.dump_area().start + 100;
@@ -153,13 +146,14 @@ fn s390x_refuses_a_bad_checksum_and_writes_nothing() {
 
 #[test]
 fn s390x_panic_traps_in_tool_mode() {
+    if !test_tier::slow("runs the s390x agent under qemu-user") {
+        return;
+    }
     // The s390x build aborts immediately on panic: a trap (SIGILL). Only
     // PID 1 installs the handler that turns it into `Dump failed` and a
     // power-off (proved by `cargo xtask boot` with zfcpdump.test_panic=1);
     // tool mode just dies of the signal, having written nothing.
-    let Some(bin) = env_path("ZFCPDUMP_AGENT_S390X") else {
-        return;
-    };
+    let bin = s390x_agent();
     let w = World::new(512, spec());
     w.write_root("proc/cmdline", "zfcpdump.test_panic=1\n");
     let before = w.snapshot();
@@ -170,12 +164,13 @@ fn s390x_panic_traps_in_tool_mode() {
 
 #[test]
 fn s390x_elided_dump_matches_the_host_build() {
+    if !test_tier::slow("runs the s390x agent under qemu-user") {
+        return;
+    }
     // Zero-page elision on the big-endian build writes the same bytes as on
     // the host, whose output tests/elide.rs reads back with independent
     // readers.
-    let Some(bin) = env_path("ZFCPDUMP_AGENT_S390X") else {
-        return;
-    };
+    let bin = s390x_agent();
     let spec = spec().zero_fraction(0.5);
     let mut extracted = Vec::new();
     for s390x in [true, false] {

@@ -7,6 +7,9 @@ use crate::common::{text, xtask};
 
 #[test]
 fn small_bench_reports_every_contender_and_cleans_up() {
+    if !test_tier::slow("builds the agent and runs the copy benchmark") {
+        return;
+    }
     // On the project's disk, like the bench's default dir: the device limit
     // needs a block device (a tmpfs /tmp has none).
     let target = crate::common::root().join("target");

@@ -46,6 +46,9 @@ fn manifest(dir: &Path) -> serde_json::Value {
 
 #[test]
 fn builtin_rootfs_change_relinks_without_recompiling() {
+    if !test_tier::slow("relinks the default kernel (compiles it if the cache is cold)") {
+        return;
+    }
     let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     let d = tempfile::tempdir().unwrap();
     let set = unique_rootfs(d.path(), "relink");
@@ -113,6 +116,9 @@ fn builtin_rootfs_change_relinks_without_recompiling() {
 
 #[test]
 fn install_of_a_builtin_image_removes_a_stale_initrd() {
+    if !test_tier::slow("relinks the default kernel (compiles it if the cache is cold)") {
+        return;
+    }
     let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     for p in ["default", PROFILE] {
         let o = xtask(&["dist", "--no-provision", "--profile", p]);
@@ -142,6 +148,9 @@ fn kernel_lock() -> std::path::PathBuf {
 
 #[test]
 fn two_builds_of_one_profile_link_once_the_second_waits() {
+    if !test_tier::slow("relinks the default kernel (compiles it if the cache is cold)") {
+        return;
+    }
     let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     let d = tempfile::tempdir().unwrap();
     let set = unique_rootfs(d.path(), "contend");
@@ -178,6 +187,9 @@ fn two_builds_of_one_profile_link_once_the_second_waits() {
 
 #[test]
 fn no_wait_fails_at_once_naming_the_holder() {
+    if !test_tier::slow("relinks the default kernel (compiles it if the cache is cold)") {
+        return;
+    }
     let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     let d = tempfile::tempdir().unwrap();
     let set = unique_rootfs(d.path(), "no-wait");

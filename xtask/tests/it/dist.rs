@@ -24,6 +24,9 @@ fn dist_into(out: &Path, sets: &[&str]) -> Output {
 
 #[test]
 fn initramfs_reads_back_with_gnu_cpio() {
+    if !test_tier::slow("runs dist on the real kernel") {
+        return;
+    }
     let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("dist");
@@ -98,6 +101,9 @@ fn initramfs_reads_back_with_gnu_cpio() {
 
 #[test]
 fn over_budget_fails_and_publishes_nothing() {
+    if !test_tier::slow("runs dist on the real kernel") {
+        return;
+    }
     let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("dist");
@@ -119,6 +125,9 @@ fn over_budget_fails_and_publishes_nothing() {
 
 #[test]
 fn rootfs_change_rebuilds_only_the_initramfs() {
+    if !test_tier::slow("runs dist on the real kernel") {
+        return;
+    }
     let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     let d = tempfile::tempdir().unwrap();
     let rootfs = d.path().join("rootfs");
@@ -158,6 +167,9 @@ fn rootfs_change_rebuilds_only_the_initramfs() {
 
 #[test]
 fn install_puts_zipl_names_with_packager_modes() {
+    if !test_tier::slow("runs dist on the real kernel") {
+        return;
+    }
     let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     let o = xtask(&["dist", "--no-provision"]);
     assert!(o.status.success(), "{}", text(&o));

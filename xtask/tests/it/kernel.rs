@@ -29,6 +29,9 @@ fn kernel_record(out: &str) -> (serde_json::Value, PathBuf) {
 
 #[test]
 fn default_kernel_builds_and_second_run_does_no_kernel_work() {
+    if !test_tier::slow("compiles the 6.1 kernel") {
+        return;
+    }
     let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     let first = xtask(&["dist", "--no-provision"]);
     assert!(first.status.success(), "{}", text(&first));
@@ -105,6 +108,9 @@ fn default_kernel_builds_and_second_run_does_no_kernel_work() {
 
 #[test]
 fn option_dropped_by_kconfig_fails_before_compiling() {
+    if !test_tier::slow("configures the real kernel source") {
+        return;
+    }
     let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     let dir = tempfile::tempdir().unwrap();
     // virtio SCSI depends on VIRTIO, which only the virtio-ccw transport
@@ -194,6 +200,9 @@ fn image_start(vmlinux: &Path) -> u64 {
 /// shared stage cache (CI's dist steps made them).
 #[test]
 fn footprint_of_real_6_1_and_6_12_vmlinux_is_end_of_bss() {
+    if !test_tier::slow("needs the 6.1 and 6.12 kernel builds") {
+        return;
+    }
     let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     for (profile, release) in [
         ("default", "6.1."),

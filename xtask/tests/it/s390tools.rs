@@ -2,8 +2,8 @@
 //! a generated vmcore, and real zipl 2.16 (in a qemu-system-s390x guest) must
 //! write the same metadata as `zfcpdump-disk prepare` for the same geometry.
 //!
-//! The zipl test needs qemu-system-s390x and is skipped, with a message, only
-//! when it is absent; everything else fails loudly. Work files are kept in
+//! Both are in the slow tier; there, a missing qemu-system-s390x fails.
+//! Work files are kept in
 //! `<target>/zfcpdump/s390tools-test/` for inspection.
 
 use std::fs;
@@ -64,6 +64,9 @@ fn fixture_ranges(layout: &str) -> Vec<std::ops::Range<u64>> {
 
 #[test]
 fn zgetdump_reads_generated_vmcores() {
+    if !test_tier::slow("runs zgetdump under qemu-user") {
+        return;
+    }
     let t = Instant::now();
     let z = Zgetdump::from_cache(&cache(), false).unwrap();
     println!("sysroot ready in {:.1}s", t.elapsed().as_secs_f64());
@@ -278,14 +281,16 @@ fn expected_dump_size(g: &Geometry, image: u64, initrd: Option<u64>) -> u64 {
 
 #[test]
 fn real_zipl_writes_what_zfcpdump_disk_prepare_writes() {
-    if std::process::Command::new("qemu-system-s390x")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        println!("SKIPPED: qemu-system-s390x is not installed (Debian: qemu-system-misc)");
+    if !test_tier::slow("boots real zipl under qemu-system-s390x") {
         return;
     }
+    test_tier::require(
+        std::process::Command::new("qemu-system-s390x")
+            .arg("--version")
+            .output()
+            .is_ok(),
+        "qemu-system-s390x (Debian: qemu-system-misc)",
+    );
     let kernel = helper_kernel();
     let dir = work_dir("zipl");
     // The dump tool zipl installs: a real s390x kernel (zipl checks it), and

@@ -66,6 +66,9 @@ fn sign_file(dir: &Path) -> PathBuf {
 
 #[test]
 fn signed_image_is_sign_files_and_verifies() {
+    if !test_tier::slow("signs dist builds of the real kernel") {
+        return;
+    }
     let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     let d = tempfile::tempdir().unwrap();
     let profile = signed_profile(d.path(), "key.pem");
@@ -144,6 +147,9 @@ fn sha256(b: &[u8]) -> String {
 
 #[test]
 fn a_missing_key_names_the_profile_field_and_publishes_nothing() {
+    if !test_tier::slow("signs dist builds of the real kernel") {
+        return;
+    }
     let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     let d = tempfile::tempdir().unwrap();
     let profile = signed_profile(d.path(), "missing.pem");
@@ -182,6 +188,9 @@ fn a_missing_key_names_the_profile_field_and_publishes_nothing() {
 
 #[test]
 fn a_signed_profile_with_an_external_initrd_is_warned_about() {
+    if !test_tier::slow("signs dist builds of the real kernel") {
+        return;
+    }
     let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
     let d = tempfile::tempdir().unwrap();
     let profile = signed_profile(d.path(), "key.pem");
@@ -205,12 +214,12 @@ fn a_signed_profile_with_an_external_initrd_is_warned_about() {
 /// bytes as with the key file (RSA signatures are deterministic).
 #[test]
 fn a_pkcs11_key_in_softhsm_signs_the_same_bytes() {
-    let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
-    let module = Path::new("/usr/lib/softhsm/libsofthsm2.so");
-    if !module.is_file() && std::env::var_os("ZFCPDUMP_REQUIRE_S390X").is_none() {
-        println!("SKIPPED: softhsm2 is not installed");
+    if !test_tier::slow("signs dist builds of the real kernel") {
         return;
     }
+    let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let module = Path::new("/usr/lib/softhsm/libsofthsm2.so");
+    test_tier::require(module.is_file(), "softhsm2 (Debian: softhsm2)");
     let d = tempfile::tempdir().unwrap();
     let tokens = d.path().join("tokens");
     fs::create_dir_all(&tokens).unwrap();
