@@ -1,6 +1,6 @@
 //! `fetch`: brings everything a build needs into the local caches, so that
 //! `cargo xtask dist --offline` then works with no network. The lab adds
-//! what its tests need (`zfcpdump_lab::fetch`).
+//! what its tests need (the lab crate's own `fetch`).
 
 use std::process::Command;
 

@@ -12,3 +12,4 @@ mod package;
 mod readers;
 mod s390tools;
 mod sign;
+mod tidy;

@@ -1,0 +1,95 @@
+//! Tidy checks: the rules of ARCHITECTURE.md's "Invariants" that are
+//! about the shape of the tree, checked on the sources themselves (fast
+//! tier: they read files, nothing else).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use crate::common::root;
+
+/// The names in a manifest's `[dependencies]` table (not dev- or build-).
+fn dependencies(manifest: &Path) -> Vec<String> {
+    let text = fs::read_to_string(manifest).unwrap();
+    let mut names = Vec::new();
+    let mut inside = false;
+    for line in text.lines().map(str::trim) {
+        if line.starts_with('[') {
+            inside = line == "[dependencies]";
+            continue;
+        }
+        if inside && !line.is_empty() && !line.starts_with('#') {
+            let name = line.split(['=', '.']).next().unwrap().trim();
+            names.push(name.to_string());
+        }
+    }
+    names.sort();
+    names
+}
+
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn the_builder_never_depends_on_the_lab() {
+    let deps = dependencies(&root().join("crates/zfcpdump-builder/Cargo.toml"));
+    assert!(!deps.is_empty(), "no [dependencies] read");
+    assert!(
+        !deps.iter().any(|d| d == "zfcpdump-lab"),
+        "the builder depends on the lab: {deps:?}"
+    );
+    for f in rust_files(&root().join("crates/zfcpdump-builder/src")) {
+        let text = fs::read_to_string(&f).unwrap();
+        assert!(!text.contains("zfcpdump_lab"), "{} names the lab", f.display());
+    }
+}
+
+#[test]
+fn the_product_crates_keep_to_their_few_dependencies() {
+    let format = dependencies(&root().join("crates/zfcpdump-format/Cargo.toml"));
+    assert_eq!(format, Vec::<String>::new(), "zfcpdump-format must have none");
+    let agent = dependencies(&root().join("crates/zfcpdump-agent/Cargo.toml"));
+    assert_eq!(agent, ["libc", "zfcpdump-format"], "the agent links only these");
+}
+
+/// One test binary per crate: `tests/it/main.rs` and its modules; data
+/// may sit in other folders under tests/, but no other test crate.
+#[test]
+fn each_crate_has_one_integration_test_binary() {
+    let mut dirs: Vec<PathBuf> = fs::read_dir(root().join("crates"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    dirs.push(root().join("lab"));
+    dirs.push(root().join("xtask"));
+    for crate_dir in dirs {
+        let tests = crate_dir.join("tests");
+        let Ok(rd) = fs::read_dir(&tests) else {
+            continue;
+        };
+        for e in rd {
+            let p = e.unwrap().path();
+            assert!(
+                !(p.is_file() && p.extension().is_some_and(|x| x == "rs")),
+                "{} is a test binary of its own: make it a module of tests/it/main.rs",
+                p.display()
+            );
+        }
+        if tests.join("it").is_dir() {
+            assert!(tests.join("it/main.rs").is_file(), "{}", tests.display());
+        }
+    }
+}
