@@ -1,0 +1,3 @@
+//! The integration tests of `zfcpdump-disk`, in one binary.
+
+mod cli;
