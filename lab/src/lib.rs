@@ -17,6 +17,7 @@ pub mod faults;
 pub mod fetch;
 pub mod fuzz;
 pub mod guest;
+mod kit;
 pub mod readers;
 mod sources;
 pub mod zipl;

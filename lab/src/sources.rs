@@ -13,8 +13,8 @@ use zfcpdump_format::elf::{SeekReader, Vmcore};
 
 use crate::checks::files::sparse_copy;
 use crate::checks::fmt_ranges;
-use crate::e2e::{Ctx, step};
 use crate::guest::{self, Boot, Outcome};
+use crate::kit::{Ctx, step};
 
 /// Memory of the guest whose memory QEMU dumps: the dump must fit the 4K
 /// disk's dump area (about 148 MB) and not the 512-byte one (about 15 MB),

@@ -15,7 +15,7 @@ use anyhow::{Context, Result, bail, ensure};
 use zfcpdump_format::mbr::{BlockPtr, ZiplMbr};
 use zfcpdump_format::superblock::{DumpSuperblock, SB_SIZE};
 
-use crate::e2e::{Ctx, step};
+use crate::kit::{Ctx, step};
 use crate::readers::sysroot::{DEBIAN_12, elf_closure, in_root};
 use crate::{have_command, progress, run_with_timeout, secs, sibling, tail};
 use zfcpdump_builder::util;

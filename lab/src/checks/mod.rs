@@ -16,7 +16,7 @@ use zfcpdump_format::PAGE_SIZE;
 use zfcpdump_format::elf::{SeekReader, Vmcore};
 use zfcpdump_format::superblock::{CSUM_FIELD_OFFSET, DumpSuperblock};
 
-use crate::e2e::{Ctx, RunSpec};
+use crate::kit::{Ctx, RunSpec};
 use crate::readers::zgetdump::Zgetdump;
 use crate::zipl::{disk_metadata, read_at};
 use console::{ELISION_SUMMARY, fmt_mib};

@@ -374,7 +374,7 @@ mod tests {
         let release = var("SAME_CRASH_KERNEL");
         let readers = Readers::for_kernel(&release, &cache, false).unwrap();
         let mdf = Makedumpfile::for_kernel(&release, &cache, false).unwrap();
-        let (disk_tool, _) = crate::e2e::build_host_tools(&root, &cache, false).unwrap();
+        let (disk_tool, _) = crate::kit::setup::build_host_tools(&root, &cache, false).unwrap();
         let work = cache.join("crashlab").join("compare-test");
         let levels = std::env::var("SAME_CRASH_LEVELS").unwrap_or("31".into());
         let mut failed = false;

@@ -50,8 +50,8 @@ use clap::Args;
 use zfcpdump_format::superblock::DumpSuperblock;
 
 use crate::LabArgs;
-use crate::e2e::{build_host_tools, elided_build};
 use crate::guest::{Boot, Drive};
+use crate::kit::setup::{build_host_tools, elided_build};
 use crate::readers::makedumpfile::Makedumpfile;
 use crate::readers::{Readers, sysroot};
 use crate::zipl::{ZiplJob, disk_metadata, zipl_prepare};

@@ -11,7 +11,7 @@
 //! left, zgetdump (and, after power cuts, crash) must refuse anything else;
 //! outside the dump area only the checksum field may change.
 //!
-//! Setup is e2e's ([`e2e::setup`]: the profile, its zero-page elision
+//! Setup is e2e's ([`setup::setup`]: the profile, its zero-page elision
 //! variant, the readers, real zipl disks) plus a build of the profile with a
 //! 1 s progress interval and a 10 s device timeout, so that the slow and the
 //! missing disk take seconds. Two guests run at a time (QEMU's TCG uses one
@@ -35,7 +35,7 @@ use clap::Args;
 use zfcpdump_format::superblock::CSUM_FIELD_OFFSET;
 
 use crate::LabArgs;
-use crate::e2e::{self, Ctx};
+use crate::kit::{Ctx, setup};
 use crate::sources::{Source, generated_source, qemu_dump_source};
 use crate::zipl::{GEOMETRIES, Target, prepare_target};
 use blkdebug::Rule;
@@ -221,7 +221,7 @@ pub fn run(args: &FaultsArgs) -> Result<()> {
     let _ = fs::remove_dir_all(&work);
     fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
     let mut timings = Vec::new();
-    let ctx = e2e::setup(&args.profile, false, &args.lab, &work, &mut timings)?;
+    let ctx = setup::setup(&args.profile, false, &args.lab, &work, &mut timings)?;
     let images = fault_build(&root, &work, &name, &ctx, &args.lab)?;
 
     step("2. disks: real zipl --dumpto on a 512-byte and a 4K disk, and copies with an older dump");

@@ -20,7 +20,7 @@ use anyhow::{Context, Result};
 use super::verdict::Holds;
 use super::{Disk, Expect, Job, Row};
 use crate::checks::files::sparse_copy_range;
-use crate::e2e::Ctx;
+use crate::kit::Ctx;
 use crate::sources::Source;
 
 /// The console lines a cut is timed from.

@@ -14,8 +14,8 @@ use super::blkdebug::Rule;
 use super::verdict::{self, Holds, Status};
 use super::{Disk, Expect, HOTPLUG_AFTER, Images, Job, RUN_TIMEOUT, Row, report, step};
 use crate::checks::files::{first_difference, sparse_copy, sparse_copy_range};
-use crate::e2e::{self, Ctx};
 use crate::guest::{Boot, Drive, Qmp, Watch};
+use crate::kit::{Ctx, agent_append};
 
 /// Runs the jobs two at a time; rows in job order.
 pub(crate) fn run_jobs(ctx: &Ctx, images: &Images, jobs: &[Job]) -> Result<Vec<Row>> {
@@ -90,7 +90,7 @@ pub(crate) fn run_job(ctx: &Ctx, images: &Images, job: &Job) -> Result<Row> {
         initrd: initrd.as_deref(),
         memory: ctx.memory,
         cpus: 1,
-        append: e2e::agent_append(job.source.hsa_size),
+        append: agent_append(job.source.hsa_size),
         drives,
         timeout: RUN_TIMEOUT,
         log: log.clone(),

@@ -1,0 +1,14 @@
+//! The lab's kit: what the tasks (`e2e`, `crashlab`, `faults`, `bench`,
+//! `boot`, `fuzz`, `test`) are made of, below all of them. Nothing here or
+//! in the other modules below the tasks (`zipl`, `sources`, `checks`,
+//! `readers`, `guest`) imports from a task.
+//!
+//! - [`ctx`]: the context of a run ([`Ctx`]), one e2e dump run
+//!   ([`RunSpec`]), the agent's test overrides, the `[e2e]` progress line;
+//! - [`setup`]: the builds, host tools and readers a run needs (e2e's step
+//!   1, shared with `faults` and, in part, `crashlab`).
+
+pub(crate) mod ctx;
+pub(crate) mod setup;
+
+pub(crate) use ctx::{Ctx, Expect, RunSpec, agent_append, step};
