@@ -42,7 +42,6 @@ mod report;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -51,6 +50,7 @@ use zfcpdump_format::superblock::DumpSuperblock;
 
 use crate::LabArgs;
 use crate::guest::{Boot, Drive};
+use crate::kit::parallel_map;
 use crate::kit::setup::{build_host_tools, elided_build};
 use crate::readers::makedumpfile::Makedumpfile;
 use crate::readers::{Readers, sysroot};
@@ -568,80 +568,55 @@ fn same_crashes(
          tool mode, against makedumpfile (and crash at 31 and 17)",
         jobs.len()
     ));
-    let per_pair = in_parallel(&jobs, |pair| -> Result<Vec<(String, compare::SameCrash)>> {
-        let name = format!("{}-plain", pair.name.replace(':', "-"));
-        let (disk, elf) = (
-            ctx.work.join(format!("{name}.img")),
-            ctx.work.join(format!("{name}.extracted.elf")),
-        );
-        let mut out = Vec::new();
-        for (level, with_crash) in SAME_CRASH_LEVELS {
-            let r = compare::same_crash(
-                &ctx.work,
-                &name,
-                &pair.agent_bin,
-                &ctx.disk_tool,
-                &disk,
-                &elf,
-                &pair.vmlinux,
-                &pair.readers.crash,
-                &pair.makedumpfile,
-                level,
-                with_crash,
-            )
-            .with_context(|| format!("same crash {} at level {level}", pair.name))?;
-            step(format!(
-                "   {} level {level}: {}",
-                pair.name,
-                if r.problems.is_empty() {
-                    "ok"
-                } else {
-                    "FAILED"
-                }
-            ));
-            out.push((pair.name.clone(), r));
-        }
-        if !ctx.keep {
-            let _ = fs::remove_file(&disk);
-            let _ = fs::remove_file(&elf);
-        }
-        Ok(out)
-    });
+    let per_pair = parallel_map(
+        &jobs,
+        PARALLEL,
+        |pair| -> Result<Vec<(String, compare::SameCrash)>> {
+            let name = format!("{}-plain", pair.name.replace(':', "-"));
+            let (disk, elf) = (
+                ctx.work.join(format!("{name}.img")),
+                ctx.work.join(format!("{name}.extracted.elf")),
+            );
+            let mut out = Vec::new();
+            for (level, with_crash) in SAME_CRASH_LEVELS {
+                let r = compare::same_crash(
+                    &ctx.work,
+                    &name,
+                    &pair.agent_bin,
+                    &ctx.disk_tool,
+                    &disk,
+                    &elf,
+                    &pair.vmlinux,
+                    &pair.readers.crash,
+                    &pair.makedumpfile,
+                    level,
+                    with_crash,
+                )
+                .with_context(|| format!("same crash {} at level {level}", pair.name))?;
+                step(format!(
+                    "   {} level {level}: {}",
+                    pair.name,
+                    if r.problems.is_empty() {
+                        "ok"
+                    } else {
+                        "FAILED"
+                    }
+                ));
+                out.push((pair.name.clone(), r));
+            }
+            if !ctx.keep {
+                let _ = fs::remove_file(&disk);
+                let _ = fs::remove_file(&elf);
+            }
+            Ok(out)
+        },
+    );
     Ok(per_pair
         .into_iter()
         .collect::<Result<Vec<_>>>()?
         .into_iter()
         .flatten()
         .collect())
-}
-
-/// `f` on every item, [`PARALLEL`] at a time, in the items' order; the
-/// results in that order.
-fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let next = Mutex::new(0usize);
-    let results: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
-    std::thread::scope(|s| {
-        for _ in 0..PARALLEL.min(items.len()) {
-            s.spawn(|| {
-                loop {
-                    let i = {
-                        let mut n = next.lock().unwrap();
-                        *n += 1;
-                        *n - 1
-                    };
-                    let Some(item) = items.get(i) else { break };
-                    let r = f(item);
-                    results.lock().unwrap()[i] = Some(r);
-                }
-            });
-        }
-    });
-    results
-        .into_inner()
-        .unwrap()
-        .into_iter()
-        .map(|r| r.expect("every item ran"))
-        .collect()
 }
 
 /// What one run showed, for the report.
@@ -659,7 +634,7 @@ pub(crate) struct RunResult {
 
 /// Runs the specs, `PARALLEL` at a time, in order of the list.
 fn run_parallel(ctx: &Ctx, specs: &[RunSpec]) -> Result<Vec<RunResult>> {
-    in_parallel(specs, |spec| {
+    parallel_map(specs, PARALLEL, |spec| {
         let r =
             run_one(ctx, spec).with_context(|| format!("run {}: the harness failed", spec.name));
         if let Ok(r) = &r {

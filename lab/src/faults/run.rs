@@ -4,8 +4,6 @@
 use std::cell::RefCell;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use anyhow::{Context, Result};
@@ -15,53 +13,36 @@ use super::verdict::{self, Holds, Status};
 use super::{Disk, Expect, HOTPLUG_AFTER, Images, Job, RUN_TIMEOUT, Row, report, step};
 use crate::checks::files::{first_difference, sparse_copy, sparse_copy_range};
 use crate::guest::{Boot, Drive, Qmp, Watch};
-use crate::kit::{Ctx, agent_append};
+use crate::kit::{Ctx, agent_append, parallel_map};
+
+/// Guests at a time: QEMU under TCG uses about one core.
+const PARALLEL: usize = 2;
 
 /// Runs the jobs two at a time; rows in job order.
 pub(crate) fn run_jobs(ctx: &Ctx, images: &Images, jobs: &[Job]) -> Result<Vec<Row>> {
-    let next = AtomicUsize::new(0);
-    let rows: Mutex<Vec<Option<Result<Row>>>> = Mutex::new((0..jobs.len()).map(|_| None).collect());
-    std::thread::scope(|s| {
-        for _ in 0..2 {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::SeqCst);
-                    let Some(job) = jobs.get(i) else { break };
-                    let r = run_job(ctx, images, job);
-                    if let Ok(row) = &r {
-                        // Cut disks go on to crash (powercut::readers).
-                        if row.problems.is_empty()
-                            && !ctx.keep
-                            && !matches!(job.expect, Expect::PowerCut)
-                        {
-                            let _ = fs::remove_file(ctx.work.join(format!("{}.img", job.name)));
-                        }
-                        step(format!(
-                            "   {}: {} ({}; {})",
-                            row.name,
-                            if row.problems.is_empty() {
-                                "ok"
-                            } else {
-                                "FAILED"
-                            },
-                            row.console,
-                            row.status
-                        ));
-                    }
-                    rows.lock().unwrap()[i] = Some(r);
-                }
-            });
+    parallel_map(jobs, PARALLEL, |job| {
+        let r = run_job(ctx, images, job);
+        if let Ok(row) = &r {
+            // Cut disks go on to crash (powercut::readers).
+            if row.problems.is_empty() && !ctx.keep && !matches!(job.expect, Expect::PowerCut) {
+                let _ = fs::remove_file(ctx.work.join(format!("{}.img", job.name)));
+            }
+            step(format!(
+                "   {}: {} ({}; {})",
+                row.name,
+                if row.problems.is_empty() {
+                    "ok"
+                } else {
+                    "FAILED"
+                },
+                row.console,
+                row.status
+            ));
         }
-    });
-    rows.into_inner()
-        .unwrap()
-        .into_iter()
-        .zip(jobs)
-        .map(|(r, j)| {
-            r.expect("every job ran")
-                .with_context(|| format!("run {}: the harness failed", j.name))
-        })
-        .collect()
+        r.with_context(|| format!("run {}: the harness failed", job.name))
+    })
+    .into_iter()
+    .collect()
 }
 
 pub(crate) fn run_job(ctx: &Ctx, images: &Images, job: &Job) -> Result<Row> {

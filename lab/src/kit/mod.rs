@@ -6,9 +6,13 @@
 //! - [`ctx`]: the context of a run ([`Ctx`]), one e2e dump run
 //!   ([`RunSpec`]), the agent's test overrides, the `[e2e]` progress line;
 //! - [`setup`]: the builds, host tools and readers a run needs (e2e's step
-//!   1, shared with `faults` and, in part, `crashlab`).
+//!   1, shared with `faults` and, in part, `crashlab`);
+//! - [`parallel`]: the bounded worker pool of the guests run a few at a
+//!   time ([`parallel_map`]).
 
 pub(crate) mod ctx;
+pub(crate) mod parallel;
 pub(crate) mod setup;
 
 pub(crate) use ctx::{Ctx, Expect, RunSpec, agent_append, step};
+pub(crate) use parallel::parallel_map;
