@@ -55,7 +55,7 @@ use crate::checks::check_success;
 use crate::checks::console::{console_order, initramfs_origin, peak_rss};
 use crate::checks::files::{first_difference, sparse_copy};
 use crate::guest::{Boot, Drive};
-use crate::kit::{Ctx, Expect, RunSpec, agent_append, setup, step};
+use crate::kit::{Ctx, Expect, RunSpec, Verdict, agent_append, setup, step};
 use crate::sources::{generated_source, qemu_dump_source};
 use crate::zipl::{self, GEOMETRIES, prepare_target};
 use zfcpdump_builder::profile;
@@ -99,9 +99,7 @@ struct RunResult {
     target: String,
     source: String,
     expect: String,
-    problems: Vec<String>,
-    /// What was verified, for the report.
-    checked: Vec<String>,
+    verdict: Verdict,
     elapsed: Option<Duration>,
     peak_rss_kib: Option<u64>,
     log: PathBuf,
@@ -143,8 +141,9 @@ pub fn run(args: &E2eArgs) -> Result<()> {
     };
     util::write_atomic(&base.join("summary.txt"), table.as_bytes())?;
     if let Ok((results, _)) = &res {
-        for r in results.iter().filter(|r| !r.problems.is_empty()) {
-            crate::print_failed_run("e2e", &r.name, &r.problems, &r.log, &r.console_tail);
+        for r in results.iter().filter(|r| !r.verdict.is_ok()) {
+            r.verdict
+                .print_failed_run("e2e", &r.name, &r.log, &r.console_tail);
         }
     }
     eprintln!("\n{table}");
@@ -314,14 +313,10 @@ fn run_all(
     for spec in &specs {
         let r =
             run_one(ctx, spec).with_context(|| format!("run {}: the harness failed", spec.name))?;
-        let verdict = if r.problems.is_empty() {
-            "ok"
-        } else {
-            "FAILED"
-        };
         step(format!(
-            "   {}: {verdict} ({}, peak RSS {})",
+            "   {}: {} ({}, peak RSS {})",
             r.name,
+            r.verdict.result(),
             r.elapsed.map_or("-".into(), util::fmt_duration),
             r.peak_rss_kib
                 .map_or("unknown".into(), |k| format!("{k} KiB"))
@@ -366,58 +361,58 @@ fn run_one(ctx: &Ctx, spec: &RunSpec) -> Result<RunResult> {
         log: log.clone(),
     };
     let out = boot.run()?;
-    let mut p = Vec::new();
+    let mut v = Verdict::default();
     match out.exit {
         Some(0) => {}
-        Some(1) => p.push("QEMU exited 1: the guest kernel panicked".to_string()),
-        Some(n) => p.push(format!("QEMU exited {n}")),
-        None => p.push(format!(
+        Some(1) => v.fail("QEMU exited 1: the guest kernel panicked"),
+        Some(n) => v.fail(format!("QEMU exited {n}")),
+        None => v.fail(format!(
             "timed out after {} s: the guest did not power off",
             RUN_TIMEOUT.as_secs()
         )),
     }
-    if out.console.contains("Kernel panic") {
-        p.push("the console shows a kernel panic".into());
-    }
+    v.check(
+        !out.console.contains("Kernel panic"),
+        "the console shows a kernel panic",
+    );
     let peak_rss_kib = peak_rss(&out.console);
-    if peak_rss_kib.is_none() {
-        p.push("no `peak RSS: N KiB` line".into());
-    }
-    let mut checked = Vec::new();
+    v.check(peak_rss_kib.is_some(), "no `peak RSS: N KiB` line");
     match initramfs_origin(&out.console, initrd.is_none()) {
-        Some(problem) => p.push(problem),
-        None if initrd.is_none() => checked.push("built-in initramfs (no -initrd)".into()),
+        Some(problem) => v.fail(problem),
+        None if initrd.is_none() => v.held("built-in initramfs (no -initrd)"),
         None => {}
     }
     match spec.expect {
         Expect::Success => {
             let order = console_order(&out.console, spec.elided, true);
             if order.is_empty() {
-                checked.push("console order".into());
+                v.held("console order");
             }
-            p.extend(order);
-            p.extend(check_success(ctx, spec, &disk, &out.console, &mut checked)?);
+            v.extend(order);
+            check_success(ctx, spec, &disk, &out.console, &mut v)?;
         }
         Expect::Failure(what) => {
             let want = format!("Dump failed: {what}");
-            if !out.console.contains(&want) {
-                p.push(format!("the console lacks {want:?}"));
-            }
-            if out.console.contains("Dump successful") {
-                p.push("the console says `Dump successful`".into());
-            }
+            v.check(
+                out.console.contains(&want),
+                format!("the console lacks {want:?}"),
+            );
+            v.check(
+                !out.console.contains("Dump successful"),
+                "the console says `Dump successful`",
+            );
             if let Some(at) = first_difference(&spec.before, &disk, &[])? {
-                p.push(format!(
+                v.fail(format!(
                     "the disk changed: first difference at byte {at:#x}"
                 ));
             }
             if let Some(l) = out.console.lines().find(|l| l.contains("Dump failed: ")) {
-                checked.push(l.trim().to_string());
+                v.held(l.trim().to_string());
             }
-            checked.push("disk unchanged byte for byte".into());
+            v.held("disk unchanged byte for byte");
         }
     }
-    if p.is_empty() && !ctx.keep {
+    if v.is_ok() && !ctx.keep {
         let _ = fs::remove_file(&disk);
     }
     Ok(RunResult {
@@ -429,8 +424,7 @@ fn run_one(ctx: &Ctx, spec: &RunSpec) -> Result<RunResult> {
             Expect::Success => "dump".into(),
             Expect::Failure(_) => "refusal".into(),
         },
-        problems: p,
-        checked,
+        verdict: v,
         elapsed: out.exit.is_some().then_some(out.elapsed),
         peak_rss_kib,
         log,
@@ -450,7 +444,7 @@ fn summary(
     timings: &[(String, Duration)],
     total: Duration,
 ) -> (String, bool) {
-    let ok = results.iter().all(|r| r.problems.is_empty());
+    let ok = results.iter().all(|r| r.verdict.is_ok());
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -458,7 +452,7 @@ fn summary(
         if ok { "PASSED" } else { "FAILED" },
         util::fmt_duration(total),
         results.len(),
-        results.iter().filter(|r| !r.problems.is_empty()).count()
+        results.iter().filter(|r| !r.verdict.is_ok()).count()
     );
     let _ = writeln!(
         s,
@@ -473,11 +467,7 @@ fn summary(
             r.target,
             r.source,
             r.expect,
-            if r.problems.is_empty() {
-                "ok"
-            } else {
-                "FAILED"
-            },
+            r.verdict.result(),
             r.elapsed
                 .map_or("timeout".into(), |d| format!("{:.1} s", d.as_secs_f64())),
             r.peak_rss_kib.map_or("-".into(), |k| format!("{k} KiB"))
@@ -485,7 +475,7 @@ fn summary(
     }
     let _ = writeln!(s, "\nchecked:");
     for r in results {
-        let _ = writeln!(s, "  {}: {}", r.name, r.checked.join("; "));
+        let _ = writeln!(s, "  {}: {}", r.name, r.verdict.checked.join("; "));
     }
     let _ = writeln!(s, "\nsources:");
     for a in sources {

@@ -43,16 +43,6 @@ pub struct LabArgs {
     pub keep: bool,
 }
 
-/// Prints a failed run of `e2e` or `crashlab`: its problems and the
-/// console's tail.
-pub(crate) fn print_failed_run(tag: &str, name: &str, problems: &[String], log: &Path, tail: &str) {
-    eprintln!(
-        "\n[{tag}] run {name} FAILED:\n  - {}\n---- console tail ({}) ----\n{tail}\n----",
-        problems.join("\n  - "),
-        log.display(),
-    );
-}
-
 /// Progress of the real s390-tools' work (the sysroot, the zipl guest).
 fn progress(msg: impl AsRef<str>) {
     eprintln!("[s390-tools] {}", msg.as_ref());

@@ -18,6 +18,7 @@ use zfcpdump_format::filter::note::FilterNote;
 use crate::checks::console::peak_rss;
 use crate::checks::extract;
 use crate::checks::files::sparse_copy;
+use crate::kit::Verdict;
 use crate::readers::crash::Crash;
 use crate::readers::makedumpfile::Makedumpfile;
 use crate::{run_with_timeout, tail};
@@ -36,8 +37,8 @@ const AGENT_TIMEOUT: Duration = Duration::from_secs(300);
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SameCrash {
     pub(crate) level: u8,
-    pub(crate) problems: Vec<String>,
-    pub(crate) checked: Vec<String>,
+    /// What the filtered dump got wrong, and what held.
+    pub(crate) verdict: Verdict,
     /// The byte-exact dump's ELF.
     pub(crate) exact_bytes: u64,
     /// The filtered dump as `zfcpdump-disk extract` writes it.
@@ -64,7 +65,7 @@ pub(crate) struct SameCrash {
 
 /// Filters `plain_elf` again at `level` into a copy of `plain_disk` (work
 /// files in `work/NAME-dLEVEL/`) and compares; harness failures are errors,
-/// what the dump got wrong goes into `problems`.
+/// what the dump got wrong goes into its `verdict`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn same_crash(
     work: &Path,
@@ -86,7 +87,7 @@ pub(crate) fn same_crash(
             .len(),
         ..Default::default()
     };
-    let (p, checked) = (&mut r.problems, &mut r.checked);
+    let v = &mut r.verdict;
     let dir = work.join(format!("{name}-d{level}"));
     let root = dir.join("root");
     for d in ["proc", "sys", "dev", "etc"] {
@@ -118,7 +119,7 @@ pub(crate) fn same_crash(
     match (status.and_then(|s| s.code()), copy_ms) {
         (Some(0), Some(ms)) if out.lines().any(|l| l == "Dump successful") => {
             r.agent_ms = ms;
-            checked.push(format!(
+            v.held(format!(
                 "the agent (tool mode, dump_level = {level}, simulated {} MiB HSA) exited 0: Dump \
                  successful, copy in {ms} ms, peak RSS {} KiB (qemu-user's included)",
                 SIMULATED_HSA >> 20,
@@ -126,7 +127,7 @@ pub(crate) fn same_crash(
             ));
         }
         (code, _) => {
-            p.push(format!(
+            v.fail(format!(
                 "the agent exited {code:?} without `Dump successful` and a copy time:\n{}",
                 tail(&out, 10)
             ));
@@ -137,24 +138,24 @@ pub(crate) fn same_crash(
     // The classifier read what it needs before the simulated release: no
     // fallback, and no struct page it could not read afterwards.
     if let Some(l) = out.lines().find(|l| l.contains("filtering off")) {
-        p.push(format!("the agent fell back: {l}"));
+        v.fail(format!("the agent fell back: {l}"));
     }
     if level & !1 != 0 {
         match out.lines().find(|l| l.contains(" unreadable struct pages")) {
             Some(l) if l.contains(", 0 unreadable struct pages") => {
-                checked.push(format!("after the HSA release: {l}"))
+                v.held(format!("after the HSA release: {l}"))
             }
-            Some(l) => p.push(format!(
+            Some(l) => v.fail(format!(
                 "struct pages unreadable after the HSA release: {l}"
             )),
-            None => p.push("the agent printed no page filter summary".into()),
+            None => v.fail("the agent printed no page filter summary"),
         }
     }
 
     // Our dump, as zfcpdump-disk extracts it, and its filter note.
     let ours = dir.join("filtered.elf");
     if let Some(e) = extract(disk_tool, &disk, &ours)? {
-        p.push(e);
+        v.fail(e);
         return Ok(r);
     }
     let _ = fs::remove_file(&disk);
@@ -163,30 +164,30 @@ pub(crate) fn same_crash(
         .map_err(|e| anyhow::anyhow!("{}: {e}", ours.display()))?;
     r.ours_phnum = vm.phdrs.len();
     let Some(note) = FilterNote::find(&vm) else {
-        p.push("the filtered dump has no ZFCPDUMP/ZFLT filter note".into());
+        v.fail("the filtered dump has no ZFCPDUMP/ZFLT filter note");
         return Ok(r);
     };
     let desc = note.describe();
     if (note.requested.bits(), note.used.bits()) != (level, level) {
-        p.push(format!("filter note: {desc}, not level {level}"));
+        v.fail(format!("filter note: {desc}, not level {level}"));
     }
     r.ours_counts = note.excluded;
     // The note counts each physical page once (a segment whose memory
     // another holds, 6.12's kernel image, does not count), as makedumpfile's
     // classes do; a page left out by one segment and written by another
     // (none so far) counts as the identity segment decided.
-    let pages = Pages::of(&vm, p);
+    let pages = Pages::of(&vm, v);
     let (excluded, written) = (pages.count(EXCLUDED), pages.count(WRITTEN));
     let distinct = excluded + written;
     let x = note.excluded_total();
     if note.total == distinct && x.abs_diff(excluded) <= pages.both {
-        checked.push(format!(
+        v.held(format!(
             "filter note: {desc}; its PT_LOADs agree ({distinct} distinct pages, {excluded} only \
              in tails, {} in one's tail and another's file bytes)",
             pages.both
         ));
     } else {
-        p.push(format!(
+        v.fail(format!(
             "filter note: {desc}; the PT_LOADs hold {distinct} distinct pages, {excluded} only in \
              tails, {} in both",
             pages.both
@@ -207,13 +208,13 @@ pub(crate) fn same_crash(
     let mdf_drops = |f: u64| !map.is_dumpable(f) || map.is_zero(f);
     r.mdf_only = pages.pfns(WRITTEN).filter(|&f| mdf_drops(f)).count() as u64;
     if ours_only.is_empty() {
-        checked.push(format!(
+        v.held(format!(
             "every one of our {excluded} left-out pages is one makedumpfile {} leaves out too \
              (or keeps as a zero page); it leaves out {} pages we write",
             mdf.version, r.mdf_only
         ));
     } else {
-        p.push(format!(
+        v.fail(format!(
             "{} pages we leave out are dumpable, non-zero pages to makedumpfile {}: pfns {:#x?}",
             ours_only.len(),
             mdf.version,
@@ -234,13 +235,13 @@ pub(crate) fn same_crash(
         diffs.join(", ")
     );
     match more.is_empty() {
-        true => checked.push(counts),
-        false => p.push(format!(
+        true => v.held(counts),
+        false => v.fail(format!(
             "more {} pages left out than makedumpfile: {counts}",
             more.join(", ")
         )),
     }
-    checked.push(format!(
+    v.held(format!(
         "sizes: exact {} bytes, ours {} bytes ({} program headers), makedumpfile -E {} bytes, \
          -l {} bytes",
         r.exact_bytes, r.ours_bytes, r.ours_phnum, r.mdf_elf_bytes, r.mdf_kdump_bytes
@@ -269,13 +270,13 @@ pub(crate) fn same_crash(
         views.push(normalise(&text, dump));
     }
     match first_difference(&views[0], &views[1]) {
-        None => checked.push(format!(
+        None => v.held(format!(
             "crash {}: {} the same for both ({} lines)",
             crash.version,
             CRASH_COMMANDS.join(", "),
             views[0].len()
         )),
-        Some(d) => p.push(format!(
+        Some(d) => v.fail(format!(
             "crash {} reads the dumps differently: {d}",
             crash.version
         )),
@@ -297,13 +298,13 @@ struct Pages {
 }
 
 impl Pages {
-    fn of(vm: &Vmcore, p: &mut Vec<String>) -> Pages {
+    fn of(vm: &Vmcore, v: &mut Verdict) -> Pages {
         let end = vm.loads().map(|l| l.p_paddr + l.p_memsz).max().unwrap_or(0);
         let mut state = vec![0u8; end.div_ceil(PAGE_SIZE) as usize];
         for (i, l) in vm.loads().enumerate() {
             let tail = l.p_paddr + l.p_filesz;
             if l.p_filesz < l.p_memsz && (tail % PAGE_SIZE != 0 || l.p_memsz % PAGE_SIZE != 0) {
-                p.push(format!(
+                v.fail(format!(
                     "PT_LOAD {i}: a tail {tail:#x}+{:#x} not in whole pages",
                     l.p_memsz - l.p_filesz
                 ));
@@ -395,7 +396,7 @@ mod tests {
             )
             .unwrap();
             eprintln!("{release} -d {level} in {:.1?}: {r:#?}", t.elapsed());
-            failed |= !r.problems.is_empty();
+            failed |= !r.verdict.is_ok();
         }
         assert!(!failed, "problems above");
     }

@@ -50,8 +50,8 @@ use zfcpdump_format::superblock::DumpSuperblock;
 
 use crate::LabArgs;
 use crate::guest::{Boot, Drive};
-use crate::kit::parallel_map;
 use crate::kit::setup::{build_host_tools, elided_build};
+use crate::kit::{Verdict, parallel_map};
 use crate::readers::makedumpfile::Makedumpfile;
 use crate::readers::{Readers, sysroot};
 use crate::zipl::{ZiplJob, disk_metadata, zipl_prepare};
@@ -353,14 +353,15 @@ pub fn run(args: &CrashlabArgs) -> Result<()> {
     let total = t0.elapsed();
     let (text, ok) = report::render(&built, &results, &same, setup, total);
     util::write_atomic(&base.join("report.txt"), text.as_bytes())?;
-    for r in results.iter().filter(|r| !r.problems.is_empty()) {
-        crate::print_failed_run("crashlab", &r.name, &r.problems, &r.log, &r.console_tail);
+    for r in results.iter().filter(|r| !r.verdict.is_ok()) {
+        r.verdict
+            .print_failed_run("crashlab", &r.name, &r.log, &r.console_tail);
     }
-    for (pair, s) in same.iter().filter(|(_, s)| !s.problems.is_empty()) {
+    for (pair, s) in same.iter().filter(|(_, s)| !s.verdict.is_ok()) {
         eprintln!(
             "\n[crashlab] same crash {pair} at level {} FAILED:\n  - {}",
             s.level,
-            s.problems.join("\n  - ")
+            s.verdict.problems.join("\n  - ")
         );
     }
     eprintln!("\n{text}");
@@ -557,7 +558,7 @@ fn same_crashes(
         .filter(|p| {
             results
                 .iter()
-                .any(|r| r.pair == p.name && r.kind == Kind::Plain && r.problems.is_empty())
+                .any(|r| r.pair == p.name && r.kind == Kind::Plain && r.verdict.is_ok())
         })
         .collect();
     if jobs.is_empty() {
@@ -596,11 +597,7 @@ fn same_crashes(
                 step(format!(
                     "   {} level {level}: {}",
                     pair.name,
-                    if r.problems.is_empty() {
-                        "ok"
-                    } else {
-                        "FAILED"
-                    }
+                    r.verdict.result()
                 ));
                 out.push((pair.name.clone(), r));
             }
@@ -624,8 +621,7 @@ pub(crate) struct RunResult {
     pub(crate) name: String,
     pub(crate) pair: String,
     pub(crate) kind: Kind,
-    pub(crate) problems: Vec<String>,
-    pub(crate) checked: Vec<String>,
+    pub(crate) verdict: Verdict,
     pub(crate) facts: checks::Facts,
     pub(crate) elapsed: Option<Duration>,
     pub(crate) log: PathBuf,
@@ -641,11 +637,7 @@ fn run_parallel(ctx: &Ctx, specs: &[RunSpec]) -> Result<Vec<RunResult>> {
             step(format!(
                 "   {}: {} ({})",
                 r.name,
-                if r.problems.is_empty() {
-                    "ok"
-                } else {
-                    "FAILED"
-                },
+                r.verdict.result(),
                 r.elapsed.map_or("timeout".into(), util::fmt_duration)
             ));
         }
@@ -694,19 +686,17 @@ fn run_one(ctx: &Ctx, spec: &RunSpec) -> Result<RunResult> {
         log: log.clone(),
     };
     let out = boot.run_with(&TCG_WORKAROUND.map(String::from))?;
-    let mut problems = Vec::new();
-    let mut checked = Vec::new();
-    let facts = checks::check_run(ctx, spec, &disk, &out, &mut problems, &mut checked)?;
+    let mut verdict = Verdict::default();
+    let facts = checks::check_run(ctx, spec, &disk, &out, &mut verdict)?;
     // The byte-exact dump is filtered again later (the same crash).
-    if problems.is_empty() && !ctx.keep && spec.kind != Kind::Plain {
+    if verdict.is_ok() && !ctx.keep && spec.kind != Kind::Plain {
         let _ = fs::remove_file(&disk);
     }
     Ok(RunResult {
         name: spec.name.clone(),
         pair: pair.name.clone(),
         kind: spec.kind,
-        problems,
-        checked,
+        verdict,
         facts,
         elapsed: out.exit.is_some().then_some(out.elapsed),
         log,

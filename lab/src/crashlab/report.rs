@@ -41,8 +41,8 @@ pub(crate) fn render(
     setup: Duration,
     total: Duration,
 ) -> (String, bool) {
-    let ok = results.iter().all(|r| r.problems.is_empty())
-        && same.iter().all(|(_, c)| c.problems.is_empty());
+    let ok =
+        results.iter().all(|r| r.verdict.is_ok()) && same.iter().all(|(_, c)| c.verdict.is_ok());
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -50,7 +50,7 @@ pub(crate) fn render(
         if ok { "PASSED" } else { "FAILED" },
         util::fmt_duration(total),
         results.len(),
-        results.iter().filter(|r| !r.problems.is_empty()).count(),
+        results.iter().filter(|r| !r.verdict.is_ok()).count(),
         util::fmt_duration(setup)
     );
     for pair in pairs {
@@ -83,11 +83,7 @@ pub(crate) fn render(
                 s,
                 "{:<7} {:<7} {:>12} {:>11} {:<44} {:<20} {:>9} {:>8} {:>9} {:<12} {}",
                 r.kind.name(),
-                if r.problems.is_empty() {
-                    "ok"
-                } else {
-                    "FAILED"
-                },
+                r.verdict.result(),
                 f.vmcore_bytes.map_or("-".into(), |b| b.to_string()),
                 f.dump_bytes.map_or("-".into(), mib),
                 layout(r),
@@ -154,8 +150,8 @@ pub(crate) fn render(
     }
     let _ = writeln!(s, "\nchecked:");
     for r in results {
-        let _ = writeln!(s, "  {}: {}", r.name, r.checked.join("; "));
-        for p in &r.problems {
+        let _ = writeln!(s, "  {}: {}", r.name, r.verdict.checked.join("; "));
+        for p in &r.verdict.problems {
             let _ = writeln!(s, "    PROBLEM: {p}");
         }
     }
@@ -164,9 +160,9 @@ pub(crate) fn render(
             s,
             "  same crash {pair} at {}: {}",
             c.level,
-            c.checked.join("; ")
+            c.verdict.checked.join("; ")
         );
-        for p in &c.problems {
+        for p in &c.verdict.problems {
             let _ = writeln!(s, "    PROBLEM: {p}");
         }
     }

@@ -35,7 +35,7 @@ use clap::Args;
 use zfcpdump_format::superblock::CSUM_FIELD_OFFSET;
 
 use crate::LabArgs;
-use crate::kit::{Ctx, setup};
+use crate::kit::{Ctx, Verdict, setup};
 use crate::sources::{Source, generated_source, qemu_dump_source};
 use crate::zipl::{GEOMETRIES, Target, prepare_target};
 use blkdebug::Rule;
@@ -198,7 +198,7 @@ pub(crate) struct Row {
     pub(crate) outside: String,
     /// What the dump area holds afterwards (None: no disk).
     pub(crate) holds: Option<verdict::Holds>,
-    pub(crate) problems: Vec<String>,
+    pub(crate) verdict: Verdict,
     pub(crate) log: PathBuf,
     pub(crate) tail: String,
     pub(crate) lines: Vec<(Duration, String)>,
@@ -282,8 +282,9 @@ pub fn run(args: &FaultsArgs) -> Result<()> {
         total,
     );
     util::write_atomic(&base.join("summary.txt"), table.as_bytes())?;
-    for r in rows.iter().filter(|r| !r.problems.is_empty()) {
-        crate::print_failed_run("faults", &r.name, &r.problems, &r.log, &r.tail);
+    for r in rows.iter().filter(|r| !r.verdict.is_ok()) {
+        r.verdict
+            .print_failed_run("faults", &r.name, &r.log, &r.tail);
     }
     eprintln!("\n{table}");
     if !ok {
@@ -349,9 +350,9 @@ fn used_disk(ctx: &Ctx, images: &Images, t: &Target, label: &str, older: &Source
     );
     let row = run_job(ctx, images, &job)?;
     ensure!(
-        row.problems.is_empty(),
+        row.verdict.is_ok(),
         "the dump that makes the {label} disk failed: {}",
-        row.problems.join("; ")
+        row.verdict.problems.join("; ")
     );
     let disk = ctx.work.join(format!("{}.img", job.name));
     let before = ctx

@@ -131,7 +131,7 @@ pub(crate) fn readers(ctx: &Ctx, jobs: &[Job], rows: &mut [Row]) -> Result<Vec<S
             Holds::NoElf => false,
             Holds::Exact(n) if *n == job.source.name && !opened_one => true,
             _ => {
-                if row.problems.is_empty() {
+                if row.verdict.is_ok() {
                     cleanup(ctx, &img);
                 }
                 continue;
@@ -153,14 +153,14 @@ pub(crate) fn readers(ctx: &Ctx, jobs: &[Job], rows: &mut [Row]) -> Result<Vec<S
                 format!("opened the whole dump, {release}")
             }
             (false, true) => {
-                row.problems.push(format!(
+                row.verdict.fail(format!(
                     "crash opens the cut disk as a dump (log {})",
                     log.display()
                 ));
                 "OPENED a cut dump".into()
             }
             (true, false) => {
-                row.problems.push(format!(
+                row.verdict.fail(format!(
                     "crash does not open the whole dump: {}",
                     res.err()
                         .map_or("no RELEASE line".into(), |e| format!("{e:#}"))
@@ -170,7 +170,7 @@ pub(crate) fn readers(ctx: &Ctx, jobs: &[Job], rows: &mut [Row]) -> Result<Vec<S
         };
         lines.push(format!("{}: {} -> crash {verdict}", job.name, row.status));
         let _ = fs::remove_file(&part);
-        if row.problems.is_empty() {
+        if row.verdict.is_ok() {
             cleanup(ctx, &img);
         }
     }

@@ -24,7 +24,7 @@ pub(crate) fn table(
         .filter(|r| r.name.starts_with("power-cut-"))
         .count();
     let short = cuts >= MIN_CUT && cut < MIN_CUT;
-    let failed = rows.iter().filter(|r| !r.problems.is_empty()).count() + usize::from(short);
+    let failed = rows.iter().filter(|r| !r.verdict.is_ok()).count() + usize::from(short);
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -58,11 +58,7 @@ pub(crate) fn table(
             r.exit,
             r.status,
             r.outside,
-            if r.problems.is_empty() {
-                "ok"
-            } else {
-                "FAILED"
-            }
+            r.verdict.result()
         );
     }
     let _ = writeln!(
@@ -93,8 +89,13 @@ pub(crate) fn table(
     for l in crash {
         let _ = writeln!(s, "  {l}");
     }
-    for r in rows.iter().filter(|r| !r.problems.is_empty()) {
-        let _ = writeln!(s, "\n{} FAILED:\n  - {}", r.name, r.problems.join("\n  - "));
+    for r in rows.iter().filter(|r| !r.verdict.is_ok()) {
+        let _ = writeln!(
+            s,
+            "\n{} FAILED:\n  - {}",
+            r.name,
+            r.verdict.problems.join("\n  - ")
+        );
     }
     (s, failed == 0)
 }

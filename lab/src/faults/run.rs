@@ -13,7 +13,7 @@ use super::verdict::{self, Holds, Status};
 use super::{Disk, Expect, HOTPLUG_AFTER, Images, Job, RUN_TIMEOUT, Row, report, step};
 use crate::checks::files::{first_difference, sparse_copy, sparse_copy_range};
 use crate::guest::{Boot, Drive, Qmp, Watch};
-use crate::kit::{Ctx, agent_append, parallel_map};
+use crate::kit::{Ctx, Verdict, agent_append, parallel_map};
 
 /// Guests at a time: QEMU under TCG uses about one core.
 const PARALLEL: usize = 2;
@@ -24,17 +24,13 @@ pub(crate) fn run_jobs(ctx: &Ctx, images: &Images, jobs: &[Job]) -> Result<Vec<R
         let r = run_job(ctx, images, job);
         if let Ok(row) = &r {
             // Cut disks go on to crash (powercut::readers).
-            if row.problems.is_empty() && !ctx.keep && !matches!(job.expect, Expect::PowerCut) {
+            if row.verdict.is_ok() && !ctx.keep && !matches!(job.expect, Expect::PowerCut) {
                 let _ = fs::remove_file(ctx.work.join(format!("{}.img", job.name)));
             }
             step(format!(
                 "   {}: {} ({}; {})",
                 row.name,
-                if row.problems.is_empty() {
-                    "ok"
-                } else {
-                    "FAILED"
-                },
+                row.verdict.result(),
                 row.console,
                 row.status
             ));
@@ -116,14 +112,14 @@ pub(crate) fn run_job(ctx: &Ctx, images: &Images, job: &Job) -> Result<Row> {
         }
         Watch::Go
     })?;
-    let mut p = Vec::new();
+    let mut v = Verdict::default();
     if let Some(e) = plug_error.into_inner() {
-        p.push(e);
+        v.fail(e);
     }
     if job.hotplug && !plugged {
-        p.push("the agent never said it waits for /dev/sda: nothing was plugged in".into());
+        v.fail("the agent never said it waits for /dev/sda: nothing was plugged in");
     }
-    let verdict = out
+    let console_verdict = out
         .console
         .lines()
         .find(|l| l.starts_with("Dump failed: ") || l.starts_with("Dump successful"))
@@ -137,39 +133,40 @@ pub(crate) fn run_job(ctx: &Ctx, images: &Images, job: &Job) -> Result<Row> {
     match &job.expect {
         Expect::PowerCut => {
             if !out.killed && !powered_off {
-                p.push(format!("neither cut nor powered off: exit {exit}"));
+                v.fail(format!("neither cut nor powered off: exit {exit}"));
             }
         }
         _ => {
             if !powered_off {
-                p.push(format!(
+                v.fail(format!(
                     "the guest did not print `peak RSS` and power off (exit {exit})"
                 ));
             }
-            if out.console.contains("Kernel panic") {
-                p.push("the console shows a kernel panic".into());
-            }
+            v.check(
+                !out.console.contains("Kernel panic"),
+                "the console shows a kernel panic",
+            );
         }
     }
-    match (&job.expect, verdict.as_deref()) {
-        (Expect::Fail { console, eio, .. }, v) => {
+    match (&job.expect, console_verdict.as_deref()) {
+        (Expect::Fail { console, eio, .. }, said) => {
             let want = format!("Dump failed: {console}");
-            match v {
+            match said {
                 Some(l) if l.starts_with(&want) => {
                     if *eio && !l.ends_with("(os error 5))") {
-                        p.push(format!("{l:?} does not name the errno EIO (os error 5)"));
+                        v.fail(format!("{l:?} does not name the errno EIO (os error 5)"));
                     }
                 }
-                other => p.push(format!("the console says {other:?}, not {want:?}…")),
+                other => v.fail(format!("the console says {other:?}, not {want:?}…")),
             }
         }
-        (Expect::Success | Expect::Slow, v) if v != Some("Dump successful") => {
-            p.push(format!("the console says {v:?}, not \"Dump successful\""))
-        }
+        (Expect::Success | Expect::Slow, said) if said != Some("Dump successful") => v.fail(
+            format!("the console says {said:?}, not \"Dump successful\""),
+        ),
         _ => {}
     }
     if matches!(job.expect, Expect::Slow) {
-        p.extend(report::progress_problems(&out.lines));
+        v.extend(report::progress_problems(&out.lines));
     }
     let mut status = "-".to_string();
     let mut outside = "-".to_string();
@@ -177,7 +174,7 @@ pub(crate) fn run_job(ctx: &Ctx, images: &Images, job: &Job) -> Result<Row> {
     if let Some(d) = job.disk {
         let st = Status::of(&ctx.disk_tool, &img)?;
         status = st.describe();
-        holds = Some(check_disk(ctx, job, d, &img, &st, &mut p)?);
+        holds = Some(check_disk(ctx, job, d, &img, &st, &mut v)?);
         let (n, only_csum) =
             verdict::changed_outside(&d.before, &img, d.area.clone(), d.csum_field.clone())?;
         outside = match n {
@@ -186,7 +183,7 @@ pub(crate) fn run_job(ctx: &Ctx, images: &Images, job: &Job) -> Result<Row> {
             n => format!("{n} B OUTSIDE"),
         };
         if !only_csum {
-            p.push(format!(
+            v.fail(format!(
                 "{n} bytes outside the dump area changed, not only the csum field"
             ));
         }
@@ -195,8 +192,8 @@ pub(crate) fn run_job(ctx: &Ctx, images: &Images, job: &Job) -> Result<Row> {
         name: job.name.clone(),
         fault: job.fault.clone(),
         disk: job.disk.map_or("none".into(), |d| d.label.clone()),
-        console: match (verdict, out.killed) {
-            (Some(v), _) => v,
+        console: match (console_verdict, out.killed) {
+            (Some(l), _) => l,
             (None, true) => "(cut before a verdict)".into(),
             (None, false) => "(no verdict)".into(),
         },
@@ -204,7 +201,7 @@ pub(crate) fn run_job(ctx: &Ctx, images: &Images, job: &Job) -> Result<Row> {
         status,
         outside,
         holds,
-        problems: p,
+        verdict: v,
         log,
         tail: out.tail(30),
         lines: out.lines,
@@ -232,7 +229,7 @@ fn check_disk(
     d: &Disk,
     img: &Path,
     st: &Status,
-    p: &mut Vec<String>,
+    v: &mut Verdict,
 ) -> Result<Holds> {
     let older = d.older.as_ref();
     let mut candidates = vec![job.source];
@@ -247,23 +244,23 @@ fn check_disk(
         false => verdict::holds(img, d.area.start, &candidates)?,
     };
     if let Holds::Mixed(why) = &holds {
-        p.push(why.clone());
+        v.fail(why.as_str());
     }
     match (&st.state[..], &holds) {
         ("complete", Holds::Exact(_)) | ("invalid", Holds::Exact(_)) => {}
-        ("complete", _) => p.push("status says complete, but no whole dump is there".into()),
-        ("invalid", Holds::NoElf) => p.push(format!(
+        ("complete", _) => v.fail("status says complete, but no whole dump is there"),
+        ("invalid", Holds::NoElf) => v.fail(format!(
             "status says invalid without an ELF header: {}",
             st.problem.as_deref().unwrap_or("?")
         )),
         ("empty" | "incomplete", Holds::NoElf) => {}
-        (s, _) => p.push(format!("unexpected status {s:?}")),
+        (s, _) => v.fail(format!("unexpected status {s:?}")),
     }
     if let (Some((_, before)), Holds::Exact(name)) = (older, &holds)
         && *name == "older"
         && st.identity != before.identity
     {
-        p.push(format!(
+        v.fail(format!(
             "the older dump reads as {:?}, was {:?}",
             st.identity, before.identity
         ));
@@ -273,19 +270,19 @@ fn check_disk(
             states, unchanged, ..
         } => {
             if !states.is_empty() && !states.contains(&&st.state[..]) {
-                p.push(format!(
+                v.fail(format!(
                     "status {:?}, expected {}",
                     st.state,
                     states.join(" or ")
                 ));
             }
             if *unchanged && let Some(at) = first_difference(&d.before, img, &[])? {
-                p.push(format!("the disk changed at byte {at:#x}"));
+                v.fail(format!("the disk changed at byte {at:#x}"));
             }
         }
         Expect::Success | Expect::Slow => {
             if !matches!(holds, Holds::Exact(n) if n == job.source.name) {
-                p.push(format!(
+                v.fail(format!(
                     "the dump area is not the {} vmcore byte for byte",
                     job.source.name
                 ));
@@ -298,7 +295,7 @@ fn check_disk(
     if let Some(at) = job.not_zero_at
         && verdict::zero_block(img, at)?
     {
-        p.push(format!(
+        v.fail(format!(
             "the block at disk byte {at:#x}, where the read failed, holds zeros"
         ));
     }
@@ -317,11 +314,11 @@ fn check_disk(
         sparse_copy_range(img, d.part.start, d.part.end - d.part.start, &part)?;
         let res = ctx.readers.zgetdump.info(&part);
         match (should_read, res) {
-            (false, Ok(info)) => p.push(format!(
+            (false, Ok(info)) => v.fail(format!(
                 "zgetdump -i reads the partition as a dump:\n{}",
                 info.text
             )),
-            (true, Err(e)) => p.push(format!("zgetdump -i refuses the whole dump: {e:#}")),
+            (true, Err(e)) => v.fail(format!("zgetdump -i refuses the whole dump: {e:#}")),
             _ => {}
         }
         let _ = fs::remove_file(&part);

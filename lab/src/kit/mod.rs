@@ -8,11 +8,14 @@
 //! - [`setup`]: the builds, host tools and readers a run needs (e2e's step
 //!   1, shared with `faults` and, in part, `crashlab`);
 //! - [`parallel`]: the bounded worker pool of the guests run a few at a
-//!   time ([`parallel_map`]).
+//!   time ([`parallel_map`]);
+//! - [`verdict`]: what a run got wrong and what held ([`Verdict`]).
 
 pub(crate) mod ctx;
 pub(crate) mod parallel;
 pub(crate) mod setup;
+pub(crate) mod verdict;
 
 pub(crate) use ctx::{Ctx, Expect, RunSpec, agent_append, step};
 pub(crate) use parallel::parallel_map;
+pub(crate) use verdict::Verdict;
