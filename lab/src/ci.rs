@@ -7,6 +7,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
+use crate::kit::Table;
+use crate::kit::table::{Left, Right};
 use zfcpdump_builder::{provision, util};
 
 #[derive(Args, Clone, Debug)]
@@ -321,14 +323,15 @@ pub fn run(args: &TestArgs) -> Result<()> {
         }
     }
     eprintln!("\nsummary ({} total):", util::fmt_duration(t.elapsed()));
+    let mut summary = Table::headless(&[Left, Right, Right]).indent("  ");
     for s in &r.steps {
-        eprintln!(
-            "  {:<40} {:>6}  {:>5.0}s",
-            s.name,
-            if s.ok { "ok" } else { "FAILED" },
-            s.secs
-        );
+        summary.row([
+            s.name.clone(),
+            if s.ok { "ok" } else { "FAILED" }.to_string(),
+            format!("{:.0}s", s.secs),
+        ]);
     }
+    eprint!("{}", summary.render());
     let failed = r.steps.iter().filter(|s| !s.ok).count();
     println!("ci: {} passed, {} failed", r.steps.len() - failed, failed);
     if failed > 0 {

@@ -55,7 +55,8 @@ use crate::checks::check_success;
 use crate::checks::console::{console_order, initramfs_origin, peak_rss};
 use crate::checks::files::{first_difference, sparse_copy};
 use crate::guest::{Boot, Drive};
-use crate::kit::{Ctx, Expect, RunSpec, Verdict, agent_append, setup, step};
+use crate::kit::table::{Left, Right};
+use crate::kit::{Ctx, Expect, RunSpec, Table, Verdict, agent_append, setup, step};
 use crate::sources::{generated_source, qemu_dump_source};
 use crate::zipl::{self, GEOMETRIES, prepare_target};
 use zfcpdump_builder::profile;
@@ -454,25 +455,28 @@ fn summary(
         results.len(),
         results.iter().filter(|r| !r.verdict.is_ok()).count()
     );
-    let _ = writeln!(
-        s,
-        "\n{:<18} {:<20} {:<10} {:<8} {:<7} {:>20} {:>9}",
-        "run", "disk", "source", "expect", "result", "boot-to-power-off", "peak RSS"
-    );
+    let mut runs = Table::new(&[
+        ("run", Left),
+        ("disk", Left),
+        ("source", Left),
+        ("expect", Left),
+        ("result", Left),
+        ("boot-to-power-off", Right),
+        ("peak RSS", Right),
+    ]);
     for r in results {
-        let _ = writeln!(
-            s,
-            "{:<18} {:<20} {:<10} {:<8} {:<7} {:>20} {:>9}",
-            r.name,
-            r.target,
-            r.source,
-            r.expect,
-            r.verdict.result(),
+        runs.row([
+            r.name.clone(),
+            r.target.clone(),
+            r.source.clone(),
+            r.expect.clone(),
+            r.verdict.result().to_string(),
             r.elapsed
                 .map_or("timeout".into(), |d| format!("{:.1} s", d.as_secs_f64())),
-            r.peak_rss_kib.map_or("-".into(), |k| format!("{k} KiB"))
-        );
+            r.peak_rss_kib.map_or("-".into(), |k| format!("{k} KiB")),
+        ]);
     }
+    let _ = write!(s, "\n{}", runs.render());
     let _ = writeln!(s, "\nchecked:");
     for r in results {
         let _ = writeln!(s, "  {}: {}", r.name, r.verdict.checked.join("; "));
@@ -489,8 +493,10 @@ fn summary(
         let _ = writeln!(s, "  {v}");
     }
     let _ = writeln!(s, "\nsetup steps:");
+    let mut steps = Table::headless(&[Left, Right]).indent("  ");
     for (what, d) in timings {
-        let _ = writeln!(s, "  {what:<34} {:>8.1} s", d.as_secs_f64());
+        steps.row([what.clone(), format!("{:.1} s", d.as_secs_f64())]);
     }
+    s.push_str(&steps.render());
     (s, ok)
 }

@@ -9,13 +9,16 @@
 //!   1, shared with `faults` and, in part, `crashlab`);
 //! - [`parallel`]: the bounded worker pool of the guests run a few at a
 //!   time ([`parallel_map`]);
-//! - [`verdict`]: what a run got wrong and what held ([`Verdict`]).
+//! - [`verdict`]: what a run got wrong and what held ([`Verdict`]);
+//! - [`table`]: the renderer of the reports' tables ([`Table`]).
 
 pub(crate) mod ctx;
 pub(crate) mod parallel;
 pub(crate) mod setup;
+pub(crate) mod table;
 pub(crate) mod verdict;
 
 pub(crate) use ctx::{Ctx, Expect, RunSpec, agent_append, step};
 pub(crate) use parallel::parallel_map;
+pub(crate) use table::Table;
 pub(crate) use verdict::Verdict;
