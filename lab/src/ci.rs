@@ -9,6 +9,7 @@ use clap::Args;
 
 use crate::kit::Table;
 use crate::kit::table::{Left, Right};
+use zfcpdump_builder::cmd::{self, cmd};
 use zfcpdump_builder::{provision, util};
 
 #[derive(Args, Clone, Debug)]
@@ -359,29 +360,20 @@ fn verify_release(out: &std::path::Path) -> Result<()> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
         .context("no .tar.gz in the release output")?;
-    let sh = |dir: &std::path::Path, cmd: &str| -> Result<()> {
-        let st = Command::new("sh")
-            .arg("-c")
-            .arg(cmd)
-            .current_dir(dir)
-            .status()?;
-        if !st.success() {
-            bail!("`{cmd}` failed in {}", dir.display());
-        }
-        Ok(())
+    // sha256sum names a file that does not match on its stdout: passed
+    // through.
+    let sh = |dir: &std::path::Path, script: &str| -> Result<()> {
+        let shell = cmd::shell()?;
+        shell.change_dir(dir);
+        cmd::run(cmd!(shell, "sh -c {script}"))
+            .with_context(|| format!("`{script}` failed in {}", dir.display()))
     };
     sh(out, "sha256sum -c --quiet *.tar.gz.sha256")?;
     let x = out.join("x");
     std::fs::create_dir_all(&x)?;
-    let st = Command::new("tar")
-        .arg("-xzf")
-        .arg(&tarball)
-        .arg("-C")
-        .arg(&x)
-        .status()?;
-    if !st.success() {
-        bail!("cannot unpack {}", tarball.display());
-    }
+    let shell = cmd::shell()?;
+    cmd::output(cmd!(shell, "tar -xzf {tarball} -C {x}"))
+        .with_context(|| format!("cannot unpack {}", tarball.display()))?;
     let top = std::fs::read_dir(&x)?
         .next()
         .context("empty tarball")??

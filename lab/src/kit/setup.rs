@@ -13,6 +13,7 @@ use anyhow::{Context, Result, ensure};
 use super::ctx::{Ctx, step};
 use crate::LabArgs;
 use crate::readers::Readers;
+use zfcpdump_builder::cmd::{self, cmd};
 use zfcpdump_builder::dist::{self, DistArgs, IMAGE, RD};
 use zfcpdump_builder::profile::{self, ProfileArgs};
 use zfcpdump_builder::{provision, util};
@@ -117,13 +118,9 @@ fn unpacked_deb(profile: &ProfileArgs, work: &Path, lab: &LabArgs) -> Result<Pat
         offline: lab.offline,
     })?;
     let root = work.join("deb-root");
-    let st = Command::new("dpkg-deb")
-        .arg("-x")
-        .arg(&deb.path)
-        .arg(&root)
-        .status()
-        .context("cannot run dpkg-deb")?;
-    ensure!(st.success(), "dpkg-deb -x {} failed", deb.path.display());
+    let sh = cmd::shell()?;
+    let package = &deb.path;
+    cmd::output(cmd!(sh, "dpkg-deb -x {package} {root}"))?;
     let files = root.join(zfcpdump_builder::package::ZFCPDUMP_DIR);
     ensure!(
         files.join("zfcpdump-image").is_file(),
