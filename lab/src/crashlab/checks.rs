@@ -70,7 +70,7 @@ impl Facts {
     }
 }
 
-/// Every check of a run, into `v`.
+/// Every check of a run, into `v`; returns what the run measured.
 pub(crate) fn check_run(
     ctx: &Ctx,
     spec: &RunSpec,
@@ -78,7 +78,6 @@ pub(crate) fn check_run(
     out: &Outcome,
     v: &mut Verdict,
 ) -> Result<Facts> {
-    let pair = spec.pair;
     let mut f = Facts::default();
     match out.exit {
         Some(0) => v.held("QEMU exited 0 (the agent's power-off)"),
@@ -87,17 +86,40 @@ pub(crate) fn check_run(
         None => v.fail("timed out: the guest did not power off"),
     }
 
+    let capture = check_console(spec, &out.console, v);
+    check_capture(spec, capture, &mut f, v);
+    if !check_disk(ctx, spec, disk, &mut f, v)? {
+        return Ok(f);
+    }
+    // The dump as zfcpdump-disk extracts it: layout, pattern, crash.
+    let elf = ctx.work.join(format!("{}.extracted.elf", spec.name));
+    if let Some(e) = extract(&ctx.disk_tool, disk, &elf)? {
+        v.fail(e);
+        return Ok(f);
+    }
+    check_extracted(ctx, spec, &elf, capture, &mut f, v)?;
+    // The byte-exact dump is filtered again later (the same crash).
+    if !ctx.keep && spec.kind != Kind::Plain {
+        let _ = fs::remove_file(&elf);
+    }
+    check_with_zgetdump(ctx, spec, disk, &f, v)?;
+    Ok(f)
+}
+
+/// The console: the production kernel's half (its markers), and the
+/// capture kernel's boot. Returns the capture kernel's half (empty if it
+/// did not boot).
+fn check_console<'c>(spec: &RunSpec, console: &'c str, v: &mut Verdict) -> &'c str {
     // The console: the production kernel, then the capture kernel. The
     // panic message itself is in the crashed kernel's log buffer (crash's
     // PANIC checks it); the console is not flushed before the kexec.
-    let console = &out.console;
     let (prod, capture) = match console.match_indices(BOOT_LINE).nth(1) {
         Some((at, _)) => console.split_at(at),
         None => {
             v.fail(format!(
                 "the console has no second {BOOT_LINE:?}: the capture kernel did not boot"
             ));
-            (console.as_str(), "")
+            (console, "")
         }
     };
     if let Some(l) = prod.lines().find(|l| l.contains(MARK_FAILED)) {
@@ -131,8 +153,13 @@ pub(crate) fn check_run(
         )),
         _ => {}
     }
+    capture
+}
 
-    // The capture kernel's half: the agent's own account, in order.
+/// The capture kernel's half: the agent's own account, in order, and
+/// what it measured.
+fn check_capture(spec: &RunSpec, capture: &str, f: &mut Facts, v: &mut Verdict) {
+    let pair = spec.pair;
     f.capture_memory = capture
         .lines()
         .find_map(|l| l.split_once("Memory: ").map(|(_, m)| m.trim().to_string()));
@@ -189,8 +216,20 @@ pub(crate) fn check_run(
             }
         }
     }
+}
 
-    // The disk.
+/// The disk: an ELF in the dump area of the size the agent read, nothing
+/// changed outside it but the checksum field, the metadata and
+/// `zfcpdump-disk status`. False when the dump area holds no ELF or the
+/// metadata does not parse: nothing more to check.
+fn check_disk(
+    ctx: &Ctx,
+    spec: &RunSpec,
+    disk: &Path,
+    f: &mut Facts,
+    v: &mut Verdict,
+) -> Result<bool> {
+    let pair = spec.pair;
     let area = pair.sb.dump_area();
     let on_disk = File::open(disk).with_context(|| format!("cannot open {}", disk.display()))?;
     let dump_vm = match Vmcore::read_headers(
@@ -200,7 +239,7 @@ pub(crate) fn check_run(
         Ok(vm) => vm,
         Err(e) => {
             v.fail(format!("the dump area holds no readable ELF: {e}"));
-            return Ok(f);
+            return Ok(false);
         }
     };
     let extent = dump_vm.extent();
@@ -225,18 +264,24 @@ pub(crate) fn check_run(
         )),
     }
     if metadata_after(disk, v)?.is_none() {
-        return Ok(f);
+        return Ok(false);
     }
     disk_status(&ctx.disk_tool, disk, v)?;
+    Ok(true)
+}
 
-    // The dump as zfcpdump-disk extracts it: layout, pattern, crash.
-    let elf = ctx.work.join(format!("{}.extracted.elf", spec.name));
-    if let Some(e) = extract(&ctx.disk_tool, disk, &elf)? {
-        v.fail(e);
-        return Ok(f);
-    }
-    let size = fs::metadata(&elf)?.len();
-    let file = File::open(&elf)?;
+/// The dump as `zfcpdump-disk extract` wrote it: its notes and PT_LOADs,
+/// the overlaps, the patterns, the filter note and crash.
+fn check_extracted(
+    ctx: &Ctx,
+    spec: &RunSpec,
+    elf: &Path,
+    capture: &str,
+    f: &mut Facts,
+    v: &mut Verdict,
+) -> Result<()> {
+    let size = fs::metadata(elf)?.len();
+    let file = File::open(elf)?;
     let vm = Vmcore::read(&mut SeekReader::new(&file), size)
         .map_err(|e| anyhow::anyhow!("{}: {e}", elf.display()))?;
     f.loads = vm.loads().copied().collect();
@@ -251,8 +296,26 @@ pub(crate) fn check_run(
     if !spec.kind.filtered() {
         save_headers(ctx, spec, &file, &f.loads)?;
     }
-    check_overlaps(&file, &f, v)?;
-    let [cache, anon] = census(&file, &f.loads, spec)?;
+    check_overlaps(&file, f, v)?;
+    f.pattern = Some(check_patterns(spec, &file, &f.loads, capture, v)?);
+    if spec.kind.filtered() {
+        check_filter_note(spec, &vm, capture, v);
+    }
+    f.crash = Some(check_with_crash(ctx, spec, elf, v)?);
+    Ok(())
+}
+
+/// The pattern pages in the dump: all of them, or, at level 31, none but
+/// those in the short excluded runs the agent wrote on purpose. Returns the
+/// census for the report.
+fn check_patterns(
+    spec: &RunSpec,
+    file: &File,
+    loads: &[ProgramHeader],
+    capture: &str,
+    v: &mut Verdict,
+) -> Result<String> {
+    let [cache, anon] = census(file, loads, spec)?;
     // Level 31 leaves page cache (bits 2, 4) and user pages (bit 8) out;
     // every other run keeps both patterns.
     let gone = spec.kind == Kind::Level31;
@@ -319,17 +382,19 @@ pub(crate) fn check_run(
             ),
         });
     }
-    f.pattern = Some(found.join(", "));
-    if spec.kind.filtered() {
-        check_filter_note(spec, &vm, capture, v);
-    }
-    f.crash = Some(check_with_crash(ctx, spec, &elf, v)?);
-    // The byte-exact dump is filtered again later (the same crash).
-    if !ctx.keep && spec.kind != Kind::Plain {
-        let _ = fs::remove_file(&elf);
-    }
+    Ok(found.join(", "))
+}
 
-    // zgetdump on the partition's bytes, as an operator would run it.
+/// zgetdump on the partition's bytes, as an operator would run it: `-i`
+/// must name the format, the CPUs and the memory of the dump.
+fn check_with_zgetdump(
+    ctx: &Ctx,
+    spec: &RunSpec,
+    disk: &Path,
+    f: &Facts,
+    v: &mut Verdict,
+) -> Result<()> {
+    let pair = spec.pair;
     let zg = if spec.kind.filtered() {
         &pair.readers.zgetdump_tails
     } else {
@@ -367,7 +432,7 @@ pub(crate) fn check_run(
     if !ctx.keep {
         let _ = fs::remove_file(&part);
     }
-    Ok(f)
+    Ok(())
 }
 
 /// `vmcore /proc/vmcore: N bytes, C CPUs, P PT_LOADs, kernel R`.
