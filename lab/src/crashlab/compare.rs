@@ -5,7 +5,7 @@
 //! memory, and against crash's view of the exact dump.
 
 use std::fs::{self, File};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -63,38 +63,72 @@ pub(crate) struct SameCrash {
     pub(crate) peak_rss_kib: Option<u64>,
 }
 
-/// Filters `plain_elf` again at `level` into a copy of `plain_disk` (work
+/// The byte-exact dump of one crash, what filters it again, and what
+/// judges the result.
+pub(crate) struct ExactDump<'a> {
+    /// Work files go to `work/NAME-dLEVEL/`.
+    pub(crate) work: &'a Path,
+    pub(crate) name: &'a str,
+    /// The tool's agent (static s390x), run under qemu-user in tool mode.
+    pub(crate) agent_bin: &'a Path,
+    pub(crate) disk_tool: &'a Path,
+    /// The disk the guest dumped to, and its dump as extracted.
+    pub(crate) disk: &'a Path,
+    pub(crate) elf: &'a Path,
+    /// The crashed kernel's vmlinux, and the readers for its release.
+    pub(crate) vmlinux: &'a Path,
+    pub(crate) crash: &'a Crash,
+    pub(crate) mdf: &'a Makedumpfile,
+}
+
+/// Filters the exact dump again at `level` into a copy of its disk (work
 /// files in `work/NAME-dLEVEL/`) and compares; harness failures are errors,
 /// what the dump got wrong goes into its `verdict`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn same_crash(
-    work: &Path,
-    name: &str,
-    agent_bin: &Path,
-    disk_tool: &Path,
-    plain_disk: &Path,
-    plain_elf: &Path,
-    vmlinux: &Path,
-    crash: &Crash,
-    mdf: &Makedumpfile,
-    level: u8,
-    with_crash: bool,
-) -> Result<SameCrash> {
+pub(crate) fn same_crash(exact: &ExactDump, level: u8, with_crash: bool) -> Result<SameCrash> {
     let mut r = SameCrash {
         level,
-        exact_bytes: fs::metadata(plain_elf)
-            .with_context(|| format!("no exact dump {}", plain_elf.display()))?
+        exact_bytes: fs::metadata(exact.elf)
+            .with_context(|| format!("no exact dump {}", exact.elf.display()))?
             .len(),
         ..Default::default()
     };
+    let dir = exact.work.join(format!("{}-d{level}", exact.name));
+    let Some(disk) = filter_again(exact, &dir, level, &mut r)? else {
+        return Ok(r);
+    };
+    // Our dump, as zfcpdump-disk extracts it, and its filter note.
+    let ours = dir.join("filtered.elf");
+    if let Some(e) = extract(exact.disk_tool, &disk, &ours)? {
+        r.verdict.fail(e);
+        return Ok(r);
+    }
+    let _ = fs::remove_file(&disk);
+    let Some(pages) = check_note(&ours, level, &mut r)? else {
+        return Ok(r);
+    };
+    compare_makedumpfile(exact, &dir, level, &pages, &mut r)?;
+    // crash reads the same crash from both.
+    if with_crash {
+        compare_crash(exact, &dir, &ours, &mut r)?;
+    }
+    Ok(r)
+}
+
+/// The agent in tool mode on a copy of the exact dump's disk, at `level`;
+/// returns that disk, or None if the agent did not succeed.
+fn filter_again(
+    exact: &ExactDump,
+    dir: &Path,
+    level: u8,
+    r: &mut SameCrash,
+) -> Result<Option<PathBuf>> {
     let v = &mut r.verdict;
-    let dir = work.join(format!("{name}-d{level}"));
     let root = dir.join("root");
     for d in ["proc", "sys", "dev", "etc"] {
         fs::create_dir_all(root.join(d))?;
     }
     let disk = dir.join("disk.img");
-    sparse_copy(plain_disk, &disk)?;
+    sparse_copy(exact.disk, &disk)?;
     let config = dir.join("zfcpdump.conf");
     fs::write(&config, format!("dump_level = {level}\n"))?;
 
@@ -104,8 +138,8 @@ pub(crate) fn same_crash(
     // reads fail.
     let log = dir.join("agent.log");
     let mut c = Command::new("qemu-s390x-static");
-    c.arg(agent_bin).arg("--root").arg(&root);
-    c.arg("--source").arg(plain_elf).arg("--disk").arg(&disk);
+    c.arg(exact.agent_bin).arg("--root").arg(&root);
+    c.arg("--source").arg(exact.elf).arg("--disk").arg(&disk);
     c.arg("--config").arg(&config);
     c.arg("--hsa-size").arg(format!("{SIMULATED_HSA:#x}"));
     let status = run_with_timeout(&mut c, &log, AGENT_TIMEOUT)?;
@@ -131,7 +165,7 @@ pub(crate) fn same_crash(
                 "the agent exited {code:?} without `Dump successful` and a copy time:\n{}",
                 tail(&out, 10)
             ));
-            return Ok(r);
+            return Ok(None);
         }
     }
 
@@ -151,21 +185,21 @@ pub(crate) fn same_crash(
             None => v.fail("the agent printed no page filter summary"),
         }
     }
+    Ok(Some(disk))
+}
 
-    // Our dump, as zfcpdump-disk extracts it, and its filter note.
-    let ours = dir.join("filtered.elf");
-    if let Some(e) = extract(disk_tool, &disk, &ours)? {
-        v.fail(e);
-        return Ok(r);
-    }
-    let _ = fs::remove_file(&disk);
-    r.ours_bytes = fs::metadata(&ours)?.len();
-    let vm = Vmcore::read(&mut SeekReader::new(&File::open(&ours)?), r.ours_bytes)
+/// Our filtered dump's filter note: the level asked for and used, and its
+/// counts against the PT_LOADs. Returns the dump's pages, or None without
+/// a note.
+fn check_note(ours: &Path, level: u8, r: &mut SameCrash) -> Result<Option<Pages>> {
+    let v = &mut r.verdict;
+    r.ours_bytes = fs::metadata(ours)?.len();
+    let vm = Vmcore::read(&mut SeekReader::new(&File::open(ours)?), r.ours_bytes)
         .map_err(|e| anyhow::anyhow!("{}: {e}", ours.display()))?;
     r.ours_phnum = vm.phdrs.len();
     let Some(note) = FilterNote::find(&vm) else {
         v.fail("the filtered dump has no ZFCPDUMP/ZFLT filter note");
-        return Ok(r);
+        return Ok(None);
     };
     let desc = note.describe();
     if (note.requested.bits(), note.used.bits()) != (level, level) {
@@ -193,12 +227,28 @@ pub(crate) fn same_crash(
             pages.both
         ));
     }
+    Ok(Some(pages))
+}
+
+/// makedumpfile at the same level on the same memory: no page we leave out
+/// may be one it keeps (but as a zero page), and no class may leave out
+/// more than its; the sizes for the report.
+fn compare_makedumpfile(
+    exact: &ExactDump,
+    dir: &Path,
+    level: u8,
+    pages: &Pages,
+    r: &mut SameCrash,
+) -> Result<()> {
+    let v = &mut r.verdict;
     // makedumpfile on the same memory at the same level.
     let mwork = dir.join("makedumpfile");
-    let (map, mc) = mdf.dumpable(plain_elf, level, &mwork)?;
+    let mdf = exact.mdf;
+    let (map, mc) = mdf.dumpable(exact.elf, level, &mwork)?;
     r.mdf_kdump_bytes = fs::metadata(mwork.join(format!("makedumpfile-d{level}.kdump")))?.len();
-    r.mdf_elf_bytes = mdf.elf_size(plain_elf, level, &mwork)?.0;
+    r.mdf_elf_bytes = mdf.elf_size(exact.elf, level, &mwork)?.0;
     r.mdf_counts.copy_from_slice(&mc.classes()[..5]);
+    let excluded = pages.count(EXCLUDED);
     let ours_only: Vec<u64> = pages
         .pfns(EXCLUDED)
         .filter(|&f| map.is_dumpable(f) && !map.is_zero(f))
@@ -246,17 +296,20 @@ pub(crate) fn same_crash(
          -l {} bytes",
         r.exact_bytes, r.ours_bytes, r.ours_phnum, r.mdf_elf_bytes, r.mdf_kdump_bytes
     ));
+    Ok(())
+}
 
-    // crash reads the same crash from both.
-    if !with_crash {
-        return Ok(r);
-    }
+/// crash's output of [`CRASH_COMMANDS`] on the exact and the filtered dump
+/// must be the same.
+fn compare_crash(exact: &ExactDump, dir: &Path, ours: &Path, r: &mut SameCrash) -> Result<()> {
+    let v = &mut r.verdict;
     let commands: Vec<String> = CRASH_COMMANDS.iter().map(|s| s.to_string()).collect();
     let mut views = Vec::new();
-    for (what, dump) in [("exact", plain_elf), ("filtered", ours.as_path())] {
+    let crash = exact.crash;
+    for (what, dump) in [("exact", exact.elf), ("filtered", ours)] {
         // The exact dump's view is the same at every level: read it once.
         let log = match what {
-            "exact" => work.join(format!("{name}.crash-exact.log")),
+            "exact" => exact.work.join(format!("{}.crash-exact.log", exact.name)),
             _ => dir.join("crash-filtered.log"),
         };
         let cached = match what {
@@ -265,7 +318,7 @@ pub(crate) fn same_crash(
         };
         let text = match cached {
             Some(t) => t,
-            None => crash.session(vmlinux, dump, &commands, &log)?,
+            None => crash.session(exact.vmlinux, dump, &commands, &log)?,
         };
         views.push(normalise(&text, dump));
     }
@@ -281,7 +334,7 @@ pub(crate) fn same_crash(
             crash.version
         )),
     }
-    Ok(r)
+    Ok(())
 }
 
 /// A page's state in [`Pages`]: in some PT_LOAD's file bytes; only in tails.
@@ -357,14 +410,12 @@ fn first_difference(a: &[String], b: &[String]) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
     use crate::readers::Readers;
 
     /// On a real crash: `SAME_CRASH_IMG=6.1-plain.img SAME_CRASH_ELF=6.1-plain.elf
     /// SAME_CRASH_VMLINUX=.../vmlinux SAME_CRASH_KERNEL=6.1.192 SAME_CRASH_AGENT=...
-    /// SAME_CRASH_LEVELS=31,17 cargo test -p xtask same_crash -- --ignored --nocapture`.
+    /// SAME_CRASH_LEVELS=31,17 cargo test -p zfcpdump-lab same_crash -- --ignored --nocapture`.
     #[test]
     #[ignore]
     fn same_crash_on_a_real_dump() {
@@ -378,23 +429,27 @@ mod tests {
         let (disk_tool, _) = crate::kit::setup::build_host_tools(&root, &cache, false).unwrap();
         let work = cache.join("crashlab").join("compare-test");
         let levels = std::env::var("SAME_CRASH_LEVELS").unwrap_or("31".into());
+        let (agent_bin, disk, elf, vmlinux) = (
+            path("SAME_CRASH_AGENT"),
+            path("SAME_CRASH_IMG"),
+            path("SAME_CRASH_ELF"),
+            path("SAME_CRASH_VMLINUX"),
+        );
+        let exact = ExactDump {
+            work: &work,
+            name: &release,
+            agent_bin: &agent_bin,
+            disk_tool: &disk_tool,
+            disk: &disk,
+            elf: &elf,
+            vmlinux: &vmlinux,
+            crash: &readers.crash,
+            mdf: &mdf,
+        };
         let mut failed = false;
         for level in levels.split(',').map(|l| l.parse().unwrap()) {
             let t = std::time::Instant::now();
-            let r = same_crash(
-                &work,
-                &release,
-                &path("SAME_CRASH_AGENT"),
-                &disk_tool,
-                &path("SAME_CRASH_IMG"),
-                &path("SAME_CRASH_ELF"),
-                &path("SAME_CRASH_VMLINUX"),
-                &readers.crash,
-                &mdf,
-                level,
-                true,
-            )
-            .unwrap();
+            let r = same_crash(&exact, level, true).unwrap();
             eprintln!("{release} -d {level} in {:.1?}: {r:#?}", t.elapsed());
             failed |= !r.verdict.is_ok();
         }

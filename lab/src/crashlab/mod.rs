@@ -578,22 +578,21 @@ fn same_crashes(
                 ctx.work.join(format!("{name}.img")),
                 ctx.work.join(format!("{name}.extracted.elf")),
             );
+            let exact = compare::ExactDump {
+                work: &ctx.work,
+                name: &name,
+                agent_bin: &pair.agent_bin,
+                disk_tool: &ctx.disk_tool,
+                disk: &disk,
+                elf: &elf,
+                vmlinux: &pair.vmlinux,
+                crash: &pair.readers.crash,
+                mdf: &pair.makedumpfile,
+            };
             let mut out = Vec::new();
             for (level, with_crash) in SAME_CRASH_LEVELS {
-                let r = compare::same_crash(
-                    &ctx.work,
-                    &name,
-                    &pair.agent_bin,
-                    &ctx.disk_tool,
-                    &disk,
-                    &elf,
-                    &pair.vmlinux,
-                    &pair.readers.crash,
-                    &pair.makedumpfile,
-                    level,
-                    with_crash,
-                )
-                .with_context(|| format!("same crash {} at level {level}", pair.name))?;
+                let r = compare::same_crash(&exact, level, with_crash)
+                    .with_context(|| format!("same crash {} at level {level}", pair.name))?;
                 step(format!(
                     "   {} level {level}: {}",
                     pair.name,
