@@ -12,7 +12,7 @@ use super::blkdebug::Rule;
 use super::verdict::{self, Holds, Status};
 use super::{Disk, Expect, HOTPLUG_AFTER, Images, Job, RUN_TIMEOUT, Row, report, step};
 use crate::checks::files::{first_difference, sparse_copy, sparse_copy_range};
-use crate::guest::{Boot, Drive, Qmp, Watch};
+use crate::guest::{Boot, Drive, Outcome, Qmp, Watch};
 use crate::kit::{Ctx, Verdict, agent_append, parallel_map};
 
 /// Guests at a time: QEMU under TCG uses about one core.
@@ -45,10 +45,55 @@ pub(crate) fn run_job(ctx: &Ctx, images: &Images, job: &Job) -> Result<Row> {
     let w = &ctx.work;
     let log = w.join(format!("{}.console.log", job.name));
     let img = w.join(format!("{}.img", job.name));
+    let boot = boot_of(ctx, images, job, &img, &log)?;
+    let mut v = Verdict::default();
+    let out = run_watched(&boot, job, &w.join(format!("{}.qmp", job.name)), &mut v)?;
+    let console_verdict = out
+        .console
+        .lines()
+        .find(|l| l.starts_with("Dump failed: ") || l.starts_with("Dump successful"))
+        .map(str::to_string);
+    let exit = match (out.exit, out.killed) {
+        (_, true) => format!("killed at {:.2} s", out.elapsed.as_secs_f64()),
+        (Some(n), _) => n.to_string(),
+        (None, _) => "timeout".into(),
+    };
+    check_console(job, &out, &exit, console_verdict.as_deref(), &mut v);
+    let (status, outside, holds) = check_disk_after(ctx, job, &img, &mut v)?;
+    Ok(Row {
+        name: job.name.clone(),
+        fault: job.fault.clone(),
+        disk: job.disk.map_or("none".into(), |d| d.label.clone()),
+        console: match (console_verdict, out.killed) {
+            (Some(l), _) => l,
+            (None, true) => "(cut before a verdict)".into(),
+            (None, false) => "(no verdict)".into(),
+        },
+        exit,
+        status,
+        outside,
+        holds,
+        verdict: v,
+        log,
+        tail: out.tail(30),
+        lines: out.lines,
+    })
+}
+
+/// The guest of a job: the dump disk (a copy of the job's disk at `img`)
+/// and the source, each through blkdebug when the job has a rule for it.
+fn boot_of<'a>(
+    ctx: &Ctx,
+    images: &'a Images,
+    job: &Job,
+    img: &Path,
+    log: &Path,
+) -> Result<Boot<'a>> {
+    let w = &ctx.work;
     let mut drives = Vec::new();
     if let Some(d) = job.disk {
-        sparse_copy(&d.before, &img)?;
-        let mut drive = Drive::new(img.clone(), "scsi", d.sector_size);
+        sparse_copy(&d.before, img)?;
+        let mut drive = Drive::new(img.to_path_buf(), "scsi", d.sector_size);
         drive.blkdebug = rules_file(w, &job.name, "disk", &job.disk_rule)?;
         drive.write_bps = job.write_bps;
         drive.hotplug = job.hotplug;
@@ -62,7 +107,7 @@ pub(crate) fn run_job(ctx: &Ctx, images: &Images, job: &Job) -> Result<Row> {
         true => (&images.elided_image, &images.elided_initrd),
         false => (&images.image, &images.initrd),
     };
-    let boot = Boot {
+    Ok(Boot {
         image,
         initrd: initrd.as_deref(),
         memory: ctx.memory,
@@ -70,12 +115,17 @@ pub(crate) fn run_job(ctx: &Ctx, images: &Images, job: &Job) -> Result<Row> {
         append: agent_append(job.source.hsa_size),
         drives,
         timeout: RUN_TIMEOUT,
-        log: log.clone(),
-    };
-    let sock = w.join(format!("{}.qmp", job.name));
+        log: log.to_path_buf(),
+    })
+}
+
+/// Runs the guest with the watcher that cuts the power (SIGKILL) or plugs
+/// the disk in (QMP at `sock`) when the job asks for it; what went wrong
+/// with the plugging goes into `v`.
+fn run_watched(boot: &Boot, job: &Job, sock: &Path, v: &mut Verdict) -> Result<Outcome> {
     let mut extra = Vec::new();
     if job.hotplug {
-        let _ = fs::remove_file(&sock);
+        let _ = fs::remove_file(sock);
         extra.extend([
             "-qmp".to_string(),
             format!("unix:{},server=on,wait=off", sock.display()),
@@ -103,7 +153,7 @@ pub(crate) fn run_job(ctx: &Ctx, images: &Images, job: &Job) -> Result<Row> {
             }
             if waiting.is_some_and(|t| now >= t + HOTPLUG_AFTER) {
                 plugged = true;
-                let res = Qmp::connect(&sock, Duration::from_secs(10), &|| false)
+                let res = Qmp::connect(sock, Duration::from_secs(10), &|| false)
                     .and_then(|mut q| boot.drives[0].device_add(&mut q, 0));
                 if let Err(e) = res {
                     *plug_error.borrow_mut() = Some(format!("device_add failed: {e:#}"));
@@ -112,23 +162,24 @@ pub(crate) fn run_job(ctx: &Ctx, images: &Images, job: &Job) -> Result<Row> {
         }
         Watch::Go
     })?;
-    let mut v = Verdict::default();
     if let Some(e) = plug_error.into_inner() {
         v.fail(e);
     }
     if job.hotplug && !plugged {
         v.fail("the agent never said it waits for /dev/sda: nothing was plugged in");
     }
-    let console_verdict = out
-        .console
-        .lines()
-        .find(|l| l.starts_with("Dump failed: ") || l.starts_with("Dump successful"))
-        .map(str::to_string);
-    let exit = match (out.exit, out.killed) {
-        (_, true) => format!("killed at {:.2} s", out.elapsed.as_secs_f64()),
-        (Some(n), _) => n.to_string(),
-        (None, _) => "timeout".into(),
-    };
+    Ok(out)
+}
+
+/// The console against what the job must end in: a power-off (or the
+/// cut), no panic, the verdict line, and for the slow disk the progress.
+fn check_console(
+    job: &Job,
+    out: &Outcome,
+    exit: &str,
+    console_verdict: Option<&str>,
+    v: &mut Verdict,
+) {
     let powered_off = out.exit == Some(0) && out.console.contains("\npeak RSS: ");
     match &job.expect {
         Expect::PowerCut => {
@@ -148,7 +199,7 @@ pub(crate) fn run_job(ctx: &Ctx, images: &Images, job: &Job) -> Result<Row> {
             );
         }
     }
-    match (&job.expect, console_verdict.as_deref()) {
+    match (&job.expect, console_verdict) {
         (Expect::Fail { console, eio, .. }, said) => {
             let want = format!("Dump failed: {console}");
             match said {
@@ -168,15 +219,26 @@ pub(crate) fn run_job(ctx: &Ctx, images: &Images, job: &Job) -> Result<Row> {
     if matches!(job.expect, Expect::Slow) {
         v.extend(report::progress_problems(&out.lines));
     }
+}
+
+/// The disk after the run: `zfcpdump-disk status`, [`check_disk`], and the
+/// bytes changed outside the dump area. Returns the status and outside
+/// cells of the row and what the dump area holds.
+fn check_disk_after(
+    ctx: &Ctx,
+    job: &Job,
+    img: &Path,
+    v: &mut Verdict,
+) -> Result<(String, String, Option<Holds>)> {
     let mut status = "-".to_string();
     let mut outside = "-".to_string();
     let mut holds = None;
     if let Some(d) = job.disk {
-        let st = Status::of(&ctx.disk_tool, &img)?;
+        let st = Status::of(&ctx.disk_tool, img)?;
         status = st.describe();
-        holds = Some(check_disk(ctx, job, d, &img, &st, &mut v)?);
+        holds = Some(check_disk(ctx, job, d, img, &st, v)?);
         let (n, only_csum) =
-            verdict::changed_outside(&d.before, &img, d.area.clone(), d.csum_field.clone())?;
+            verdict::changed_outside(&d.before, img, d.area.clone(), d.csum_field.clone())?;
         outside = match n {
             0 => "none".into(),
             n if only_csum => format!("{n} B, csum field"),
@@ -188,24 +250,7 @@ pub(crate) fn run_job(ctx: &Ctx, images: &Images, job: &Job) -> Result<Row> {
             ));
         }
     }
-    Ok(Row {
-        name: job.name.clone(),
-        fault: job.fault.clone(),
-        disk: job.disk.map_or("none".into(), |d| d.label.clone()),
-        console: match (console_verdict, out.killed) {
-            (Some(l), _) => l,
-            (None, true) => "(cut before a verdict)".into(),
-            (None, false) => "(no verdict)".into(),
-        },
-        exit,
-        status,
-        outside,
-        holds,
-        verdict: v,
-        log,
-        tail: out.tail(30),
-        lines: out.lines,
-    })
+    Ok((status, outside, holds))
 }
 
 /// Writes a blkdebug rules file for `rule`, if any.
