@@ -57,8 +57,8 @@ use crate::checks::files::{first_difference, sparse_copy};
 use crate::guest::{Boot, Drive};
 use crate::kit::table::{Left, Right};
 use crate::kit::{Ctx, Expect, RunSpec, Table, Verdict, agent_append, setup, step};
-use crate::sources::{generated_source, qemu_dump_source};
-use crate::zipl::{self, GEOMETRIES, prepare_target};
+use crate::sources::{Source, generated_source, qemu_dump_source};
+use crate::zipl::{self, GEOMETRIES, Target, prepare_target};
 use zfcpdump_builder::profile;
 use zfcpdump_builder::util;
 
@@ -202,9 +202,51 @@ fn run_all(
     let qemu = qemu_dump_source(ctx)?;
     timings.push(("source: QEMU dump-guest-memory".into(), t.elapsed()));
 
+    let mut specs = dump_specs(t512, t4k, &generated, &half_zero, &qemu)?;
+    specs.extend(refusal_specs(ctx, t512, t4k, &generated, &qemu)?);
+
+    step(format!(
+        "4.-6. {} agent boots: -m {} MiB, timeout {} s",
+        specs.len(),
+        ctx.memory >> 20,
+        RUN_TIMEOUT.as_secs()
+    ));
+    let mut results = Vec::new();
+    for spec in &specs {
+        let r =
+            run_one(ctx, spec).with_context(|| format!("run {}: the harness failed", spec.name))?;
+        step(format!(
+            "   {}: {} ({}, peak RSS {})",
+            r.name,
+            r.verdict.result(),
+            r.elapsed.map_or("-".into(), util::fmt_duration),
+            r.peak_rss_kib
+                .map_or("unknown".into(), |k| format!("{k} KiB"))
+        ));
+        results.push(r);
+    }
+    Ok((
+        results,
+        vec![
+            generated.about.clone(),
+            qemu.about.clone(),
+            half_zero.about.clone(),
+        ],
+    ))
+}
+
+/// The runs that must dump: each source on each disk whose dump area it
+/// fits, and the elided runs on the 4K disk.
+fn dump_specs<'a>(
+    t512: &Target,
+    t4k: &Target,
+    generated: &'a Source,
+    half_zero: &'a Source,
+    qemu: &'a Source,
+) -> Result<Vec<RunSpec<'a>>> {
     let mut specs = Vec::new();
     for target in [t512, t4k] {
-        for source in [&generated, &qemu] {
+        for source in [generated, qemu] {
             if source.extent <= target.sb.dump_size {
                 specs.push(RunSpec {
                     name: format!("{}-{}", source.name, target.geometry.name),
@@ -235,7 +277,7 @@ fn run_all(
         target: t4k.geometry.name,
         sector_size: t4k.geometry.sector_size,
         before: t4k.pristine.clone(),
-        source: &half_zero,
+        source: half_zero,
         expect: Expect::Success,
         elided: true,
     });
@@ -245,12 +287,24 @@ fn run_all(
         target: t4k.geometry.name,
         sector_size: t4k.geometry.sector_size,
         before: t4k.pristine.clone(),
-        source: &qemu,
+        source: qemu,
         expect: Expect::Success,
         elided: true,
     });
 
-    // Negative runs.
+    Ok(specs)
+}
+
+/// The negative runs, each of which must leave its disk as it was: a dump
+/// area too small, a disk without zipl metadata, a corrupted checksum.
+fn refusal_specs<'a>(
+    ctx: &Ctx,
+    t512: &Target,
+    t4k: &Target,
+    generated: &'a Source,
+    qemu: &'a Source,
+) -> Result<Vec<RunSpec<'a>>> {
+    let mut specs = Vec::new();
     ensure!(
         qemu.extent > t512.sb.dump_size,
         "QEMU's dump ({} bytes) fits the 512-byte disk's dump area ({} bytes): no \
@@ -263,7 +317,7 @@ fn run_all(
         target: t512.geometry.name,
         sector_size: t512.geometry.sector_size,
         before: t512.pristine.clone(),
-        source: &qemu,
+        source: qemu,
         expect: Expect::Failure("size check: Disk too small"),
         elided: false,
     });
@@ -281,7 +335,7 @@ fn run_all(
         target: g.name,
         sector_size: g.sector_size,
         before: no_zipl,
-        source: &generated,
+        source: generated,
         expect: Expect::Failure("dump metadata: sector 0: MBR magic"),
         elided: false,
     });
@@ -299,39 +353,12 @@ fn run_all(
         target: t4k.geometry.name,
         sector_size: t4k.geometry.sector_size,
         before: bad,
-        source: &generated,
+        source: generated,
         expect: Expect::Failure("dump metadata: dump superblock checksum mismatch"),
         elided: false,
     });
 
-    step(format!(
-        "4.-6. {} agent boots: -m {} MiB, timeout {} s",
-        specs.len(),
-        ctx.memory >> 20,
-        RUN_TIMEOUT.as_secs()
-    ));
-    let mut results = Vec::new();
-    for spec in &specs {
-        let r =
-            run_one(ctx, spec).with_context(|| format!("run {}: the harness failed", spec.name))?;
-        step(format!(
-            "   {}: {} ({}, peak RSS {})",
-            r.name,
-            r.verdict.result(),
-            r.elapsed.map_or("-".into(), util::fmt_duration),
-            r.peak_rss_kib
-                .map_or("unknown".into(), |k| format!("{k} KiB"))
-        ));
-        results.push(r);
-    }
-    Ok((
-        results,
-        vec![
-            generated.about.clone(),
-            qemu.about.clone(),
-            half_zero.about.clone(),
-        ],
-    ))
+    Ok(specs)
 }
 
 // ---------------------------------------------------------------------------
