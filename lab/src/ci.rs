@@ -17,12 +17,15 @@ pub struct TestArgs {
     /// Fail listing missing host packages instead of installing them
     #[arg(long)]
     pub no_provision: bool,
-    /// Skip the slow steps (boots, e2e, reproducibility): for a quick local run
+    /// Stop after the unit and integration tests (fmt, clippy, the dist
+    /// builds and the tests run; fuzzing, the boots, e2e, faults, the crash
+    /// lab, fetch and the release pipeline do not): for a quick local run
     #[arg(long)]
     pub quick: bool,
 }
 
-struct Step {
+/// One step of the CI run, as the summary shows it.
+struct CiStep {
     name: String,
     ok: bool,
     secs: f64,
@@ -36,7 +39,7 @@ const FAILED_TAIL_LINES: usize = 60;
 
 struct Runner {
     root: PathBuf,
-    steps: Vec<Step>,
+    steps: Vec<CiStep>,
     envs: Vec<(String, String)>,
     /// A copy of this binary: `cargo test` may rebuild target/debug/xtask
     /// while CI runs.
@@ -61,7 +64,7 @@ impl Runner {
             "<== {name}: {} in {secs:.0}s",
             if ok { "ok" } else { "FAILED" }
         );
-        self.steps.push(Step {
+        self.steps.push(CiStep {
             name: name.into(),
             ok,
             secs,
@@ -264,14 +267,16 @@ pub fn run(args: &TestArgs) -> Result<()> {
             "faults under QEMU (EIO, power cuts, slow/late/missing disk)",
             &["faults", "--no-provision"],
         );
-        // PID 1 must never die: a panic traps (SIGILL), and the handler
-        // still prints the verdict and powers off (QEMU exit 0, no panic).
-        // Both kernel pairs, with and without elision and with the
-        // simulated HSA; it reuses the qemu kernels built above.
+        // Both kernel pairs in every mode (with and without elision, the
+        // simulated HSA, dump levels 31 and 17), 6.12 into 6.1's tool, and
+        // the built-in initramfs at level 17; it reuses the qemu kernels
+        // built above.
         r.xtask(
             "crash lab (kdump under QEMU: 6.1, 6.12, 6.12 into 6.1)",
             &["crashlab", "--no-provision"],
         );
+        // PID 1 must never die: a panic traps (SIGILL), and the handler
+        // still prints the verdict and powers off (QEMU exit 0, no panic).
         for (profile, name) in [
             (
                 "default",

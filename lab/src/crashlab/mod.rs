@@ -26,8 +26,9 @@
 //! command line). The production guest holds page cache, anonymous user
 //! memory and free memory, each with pattern pages where a pattern can
 //! live, so a dump level's effect is visible. By default the pairs are
-//! 6.1/6.1 and 6.12/6.12 with all five, and the cross pair 6.12/6.1
-//! byte-exact. Two guests run at a time.
+//! 6.1/6.1 and 6.12/6.12 with all five, the cross pair 6.12/6.1
+//! byte-exact, and the tool with its initramfs built in (qemu-builtin) at
+//! dump level 17 ([`DEFAULT_PAIRS`]). Two guests run at a time.
 //!
 //! Work files live in `<target>/zfcpdump/crashlab/work/` (kept on failure or
 //! with `--keep`); the report goes to `<target>/zfcpdump/crashlab/report.txt`,
@@ -67,11 +68,14 @@ use zfcpdump_builder::{provision, util};
 pub struct CrashlabArgs {
     /// A kernel pair PRODUCTION:TOOL of profile names (repeatable); the
     /// production kernel crashes, the tool's kernel and agent dump it. Both
-    /// must see virtio disks. Default: qemu:qemu and qemu-6.12:qemu-6.12
+    /// must see virtio disks. A pair given here gets all five runs. Default:
+    /// qemu:qemu (all five), qemu-6.12:qemu-6.12 (all five), qemu-6.12:qemu
+    /// (plain) and qemu-builtin:qemu-builtin (level17)
     #[arg(long = "pair", value_name = "PRODUCTION:TOOL")]
     pub pairs: Vec<String>,
     /// Only these runs (repeatable): plain, elided, hsa, level31, level17.
-    /// Default: each pair's own (all five for the one-kernel pairs)
+    /// Default: all five for a pair given with --pair, each default pair its
+    /// own (see --pair); a tool with its initramfs built in has no elided run
     #[arg(long = "run", value_name = "KIND")]
     pub runs: Vec<String>,
     /// The capture kernel's memory (`crashkernel=`) in MiB; default: the
@@ -273,7 +277,7 @@ pub fn run(args: &CrashlabArgs) -> Result<()> {
     provision::ensure(&needs, &[], !args.lab.no_provision && !args.lab.offline)?;
 
     // `--run` limits every pair to those runs; without it a given pair gets
-    // all three, a default one its own list.
+    // all five, a default one its own list.
     let only: Option<Vec<Kind>> = match args.runs.is_empty() {
         true => None,
         false => Some(
@@ -701,4 +705,40 @@ fn run_one(ctx: &Ctx, spec: &RunSpec) -> Result<RunResult> {
         log,
         console_tail: out.tail(40),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Args as _;
+
+    use super::*;
+
+    fn help(id: &str) -> String {
+        let cmd = CrashlabArgs::augment_args(clap::Command::new("crashlab"));
+        let arg = cmd.get_arguments().find(|a| a.get_id() == id).unwrap();
+        arg.get_help().unwrap().to_string()
+    }
+
+    #[test]
+    fn the_help_names_the_default_pairs_and_their_runs() {
+        let pairs = help("pairs");
+        assert_eq!(Kind::ALL.len(), 5, "the help says `all five`");
+        for (pair, kinds) in DEFAULT_PAIRS {
+            let runs = match kinds.len() {
+                5 => "all five".to_string(),
+                _ => kinds
+                    .iter()
+                    .map(|k| k.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            };
+            assert!(
+                pairs.contains(&format!("{pair} ({runs})")),
+                "--pair's help does not say `{pair} ({runs})`: {pairs}"
+            );
+        }
+        for k in Kind::ALL {
+            assert!(help("runs").contains(k.name()), "{}", help("runs"));
+        }
+    }
 }
