@@ -3,7 +3,7 @@
 //!
 //! 1. Builds the profile given with `--profile` (`qemu`, the default plus
 //!    virtio, on 6.1; `qemu-6.12` on 6.12) and picks the readers that match
-//!    its kernel ([`Readers::for_kernel`]).
+//!    its kernel ([`crate::readers::Readers::for_kernel`]).
 //! 2. Prepares a 512-byte-sector and a 4096-byte-sector disk with real
 //!    `zipl --dumpto` (Debian's zipl 2.16 in a helper guest), with our qemu
 //!    dist image and initrd as the dump tool, and checks that
@@ -36,7 +36,7 @@
 //! `<target>/zfcpdump/e2e/<profile>/summary.txt`.
 //!
 //! This module is the orchestration: step 1 is the kit's
-//! ([`crate::kit::setup`], shared with `faults`), the zipl disks of step 2
+//! (`kit::setup`, shared with `faults`), the zipl disks of step 2
 //! are made in [`super::zipl`], the vmcores of step 3 in `lab/sources.rs`,
 //! and the checks of each run are in `lab/checks/`.
 

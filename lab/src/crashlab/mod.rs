@@ -28,7 +28,7 @@
 //! live, so a dump level's effect is visible. By default the pairs are
 //! 6.1/6.1 and 6.12/6.12 with all five, the cross pair 6.12/6.1
 //! byte-exact, and the tool with its initramfs built in (qemu-builtin) at
-//! dump level 17 ([`DEFAULT_PAIRS`]). Two guests run at a time.
+//! dump level 17 (`DEFAULT_PAIRS`). Two guests run at a time.
 //!
 //! Work files live in `<target>/zfcpdump/crashlab/work/` (kept on failure or
 //! with `--keep`); the report goes to `<target>/zfcpdump/crashlab/report.txt`,

@@ -11,7 +11,7 @@
 //! left, zgetdump (and, after power cuts, crash) must refuse anything else;
 //! outside the dump area only the checksum field may change.
 //!
-//! Setup is e2e's ([`setup::setup`]: the profile, its zero-page elision
+//! Setup is e2e's (`kit::setup`: the profile, its zero-page elision
 //! variant, the readers, real zipl disks) plus a build of the profile with a
 //! 1 s progress interval and a 10 s device timeout, so that the slow and the
 //! missing disk take seconds. Two guests run at a time (QEMU's TCG uses one

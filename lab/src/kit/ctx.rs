@@ -41,7 +41,8 @@ pub(crate) struct Ctx {
     pub(crate) image: PathBuf,
     /// None when the image carries its initramfs.
     pub(crate) initrd: Option<PathBuf>,
-    /// The same profile with `ELISION_SET`: the same kernel image, its own
+    /// The same profile with zero-page elision
+    /// ([`super::setup::elided_build`]): the same kernel image, its own
     /// initramfs.
     pub(crate) elided_image: PathBuf,
     pub(crate) elided_initrd: Option<PathBuf>,

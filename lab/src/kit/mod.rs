@@ -11,6 +11,9 @@
 //!   time ([`parallel_map`]);
 //! - [`verdict`]: what a run got wrong and what held ([`Verdict`]);
 //! - [`table`]: the renderer of the reports' tables ([`Table`]).
+//!
+//! Short host commands (those that run to an answer) go through the
+//! builder's runner, [`zfcpdump_builder::cmd`]: status checked, stderr quoted.
 
 pub(crate) mod ctx;
 pub(crate) mod parallel;
