@@ -7,6 +7,9 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
+use crate::kit::Table;
+use crate::kit::table::{Left, Right};
+use zfcpdump_builder::cmd::{self, cmd};
 use zfcpdump_builder::{provision, util};
 
 #[derive(Args, Clone, Debug)]
@@ -14,12 +17,15 @@ pub struct TestArgs {
     /// Fail listing missing host packages instead of installing them
     #[arg(long)]
     pub no_provision: bool,
-    /// Skip the slow steps (boots, e2e, reproducibility): for a quick local run
+    /// Stop after the unit and integration tests (fmt, clippy, the dist
+    /// builds and the tests run; fuzzing, the boots, e2e, faults, the crash
+    /// lab, fetch and the release pipeline do not): for a quick local run
     #[arg(long)]
     pub quick: bool,
 }
 
-struct Step {
+/// One step of the CI run, as the summary shows it.
+struct CiStep {
     name: String,
     ok: bool,
     secs: f64,
@@ -33,7 +39,7 @@ const FAILED_TAIL_LINES: usize = 60;
 
 struct Runner {
     root: PathBuf,
-    steps: Vec<Step>,
+    steps: Vec<CiStep>,
     envs: Vec<(String, String)>,
     /// A copy of this binary: `cargo test` may rebuild target/debug/xtask
     /// while CI runs.
@@ -58,7 +64,7 @@ impl Runner {
             "<== {name}: {} in {secs:.0}s",
             if ok { "ok" } else { "FAILED" }
         );
-        self.steps.push(Step {
+        self.steps.push(CiStep {
             name: name.into(),
             ok,
             secs,
@@ -271,14 +277,16 @@ pub fn run(args: &TestArgs) -> Result<()> {
             "faults under QEMU (EIO, power cuts, slow/late/missing disk)",
             &["faults", "--no-provision"],
         );
-        // PID 1 must never die: a panic traps (SIGILL), and the handler
-        // still prints the verdict and powers off (QEMU exit 0, no panic).
-        // Both kernel pairs, with and without elision and with the
-        // simulated HSA; it reuses the qemu kernels built above.
+        // Both kernel pairs in every mode (with and without elision, the
+        // simulated HSA, dump levels 31 and 17), 6.12 into 6.1's tool, and
+        // the built-in initramfs at level 17; it reuses the qemu kernels
+        // built above.
         r.xtask(
             "crash lab (kdump under QEMU: 6.1, 6.12, 6.12 into 6.1)",
             &["crashlab", "--no-provision"],
         );
+        // PID 1 must never die: a panic traps (SIGILL), and the handler
+        // still prints the verdict and powers off (QEMU exit 0, no panic).
         for (profile, name) in [
             (
                 "default",
@@ -331,14 +339,15 @@ pub fn run(args: &TestArgs) -> Result<()> {
         }
     }
     eprintln!("\nsummary ({} total):", util::fmt_duration(t.elapsed()));
+    let mut summary = Table::headless(&[Left, Right, Right]).indent("  ");
     for s in &r.steps {
-        eprintln!(
-            "  {:<40} {:>6}  {:>5.0}s",
-            s.name,
-            if s.ok { "ok" } else { "FAILED" },
-            s.secs
-        );
+        summary.row([
+            s.name.clone(),
+            if s.ok { "ok" } else { "FAILED" }.to_string(),
+            format!("{:.0}s", s.secs),
+        ]);
     }
+    eprint!("{}", summary.render());
     let failed = r.steps.iter().filter(|s| !s.ok).count();
     println!("ci: {} passed, {} failed", r.steps.len() - failed, failed);
     if failed > 0 {
@@ -366,29 +375,20 @@ fn verify_release(out: &std::path::Path) -> Result<()> {
         .filter_map(|e| e.ok().map(|e| e.path()))
         .find(|p| p.to_string_lossy().ends_with(".tar.gz"))
         .context("no .tar.gz in the release output")?;
-    let sh = |dir: &std::path::Path, cmd: &str| -> Result<()> {
-        let st = Command::new("sh")
-            .arg("-c")
-            .arg(cmd)
-            .current_dir(dir)
-            .status()?;
-        if !st.success() {
-            bail!("`{cmd}` failed in {}", dir.display());
-        }
-        Ok(())
+    // sha256sum names a file that does not match on its stdout: passed
+    // through.
+    let sh = |dir: &std::path::Path, script: &str| -> Result<()> {
+        let shell = cmd::shell()?;
+        shell.change_dir(dir);
+        cmd::run(cmd!(shell, "sh -c {script}"))
+            .with_context(|| format!("`{script}` failed in {}", dir.display()))
     };
     sh(out, "sha256sum -c --quiet *.tar.gz.sha256")?;
     let x = out.join("x");
     std::fs::create_dir_all(&x)?;
-    let st = Command::new("tar")
-        .arg("-xzf")
-        .arg(&tarball)
-        .arg("-C")
-        .arg(&x)
-        .status()?;
-    if !st.success() {
-        bail!("cannot unpack {}", tarball.display());
-    }
+    let shell = cmd::shell()?;
+    cmd::output(cmd!(shell, "tar -xzf {tarball} -C {x}"))
+        .with_context(|| format!("cannot unpack {}", tarball.display()))?;
     let top = std::fs::read_dir(&x)?
         .next()
         .context("empty tarball")??

@@ -3,7 +3,7 @@
 //!
 //! 1. Builds the profile given with `--profile` (`qemu`, the default plus
 //!    virtio, on 6.1; `qemu-6.12` on 6.12) and picks the readers that match
-//!    its kernel ([`Readers::for_kernel`]).
+//!    its kernel ([`crate::readers::Readers::for_kernel`]).
 //! 2. Prepares a 512-byte-sector and a 4096-byte-sector disk with real
 //!    `zipl --dumpto` (Debian's zipl 2.16 in a helper guest), with our qemu
 //!    dist image and initrd as the dump tool, and checks that
@@ -35,15 +35,15 @@
 //! (or with `--keep`); the summary table goes to
 //! `<target>/zfcpdump/e2e/<profile>/summary.txt`.
 //!
-//! This module is the orchestration: the zipl disks of step 2 are made in
-//! [`super::zipl`], the vmcores of step 3 in `lab/sources.rs`, and the checks of
-//! each run are in `lab/checks/`.
+//! This module is the orchestration: step 1 is the kit's
+//! (`kit::setup`, shared with `faults`), the zipl disks of step 2
+//! are made in [`super::zipl`], the vmcores of step 3 in `lab/sources.rs`,
+//! and the checks of each run are in `lab/checks/`.
 
 use std::fmt::Write as _;
 use std::fs::{self};
 use std::os::unix::fs::FileExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -55,12 +55,12 @@ use crate::checks::check_success;
 use crate::checks::console::{console_order, initramfs_origin, peak_rss};
 use crate::checks::files::{first_difference, sparse_copy};
 use crate::guest::{Boot, Drive};
-use crate::readers::Readers;
+use crate::kit::table::{Left, Right};
+use crate::kit::{Ctx, Expect, RunSpec, Table, Verdict, agent_append, setup, step};
 use crate::sources::{Source, generated_source, qemu_dump_source};
-use crate::zipl::{self, GEOMETRIES, prepare_target};
-use zfcpdump_builder::dist::{self, DistArgs, IMAGE, RD};
-use zfcpdump_builder::profile::{self, ProfileArgs};
-use zfcpdump_builder::{provision, util};
+use crate::zipl::{self, GEOMETRIES, Target, prepare_target};
+use zfcpdump_builder::profile;
+use zfcpdump_builder::util;
 
 #[derive(Args, Clone, Debug)]
 pub struct E2eArgs {
@@ -81,8 +81,6 @@ pub struct E2eArgs {
 const RUN_TIMEOUT: Duration = Duration::from_secs(300);
 /// Generated vmcore: 10 MiB of memory, 4 CPUs; it fits both dump areas.
 const FIXTURE_ARGS: &[&str] = &["--size", "10M", "--cpus", "4", "--seed", "0xe2e"];
-/// What turns the agent's zero-page elision on for the elided run.
-const ELISION_SET: &str = "agent.dump_level=1";
 /// The elided run's vmcore: 16 MiB, half the pages zero, 4 CPUs, identity
 /// mapped (the small preset has no kernel-image PT_LOAD, so p_vaddr ==
 /// p_paddr). Its first range ([0, 12 MiB)) crosses the simulated HSA.
@@ -97,62 +95,16 @@ const ELIDED_FIXTURE_ARGS: &[&str] = &[
     "0xe2e",
 ];
 
-pub(crate) fn step(msg: impl AsRef<str>) {
-    eprintln!("[e2e] {}", msg.as_ref());
-}
-
-pub(crate) enum Expect {
-    Success,
-    /// `Dump failed: <this>...` on the console, the disk unchanged.
-    Failure(&'static str),
-}
-
-pub(crate) struct RunSpec<'a> {
-    pub(crate) name: String,
-    pub(crate) target: &'a str,
-    pub(crate) sector_size: u32,
-    /// The disk before the run; the run boots a copy of it.
-    pub(crate) before: PathBuf,
-    pub(crate) source: &'a Source,
-    pub(crate) expect: Expect,
-    /// Boot the initramfs built with zero-page elision on.
-    pub(crate) elided: bool,
-}
-
 struct RunResult {
     name: String,
     target: String,
     source: String,
     expect: String,
-    problems: Vec<String>,
-    /// What was verified, for the report.
-    checked: Vec<String>,
+    verdict: Verdict,
     elapsed: Option<Duration>,
     peak_rss_kib: Option<u64>,
     log: PathBuf,
     console_tail: String,
-}
-
-/// Paths and tools shared by the steps.
-pub(crate) struct Ctx {
-    pub(crate) cache: PathBuf,
-    pub(crate) work: PathBuf,
-    pub(crate) image: PathBuf,
-    /// None when the image carries its initramfs.
-    pub(crate) initrd: Option<PathBuf>,
-    /// The same profile with `ELISION_SET`: the same kernel image, its own
-    /// initramfs.
-    pub(crate) elided_image: PathBuf,
-    pub(crate) elided_initrd: Option<PathBuf>,
-    pub(crate) memory: u64,
-    pub(crate) disk_tool: PathBuf,
-    pub(crate) fixture_tool: PathBuf,
-    /// The readers that match the kernel (zgetdump, crash).
-    pub(crate) readers: Readers,
-    /// The qemu profile kernel's vmlinux (with debug info) and release.
-    pub(crate) vmlinux: PathBuf,
-    pub(crate) release: String,
-    pub(crate) keep: bool,
 }
 
 pub fn run(args: &E2eArgs) -> Result<()> {
@@ -168,7 +120,7 @@ pub fn run(args: &E2eArgs) -> Result<()> {
     fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
     let mut timings: Vec<(String, Duration)> = Vec::new();
 
-    let ctx = setup(&args.profile, args.deb, &args.lab, &work, &mut timings)?;
+    let ctx = setup::setup(&args.profile, args.deb, &args.lab, &work, &mut timings)?;
     let res = run_all(&ctx, args, &mut timings);
     let total = t0.elapsed();
     let (table, ok) = match &res {
@@ -190,8 +142,9 @@ pub fn run(args: &E2eArgs) -> Result<()> {
     };
     util::write_atomic(&base.join("summary.txt"), table.as_bytes())?;
     if let Ok((results, _)) = &res {
-        for r in results.iter().filter(|r| !r.problems.is_empty()) {
-            crate::print_failed_run("e2e", &r.name, &r.problems, &r.log, &r.console_tail);
+        for r in results.iter().filter(|r| !r.verdict.is_ok()) {
+            r.verdict
+                .print_failed_run("e2e", &r.name, &r.log, &r.console_tail);
         }
     }
     eprintln!("\n{table}");
@@ -219,203 +172,6 @@ pub fn run(args: &E2eArgs) -> Result<()> {
             work.display()
         ),
     }
-}
-
-/// Step 1, shared with the fault lab: provisions, builds the profile (and
-/// its variant with zero-page elision), the host tools and the readers.
-pub(crate) fn setup(
-    profile_name: &str,
-    deb: bool,
-    lab: &LabArgs,
-    work: &Path,
-    timings: &mut Vec<(String, Duration)>,
-) -> Result<Ctx> {
-    let root = util::project_root();
-    let cache = util::cache_dir(&root);
-    let needs: Vec<&provision::Need> = provision::TEST.iter().collect();
-    provision::ensure(&needs, &[], !lab.no_provision && !lab.offline)?;
-
-    step(format!("1. building the {} profile", profile_name));
-    let t = Instant::now();
-    let profile_args = ProfileArgs {
-        profile: profile_name.to_string(),
-        sets: vec![],
-    };
-    let kernel_rec = dist::run(&DistArgs::new(
-        profile_args.clone(),
-        lab.no_provision,
-        lab.offline,
-    ))?
-    .kernel;
-    let profile = profile_args.load()?;
-    let dist_dir = dist::dist_dir(&root, &profile);
-    let external = !profile.initramfs.builtin;
-    let vmlinux = kernel_rec.vmlinux.clone();
-    ensure!(
-        vmlinux.is_file(),
-        "{} is missing: the kernel build directory is incomplete",
-        vmlinux.display()
-    );
-    let (disk_tool, fixture_tool) = build_host_tools(&root, &cache, lab.offline)?;
-    let readers = Readers::for_kernel(&kernel_rec.release, &cache, lab.offline)?;
-    step(format!(
-        "   kernel {}: readers {}",
-        kernel_rec.release,
-        readers.versions.join("; ")
-    ));
-    timings.push(("build (cached)".into(), t.elapsed()));
-
-    let t = Instant::now();
-    let elided_dir = elided_build(
-        &root,
-        work,
-        &profile,
-        &dist_dir,
-        lab.no_provision,
-        lab.offline,
-    )?;
-    timings.push(("build with zero-page elision".into(), t.elapsed()));
-    let (image, initrd) = match deb {
-        true => {
-            let t = Instant::now();
-            let files = unpacked_deb(&profile_args, work, lab)?;
-            timings.push(("Debian package, dpkg-deb -x".into(), t.elapsed()));
-            (
-                files.join("zfcpdump-image"),
-                external.then(|| files.join("zfcpdump-initrd")),
-            )
-        }
-        false => (dist_dir.join(IMAGE), external.then(|| dist_dir.join(RD))),
-    };
-    let ctx = Ctx {
-        cache,
-        work: work.to_path_buf(),
-        image,
-        initrd,
-        elided_image: elided_dir.join(IMAGE),
-        elided_initrd: external.then(|| elided_dir.join(RD)),
-        memory: profile.budget.total,
-        disk_tool,
-        fixture_tool,
-        readers,
-        vmlinux,
-        release: kernel_rec.release.clone(),
-        keep: lab.keep,
-    };
-
-    Ok(ctx)
-}
-
-/// The profile's Debian package, unpacked with `dpkg-deb -x` into the work
-/// directory; returns the directory that holds zfcpdump-image (and -initrd).
-fn unpacked_deb(profile: &ProfileArgs, work: &Path, lab: &LabArgs) -> Result<PathBuf> {
-    step("1c. the Debian package of the profile, unpacked with dpkg-deb -x");
-    let deb = zfcpdump_builder::package::build(&zfcpdump_builder::package::PackageArgs {
-        profile: profile.clone(),
-        deb: true,
-        out_dir: Some(work.join("deb")),
-        no_provision: lab.no_provision,
-        offline: lab.offline,
-    })?;
-    let root = work.join("deb-root");
-    let st = Command::new("dpkg-deb")
-        .arg("-x")
-        .arg(&deb.path)
-        .arg(&root)
-        .status()
-        .context("cannot run dpkg-deb")?;
-    ensure!(st.success(), "dpkg-deb -x {} failed", deb.path.display());
-    let files = root.join(zfcpdump_builder::package::ZFCPDUMP_DIR);
-    ensure!(
-        files.join("zfcpdump-image").is_file(),
-        "{} holds no zfcpdump-image",
-        deb.path.display()
-    );
-    step(format!(
-        "   {} {}: zipl and the boots take the dump tool from {}",
-        deb.name,
-        deb.version,
-        files.display()
-    ));
-    Ok(files)
-}
-
-/// The qemu profile with `--set agent.dump_level=1`, loaded,
-/// built (the kernel and agent stages are cached, only the initramfs
-/// differs) and published into `<work>/dist-qemu-elided/`, not over
-/// `dist/qemu/`. Returns that directory.
-pub(crate) fn elided_build(
-    root: &Path,
-    work: &Path,
-    profile: &profile::Profile,
-    dist_dir: &Path,
-    no_provision: bool,
-    offline: bool,
-) -> Result<PathBuf> {
-    let name = &profile.name;
-    step(format!(
-        "1b. building the {name} profile with --set {ELISION_SET} into the work directory"
-    ));
-    let sets = vec![ELISION_SET.to_string()];
-    let elided = profile::load(root, name, &sets)?;
-    ensure!(
-        elided.agent.dump_level() == 1 && profile.agent.dump_level() == 0,
-        "the {name} profile should have zero-page elision off, and on with --set {ELISION_SET}"
-    );
-    ensure!(
-        elided.budget.total == profile.budget.total,
-        "--set {ELISION_SET} changed the memory budget"
-    );
-    let dir = work.join(format!("dist-{name}-elided"));
-    // `dist::run` with an output directory: `profile::load` with the sets,
-    // `dist::build`, the manifest and `dist::publish` into `dir`.
-    dist::run(&DistArgs {
-        out_dir: Some(dir.clone()),
-        ..DistArgs::new(
-            ProfileArgs {
-                profile: name.clone(),
-                sets,
-            },
-            no_provision,
-            offline,
-        )
-    })?;
-    let same = |name: &str| -> Result<bool> {
-        Ok(fs::read(dir.join(name))? == fs::read(dist_dir.join(name))?)
-    };
-    if profile.initramfs.builtin {
-        // The initramfs is in the image: only a relink differs.
-        ensure!(
-            !same(IMAGE)? && !dir.join(RD).exists(),
-            "{} should differ from {} (the initramfs is built in) and come without {RD}",
-            dir.join(IMAGE).display(),
-            dist_dir.join(IMAGE).display()
-        );
-        step(format!(
-            "   {}: {IMAGE} {} bytes, relinked with the dump_level = 1 initramfs",
-            dir.display(),
-            fs::metadata(dir.join(IMAGE))?.len()
-        ));
-        return Ok(dir);
-    }
-    ensure!(
-        same(IMAGE)?,
-        "{} differs from {}: the elision setting should change only the initramfs",
-        dir.join(IMAGE).display(),
-        dist_dir.join(IMAGE).display()
-    );
-    ensure!(
-        !same(RD)?,
-        "{} equals {}: the elision setting did not reach the initramfs",
-        dir.join(RD).display(),
-        dist_dir.join(RD).display()
-    );
-    step(format!(
-        "   {}: the same {IMAGE}, {RD} {} bytes (with dump_level = 1)",
-        dir.display(),
-        fs::metadata(dir.join(RD))?.len()
-    ));
-    Ok(dir)
 }
 
 /// Steps 2 to 6; an error here is a setup failure, a failed run is a result.
@@ -446,9 +202,51 @@ fn run_all(
     let qemu = qemu_dump_source(ctx)?;
     timings.push(("source: QEMU dump-guest-memory".into(), t.elapsed()));
 
+    let mut specs = dump_specs(t512, t4k, &generated, &half_zero, &qemu)?;
+    specs.extend(refusal_specs(ctx, t512, t4k, &generated, &qemu)?);
+
+    step(format!(
+        "4.-6. {} agent boots: -m {} MiB, timeout {} s",
+        specs.len(),
+        ctx.memory >> 20,
+        RUN_TIMEOUT.as_secs()
+    ));
+    let mut results = Vec::new();
+    for spec in &specs {
+        let r =
+            run_one(ctx, spec).with_context(|| format!("run {}: the harness failed", spec.name))?;
+        step(format!(
+            "   {}: {} ({}, peak RSS {})",
+            r.name,
+            r.verdict.result(),
+            r.elapsed.map_or("-".into(), util::fmt_duration),
+            r.peak_rss_kib
+                .map_or("unknown".into(), |k| format!("{k} KiB"))
+        ));
+        results.push(r);
+    }
+    Ok((
+        results,
+        vec![
+            generated.about.clone(),
+            qemu.about.clone(),
+            half_zero.about.clone(),
+        ],
+    ))
+}
+
+/// The runs that must dump: each source on each disk whose dump area it
+/// fits, and the elided runs on the 4K disk.
+fn dump_specs<'a>(
+    t512: &Target,
+    t4k: &Target,
+    generated: &'a Source,
+    half_zero: &'a Source,
+    qemu: &'a Source,
+) -> Result<Vec<RunSpec<'a>>> {
     let mut specs = Vec::new();
     for target in [t512, t4k] {
-        for source in [&generated, &qemu] {
+        for source in [generated, qemu] {
             if source.extent <= target.sb.dump_size {
                 specs.push(RunSpec {
                     name: format!("{}-{}", source.name, target.geometry.name),
@@ -479,7 +277,7 @@ fn run_all(
         target: t4k.geometry.name,
         sector_size: t4k.geometry.sector_size,
         before: t4k.pristine.clone(),
-        source: &half_zero,
+        source: half_zero,
         expect: Expect::Success,
         elided: true,
     });
@@ -489,12 +287,24 @@ fn run_all(
         target: t4k.geometry.name,
         sector_size: t4k.geometry.sector_size,
         before: t4k.pristine.clone(),
-        source: &qemu,
+        source: qemu,
         expect: Expect::Success,
         elided: true,
     });
 
-    // Negative runs.
+    Ok(specs)
+}
+
+/// The negative runs, each of which must leave its disk as it was: a dump
+/// area too small, a disk without zipl metadata, a corrupted checksum.
+fn refusal_specs<'a>(
+    ctx: &Ctx,
+    t512: &Target,
+    t4k: &Target,
+    generated: &'a Source,
+    qemu: &'a Source,
+) -> Result<Vec<RunSpec<'a>>> {
+    let mut specs = Vec::new();
     ensure!(
         qemu.extent > t512.sb.dump_size,
         "QEMU's dump ({} bytes) fits the 512-byte disk's dump area ({} bytes): no \
@@ -507,7 +317,7 @@ fn run_all(
         target: t512.geometry.name,
         sector_size: t512.geometry.sector_size,
         before: t512.pristine.clone(),
-        source: &qemu,
+        source: qemu,
         expect: Expect::Failure("size check: Disk too small"),
         elided: false,
     });
@@ -525,7 +335,7 @@ fn run_all(
         target: g.name,
         sector_size: g.sector_size,
         before: no_zipl,
-        source: &generated,
+        source: generated,
         expect: Expect::Failure("dump metadata: sector 0: MBR magic"),
         elided: false,
     });
@@ -543,98 +353,17 @@ fn run_all(
         target: t4k.geometry.name,
         sector_size: t4k.geometry.sector_size,
         before: bad,
-        source: &generated,
+        source: generated,
         expect: Expect::Failure("dump metadata: dump superblock checksum mismatch"),
         elided: false,
     });
 
-    step(format!(
-        "4.-6. {} agent boots: -m {} MiB, timeout {} s",
-        specs.len(),
-        ctx.memory >> 20,
-        RUN_TIMEOUT.as_secs()
-    ));
-    let mut results = Vec::new();
-    for spec in &specs {
-        let r =
-            run_one(ctx, spec).with_context(|| format!("run {}: the harness failed", spec.name))?;
-        let verdict = if r.problems.is_empty() {
-            "ok"
-        } else {
-            "FAILED"
-        };
-        step(format!(
-            "   {}: {verdict} ({}, peak RSS {})",
-            r.name,
-            r.elapsed.map_or("-".into(), util::fmt_duration),
-            r.peak_rss_kib
-                .map_or("unknown".into(), |k| format!("{k} KiB"))
-        ));
-        results.push(r);
-    }
-    Ok((
-        results,
-        vec![
-            generated.about.clone(),
-            qemu.about.clone(),
-            half_zero.about.clone(),
-        ],
-    ))
+    Ok(specs)
 }
 
-/// `cargo build --release` of the two host tools; returns their paths.
-pub(crate) fn build_host_tools(
-    root: &Path,
-    cache: &Path,
-    offline: bool,
-) -> Result<(PathBuf, PathBuf)> {
-    let mut c = Command::new(env!("CARGO"));
-    c.args([
-        "build",
-        "--quiet",
-        "--release",
-        "-p",
-        "zfcpdump-disk",
-        "-p",
-        "vmcore-fixture",
-    ])
-    .current_dir(root);
-    if offline {
-        c.arg("--offline");
-    }
-    let st = c.status().context("cannot run cargo")?;
-    ensure!(
-        st.success(),
-        "cargo build --release -p zfcpdump-disk -p vmcore-fixture failed ({st})"
-    );
-    // util::cache_dir is <target>/zfcpdump.
-    let release = cache
-        .parent()
-        .context("cache dir has no parent")?
-        .join("release");
-    let bins = (
-        release.join("zfcpdump-disk"),
-        release.join("vmcore-fixture"),
-    );
-    for b in [&bins.0, &bins.1] {
-        ensure!(b.is_file(), "{} was not built", b.display());
-    }
-    Ok(bins)
-}
-
+// ---------------------------------------------------------------------------
 // Steps 4 to 6: runs
 // ---------------------------------------------------------------------------
-
-/// The agent's test overrides on the kernel command line (QEMU cannot IPL
-/// in FCP dump mode): the vmcore on /dev/vda, the whole dump disk /dev/sda,
-/// a simulated HSA. virtio-scsi's scan of empty targets would hold up boot
-/// for about 15 s, and the agent polls for the disk anyway.
-pub(crate) fn agent_append(hsa_size: u64) -> String {
-    format!(
-        "zfcpdump.source=/dev/vda zfcpdump.disk=/dev/sda zfcpdump.hsa_size={hsa_size:#x} \
-         scsi_mod.scan=async"
-    )
-}
 
 fn run_one(ctx: &Ctx, spec: &RunSpec) -> Result<RunResult> {
     let src = spec.source;
@@ -660,58 +389,58 @@ fn run_one(ctx: &Ctx, spec: &RunSpec) -> Result<RunResult> {
         log: log.clone(),
     };
     let out = boot.run()?;
-    let mut p = Vec::new();
+    let mut v = Verdict::default();
     match out.exit {
         Some(0) => {}
-        Some(1) => p.push("QEMU exited 1: the guest kernel panicked".to_string()),
-        Some(n) => p.push(format!("QEMU exited {n}")),
-        None => p.push(format!(
+        Some(1) => v.fail("QEMU exited 1: the guest kernel panicked"),
+        Some(n) => v.fail(format!("QEMU exited {n}")),
+        None => v.fail(format!(
             "timed out after {} s: the guest did not power off",
             RUN_TIMEOUT.as_secs()
         )),
     }
-    if out.console.contains("Kernel panic") {
-        p.push("the console shows a kernel panic".into());
-    }
+    v.check(
+        !out.console.contains("Kernel panic"),
+        "the console shows a kernel panic",
+    );
     let peak_rss_kib = peak_rss(&out.console);
-    if peak_rss_kib.is_none() {
-        p.push("no `peak RSS: N KiB` line".into());
-    }
-    let mut checked = Vec::new();
+    v.check(peak_rss_kib.is_some(), "no `peak RSS: N KiB` line");
     match initramfs_origin(&out.console, initrd.is_none()) {
-        Some(problem) => p.push(problem),
-        None if initrd.is_none() => checked.push("built-in initramfs (no -initrd)".into()),
+        Some(problem) => v.fail(problem),
+        None if initrd.is_none() => v.held("built-in initramfs (no -initrd)"),
         None => {}
     }
     match spec.expect {
         Expect::Success => {
             let order = console_order(&out.console, spec.elided, true);
             if order.is_empty() {
-                checked.push("console order".into());
+                v.held("console order");
             }
-            p.extend(order);
-            p.extend(check_success(ctx, spec, &disk, &out.console, &mut checked)?);
+            v.extend(order);
+            check_success(ctx, spec, &disk, &out.console, &mut v)?;
         }
         Expect::Failure(what) => {
             let want = format!("Dump failed: {what}");
-            if !out.console.contains(&want) {
-                p.push(format!("the console lacks {want:?}"));
-            }
-            if out.console.contains("Dump successful") {
-                p.push("the console says `Dump successful`".into());
-            }
+            v.check(
+                out.console.contains(&want),
+                format!("the console lacks {want:?}"),
+            );
+            v.check(
+                !out.console.contains("Dump successful"),
+                "the console says `Dump successful`",
+            );
             if let Some(at) = first_difference(&spec.before, &disk, &[])? {
-                p.push(format!(
+                v.fail(format!(
                     "the disk changed: first difference at byte {at:#x}"
                 ));
             }
             if let Some(l) = out.console.lines().find(|l| l.contains("Dump failed: ")) {
-                checked.push(l.trim().to_string());
+                v.held(l.trim().to_string());
             }
-            checked.push("disk unchanged byte for byte".into());
+            v.held("disk unchanged byte for byte");
         }
     }
-    if p.is_empty() && !ctx.keep {
+    if v.is_ok() && !ctx.keep {
         let _ = fs::remove_file(&disk);
     }
     Ok(RunResult {
@@ -723,8 +452,7 @@ fn run_one(ctx: &Ctx, spec: &RunSpec) -> Result<RunResult> {
             Expect::Success => "dump".into(),
             Expect::Failure(_) => "refusal".into(),
         },
-        problems: p,
-        checked,
+        verdict: v,
         elapsed: out.exit.is_some().then_some(out.elapsed),
         peak_rss_kib,
         log,
@@ -744,7 +472,7 @@ fn summary(
     timings: &[(String, Duration)],
     total: Duration,
 ) -> (String, bool) {
-    let ok = results.iter().all(|r| r.problems.is_empty());
+    let ok = results.iter().all(|r| r.verdict.is_ok());
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -752,34 +480,33 @@ fn summary(
         if ok { "PASSED" } else { "FAILED" },
         util::fmt_duration(total),
         results.len(),
-        results.iter().filter(|r| !r.problems.is_empty()).count()
+        results.iter().filter(|r| !r.verdict.is_ok()).count()
     );
-    let _ = writeln!(
-        s,
-        "\n{:<18} {:<20} {:<10} {:<8} {:<7} {:>20} {:>9}",
-        "run", "disk", "source", "expect", "result", "boot-to-power-off", "peak RSS"
-    );
+    let mut runs = Table::new(&[
+        ("run", Left),
+        ("disk", Left),
+        ("source", Left),
+        ("expect", Left),
+        ("result", Left),
+        ("boot-to-power-off", Right),
+        ("peak RSS", Right),
+    ]);
     for r in results {
-        let _ = writeln!(
-            s,
-            "{:<18} {:<20} {:<10} {:<8} {:<7} {:>20} {:>9}",
-            r.name,
-            r.target,
-            r.source,
-            r.expect,
-            if r.problems.is_empty() {
-                "ok"
-            } else {
-                "FAILED"
-            },
+        runs.row([
+            r.name.clone(),
+            r.target.clone(),
+            r.source.clone(),
+            r.expect.clone(),
+            r.verdict.result().to_string(),
             r.elapsed
                 .map_or("timeout".into(), |d| format!("{:.1} s", d.as_secs_f64())),
-            r.peak_rss_kib.map_or("-".into(), |k| format!("{k} KiB"))
-        );
+            r.peak_rss_kib.map_or("-".into(), |k| format!("{k} KiB")),
+        ]);
     }
+    let _ = write!(s, "\n{}", runs.render());
     let _ = writeln!(s, "\nchecked:");
     for r in results {
-        let _ = writeln!(s, "  {}: {}", r.name, r.checked.join("; "));
+        let _ = writeln!(s, "  {}: {}", r.name, r.verdict.checked.join("; "));
     }
     let _ = writeln!(s, "\nsources:");
     for a in sources {
@@ -793,8 +520,10 @@ fn summary(
         let _ = writeln!(s, "  {v}");
     }
     let _ = writeln!(s, "\nsetup steps:");
+    let mut steps = Table::headless(&[Left, Right]).indent("  ");
     for (what, d) in timings {
-        let _ = writeln!(s, "  {what:<34} {:>8.1} s", d.as_secs_f64());
+        steps.row([what.clone(), format!("{:.1} s", d.as_secs_f64())]);
     }
+    s.push_str(&steps.render());
     (s, ok)
 }

@@ -27,6 +27,8 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
 
+use crate::kit::Table;
+use crate::kit::table::{Left, Right};
 use zfcpdump_builder::{provision, util};
 
 #[derive(Args, Clone, Debug)]
@@ -289,38 +291,43 @@ pub fn parse_stats(log: &str) -> Option<Stats> {
 }
 
 fn render(rows: &[(&Target, Option<Stats>, Option<String>)], secs: u64) -> String {
-    let mut s = String::new();
-    let _ = writeln!(
-        s,
-        "cargo xtask fuzz: libFuzzer + AddressSanitizer, {secs} s per target\n\n{:<11} {:>10} {:>8} {:>15} {:>9} {:>7} {:>7}  result",
-        "target", "execs", "exec/s", "cov (edges)", "features", "corpus", "rss MB"
-    );
+    let mut table = Table::new(&[
+        ("target", Left),
+        ("execs", Right),
+        ("exec/s", Right),
+        ("cov (edges)", Right),
+        ("features", Right),
+        ("corpus", Right),
+        ("rss MB", Right),
+        ("result", Left),
+    ]);
     for (t, st, err) in rows {
         match st {
-            Some(x) => {
-                let _ = writeln!(
-                    s,
-                    "{:<11} {:>10} {:>8} {:>15} {:>9} {:>7} {:>7}  ok",
-                    t.name,
-                    x.execs,
-                    x.exec_per_sec,
-                    format!("{}/{}", x.cov, x.counters),
-                    x.features,
-                    x.corpus,
-                    x.peak_rss_mb
-                );
-            }
+            Some(x) => table.row([
+                t.name.to_string(),
+                x.execs.to_string(),
+                x.exec_per_sec.to_string(),
+                format!("{}/{}", x.cov, x.counters),
+                x.features.to_string(),
+                x.corpus.to_string(),
+                x.peak_rss_mb.to_string(),
+                "ok".to_string(),
+            ]),
             None => {
                 let first = err.as_deref().unwrap_or("").lines().next().unwrap_or("");
-                let _ = writeln!(s, "{:<11} FAILED: {first}", t.name);
+                table.spanning([t.name], format!("FAILED: {first}"));
             }
         }
     }
-    let _ = writeln!(s, "\ntargets:");
+    let mut targets = Table::headless(&[Left, Left]).indent("  ");
     for (t, _, _) in rows {
-        let _ = writeln!(s, "  {:<11} {}", t.name, t.what);
+        targets.row([t.name, t.what]);
     }
-    s
+    format!(
+        "cargo xtask fuzz: libFuzzer + AddressSanitizer, {secs} s per target\n\n{}\ntargets:\n{}",
+        table.render(),
+        targets.render()
+    )
 }
 
 fn hexdump(b: &[u8]) -> String {
@@ -360,5 +367,51 @@ mod tests {
             })
         );
         assert_eq!(parse_stats("no status here"), None);
+    }
+
+    #[test]
+    fn the_table_has_a_row_per_target_and_a_failure_spans_it() {
+        let stats = Stats {
+            execs: 118231,
+            exec_per_sec: 3813,
+            cov: 1234,
+            counters: 23456,
+            features: 5678,
+            corpus: 321,
+            peak_rss_mb: 311,
+        };
+        let rows = [
+            (&TARGETS[0], Some(stats), None),
+            (
+                &TARGETS[1],
+                None,
+                Some("libFuzzer exited 1\nmore".to_string()),
+            ),
+        ];
+        let t = render(&rows, 30);
+        let words = |first: &str| -> Vec<&str> {
+            let l = t.lines().find(|l| l.starts_with(first));
+            l.unwrap_or_else(|| panic!("no row {first}:\n{t}"))
+                .split_whitespace()
+                .collect()
+        };
+        assert_eq!(
+            words("vmcore "),
+            [
+                "vmcore",
+                "118231",
+                "3813",
+                "1234/23456",
+                "5678",
+                "321",
+                "311",
+                "ok"
+            ]
+        );
+        assert_eq!(
+            words("disk "),
+            ["disk", "FAILED:", "libFuzzer", "exited", "1"]
+        );
+        assert!(t.contains("\ntargets:\n  vmcore "), "{t}");
     }
 }

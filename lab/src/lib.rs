@@ -17,6 +17,7 @@ pub mod faults;
 pub mod fetch;
 pub mod fuzz;
 pub mod guest;
+mod kit;
 pub mod readers;
 pub mod slow_tier;
 mod sources;
@@ -41,16 +42,6 @@ pub struct LabArgs {
     /// Keep the work directory (disks, dumps, console logs) after success
     #[arg(long)]
     pub keep: bool,
-}
-
-/// Prints a failed run of `e2e` or `crashlab`: its problems and the
-/// console's tail.
-pub(crate) fn print_failed_run(tag: &str, name: &str, problems: &[String], log: &Path, tail: &str) {
-    eprintln!(
-        "\n[{tag}] run {name} FAILED:\n  - {}\n---- console tail ({}) ----\n{tail}\n----",
-        problems.join("\n  - "),
-        log.display(),
-    );
 }
 
 /// Progress of the real s390-tools' work (the sysroot, the zipl guest).

@@ -5,7 +5,6 @@
 use std::fs::{self, File};
 use std::ops::Range;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
@@ -13,8 +12,9 @@ use zfcpdump_format::elf::{SeekReader, Vmcore};
 
 use crate::checks::files::sparse_copy;
 use crate::checks::fmt_ranges;
-use crate::e2e::{Ctx, step};
 use crate::guest::{self, Boot, Outcome};
+use crate::kit::{Ctx, step};
+use zfcpdump_builder::cmd::{self, cmd};
 
 /// Memory of the guest whose memory QEMU dumps: the dump must fit the 4K
 /// disk's dump area (about 148 MB) and not the 512-byte one (about 15 MB),
@@ -59,17 +59,9 @@ pub(crate) struct Source {
 
 pub(crate) fn generated_source(ctx: &Ctx, name: &'static str, args: &[&str]) -> Result<Source> {
     let file = ctx.work.join(format!("{name}.vmcore"));
-    let out = Command::new(&ctx.fixture_tool)
-        .args(args)
-        .arg("--print-layout")
-        .arg(&file)
-        .output()
-        .context("cannot run vmcore-fixture")?;
-    ensure!(
-        out.status.success(),
-        "vmcore-fixture failed: {}",
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
+    let sh = cmd::shell()?;
+    let tool = &ctx.fixture_tool;
+    let out = cmd::output(cmd!(sh, "{tool} {args...} --print-layout {file}"))?;
     let layout = String::from_utf8_lossy(&out.stdout);
     let mut ranges = Vec::new();
     let mut cpus = None;

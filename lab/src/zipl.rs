@@ -5,6 +5,7 @@
 //! that writes a disk image as a real `zipl --dumpto /dev/sda1` would.
 
 use std::collections::BTreeSet;
+use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
@@ -15,9 +16,10 @@ use anyhow::{Context, Result, bail, ensure};
 use zfcpdump_format::mbr::{BlockPtr, ZiplMbr};
 use zfcpdump_format::superblock::{DumpSuperblock, SB_SIZE};
 
-use crate::e2e::{Ctx, step};
+use crate::kit::{Ctx, step};
 use crate::readers::sysroot::{DEBIAN_12, elf_closure, in_root};
 use crate::{have_command, progress, run_with_timeout, secs, sibling, tail};
+use zfcpdump_builder::cmd::{self, cmd};
 use zfcpdump_builder::util;
 
 /// Where zipl 2.16 (Debian) looks for the dump tool.
@@ -530,27 +532,22 @@ pub(crate) fn prepare_target<'g>(ctx: &Ctx, g: &'g Geometry, offline: bool) -> R
         res.zipl_output
     );
     let prep = ctx.work.join(format!("prepare-{}.img", g.name));
-    let mut prepare = Command::new(&ctx.disk_tool);
-    prepare
-        .arg("prepare")
-        .arg(&prep)
-        .args(["--size", &g.disk_size.to_string()])
-        .arg("--image")
-        .arg(&ctx.image);
-    if let Some(rd) = &ctx.initrd {
-        prepare.arg("--initrd").arg(rd);
-    }
-    let out = prepare
-        .args(["--sector-size", &g.sector_size.to_string()])
-        .args(["--part-start", &g.part_start.to_string()])
-        .args(["--part-size", &g.part_size.to_string()])
-        .output()
-        .context("cannot run zfcpdump-disk")?;
-    ensure!(
-        out.status.success(),
-        "zfcpdump-disk prepare failed: {}",
-        String::from_utf8_lossy(&out.stderr).trim()
+    let sh = cmd::shell()?;
+    let (tool, image) = (&ctx.disk_tool, &ctx.image);
+    let size = g.disk_size.to_string();
+    let initrd: Vec<&OsStr> = match &ctx.initrd {
+        Some(rd) => vec!["--initrd".as_ref(), rd.as_os_str()],
+        None => vec![],
+    };
+    let (sector, start, part) = (
+        g.sector_size.to_string(),
+        g.part_start.to_string(),
+        g.part_size.to_string(),
     );
+    cmd::output(cmd!(
+        sh,
+        "{tool} prepare {prep} --size {size} --image {image} {initrd...} --sector-size {sector} --part-start {start} --part-size {part}"
+    ))?;
     let (sb_offset, sb) = compare_metadata(&pristine, &prep, g)?;
     fs::remove_file(&prep)?;
     step(format!(

@@ -6,6 +6,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, ensure};
 
+use zfcpdump_builder::cmd::{self, cmd};
 use zfcpdump_builder::util;
 
 /// The agent's `elide::MIN_EXCLUDED_RUN` (the agent is not a dependency of
@@ -43,20 +44,12 @@ pub fn section(gib: u64) -> Result<String> {
          bytes' is the pages kept plus 56 bytes per program header. The agent's minimum \
          excluded run is {MIN_RUN} pages.\n"
     );
+    let sh = cmd::shell()?;
     for f in FIXTURES {
         let fixture = root.join("crates/zfcpdump-format/tests/fixtures").join(f);
         eprintln!("[bench] classifier: {f}");
-        let out = Command::new(&exe)
-            .arg(&fixture)
-            .arg(gib.to_string())
-            .output()
-            .with_context(|| format!("running {}", exe.display()))?;
-        ensure!(
-            out.status.success(),
-            "bench-classifier {} failed: {}",
-            fixture.display(),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        let gib = gib.to_string();
+        let out = cmd::output(cmd!(sh, "{exe} {fixture} {gib}"))?;
         text.push('\n');
         text.push_str(&String::from_utf8_lossy(&out.stdout));
     }

@@ -35,7 +35,6 @@ mod workdir;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -45,6 +44,7 @@ use serde::Serialize;
 use report::{ContenderReport, DeviceLimitReport, FractionReport, Report, render};
 use runner::{Bench, Source, build_tools, resident};
 use throttle::Throttle;
+use zfcpdump_builder::cmd::{self, cmd};
 use zfcpdump_builder::profile::parse_size;
 use zfcpdump_builder::util;
 
@@ -232,17 +232,8 @@ fn check_space(dir: &Path, need: u64, avail: u64) -> Result<()> {
 
 /// Bytes available to us in `dir`, from `df` (statvfs without libc).
 fn free_space(dir: &Path) -> Result<u64> {
-    let out = Command::new("df")
-        .args(["--output=avail", "-B1"])
-        .arg(dir)
-        .output()
-        .context("cannot run df")?;
-    ensure!(
-        out.status.success(),
-        "df {} failed: {}",
-        dir.display(),
-        String::from_utf8_lossy(&out.stderr).trim()
-    );
+    let sh = cmd::shell()?;
+    let out = cmd::output(cmd!(sh, "df --output=avail -B1 {dir}"))?;
     parse_df_avail(&String::from_utf8_lossy(&out.stdout))
 }
 

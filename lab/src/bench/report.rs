@@ -5,6 +5,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::{Stats, fmt_bytes, fmt_fraction};
+use crate::kit::Table;
+use crate::kit::table::{Left, Right};
 use zfcpdump_builder::util;
 
 #[derive(Debug, Serialize)]
@@ -92,14 +94,13 @@ const NOTES: &[&str] = &[
 /// The median/spread/ratio rows of one section, and the elided/byte-exact
 /// ratio per vmcore.
 fn push_table(s: &mut String, results: &[FractionReport]) {
-    let mut push = |line: String| {
-        s.push_str(&line);
-        s.push('\n');
-    };
-    push(format!(
-        "{:<7} {:<16} {:>11} {:>17} {:>9}",
-        "zeros", "contender", "median MB/s", "min-max MB/s", "vs dd 1M"
-    ));
+    let mut t = Table::new(&[
+        ("zeros", Left),
+        ("contender", Left),
+        ("median MB/s", Right),
+        ("min-max MB/s", Right),
+        ("vs dd 1M", Right),
+    ]);
     for f in results {
         for (i, c) in f.contenders.iter().enumerate() {
             let zeros = if i == 0 {
@@ -107,14 +108,13 @@ fn push_table(s: &mut String, results: &[FractionReport]) {
             } else {
                 String::new()
             };
-            push(format!(
-                "{:<7} {:<16} {:>11.0} {:>17} {:>9.2}",
+            t.row([
                 zeros,
-                c.name,
-                c.stats.median,
+                c.name.clone(),
+                format!("{:.0}", c.stats.median),
                 format!("{:.0}-{:.0}", c.stats.min, c.stats.max),
-                c.ratio_to_dd_1m
-            ));
+                format!("{:.2}", c.ratio_to_dd_1m),
+            ]);
         }
         let median = |key: &str| {
             f.contenders
@@ -123,13 +123,13 @@ fn push_table(s: &mut String, results: &[FractionReport]) {
                 .map(|c| c.stats.median)
         };
         if let (Some(exact), Some(elided)) = (median("agent"), median("agent_elided")) {
-            push(format!(
-                "{:<7} agent, elided / agent: {:.2}x",
-                "",
-                elided / exact.max(1e-9)
-            ));
+            t.spanning(
+                [""],
+                format!("agent, elided / agent: {:.2}x", elided / exact.max(1e-9)),
+            );
         }
     }
+    s.push_str(&t.render());
 }
 
 pub(super) fn render(r: &Report, commands: &[(String, String)]) -> String {

@@ -9,6 +9,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
+use zfcpdump_builder::cmd::{self, cmd};
 
 use super::report::RssPoint;
 use super::throttle::Throttle;
@@ -150,15 +151,13 @@ impl Bench {
     ) -> Result<(Source, f64)> {
         let path = self.work.path.join(name);
         let t = Instant::now();
-        let out = Command::new(&self.tools.fixture)
-            .arg("--size")
-            .arg(size.to_string())
-            .arg("--zero-fraction")
-            .arg(zero_fraction.to_string())
-            .arg(&path)
-            .output()
-            .context("cannot run vmcore-fixture")?;
-        check_output("vmcore-fixture", &out)?;
+        let sh = cmd::shell()?;
+        let fixture = &self.tools.fixture;
+        let (size_arg, zeros) = (size.to_string(), zero_fraction.to_string());
+        cmd::output(cmd!(
+            sh,
+            "{fixture} --size {size_arg} --zero-fraction {zeros} {path}"
+        ))?;
         let gen_secs = t.elapsed().as_secs_f64();
         let len = fs::metadata(&path)?.len();
         let disk_size = (len.div_ceil(MIB) * MIB) + DISK_EXTRA;
@@ -183,18 +182,14 @@ impl Bench {
     }
 
     fn prepare_disk(&self, size: u64) -> Result<Disk> {
-        let out = Command::new(&self.tools.disk)
-            .arg("prepare")
-            .arg(&self.disk_img)
-            .arg("--size")
-            .arg(size.to_string())
-            .arg("--image")
-            .arg(&self.image)
-            .arg("--initrd")
-            .arg(&self.initrd)
-            .output()
-            .context("cannot run zfcpdump-disk")?;
-        check_output("zfcpdump-disk prepare", &out)?;
+        let sh = cmd::shell()?;
+        let (tool, img, image, initrd) =
+            (&self.tools.disk, &self.disk_img, &self.image, &self.initrd);
+        let size_arg = size.to_string();
+        let out = cmd::output(cmd!(
+            sh,
+            "{tool} prepare {img} --size {size_arg} --image {image} --initrd {initrd}"
+        ))?;
         let (dump_start, dump_end) = parse_dump_area(&String::from_utf8_lossy(&out.stdout))
             .context("cannot find the dump area in zfcpdump-disk prepare's output")?;
         Ok(Disk {
@@ -398,12 +393,8 @@ fn check_output(what: &str, out: &Output) -> Result<()> {
 /// `sync -f`: syncs the whole file system (syncfs), so the next timed run
 /// starts without anyone's dirty pages or pending block frees.
 fn sync_fs(dir: &Path) -> Result<()> {
-    let st = Command::new("sync")
-        .arg("-f")
-        .arg(dir)
-        .status()
-        .context("cannot run sync")?;
-    ensure!(st.success(), "sync -f {} failed", dir.display());
+    let sh = cmd::shell()?;
+    cmd::output(cmd!(sh, "sync -f {dir}"))?;
     Ok(())
 }
 

@@ -16,53 +16,50 @@ use zfcpdump_format::PAGE_SIZE;
 use zfcpdump_format::elf::{SeekReader, Vmcore};
 use zfcpdump_format::superblock::{CSUM_FIELD_OFFSET, DumpSuperblock};
 
-use crate::e2e::{Ctx, RunSpec};
+use crate::kit::{Ctx, RunSpec, Verdict};
 use crate::readers::zgetdump::Zgetdump;
 use crate::zipl::{disk_metadata, read_at};
 use console::{ELISION_SUMMARY, fmt_mib};
 use files::{compare_range, first_difference, sparse_copy_range};
 use memory::{PhysMem, compare_memory, compare_memory_only, differs_from_memory};
 
-/// Everything a good dump leaves behind; returns the problems and adds what
-/// held to `checked`.
+/// Everything a good dump leaves behind, into `v`.
 pub(crate) fn check_success(
     ctx: &Ctx,
     spec: &RunSpec,
     disk: &Path,
     console: &str,
-    checked: &mut Vec<String>,
-) -> Result<Vec<String>> {
+    v: &mut Verdict,
+) -> Result<()> {
     let src = spec.source;
-    let mut p = Vec::new();
     // The agent's own account of the size it copies.
     let said = format!(": {} bytes, {} CPUs,", src.extent, src.cpus);
     if !console
         .lines()
         .any(|l| l.starts_with("vmcore /dev/vda") && l.contains(&said))
     {
-        p.push(format!(
+        v.fail(format!(
             "no `vmcore /dev/vda{said}` line: the agent read the source differently"
         ));
     }
-    let Some((sb_offset, sb)) = metadata_after(disk, &mut p, checked)? else {
-        return Ok(p);
+    let Some((sb_offset, sb)) = metadata_after(disk, v)? else {
+        return Ok(());
     };
     if spec.elided {
-        check_elided(ctx, spec, disk, console, sb_offset, &sb, &mut p, checked)?;
-        return Ok(p);
+        return check_elided(ctx, spec, disk, console, sb_offset, &sb, v);
     }
     // The dump area holds the vmcore byte for byte (the ELF extent: what a
     // device source yields; the whole file for /proc/vmcore-shaped ones).
     let area = sb.dump_area();
     match compare_range(disk, area.start, &src.file, src.extent)? {
-        Some(at) => p.push(format!(
+        Some(at) => v.fail(format!(
             "the dump area differs from the vmcore at vmcore byte {at:#x} (disk byte {:#x})",
             area.start + at
         )),
         None if src.extent == src.size => {
-            checked.push(format!("dump area = the whole vmcore ({} bytes)", src.size))
+            v.held(format!("dump area = the whole vmcore ({} bytes)", src.size))
         }
-        None => checked.push(format!(
+        None => v.held(format!(
             "dump area = the vmcore's ELF extent ({} of {} bytes; the rest is in no segment)",
             src.extent, src.size
         )),
@@ -74,31 +71,31 @@ pub(crate) fn check_success(
         csum_field..csum_field + 8,
     ];
     match first_difference(&spec.before, disk, &allowed)? {
-        Some(at) => p.push(format!(
+        Some(at) => v.fail(format!(
             "the agent changed disk byte {at:#x}, outside the dump and the csum field"
         )),
-        None => checked.push("nothing else changed but the csum field".into()),
+        None => v.held("nothing else changed but the csum field"),
     }
     // zfcpdump-disk: status complete, extract equal to the vmcore.
-    disk_status(&ctx.disk_tool, disk, &mut p, checked)?;
+    disk_status(&ctx.disk_tool, disk, v)?;
     let elf = ctx.work.join(format!("{}.extracted.elf", spec.name));
     if let Some(e) = extract(&ctx.disk_tool, disk, &elf)? {
-        p.push(e);
+        v.fail(e);
     } else {
         let n = fs::metadata(&elf)?.len();
         if n != src.extent {
-            p.push(format!(
+            v.fail(format!(
                 "zfcpdump-disk extract wrote {n} bytes, the vmcore's ELF extent is {}",
                 src.extent
             ));
         } else if let Some(at) = compare_range(&elf, 0, &src.file, n)? {
-            p.push(format!(
+            v.fail(format!(
                 "the extracted ELF differs from the vmcore at byte {at:#x}"
             ));
         } else {
-            checked.push("extract = vmcore".into());
+            v.held("extract = vmcore");
             if src.kernel_dump {
-                check_with_crash(ctx, spec, &elf, &mut p, checked)?;
+                check_with_crash(ctx, spec, &elf, v)?;
             }
         }
     }
@@ -108,15 +105,14 @@ pub(crate) fn check_success(
     // zgetdump on the partition's bytes, where zgetdump can read the format
     // at all.
     if src.zgetdump {
-        check_with_zgetdump(ctx, spec, disk, &sb, &ctx.readers.zgetdump, &mut p, checked)?;
+        check_with_zgetdump(ctx, spec, disk, &sb, &ctx.readers.zgetdump, v)?;
     } else {
-        checked.push(
+        v.held(
             "zgetdump not run: the source is outside what zgetdump reads (e_phoff 64, p_vaddr == \
-             p_paddr, no section data after the last segment)"
-                .into(),
+             p_paddr, no section data after the last segment)",
         );
     }
-    Ok(p)
+    Ok(())
 }
 
 /// The disk's metadata as the agent left it: it must still parse, and the
@@ -124,39 +120,33 @@ pub(crate) fn check_success(
 /// parse.
 pub(crate) fn metadata_after(
     disk: &Path,
-    p: &mut Vec<String>,
-    checked: &mut Vec<String>,
+    v: &mut Verdict,
 ) -> Result<Option<(u64, DumpSuperblock)>> {
     let (sb_offset, sb) = match disk_metadata(disk) {
-        Ok(v) => v,
+        Ok(m) => m,
         Err(e) => {
-            p.push(format!("the disk's metadata no longer parses: {e:#}"));
+            v.fail(format!("the disk's metadata no longer parses: {e:#}"));
             return Ok(None);
         }
     };
     match sb.verify_csum(&read_at(disk, sb.csum_area().start, sb.csum_size as usize)?) {
-        Ok(()) => checked.push(format!("checksum {:#010x} valid", sb.csum)),
-        Err(e) => p.push(format!("superblock checksum: {e}")),
+        Ok(()) => v.held(format!("checksum {:#010x} valid", sb.csum)),
+        Err(e) => v.fail(format!("superblock checksum: {e}")),
     }
     Ok(Some((sb_offset, sb)))
 }
 
 /// `zfcpdump-disk status` must say complete (exit 0).
-pub(crate) fn disk_status(
-    disk_tool: &Path,
-    disk: &Path,
-    p: &mut Vec<String>,
-    checked: &mut Vec<String>,
-) -> Result<()> {
+pub(crate) fn disk_status(disk_tool: &Path, disk: &Path, v: &mut Verdict) -> Result<()> {
     let st = Command::new(disk_tool)
         .arg("status")
         .arg(disk)
         .output()
         .context("cannot run zfcpdump-disk")?;
     if st.status.code() == Some(0) {
-        checked.push("status complete".into());
+        v.held("status complete");
     } else {
-        p.push(format!(
+        v.fail(format!(
             "zfcpdump-disk status exited {:?}, not 0 (complete):\n{}{}",
             st.status.code(),
             String::from_utf8_lossy(&st.stdout),
@@ -187,7 +177,6 @@ pub(crate) fn extract(disk_tool: &Path, disk: &Path, elf: &Path) -> Result<Optio
 /// elision"): the ELF on the disk is smaller than the vmcore and laid out
 /// differently, so instead of comparing bytes, the memory that
 /// `zfcpdump-disk extract`'s ELF describes is compared with the vmcore's.
-#[allow(clippy::too_many_arguments)]
 pub(crate) fn check_elided(
     ctx: &Ctx,
     spec: &RunSpec,
@@ -195,14 +184,13 @@ pub(crate) fn check_elided(
     console: &str,
     sb_offset: u64,
     sb: &DumpSuperblock,
-    p: &mut Vec<String>,
-    checked: &mut Vec<String>,
+    v: &mut Verdict,
 ) -> Result<()> {
     let src = spec.source;
     let area = sb.dump_area();
     // The agent's account: elision planned, never given up, and a summary.
     if let Some(l) = console.lines().find(|l| l.contains("filtering off")) {
-        p.push(format!("the agent did not elide: {:?}", l.trim()));
+        v.fail(format!("the agent did not elide: {:?}", l.trim()));
     }
     let said = console
         .lines()
@@ -216,12 +204,12 @@ pub(crate) fn check_elided(
     ) {
         Ok(vm) => vm.extent(),
         Err(e) => {
-            p.push(format!("the dump area holds no readable ELF: {e}"));
+            v.fail(format!("the dump area holds no readable ELF: {e}"));
             return Ok(());
         }
     };
     if extent >= src.extent {
-        p.push(format!(
+        v.fail(format!(
             "the elided dump is {extent} bytes, not smaller than the {}-byte vmcore",
             src.extent
         ));
@@ -230,41 +218,41 @@ pub(crate) fn check_elided(
     let csum_field = sb_offset + CSUM_FIELD_OFFSET;
     let allowed = [area.start..area.start + extent, csum_field..csum_field + 8];
     match first_difference(&spec.before, disk, &allowed)? {
-        Some(at) => p.push(format!(
+        Some(at) => v.fail(format!(
             "the agent changed disk byte {at:#x}, outside the dump's {extent} bytes and the csum \
              field"
         )),
-        None => checked.push(format!(
+        None => v.held(format!(
             "nothing changed outside the dump's {extent} bytes ({} of the vmcore's) but the csum \
              field",
             pct(extent, src.extent)
         )),
     }
-    disk_status(&ctx.disk_tool, disk, p, checked)?;
+    disk_status(&ctx.disk_tool, disk, v)?;
     let elf = ctx.work.join(format!("{}.extracted.elf", spec.name));
     if let Some(e) = extract(&ctx.disk_tool, disk, &elf)? {
-        p.push(e);
+        v.fail(e);
     } else {
         let n = fs::metadata(&elf)?.len();
         if n != extent {
-            p.push(format!(
+            v.fail(format!(
                 "zfcpdump-disk extract wrote {n} bytes, the dump's ELF extent is {extent}"
             ));
         } else if let Some(at) = compare_range(disk, area.start, &elf, n)? {
-            p.push(format!(
+            v.fail(format!(
                 "the extracted ELF differs from the dump area at byte {at:#x}"
             ));
         } else {
-            checked.push("extract = the dump as stored".into());
+            v.held("extract = the dump as stored");
         }
         match compare_memory(&src.file, &elf) {
-            Err(e) => p.push(format!("memory read back from the extracted ELF: {e:#}")),
+            Err(e) => v.fail(format!("memory read back from the extracted ELF: {e:#}")),
             Ok(m) => {
-                checked.push(format!(
+                v.held(format!(
                     "notes byte-identical ({} bytes, {} CPUs)",
                     m.notes_bytes, m.cpus
                 ));
-                checked.push(format!(
+                v.held(format!(
                     "memory = the vmcore's in every PT_LOAD ({} MiB in {} ranges; read back \
                      through {} PT_LOADs, {} with a zero tail, p_vaddr - p_paddr kept)",
                     m.memory >> 20,
@@ -274,7 +262,7 @@ pub(crate) fn check_elided(
                 ));
                 let zero = m.zero_pages * PAGE_SIZE;
                 if m.elided == zero && zero > 0 {
-                    checked.push(format!(
+                    v.held(format!(
                         "{} bytes elided ({}) = every zero page outside the lowcore ({} of {} \
                          pages)",
                         m.elided,
@@ -283,7 +271,7 @@ pub(crate) fn check_elided(
                         m.memory / PAGE_SIZE
                     ));
                 } else {
-                    p.push(format!(
+                    v.fail(format!(
                         "{} bytes elided, but the vmcore has {} zero pages ({zero} bytes) outside \
                          the lowcore",
                         m.elided, m.zero_pages
@@ -297,8 +285,8 @@ pub(crate) fn check_elided(
                     m.tails
                 );
                 match said {
-                    Some(l) if l.starts_with(&want) => checked.push(format!("console: {l:?}")),
-                    Some(l) => p.push(format!(
+                    Some(l) if l.starts_with(&want) => v.held(format!("console: {l:?}")),
+                    Some(l) => v.fail(format!(
                         "the agent's summary {l:?} does not start with {want:?}, what the dump \
                          holds"
                     )),
@@ -308,7 +296,7 @@ pub(crate) fn check_elided(
             }
         }
         if src.kernel_dump {
-            check_with_crash(ctx, spec, &elf, p, checked)?;
+            check_with_crash(ctx, spec, &elf, v)?;
         }
     }
     if !ctx.keep {
@@ -316,7 +304,7 @@ pub(crate) fn check_elided(
     }
     // zgetdump 2.16 reads p_filesz < p_memsz wrongly (fixed in s390-tools
     // 2.33.0): the current one checks elided dumps of every kernel.
-    check_with_zgetdump(ctx, spec, disk, sb, &ctx.readers.zgetdump_tails, p, checked)
+    check_with_zgetdump(ctx, spec, disk, sb, &ctx.readers.zgetdump_tails, v)
 }
 
 /// zgetdump on the partition's bytes, as an operator would run it on the
@@ -329,8 +317,7 @@ fn check_with_zgetdump(
     disk: &Path,
     sb: &DumpSuperblock,
     zg: &Zgetdump,
-    p: &mut Vec<String>,
-    checked: &mut Vec<String>,
+    v: &mut Verdict,
 ) -> Result<()> {
     let src = spec.source;
     let part = ctx.work.join(format!("{}.partition", spec.name));
@@ -342,7 +329,7 @@ fn check_with_zgetdump(
                 || info.cpus as usize != src.cpus
                 || info.memory_map != src.ranges
             {
-                p.push(format!(
+                v.fail(format!(
                     "{who} -i on the partition: format {}, {} CPUs, memory {}; expected elf, {} \
                      CPUs, {}",
                     info.format,
@@ -352,7 +339,7 @@ fn check_with_zgetdump(
                     fmt_ranges(&src.ranges)
                 ));
             } else {
-                checked.push(format!(
+                v.held(format!(
                     "{who} -i on the partition: elf, {} CPUs, {} KiB in {} ranges",
                     info.cpus,
                     info.memory_bytes() >> 10,
@@ -360,7 +347,7 @@ fn check_with_zgetdump(
                 ));
             }
         }
-        Err(e) => p.push(format!("{e:#}")),
+        Err(e) => v.fail(format!("{e:#}")),
     }
     if spec.elided {
         let copy = ctx.work.join(format!("{}.zgetdump.elf", spec.name));
@@ -368,12 +355,12 @@ fn check_with_zgetdump(
             .copy(&part, &copy)
             .and_then(|()| compare_memory_only(&src.file, &copy))
         {
-            Ok(bytes) => checked.push(format!(
+            Ok(bytes) => v.held(format!(
                 "{who}'s copy of the partition = the vmcore's memory ({} MiB, zero tails read \
                  as zeros)",
                 bytes >> 20
             )),
-            Err(e) => p.push(format!("{who}'s copy of the partition: {e:#}")),
+            Err(e) => v.fail(format!("{who}'s copy of the partition: {e:#}")),
         }
         if !ctx.keep {
             let _ = fs::remove_file(&copy);
@@ -394,8 +381,7 @@ pub(crate) fn check_with_crash(
     ctx: &Ctx,
     spec: &RunSpec,
     elf: &Path,
-    p: &mut Vec<String>,
-    checked: &mut Vec<String>,
+    v: &mut Verdict,
 ) -> Result<()> {
     let src = spec.source;
     let raws: Vec<PathBuf> = (0..src.ranges.len())
@@ -415,13 +401,13 @@ pub(crate) fn check_with_crash(
     let out = match ctx.readers.crash.session(&ctx.vmlinux, elf, &cmds, &log) {
         Ok(out) => out,
         Err(e) => {
-            p.push(format!("{e:#}"));
+            v.fail(format!("{e:#}"));
             return Ok(());
         }
     };
     let release = format!("RELEASE: {}", ctx.release);
     if !out.lines().any(|l| l.trim() == release) {
-        p.push(format!(
+        v.fail(format!(
             "crash's `sys` does not say {release:?} (log: {})",
             log.display()
         ));
@@ -430,7 +416,7 @@ pub(crate) fn check_with_crash(
     let mem = PhysMem::open(&src.file)?;
     for (r, f) in src.ranges.iter().zip(&raws) {
         if let Some(problem) = differs_from_memory(&mem, r.clone(), f)? {
-            p.push(format!("crash `rd -p` of {r:#x?}: {problem}"));
+            v.fail(format!("crash `rd -p` of {r:#x?}: {problem}"));
             return Ok(());
         }
         if !ctx.keep {
@@ -438,7 +424,7 @@ pub(crate) fn check_with_crash(
         }
     }
     let memory: u64 = src.ranges.iter().map(|r| r.end - r.start).sum();
-    checked.push(format!(
+    v.held(format!(
         "crash {} (Debian s390x, qemu-user) with the kernel's vmlinux: takes the dump, {release}, \
          `rd -p` of all {} MiB = the vmcore's memory ({:.1} s)",
         ctx.readers.crash.version,

@@ -10,7 +10,7 @@ use std::os::unix::fs::FileExt;
 use std::path::Path;
 
 use anyhow::{Context, Result};
-use crashlab_pattern::{Census, PAGE_SIZE, Verdict};
+use crashlab_pattern::{Census, PAGE_SIZE};
 use zfcpdump_format::elf::{ProgramHeader, SeekReader, Vmcore};
 use zfcpdump_format::filter::CLASSES;
 use zfcpdump_format::filter::note::FilterNote;
@@ -22,6 +22,7 @@ use crate::checks::console::{console_order, initramfs_origin, peak_rss};
 use crate::checks::files::{first_difference, sparse_copy_range};
 use crate::checks::{disk_status, extract, fmt_ranges, metadata_after};
 use crate::guest::Outcome;
+use crate::kit::Verdict;
 
 /// Each kernel's first console line; the second one is the capture kernel's.
 const BOOT_LINE: &str = "] Linux version ";
@@ -69,58 +70,79 @@ impl Facts {
     }
 }
 
-/// Every check of a run; problems and what held go into the two lists.
+/// Every check of a run, into `v`; returns what the run measured.
 pub(crate) fn check_run(
     ctx: &Ctx,
     spec: &RunSpec,
     disk: &Path,
     out: &Outcome,
-    p: &mut Vec<String>,
-    checked: &mut Vec<String>,
+    v: &mut Verdict,
 ) -> Result<Facts> {
-    let pair = spec.pair;
     let mut f = Facts::default();
     match out.exit {
-        Some(0) => checked.push("QEMU exited 0 (the agent's power-off)".into()),
-        Some(1) => p.push("QEMU exited 1: a guest kernel panicked without kexec".into()),
-        Some(n) => p.push(format!("QEMU exited {n}")),
-        None => p.push("timed out: the guest did not power off".into()),
+        Some(0) => v.held("QEMU exited 0 (the agent's power-off)"),
+        Some(1) => v.fail("QEMU exited 1: a guest kernel panicked without kexec"),
+        Some(n) => v.fail(format!("QEMU exited {n}")),
+        None => v.fail("timed out: the guest did not power off"),
     }
 
+    let capture = check_console(spec, &out.console, v);
+    check_capture(spec, capture, &mut f, v);
+    if !check_disk(ctx, spec, disk, &mut f, v)? {
+        return Ok(f);
+    }
+    // The dump as zfcpdump-disk extracts it: layout, pattern, crash.
+    let elf = ctx.work.join(format!("{}.extracted.elf", spec.name));
+    if let Some(e) = extract(&ctx.disk_tool, disk, &elf)? {
+        v.fail(e);
+        return Ok(f);
+    }
+    check_extracted(ctx, spec, &elf, capture, &mut f, v)?;
+    // The byte-exact dump is filtered again later (the same crash).
+    if !ctx.keep && spec.kind != Kind::Plain {
+        let _ = fs::remove_file(&elf);
+    }
+    check_with_zgetdump(ctx, spec, disk, &f, v)?;
+    Ok(f)
+}
+
+/// The console: the production kernel's half (its markers), and the
+/// capture kernel's boot. Returns the capture kernel's half (empty if it
+/// did not boot).
+fn check_console<'c>(spec: &RunSpec, console: &'c str, v: &mut Verdict) -> &'c str {
     // The console: the production kernel, then the capture kernel. The
     // panic message itself is in the crashed kernel's log buffer (crash's
     // PANIC checks it); the console is not flushed before the kexec.
-    let console = &out.console;
     let (prod, capture) = match console.match_indices(BOOT_LINE).nth(1) {
         Some((at, _)) => console.split_at(at),
         None => {
-            p.push(format!(
+            v.fail(format!(
                 "the console has no second {BOOT_LINE:?}: the capture kernel did not boot"
             ));
-            (console.as_str(), "")
+            (console, "")
         }
     };
     if let Some(l) = prod.lines().find(|l| l.contains(MARK_FAILED)) {
-        p.push(format!("the production guest: {}", l.trim()));
+        v.fail(format!("the production guest: {}", l.trim()));
     }
     for m in [MARK_LOADED, MARK_CRASHING] {
-        if !prod.contains(m) {
-            p.push(format!("the production console lacks {m:?}"));
-        }
+        v.check(
+            prod.contains(m),
+            format!("the production console lacks {m:?}"),
+        );
     }
     let builtin = spec.pair.builtin_tool;
     if !capture.is_empty() {
         match initramfs_origin(capture, builtin) {
-            Some(problem) => p.push(format!("the capture kernel: {problem}")),
-            None if builtin => checked.push(
-                "the capture kernel ran the agent from its built-in initramfs (kexec'd without --initrd)"
-                    .into(),
+            Some(problem) => v.fail(format!("the capture kernel: {problem}")),
+            None if builtin => v.held(
+                "the capture kernel ran the agent from its built-in initramfs (kexec'd without --initrd)",
             ),
             None => {}
         }
     }
     match capture.lines().next() {
-        Some(l) if !capture.is_empty() => checked.push(format!(
+        Some(l) if !capture.is_empty() => v.held(format!(
             "crashed into the capture kernel: {}",
             l.split("] ")
                 .nth(1)
@@ -131,17 +153,22 @@ pub(crate) fn check_run(
         )),
         _ => {}
     }
+    capture
+}
 
-    // The capture kernel's half: the agent's own account, in order.
+/// The capture kernel's half: the agent's own account, in order, and
+/// what it measured.
+fn check_capture(spec: &RunSpec, capture: &str, f: &mut Facts, v: &mut Verdict) {
+    let pair = spec.pair;
     f.capture_memory = capture
         .lines()
         .find_map(|l| l.split_once("Memory: ").map(|(_, m)| m.trim().to_string()));
     // kdump has no HSA: only the simulated one has HSA-backed ranges.
     let order = console_order(capture, spec.kind.filtered(), spec.kind == Kind::Hsa);
     if order.is_empty() {
-        checked.push("agent console in order (banner, HSA, ranges, header last, 100%, Dump successful, peak RSS)".into());
+        v.held("agent console in order (banner, HSA, ranges, header last, 100%, Dump successful, peak RSS)");
     }
-    p.extend(order);
+    v.extend(order);
     f.peak_rss_kib = peak_rss(capture);
     let vmcore_line = capture
         .lines()
@@ -151,16 +178,16 @@ pub(crate) fn check_run(
             f.vmcore_bytes = Some(bytes);
             f.cpus = Some(cpus);
             if release != pair.release {
-                p.push(format!(
+                v.fail(format!(
                     "the agent read a vmcore of kernel {release}, the production kernel is {}",
                     pair.release
                 ));
             }
         }
-        None => p.push("no `vmcore /proc/vmcore: N bytes, C CPUs, ...` line: the agent did not read the kernel's vmcore".into()),
+        None => v.fail("no `vmcore /proc/vmcore: N bytes, C CPUs, ...` line: the agent did not read the kernel's vmcore"),
     }
     if capture.lines().any(|l| l.contains("zfcpdump.source")) {
-        p.push("the capture used a source override".into());
+        v.fail("the capture used a source override");
     }
     f.dump_ms = capture.lines().find_map(|l| {
         let ms = l.strip_suffix(" ms")?.rsplit_once(" in ")?.1;
@@ -171,13 +198,13 @@ pub(crate) fn check_run(
         Kind::Hsa => {
             let want = format!("simulated HSA size {SIMULATED_HSA:#x}");
             if !capture.contains(&want) {
-                p.push(format!("the agent did not say {want:?}"));
+                v.fail(format!("the agent did not say {want:?}"));
             }
             let ranges: Vec<&str> = capture
                 .lines()
                 .filter(|l| l.starts_with("copy HSA-backed range "))
                 .collect();
-            checked.push(format!(
+            v.held(format!(
                 "{} HSA-backed ranges read before the simulated release, after which their reads \
                  fail",
                 ranges.len()
@@ -185,12 +212,24 @@ pub(crate) fn check_run(
         }
         _ => {
             if capture.contains("simulated HSA") {
-                p.push("a simulated HSA outside the hsa run".into());
+                v.fail("a simulated HSA outside the hsa run");
             }
         }
     }
+}
 
-    // The disk.
+/// The disk: an ELF in the dump area of the size the agent read, nothing
+/// changed outside it but the checksum field, the metadata and
+/// `zfcpdump-disk status`. False when the dump area holds no ELF or the
+/// metadata does not parse: nothing more to check.
+fn check_disk(
+    ctx: &Ctx,
+    spec: &RunSpec,
+    disk: &Path,
+    f: &mut Facts,
+    v: &mut Verdict,
+) -> Result<bool> {
+    let pair = spec.pair;
     let area = pair.sb.dump_area();
     let on_disk = File::open(disk).with_context(|| format!("cannot open {}", disk.display()))?;
     let dump_vm = match Vmcore::read_headers(
@@ -199,60 +238,84 @@ pub(crate) fn check_run(
     ) {
         Ok(vm) => vm,
         Err(e) => {
-            p.push(format!("the dump area holds no readable ELF: {e}"));
-            return Ok(f);
+            v.fail(format!("the dump area holds no readable ELF: {e}"));
+            return Ok(false);
         }
     };
     let extent = dump_vm.extent();
     f.dump_bytes = Some(extent);
     match (spec.kind, f.vmcore_bytes) {
-        (k, Some(v)) if k.filtered() && extent >= v => p.push(format!(
-            "the filtered dump is {extent} bytes, not smaller than the {v}-byte vmcore"
+        (k, Some(n)) if k.filtered() && extent >= n => v.fail(format!(
+            "the filtered dump is {extent} bytes, not smaller than the {n}-byte vmcore"
         )),
-        (Kind::Plain | Kind::Hsa, Some(v)) if extent != v => p.push(format!(
-            "the dump's ELF extent is {extent} bytes, the agent read {v}"
+        (Kind::Plain | Kind::Hsa, Some(n)) if extent != n => v.fail(format!(
+            "the dump's ELF extent is {extent} bytes, the agent read {n}"
         )),
         _ => {}
     }
     let csum = pair.sb_offset + CSUM_FIELD_OFFSET;
     let allowed = [area.start..area.start + extent, csum..csum + 8];
     match first_difference(&pair.pristine, disk, &allowed)? {
-        Some(at) => p.push(format!(
+        Some(at) => v.fail(format!(
             "the agent changed disk byte {at:#x}, outside the dump and the csum field"
         )),
-        None => checked.push(format!(
+        None => v.held(format!(
             "nothing changed outside the dump's {extent} bytes but the csum field"
         )),
     }
-    if metadata_after(disk, p, checked)?.is_none() {
-        return Ok(f);
+    if metadata_after(disk, v)?.is_none() {
+        return Ok(false);
     }
-    disk_status(&ctx.disk_tool, disk, p, checked)?;
+    disk_status(&ctx.disk_tool, disk, v)?;
+    Ok(true)
+}
 
-    // The dump as zfcpdump-disk extracts it: layout, pattern, crash.
-    let elf = ctx.work.join(format!("{}.extracted.elf", spec.name));
-    if let Some(e) = extract(&ctx.disk_tool, disk, &elf)? {
-        p.push(e);
-        return Ok(f);
-    }
-    let size = fs::metadata(&elf)?.len();
-    let file = File::open(&elf)?;
+/// The dump as `zfcpdump-disk extract` wrote it: its notes and PT_LOADs,
+/// the overlaps, the patterns, the filter note and crash.
+fn check_extracted(
+    ctx: &Ctx,
+    spec: &RunSpec,
+    elf: &Path,
+    capture: &str,
+    f: &mut Facts,
+    v: &mut Verdict,
+) -> Result<()> {
+    let size = fs::metadata(elf)?.len();
+    let file = File::open(elf)?;
     let vm = Vmcore::read(&mut SeekReader::new(&file), size)
         .map_err(|e| anyhow::anyhow!("{}: {e}", elf.display()))?;
     f.loads = vm.loads().copied().collect();
     match vm.cpu_count() {
         Ok(n) if Some(n) == f.cpus => {}
-        Ok(n) => p.push(format!(
+        Ok(n) => v.fail(format!(
             "the dump has {n} CPU notes, the agent counted {:?}",
             f.cpus
         )),
-        Err(e) => p.push(format!("the dump's notes: {e}")),
+        Err(e) => v.fail(format!("the dump's notes: {e}")),
     }
     if !spec.kind.filtered() {
         save_headers(ctx, spec, &file, &f.loads)?;
     }
-    check_overlaps(&file, &f, p, checked)?;
-    let [cache, anon] = census(&file, &f.loads, spec)?;
+    check_overlaps(&file, f, v)?;
+    f.pattern = Some(check_patterns(spec, &file, &f.loads, capture, v)?);
+    if spec.kind.filtered() {
+        check_filter_note(spec, &vm, capture, v);
+    }
+    f.crash = Some(check_with_crash(ctx, spec, elf, v)?);
+    Ok(())
+}
+
+/// The pattern pages in the dump: all of them, or, at level 31, none but
+/// those in the short excluded runs the agent wrote on purpose. Returns the
+/// census for the report.
+fn check_patterns(
+    spec: &RunSpec,
+    file: &File,
+    loads: &[ProgramHeader],
+    capture: &str,
+    v: &mut Verdict,
+) -> Result<String> {
+    let [cache, anon] = census(file, loads, spec)?;
     // Level 31 leaves page cache (bits 2, 4) and user pages (bit 8) out;
     // every other run keeps both patterns.
     let gone = spec.kind == Kind::Level31;
@@ -268,9 +331,9 @@ pub(crate) fn check_run(
         })
         .unwrap_or(0);
     if gone && capture.contains("could have been left out") {
-        p.push("the agent rationed program headers in a 512 MiB dump".into());
+        v.fail("the agent rationed program headers in a 512 MiB dump");
     }
-    let before = p.len();
+    let before = v.problems.len();
     let mut found = Vec::new();
     for (c, what) in [(&cache, "page-cache"), (&anon, "anonymous")] {
         found.push(format!("{what} {} of {}", c.intact(), c.count));
@@ -280,7 +343,7 @@ pub(crate) fn check_run(
             c.complete()
         };
         if !ok {
-            p.push(format!(
+            v.fail(format!(
                 "{what} pattern: {} of {} intact (expected {}); missing {:?}...; damaged {:?}",
                 c.intact(),
                 c.count,
@@ -291,7 +354,7 @@ pub(crate) fn check_run(
         }
     }
     if gone && cache.intact() + anon.intact() > short {
-        p.push(format!(
+        v.fail(format!(
             "level 31 kept {} page-cache and {} anonymous pattern pages, more than the {short} \
              pages of short excluded runs the agent wrote",
             cache.intact(),
@@ -299,13 +362,13 @@ pub(crate) fn check_run(
         ));
     }
     if cache.foreign + anon.foreign > 0 {
-        p.push(format!(
+        v.fail(format!(
             "{} pattern pages of another seed",
             cache.foreign + anon.foreign
         ));
     }
-    if p.len() == before {
-        checked.push(match gone {
+    if v.problems.len() == before {
+        v.held(match gone {
             true => format!(
                 "patterns: {} of {PATTERN_PAGES} page-cache and {} of {ANON_PAGES} anonymous pages \
                  in the dump, all in short excluded runs written on purpose ({short} pages), the \
@@ -319,17 +382,19 @@ pub(crate) fn check_run(
             ),
         });
     }
-    f.pattern = Some(found.join(", "));
-    if spec.kind.filtered() {
-        check_filter_note(spec, &vm, capture, p, checked);
-    }
-    f.crash = Some(check_with_crash(ctx, spec, &elf, p, checked)?);
-    // The byte-exact dump is filtered again later (the same crash).
-    if !ctx.keep && spec.kind != Kind::Plain {
-        let _ = fs::remove_file(&elf);
-    }
+    Ok(found.join(", "))
+}
 
-    // zgetdump on the partition's bytes, as an operator would run it.
+/// zgetdump on the partition's bytes, as an operator would run it: `-i`
+/// must name the format, the CPUs and the memory of the dump.
+fn check_with_zgetdump(
+    ctx: &Ctx,
+    spec: &RunSpec,
+    disk: &Path,
+    f: &Facts,
+    v: &mut Verdict,
+) -> Result<()> {
+    let pair = spec.pair;
     let zg = if spec.kind.filtered() {
         &pair.readers.zgetdump_tails
     } else {
@@ -344,7 +409,7 @@ pub(crate) fn check_run(
                 && Some(info.cpus as usize) == f.cpus
                 && covered(info.memory_map.clone()) == ranges =>
         {
-            checked.push(format!(
+            v.held(format!(
                 "zgetdump {} -i on the partition: elf, {} CPUs, memory {} ({} ranges listed)",
                 zg.version,
                 info.cpus,
@@ -352,7 +417,7 @@ pub(crate) fn check_run(
                 info.memory_map.len()
             ))
         }
-        Ok(info) => p.push(format!(
+        Ok(info) => v.fail(format!(
             "zgetdump {} -i on the partition: format {}, {} CPUs, memory {}; expected elf, {:?} \
              CPUs, {}",
             zg.version,
@@ -362,12 +427,12 @@ pub(crate) fn check_run(
             f.cpus,
             fmt_ranges(&ranges)
         )),
-        Err(e) => p.push(format!("{e:#}")),
+        Err(e) => v.fail(format!("{e:#}")),
     }
     if !ctx.keep {
         let _ = fs::remove_file(&part);
     }
-    Ok(f)
+    Ok(())
 }
 
 /// `vmcore /proc/vmcore: N bytes, C CPUs, P PT_LOADs, kernel R`.
@@ -420,7 +485,8 @@ fn census(file: &File, loads: &[ProgramHeader], spec: &RunSpec) -> Result<[Censu
                     // one counts in the first).
                     let anon = matches!(
                         crashlab_pattern::check(page),
-                        Verdict::Intact(h) | Verdict::Damaged(h) if h.seed == spec.anon_seed()
+                        crashlab_pattern::Verdict::Intact(h)
+                            | crashlab_pattern::Verdict::Damaged(h) if h.seed == spec.anon_seed()
                     );
                     c[anon as usize].page(addr, page);
                 }
@@ -433,13 +499,7 @@ fn census(file: &File, loads: &[ProgramHeader], spec: &RunSpec) -> Result<[Censu
 
 /// A filtered run: the levels the agent says it used, on the console and in
 /// the dump's filter note, and what each class left out.
-fn check_filter_note(
-    spec: &RunSpec,
-    vm: &Vmcore,
-    capture: &str,
-    p: &mut Vec<String>,
-    checked: &mut Vec<String>,
-) {
+fn check_filter_note(spec: &RunSpec, vm: &Vmcore, capture: &str, v: &mut Verdict) {
     let level = spec.kind.level();
     let from = match spec.kind {
         Kind::Elided => "the profile",
@@ -447,17 +507,17 @@ fn check_filter_note(
     };
     let want = format!("dump level {level} (from {from})");
     if !capture.lines().any(|l| l == want) {
-        p.push(format!("the agent did not say {want:?}"));
+        v.fail(format!("the agent did not say {want:?}"));
     }
     if let Some(l) = capture.lines().find(|l| l.contains("filtering off")) {
-        p.push(format!("the agent fell back: {l}"));
+        v.fail(format!("the agent fell back: {l}"));
     }
     let Some(note) = FilterNote::find(vm) else {
-        p.push("the filtered dump has no ZFCPDUMP filter note".into());
+        v.fail("the filtered dump has no ZFCPDUMP filter note");
         return;
     };
     if note.requested.bits() != level || note.used.bits() != level {
-        p.push(format!(
+        v.fail(format!(
             "filter note: {}; expected level {level}",
             note.describe()
         ));
@@ -472,24 +532,19 @@ fn check_filter_note(
         .map(|((_, name), _)| *name)
         .collect();
     if !empty.is_empty() {
-        p.push(format!(
+        v.fail(format!(
             "filter note: {}; nothing left out for {}",
             note.describe(),
             empty.join(", ")
         ));
     } else {
-        checked.push(format!("filter note: {}", note.describe()));
+        v.held(format!("filter note: {}", note.describe()));
     }
 }
 
 /// Where two PT_LOADs describe the same physical memory (the V!=R kernel
 /// image segment inside the identity one), their bytes must agree.
-fn check_overlaps(
-    file: &File,
-    f: &Facts,
-    p: &mut Vec<String>,
-    checked: &mut Vec<String>,
-) -> Result<()> {
+fn check_overlaps(file: &File, f: &Facts, v: &mut Verdict) -> Result<()> {
     let mut bytes = 0;
     let pairs = f.overlaps();
     for &(i, j) in &pairs {
@@ -504,7 +559,7 @@ fn check_overlaps(
             file.read_exact_at(&mut x[..n], a.p_offset + (at - a.p_paddr))?;
             file.read_exact_at(&mut y[..n], b.p_offset + (at - b.p_paddr))?;
             if let Some(k) = x[..n].iter().zip(&y[..n]).position(|(u, v)| u != v) {
-                p.push(format!(
+                v.fail(format!(
                     "PT_LOADs {i} and {j} disagree at physical {:#x}",
                     at + k as u64
                 ));
@@ -515,7 +570,7 @@ fn check_overlaps(
         bytes += end.saturating_sub(start);
     }
     if !pairs.is_empty() {
-        checked.push(format!(
+        v.held(format!(
             "{} overlapping PT_LOAD pairs agree byte for byte ({} KiB of the same memory twice)",
             pairs.len(),
             bytes >> 10
@@ -550,13 +605,7 @@ fn save_headers(ctx: &Ctx, spec: &RunSpec, file: &File, loads: &[ProgramHeader])
 /// the release and the panic, `bt` of the panic task must go through
 /// `panic`, `log` must hold the marker, `ps` PID 1, `kmem -i` its totals,
 /// and no command a read error. Returns the verdict for the report.
-fn check_with_crash(
-    ctx: &Ctx,
-    spec: &RunSpec,
-    elf: &Path,
-    p: &mut Vec<String>,
-    checked: &mut Vec<String>,
-) -> Result<String> {
+fn check_with_crash(ctx: &Ctx, spec: &RunSpec, elf: &Path, v: &mut Verdict) -> Result<String> {
     let pair = spec.pair;
     let crash = &pair.readers.crash;
     let log = ctx.work.join(format!("{}.crash.log", spec.name));
@@ -565,7 +614,7 @@ fn check_with_crash(
     let out = match crash.session(&pair.vmlinux, elf, &cmds, &log) {
         Ok(out) => out,
         Err(e) => {
-            p.push(format!("{e:#}"));
+            v.fail(format!("{e:#}"));
             return Ok("refused".into());
         }
     };
@@ -616,7 +665,7 @@ fn check_with_crash(
         bad.push(format!("crash: {}", l.trim()));
     }
     if bad.is_empty() {
-        checked.push(format!(
+        v.held(format!(
             "crash {} with the production vmlinux: {release}, {panic}, bt of PID 1 through panic, \
              the marker in the log, ps with PID 1, kmem -i, no read error ({:.1} s)",
             crash.version,
@@ -624,7 +673,7 @@ fn check_with_crash(
         ));
         Ok(format!("ok ({})", crash.version))
     } else {
-        p.push(format!(
+        v.fail(format!(
             "crash {}: {} (log: {})",
             crash.version,
             bad.join("; "),

@@ -5,7 +5,7 @@
 //! memory, and against crash's view of the exact dump.
 
 use std::fs::{self, File};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
@@ -18,6 +18,7 @@ use zfcpdump_format::filter::note::FilterNote;
 use crate::checks::console::peak_rss;
 use crate::checks::extract;
 use crate::checks::files::sparse_copy;
+use crate::kit::Verdict;
 use crate::readers::crash::Crash;
 use crate::readers::makedumpfile::Makedumpfile;
 use crate::{run_with_timeout, tail};
@@ -36,8 +37,8 @@ const AGENT_TIMEOUT: Duration = Duration::from_secs(300);
 #[derive(Debug, Clone, Default)]
 pub(crate) struct SameCrash {
     pub(crate) level: u8,
-    pub(crate) problems: Vec<String>,
-    pub(crate) checked: Vec<String>,
+    /// What the filtered dump got wrong, and what held.
+    pub(crate) verdict: Verdict,
     /// The byte-exact dump's ELF.
     pub(crate) exact_bytes: u64,
     /// The filtered dump as `zfcpdump-disk extract` writes it.
@@ -62,38 +63,72 @@ pub(crate) struct SameCrash {
     pub(crate) peak_rss_kib: Option<u64>,
 }
 
-/// Filters `plain_elf` again at `level` into a copy of `plain_disk` (work
+/// The byte-exact dump of one crash, what filters it again, and what
+/// judges the result.
+pub(crate) struct ExactDump<'a> {
+    /// Work files go to `work/NAME-dLEVEL/`.
+    pub(crate) work: &'a Path,
+    pub(crate) name: &'a str,
+    /// The tool's agent (static s390x), run under qemu-user in tool mode.
+    pub(crate) agent_bin: &'a Path,
+    pub(crate) disk_tool: &'a Path,
+    /// The disk the guest dumped to, and its dump as extracted.
+    pub(crate) disk: &'a Path,
+    pub(crate) elf: &'a Path,
+    /// The crashed kernel's vmlinux, and the readers for its release.
+    pub(crate) vmlinux: &'a Path,
+    pub(crate) crash: &'a Crash,
+    pub(crate) mdf: &'a Makedumpfile,
+}
+
+/// Filters the exact dump again at `level` into a copy of its disk (work
 /// files in `work/NAME-dLEVEL/`) and compares; harness failures are errors,
-/// what the dump got wrong goes into `problems`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn same_crash(
-    work: &Path,
-    name: &str,
-    agent_bin: &Path,
-    disk_tool: &Path,
-    plain_disk: &Path,
-    plain_elf: &Path,
-    vmlinux: &Path,
-    crash: &Crash,
-    mdf: &Makedumpfile,
-    level: u8,
-    with_crash: bool,
-) -> Result<SameCrash> {
+/// what the dump got wrong goes into its `verdict`.
+pub(crate) fn same_crash(exact: &ExactDump, level: u8, with_crash: bool) -> Result<SameCrash> {
     let mut r = SameCrash {
         level,
-        exact_bytes: fs::metadata(plain_elf)
-            .with_context(|| format!("no exact dump {}", plain_elf.display()))?
+        exact_bytes: fs::metadata(exact.elf)
+            .with_context(|| format!("no exact dump {}", exact.elf.display()))?
             .len(),
         ..Default::default()
     };
-    let (p, checked) = (&mut r.problems, &mut r.checked);
-    let dir = work.join(format!("{name}-d{level}"));
+    let dir = exact.work.join(format!("{}-d{level}", exact.name));
+    let Some(disk) = filter_again(exact, &dir, level, &mut r)? else {
+        return Ok(r);
+    };
+    // Our dump, as zfcpdump-disk extracts it, and its filter note.
+    let ours = dir.join("filtered.elf");
+    if let Some(e) = extract(exact.disk_tool, &disk, &ours)? {
+        r.verdict.fail(e);
+        return Ok(r);
+    }
+    let _ = fs::remove_file(&disk);
+    let Some(pages) = check_note(&ours, level, &mut r)? else {
+        return Ok(r);
+    };
+    compare_makedumpfile(exact, &dir, level, &pages, &mut r)?;
+    // crash reads the same crash from both.
+    if with_crash {
+        compare_crash(exact, &dir, &ours, &mut r)?;
+    }
+    Ok(r)
+}
+
+/// The agent in tool mode on a copy of the exact dump's disk, at `level`;
+/// returns that disk, or None if the agent did not succeed.
+fn filter_again(
+    exact: &ExactDump,
+    dir: &Path,
+    level: u8,
+    r: &mut SameCrash,
+) -> Result<Option<PathBuf>> {
+    let v = &mut r.verdict;
     let root = dir.join("root");
     for d in ["proc", "sys", "dev", "etc"] {
         fs::create_dir_all(root.join(d))?;
     }
     let disk = dir.join("disk.img");
-    sparse_copy(plain_disk, &disk)?;
+    sparse_copy(exact.disk, &disk)?;
     let config = dir.join("zfcpdump.conf");
     fs::write(&config, format!("dump_level = {level}\n"))?;
 
@@ -103,8 +138,8 @@ pub(crate) fn same_crash(
     // reads fail.
     let log = dir.join("agent.log");
     let mut c = Command::new("qemu-s390x-static");
-    c.arg(agent_bin).arg("--root").arg(&root);
-    c.arg("--source").arg(plain_elf).arg("--disk").arg(&disk);
+    c.arg(exact.agent_bin).arg("--root").arg(&root);
+    c.arg("--source").arg(exact.elf).arg("--disk").arg(&disk);
     c.arg("--config").arg(&config);
     c.arg("--hsa-size").arg(format!("{SIMULATED_HSA:#x}"));
     let status = run_with_timeout(&mut c, &log, AGENT_TIMEOUT)?;
@@ -118,7 +153,7 @@ pub(crate) fn same_crash(
     match (status.and_then(|s| s.code()), copy_ms) {
         (Some(0), Some(ms)) if out.lines().any(|l| l == "Dump successful") => {
             r.agent_ms = ms;
-            checked.push(format!(
+            v.held(format!(
                 "the agent (tool mode, dump_level = {level}, simulated {} MiB HSA) exited 0: Dump \
                  successful, copy in {ms} ms, peak RSS {} KiB (qemu-user's included)",
                 SIMULATED_HSA >> 20,
@@ -126,78 +161,94 @@ pub(crate) fn same_crash(
             ));
         }
         (code, _) => {
-            p.push(format!(
+            v.fail(format!(
                 "the agent exited {code:?} without `Dump successful` and a copy time:\n{}",
                 tail(&out, 10)
             ));
-            return Ok(r);
+            return Ok(None);
         }
     }
 
     // The classifier read what it needs before the simulated release: no
     // fallback, and no struct page it could not read afterwards.
     if let Some(l) = out.lines().find(|l| l.contains("filtering off")) {
-        p.push(format!("the agent fell back: {l}"));
+        v.fail(format!("the agent fell back: {l}"));
     }
     if level & !1 != 0 {
         match out.lines().find(|l| l.contains(" unreadable struct pages")) {
             Some(l) if l.contains(", 0 unreadable struct pages") => {
-                checked.push(format!("after the HSA release: {l}"))
+                v.held(format!("after the HSA release: {l}"))
             }
-            Some(l) => p.push(format!(
+            Some(l) => v.fail(format!(
                 "struct pages unreadable after the HSA release: {l}"
             )),
-            None => p.push("the agent printed no page filter summary".into()),
+            None => v.fail("the agent printed no page filter summary"),
         }
     }
+    Ok(Some(disk))
+}
 
-    // Our dump, as zfcpdump-disk extracts it, and its filter note.
-    let ours = dir.join("filtered.elf");
-    if let Some(e) = extract(disk_tool, &disk, &ours)? {
-        p.push(e);
-        return Ok(r);
-    }
-    let _ = fs::remove_file(&disk);
-    r.ours_bytes = fs::metadata(&ours)?.len();
-    let vm = Vmcore::read(&mut SeekReader::new(&File::open(&ours)?), r.ours_bytes)
+/// Our filtered dump's filter note: the level asked for and used, and its
+/// counts against the PT_LOADs. Returns the dump's pages, or None without
+/// a note.
+fn check_note(ours: &Path, level: u8, r: &mut SameCrash) -> Result<Option<Pages>> {
+    let v = &mut r.verdict;
+    r.ours_bytes = fs::metadata(ours)?.len();
+    let vm = Vmcore::read(&mut SeekReader::new(&File::open(ours)?), r.ours_bytes)
         .map_err(|e| anyhow::anyhow!("{}: {e}", ours.display()))?;
     r.ours_phnum = vm.phdrs.len();
     let Some(note) = FilterNote::find(&vm) else {
-        p.push("the filtered dump has no ZFCPDUMP/ZFLT filter note".into());
-        return Ok(r);
+        v.fail("the filtered dump has no ZFCPDUMP/ZFLT filter note");
+        return Ok(None);
     };
     let desc = note.describe();
     if (note.requested.bits(), note.used.bits()) != (level, level) {
-        p.push(format!("filter note: {desc}, not level {level}"));
+        v.fail(format!("filter note: {desc}, not level {level}"));
     }
     r.ours_counts = note.excluded;
     // The note counts each physical page once (a segment whose memory
     // another holds, 6.12's kernel image, does not count), as makedumpfile's
     // classes do; a page left out by one segment and written by another
     // (none so far) counts as the identity segment decided.
-    let pages = Pages::of(&vm, p);
+    let pages = Pages::of(&vm, v);
     let (excluded, written) = (pages.count(EXCLUDED), pages.count(WRITTEN));
     let distinct = excluded + written;
     let x = note.excluded_total();
     if note.total == distinct && x.abs_diff(excluded) <= pages.both {
-        checked.push(format!(
+        v.held(format!(
             "filter note: {desc}; its PT_LOADs agree ({distinct} distinct pages, {excluded} only \
              in tails, {} in one's tail and another's file bytes)",
             pages.both
         ));
     } else {
-        p.push(format!(
+        v.fail(format!(
             "filter note: {desc}; the PT_LOADs hold {distinct} distinct pages, {excluded} only in \
              tails, {} in both",
             pages.both
         ));
     }
+    Ok(Some(pages))
+}
+
+/// makedumpfile at the same level on the same memory: no page we leave out
+/// may be one it keeps (but as a zero page), and no class may leave out
+/// more than its; the sizes for the report.
+fn compare_makedumpfile(
+    exact: &ExactDump,
+    dir: &Path,
+    level: u8,
+    pages: &Pages,
+    r: &mut SameCrash,
+) -> Result<()> {
+    let v = &mut r.verdict;
     // makedumpfile on the same memory at the same level.
     let mwork = dir.join("makedumpfile");
-    let (map, mc) = mdf.dumpable(plain_elf, level, &mwork)?;
+    let mdf = exact.mdf;
+    let (map, mc) = mdf.dumpable(exact.elf, level, &mwork)?;
     r.mdf_kdump_bytes = fs::metadata(mwork.join(format!("makedumpfile-d{level}.kdump")))?.len();
-    r.mdf_elf_bytes = mdf.elf_size(plain_elf, level, &mwork)?.0;
+    r.mdf_elf_bytes = mdf.elf_size(exact.elf, level, &mwork)?.0;
     r.mdf_counts.copy_from_slice(&mc.classes()[..5]);
+    let excluded = pages.count(EXCLUDED);
     let ours_only: Vec<u64> = pages
         .pfns(EXCLUDED)
         .filter(|&f| map.is_dumpable(f) && !map.is_zero(f))
@@ -207,13 +258,13 @@ pub(crate) fn same_crash(
     let mdf_drops = |f: u64| !map.is_dumpable(f) || map.is_zero(f);
     r.mdf_only = pages.pfns(WRITTEN).filter(|&f| mdf_drops(f)).count() as u64;
     if ours_only.is_empty() {
-        checked.push(format!(
+        v.held(format!(
             "every one of our {excluded} left-out pages is one makedumpfile {} leaves out too \
              (or keeps as a zero page); it leaves out {} pages we write",
             mdf.version, r.mdf_only
         ));
     } else {
-        p.push(format!(
+        v.fail(format!(
             "{} pages we leave out are dumpable, non-zero pages to makedumpfile {}: pfns {:#x?}",
             ours_only.len(),
             mdf.version,
@@ -234,28 +285,31 @@ pub(crate) fn same_crash(
         diffs.join(", ")
     );
     match more.is_empty() {
-        true => checked.push(counts),
-        false => p.push(format!(
+        true => v.held(counts),
+        false => v.fail(format!(
             "more {} pages left out than makedumpfile: {counts}",
             more.join(", ")
         )),
     }
-    checked.push(format!(
+    v.held(format!(
         "sizes: exact {} bytes, ours {} bytes ({} program headers), makedumpfile -E {} bytes, \
          -l {} bytes",
         r.exact_bytes, r.ours_bytes, r.ours_phnum, r.mdf_elf_bytes, r.mdf_kdump_bytes
     ));
+    Ok(())
+}
 
-    // crash reads the same crash from both.
-    if !with_crash {
-        return Ok(r);
-    }
+/// crash's output of [`CRASH_COMMANDS`] on the exact and the filtered dump
+/// must be the same.
+fn compare_crash(exact: &ExactDump, dir: &Path, ours: &Path, r: &mut SameCrash) -> Result<()> {
+    let v = &mut r.verdict;
     let commands: Vec<String> = CRASH_COMMANDS.iter().map(|s| s.to_string()).collect();
     let mut views = Vec::new();
-    for (what, dump) in [("exact", plain_elf), ("filtered", ours.as_path())] {
+    let crash = exact.crash;
+    for (what, dump) in [("exact", exact.elf), ("filtered", ours)] {
         // The exact dump's view is the same at every level: read it once.
         let log = match what {
-            "exact" => work.join(format!("{name}.crash-exact.log")),
+            "exact" => exact.work.join(format!("{}.crash-exact.log", exact.name)),
             _ => dir.join("crash-filtered.log"),
         };
         let cached = match what {
@@ -264,23 +318,23 @@ pub(crate) fn same_crash(
         };
         let text = match cached {
             Some(t) => t,
-            None => crash.session(vmlinux, dump, &commands, &log)?,
+            None => crash.session(exact.vmlinux, dump, &commands, &log)?,
         };
         views.push(normalise(&text, dump));
     }
     match first_difference(&views[0], &views[1]) {
-        None => checked.push(format!(
+        None => v.held(format!(
             "crash {}: {} the same for both ({} lines)",
             crash.version,
             CRASH_COMMANDS.join(", "),
             views[0].len()
         )),
-        Some(d) => p.push(format!(
+        Some(d) => v.fail(format!(
             "crash {} reads the dumps differently: {d}",
             crash.version
         )),
     }
-    Ok(r)
+    Ok(())
 }
 
 /// A page's state in [`Pages`]: in some PT_LOAD's file bytes; only in tails.
@@ -297,13 +351,13 @@ struct Pages {
 }
 
 impl Pages {
-    fn of(vm: &Vmcore, p: &mut Vec<String>) -> Pages {
+    fn of(vm: &Vmcore, v: &mut Verdict) -> Pages {
         let end = vm.loads().map(|l| l.p_paddr + l.p_memsz).max().unwrap_or(0);
         let mut state = vec![0u8; end.div_ceil(PAGE_SIZE) as usize];
         for (i, l) in vm.loads().enumerate() {
             let tail = l.p_paddr + l.p_filesz;
             if l.p_filesz < l.p_memsz && (tail % PAGE_SIZE != 0 || l.p_memsz % PAGE_SIZE != 0) {
-                p.push(format!(
+                v.fail(format!(
                     "PT_LOAD {i}: a tail {tail:#x}+{:#x} not in whole pages",
                     l.p_memsz - l.p_filesz
                 ));
@@ -356,14 +410,12 @@ fn first_difference(a: &[String], b: &[String]) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use std::path::PathBuf;
-
     use super::*;
     use crate::readers::Readers;
 
     /// On a real crash: `SAME_CRASH_IMG=6.1-plain.img SAME_CRASH_ELF=6.1-plain.elf
     /// SAME_CRASH_VMLINUX=.../vmlinux SAME_CRASH_KERNEL=6.1.192 SAME_CRASH_AGENT=...
-    /// SAME_CRASH_LEVELS=31,17 cargo test -p xtask same_crash -- --ignored --nocapture`.
+    /// SAME_CRASH_LEVELS=31,17 cargo test -p zfcpdump-lab same_crash -- --ignored --nocapture`.
     #[test]
     #[ignore]
     fn same_crash_on_a_real_dump() {
@@ -374,28 +426,32 @@ mod tests {
         let release = var("SAME_CRASH_KERNEL");
         let readers = Readers::for_kernel(&release, &cache, false).unwrap();
         let mdf = Makedumpfile::for_kernel(&release, &cache, false).unwrap();
-        let (disk_tool, _) = crate::e2e::build_host_tools(&root, &cache, false).unwrap();
+        let (disk_tool, _) = crate::kit::setup::build_host_tools(&root, &cache, false).unwrap();
         let work = cache.join("crashlab").join("compare-test");
         let levels = std::env::var("SAME_CRASH_LEVELS").unwrap_or("31".into());
+        let (agent_bin, disk, elf, vmlinux) = (
+            path("SAME_CRASH_AGENT"),
+            path("SAME_CRASH_IMG"),
+            path("SAME_CRASH_ELF"),
+            path("SAME_CRASH_VMLINUX"),
+        );
+        let exact = ExactDump {
+            work: &work,
+            name: &release,
+            agent_bin: &agent_bin,
+            disk_tool: &disk_tool,
+            disk: &disk,
+            elf: &elf,
+            vmlinux: &vmlinux,
+            crash: &readers.crash,
+            mdf: &mdf,
+        };
         let mut failed = false;
         for level in levels.split(',').map(|l| l.parse().unwrap()) {
             let t = std::time::Instant::now();
-            let r = same_crash(
-                &work,
-                &release,
-                &path("SAME_CRASH_AGENT"),
-                &disk_tool,
-                &path("SAME_CRASH_IMG"),
-                &path("SAME_CRASH_ELF"),
-                &path("SAME_CRASH_VMLINUX"),
-                &readers.crash,
-                &mdf,
-                level,
-                true,
-            )
-            .unwrap();
+            let r = same_crash(&exact, level, true).unwrap();
             eprintln!("{release} -d {level} in {:.1?}: {r:#?}", t.elapsed());
-            failed |= !r.problems.is_empty();
+            failed |= !r.verdict.is_ok();
         }
         assert!(!failed, "problems above");
     }

@@ -26,8 +26,9 @@
 //! command line). The production guest holds page cache, anonymous user
 //! memory and free memory, each with pattern pages where a pattern can
 //! live, so a dump level's effect is visible. By default the pairs are
-//! 6.1/6.1 and 6.12/6.12 with all five, and the cross pair 6.12/6.1
-//! byte-exact. Two guests run at a time.
+//! 6.1/6.1 and 6.12/6.12 with all five, the cross pair 6.12/6.1
+//! byte-exact, and the tool with its initramfs built in (qemu-builtin) at
+//! dump level 17 (`DEFAULT_PAIRS`). Two guests run at a time.
 //!
 //! Work files live in `<target>/zfcpdump/crashlab/work/` (kept on failure or
 //! with `--keep`); the report goes to `<target>/zfcpdump/crashlab/report.txt`,
@@ -42,7 +43,6 @@ mod report;
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -50,8 +50,9 @@ use clap::Args;
 use zfcpdump_format::superblock::DumpSuperblock;
 
 use crate::LabArgs;
-use crate::e2e::{build_host_tools, elided_build};
 use crate::guest::{Boot, Drive};
+use crate::kit::setup::{build_host_tools, elided_build};
+use crate::kit::{Verdict, parallel_map};
 use crate::readers::makedumpfile::Makedumpfile;
 use crate::readers::{Readers, sysroot};
 use crate::zipl::{ZiplJob, disk_metadata, zipl_prepare};
@@ -67,11 +68,14 @@ use zfcpdump_builder::{provision, util};
 pub struct CrashlabArgs {
     /// A kernel pair PRODUCTION:TOOL of profile names (repeatable); the
     /// production kernel crashes, the tool's kernel and agent dump it. Both
-    /// must see virtio disks. Default: qemu:qemu and qemu-6.12:qemu-6.12
+    /// must see virtio disks. A pair given here gets all five runs. Default:
+    /// qemu:qemu (all five), qemu-6.12:qemu-6.12 (all five), qemu-6.12:qemu
+    /// (plain) and qemu-builtin:qemu-builtin (level17)
     #[arg(long = "pair", value_name = "PRODUCTION:TOOL")]
     pub pairs: Vec<String>,
     /// Only these runs (repeatable): plain, elided, hsa, level31, level17.
-    /// Default: each pair's own (all five for the one-kernel pairs)
+    /// Default: all five for a pair given with --pair, each default pair its
+    /// own (see --pair); a tool with its initramfs built in has no elided run
     #[arg(long = "run", value_name = "KIND")]
     pub runs: Vec<String>,
     /// The capture kernel's memory (`crashkernel=`) in MiB; default: the
@@ -273,7 +277,7 @@ pub fn run(args: &CrashlabArgs) -> Result<()> {
     provision::ensure(&needs, &[], !args.lab.no_provision && !args.lab.offline)?;
 
     // `--run` limits every pair to those runs; without it a given pair gets
-    // all three, a default one its own list.
+    // all five, a default one its own list.
     let only: Option<Vec<Kind>> = match args.runs.is_empty() {
         true => None,
         false => Some(
@@ -353,14 +357,15 @@ pub fn run(args: &CrashlabArgs) -> Result<()> {
     let total = t0.elapsed();
     let (text, ok) = report::render(&built, &results, &same, setup, total);
     util::write_atomic(&base.join("report.txt"), text.as_bytes())?;
-    for r in results.iter().filter(|r| !r.problems.is_empty()) {
-        crate::print_failed_run("crashlab", &r.name, &r.problems, &r.log, &r.console_tail);
+    for r in results.iter().filter(|r| !r.verdict.is_ok()) {
+        r.verdict
+            .print_failed_run("crashlab", &r.name, &r.log, &r.console_tail);
     }
-    for (pair, s) in same.iter().filter(|(_, s)| !s.problems.is_empty()) {
+    for (pair, s) in same.iter().filter(|(_, s)| !s.verdict.is_ok()) {
         eprintln!(
             "\n[crashlab] same crash {pair} at level {} FAILED:\n  - {}",
             s.level,
-            s.problems.join("\n  - ")
+            s.verdict.problems.join("\n  - ")
         );
     }
     eprintln!("\n{text}");
@@ -557,7 +562,7 @@ fn same_crashes(
         .filter(|p| {
             results
                 .iter()
-                .any(|r| r.pair == p.name && r.kind == Kind::Plain && r.problems.is_empty())
+                .any(|r| r.pair == p.name && r.kind == Kind::Plain && r.verdict.is_ok())
         })
         .collect();
     if jobs.is_empty() {
@@ -568,45 +573,44 @@ fn same_crashes(
          tool mode, against makedumpfile (and crash at 31 and 17)",
         jobs.len()
     ));
-    let per_pair = in_parallel(&jobs, |pair| -> Result<Vec<(String, compare::SameCrash)>> {
-        let name = format!("{}-plain", pair.name.replace(':', "-"));
-        let (disk, elf) = (
-            ctx.work.join(format!("{name}.img")),
-            ctx.work.join(format!("{name}.extracted.elf")),
-        );
-        let mut out = Vec::new();
-        for (level, with_crash) in SAME_CRASH_LEVELS {
-            let r = compare::same_crash(
-                &ctx.work,
-                &name,
-                &pair.agent_bin,
-                &ctx.disk_tool,
-                &disk,
-                &elf,
-                &pair.vmlinux,
-                &pair.readers.crash,
-                &pair.makedumpfile,
-                level,
-                with_crash,
-            )
-            .with_context(|| format!("same crash {} at level {level}", pair.name))?;
-            step(format!(
-                "   {} level {level}: {}",
-                pair.name,
-                if r.problems.is_empty() {
-                    "ok"
-                } else {
-                    "FAILED"
-                }
-            ));
-            out.push((pair.name.clone(), r));
-        }
-        if !ctx.keep {
-            let _ = fs::remove_file(&disk);
-            let _ = fs::remove_file(&elf);
-        }
-        Ok(out)
-    });
+    let per_pair = parallel_map(
+        &jobs,
+        PARALLEL,
+        |pair| -> Result<Vec<(String, compare::SameCrash)>> {
+            let name = format!("{}-plain", pair.name.replace(':', "-"));
+            let (disk, elf) = (
+                ctx.work.join(format!("{name}.img")),
+                ctx.work.join(format!("{name}.extracted.elf")),
+            );
+            let exact = compare::ExactDump {
+                work: &ctx.work,
+                name: &name,
+                agent_bin: &pair.agent_bin,
+                disk_tool: &ctx.disk_tool,
+                disk: &disk,
+                elf: &elf,
+                vmlinux: &pair.vmlinux,
+                crash: &pair.readers.crash,
+                mdf: &pair.makedumpfile,
+            };
+            let mut out = Vec::new();
+            for (level, with_crash) in SAME_CRASH_LEVELS {
+                let r = compare::same_crash(&exact, level, with_crash)
+                    .with_context(|| format!("same crash {} at level {level}", pair.name))?;
+                step(format!(
+                    "   {} level {level}: {}",
+                    pair.name,
+                    r.verdict.result()
+                ));
+                out.push((pair.name.clone(), r));
+            }
+            if !ctx.keep {
+                let _ = fs::remove_file(&disk);
+                let _ = fs::remove_file(&elf);
+            }
+            Ok(out)
+        },
+    );
     Ok(per_pair
         .into_iter()
         .collect::<Result<Vec<_>>>()?
@@ -615,42 +619,12 @@ fn same_crashes(
         .collect())
 }
 
-/// `f` on every item, [`PARALLEL`] at a time, in the items' order; the
-/// results in that order.
-fn in_parallel<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> {
-    let next = Mutex::new(0usize);
-    let results: Mutex<Vec<Option<R>>> = Mutex::new((0..items.len()).map(|_| None).collect());
-    std::thread::scope(|s| {
-        for _ in 0..PARALLEL.min(items.len()) {
-            s.spawn(|| {
-                loop {
-                    let i = {
-                        let mut n = next.lock().unwrap();
-                        *n += 1;
-                        *n - 1
-                    };
-                    let Some(item) = items.get(i) else { break };
-                    let r = f(item);
-                    results.lock().unwrap()[i] = Some(r);
-                }
-            });
-        }
-    });
-    results
-        .into_inner()
-        .unwrap()
-        .into_iter()
-        .map(|r| r.expect("every item ran"))
-        .collect()
-}
-
 /// What one run showed, for the report.
 pub(crate) struct RunResult {
     pub(crate) name: String,
     pub(crate) pair: String,
     pub(crate) kind: Kind,
-    pub(crate) problems: Vec<String>,
-    pub(crate) checked: Vec<String>,
+    pub(crate) verdict: Verdict,
     pub(crate) facts: checks::Facts,
     pub(crate) elapsed: Option<Duration>,
     pub(crate) log: PathBuf,
@@ -659,18 +633,14 @@ pub(crate) struct RunResult {
 
 /// Runs the specs, `PARALLEL` at a time, in order of the list.
 fn run_parallel(ctx: &Ctx, specs: &[RunSpec]) -> Result<Vec<RunResult>> {
-    in_parallel(specs, |spec| {
+    parallel_map(specs, PARALLEL, |spec| {
         let r =
             run_one(ctx, spec).with_context(|| format!("run {}: the harness failed", spec.name));
         if let Ok(r) = &r {
             step(format!(
                 "   {}: {} ({})",
                 r.name,
-                if r.problems.is_empty() {
-                    "ok"
-                } else {
-                    "FAILED"
-                },
+                r.verdict.result(),
                 r.elapsed.map_or("timeout".into(), util::fmt_duration)
             ));
         }
@@ -719,22 +689,56 @@ fn run_one(ctx: &Ctx, spec: &RunSpec) -> Result<RunResult> {
         log: log.clone(),
     };
     let out = boot.run_with(&TCG_WORKAROUND.map(String::from))?;
-    let mut problems = Vec::new();
-    let mut checked = Vec::new();
-    let facts = checks::check_run(ctx, spec, &disk, &out, &mut problems, &mut checked)?;
+    let mut verdict = Verdict::default();
+    let facts = checks::check_run(ctx, spec, &disk, &out, &mut verdict)?;
     // The byte-exact dump is filtered again later (the same crash).
-    if problems.is_empty() && !ctx.keep && spec.kind != Kind::Plain {
+    if verdict.is_ok() && !ctx.keep && spec.kind != Kind::Plain {
         let _ = fs::remove_file(&disk);
     }
     Ok(RunResult {
         name: spec.name.clone(),
         pair: pair.name.clone(),
         kind: spec.kind,
-        problems,
-        checked,
+        verdict,
         facts,
         elapsed: out.exit.is_some().then_some(out.elapsed),
         log,
         console_tail: out.tail(40),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Args as _;
+
+    use super::*;
+
+    fn help(id: &str) -> String {
+        let cmd = CrashlabArgs::augment_args(clap::Command::new("crashlab"));
+        let arg = cmd.get_arguments().find(|a| a.get_id() == id).unwrap();
+        arg.get_help().unwrap().to_string()
+    }
+
+    #[test]
+    fn the_help_names_the_default_pairs_and_their_runs() {
+        let pairs = help("pairs");
+        assert_eq!(Kind::ALL.len(), 5, "the help says `all five`");
+        for (pair, kinds) in DEFAULT_PAIRS {
+            let runs = match kinds.len() {
+                5 => "all five".to_string(),
+                _ => kinds
+                    .iter()
+                    .map(|k| k.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            };
+            assert!(
+                pairs.contains(&format!("{pair} ({runs})")),
+                "--pair's help does not say `{pair} ({runs})`: {pairs}"
+            );
+        }
+        for k in Kind::ALL {
+            assert!(help("runs").contains(k.name()), "{}", help("runs"));
+        }
+    }
 }

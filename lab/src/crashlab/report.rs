@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use super::compare::SameCrash;
 use super::{Pair, RunResult};
+use crate::kit::Table;
+use crate::kit::table::{Left, Right};
 use zfcpdump_builder::util;
 
 fn mib(n: u64) -> String {
@@ -41,8 +43,8 @@ pub(crate) fn render(
     setup: Duration,
     total: Duration,
 ) -> (String, bool) {
-    let ok = results.iter().all(|r| r.problems.is_empty())
-        && same.iter().all(|(_, c)| c.problems.is_empty());
+    let ok =
+        results.iter().all(|r| r.verdict.is_ok()) && same.iter().all(|(_, c)| c.verdict.is_ok());
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -50,7 +52,7 @@ pub(crate) fn render(
         if ok { "PASSED" } else { "FAILED" },
         util::fmt_duration(total),
         results.len(),
-        results.iter().filter(|r| !r.problems.is_empty()).count(),
+        results.iter().filter(|r| !r.verdict.is_ok()).count(),
         util::fmt_duration(setup)
     );
     for pair in pairs {
@@ -63,48 +65,40 @@ pub(crate) fn render(
             pair.crashkernel >> 20,
             pair.readers.versions.join("; ")
         );
-        let _ = writeln!(
-            s,
-            "{:<7} {:<7} {:>12} {:>11} {:<44} {:<20} {:>9} {:>8} {:>9} {:<12} pattern pages",
-            "run",
-            "result",
-            "vmcore",
-            "dump",
-            "PT_LOAD layout",
-            "capture memory",
-            "boot-off",
-            "dump",
-            "peak RSS",
-            "crash",
-        );
+        let mut runs = Table::new(&[
+            ("run", Left),
+            ("result", Left),
+            ("vmcore", Right),
+            ("dump", Right),
+            ("PT_LOAD layout", Left),
+            ("capture memory", Left),
+            ("boot-off", Right),
+            ("dump", Right),
+            ("peak RSS", Right),
+            ("crash", Left),
+            ("pattern pages", Left),
+        ]);
         for r in results.iter().filter(|r| r.pair == pair.name) {
             let f = &r.facts;
-            let _ = writeln!(
-                s,
-                "{:<7} {:<7} {:>12} {:>11} {:<44} {:<20} {:>9} {:>8} {:>9} {:<12} {}",
-                r.kind.name(),
-                if r.problems.is_empty() {
-                    "ok"
-                } else {
-                    "FAILED"
-                },
+            runs.row([
+                r.kind.name().to_string(),
+                r.verdict.result().to_string(),
                 f.vmcore_bytes.map_or("-".into(), |b| b.to_string()),
                 f.dump_bytes.map_or("-".into(), mib),
                 layout(r),
-                f.capture_memory.as_deref().map_or("-".into(), |m| m
-                    .split(' ')
-                    .next()
-                    .unwrap_or(m)
-                    .to_string()),
+                f.capture_memory
+                    .as_deref()
+                    .map_or("-".into(), |m| m.split(' ').next().unwrap_or(m).to_string()),
                 r.elapsed
                     .map_or("timeout".into(), |d| format!("{:.1} s", d.as_secs_f64())),
                 f.dump_ms
                     .map_or("-".into(), |ms| format!("{:.1} s", ms as f64 / 1000.0)),
                 f.peak_rss_kib.map_or("-".into(), |k| format!("{k} KiB")),
-                f.crash.as_deref().unwrap_or("-"),
-                f.pattern.as_deref().unwrap_or("-")
-            );
+                f.crash.as_deref().unwrap_or("-").to_string(),
+                f.pattern.as_deref().unwrap_or("-").to_string(),
+            ]);
         }
+        s.push_str(&runs.render());
     }
     if !same.is_empty() {
         let _ = writeln!(
@@ -113,21 +107,19 @@ pub(crate) fn render(
              (qemu-user), against makedumpfile on the same dump; pages zero/cache/cache_private/\
              user/free, ours (makedumpfile's)"
         );
-        let _ = writeln!(
-            s,
-            "{:<20} {:>5} {:>11} {:>11} {:>8} {:>13} {:>13} {:<58} {:>9} {:>8} {:>9}",
-            "pair",
-            "level",
-            "byte-exact",
-            "ours",
-            "headers",
-            "mdf -E",
-            "mdf -l",
-            "pages left out",
-            "ours only",
-            "mdf only",
-            "copy"
-        );
+        let mut table = Table::new(&[
+            ("pair", Left),
+            ("level", Right),
+            ("byte-exact", Right),
+            ("ours", Right),
+            ("headers", Right),
+            ("mdf -E", Right),
+            ("mdf -l", Right),
+            ("pages left out", Left),
+            ("ours only", Right),
+            ("mdf only", Right),
+            ("copy", Right),
+        ]);
         for (pair, c) in same {
             let classes: Vec<String> = c
                 .ours_counts
@@ -135,27 +127,26 @@ pub(crate) fn render(
                 .zip(c.mdf_counts)
                 .map(|(o, m)| format!("{o}({m})"))
                 .collect();
-            let _ = writeln!(
-                s,
-                "{:<20} {:>5} {:>11} {:>11} {:>8} {:>13} {:>13} {:<58} {:>9} {:>8} {:>7} ms",
-                pair,
-                c.level,
+            table.row([
+                pair.clone(),
+                c.level.to_string(),
                 mib(c.exact_bytes),
                 mib(c.ours_bytes),
-                c.ours_phnum,
+                c.ours_phnum.to_string(),
                 mib(c.mdf_elf_bytes),
                 mib(c.mdf_kdump_bytes),
                 classes.join("/"),
-                c.ours_only,
-                c.mdf_only,
-                c.agent_ms
-            );
+                c.ours_only.to_string(),
+                c.mdf_only.to_string(),
+                format!("{} ms", c.agent_ms),
+            ]);
         }
+        s.push_str(&table.render());
     }
     let _ = writeln!(s, "\nchecked:");
     for r in results {
-        let _ = writeln!(s, "  {}: {}", r.name, r.checked.join("; "));
-        for p in &r.problems {
+        let _ = writeln!(s, "  {}: {}", r.name, r.verdict.checked.join("; "));
+        for p in &r.verdict.problems {
             let _ = writeln!(s, "    PROBLEM: {p}");
         }
     }
@@ -164,9 +155,9 @@ pub(crate) fn render(
             s,
             "  same crash {pair} at {}: {}",
             c.level,
-            c.checked.join("; ")
+            c.verdict.checked.join("; ")
         );
-        for p in &c.problems {
+        for p in &c.verdict.problems {
             let _ = writeln!(s, "    PROBLEM: {p}");
         }
     }

@@ -11,7 +11,7 @@
 //! left, zgetdump (and, after power cuts, crash) must refuse anything else;
 //! outside the dump area only the checksum field may change.
 //!
-//! Setup is e2e's ([`e2e::setup`]: the profile, its zero-page elision
+//! Setup is e2e's (`kit::setup`: the profile, its zero-page elision
 //! variant, the readers, real zipl disks) plus a build of the profile with a
 //! 1 s progress interval and a 10 s device timeout, so that the slow and the
 //! missing disk take seconds. Two guests run at a time (QEMU's TCG uses one
@@ -35,7 +35,7 @@ use clap::Args;
 use zfcpdump_format::superblock::CSUM_FIELD_OFFSET;
 
 use crate::LabArgs;
-use crate::e2e::{self, Ctx};
+use crate::kit::{Ctx, Verdict, setup};
 use crate::sources::{Source, generated_source, qemu_dump_source};
 use crate::zipl::{GEOMETRIES, Target, prepare_target};
 use blkdebug::Rule;
@@ -198,7 +198,7 @@ pub(crate) struct Row {
     pub(crate) outside: String,
     /// What the dump area holds afterwards (None: no disk).
     pub(crate) holds: Option<verdict::Holds>,
-    pub(crate) problems: Vec<String>,
+    pub(crate) verdict: Verdict,
     pub(crate) log: PathBuf,
     pub(crate) tail: String,
     pub(crate) lines: Vec<(Duration, String)>,
@@ -221,7 +221,7 @@ pub fn run(args: &FaultsArgs) -> Result<()> {
     let _ = fs::remove_dir_all(&work);
     fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
     let mut timings = Vec::new();
-    let ctx = e2e::setup(&args.profile, false, &args.lab, &work, &mut timings)?;
+    let ctx = setup::setup(&args.profile, false, &args.lab, &work, &mut timings)?;
     let images = fault_build(&root, &work, &name, &ctx, &args.lab)?;
 
     step("2. disks: real zipl --dumpto on a 512-byte and a 4K disk, and copies with an older dump");
@@ -282,8 +282,9 @@ pub fn run(args: &FaultsArgs) -> Result<()> {
         total,
     );
     util::write_atomic(&base.join("summary.txt"), table.as_bytes())?;
-    for r in rows.iter().filter(|r| !r.problems.is_empty()) {
-        crate::print_failed_run("faults", &r.name, &r.problems, &r.log, &r.tail);
+    for r in rows.iter().filter(|r| !r.verdict.is_ok()) {
+        r.verdict
+            .print_failed_run("faults", &r.name, &r.log, &r.tail);
     }
     eprintln!("\n{table}");
     if !ok {
@@ -349,9 +350,9 @@ fn used_disk(ctx: &Ctx, images: &Images, t: &Target, label: &str, older: &Source
     );
     let row = run_job(ctx, images, &job)?;
     ensure!(
-        row.problems.is_empty(),
+        row.verdict.is_ok(),
         "the dump that makes the {label} disk failed: {}",
-        row.problems.join("; ")
+        row.verdict.problems.join("; ")
     );
     let disk = ctx.work.join(format!("{}.img", job.name));
     let before = ctx

@@ -20,7 +20,7 @@ use anyhow::{Context, Result};
 use super::verdict::Holds;
 use super::{Disk, Expect, Job, Row};
 use crate::checks::files::sparse_copy_range;
-use crate::e2e::Ctx;
+use crate::kit::Ctx;
 use crate::sources::Source;
 
 /// The console lines a cut is timed from.
@@ -131,7 +131,7 @@ pub(crate) fn readers(ctx: &Ctx, jobs: &[Job], rows: &mut [Row]) -> Result<Vec<S
             Holds::NoElf => false,
             Holds::Exact(n) if *n == job.source.name && !opened_one => true,
             _ => {
-                if row.problems.is_empty() {
+                if row.verdict.is_ok() {
                     cleanup(ctx, &img);
                 }
                 continue;
@@ -153,14 +153,14 @@ pub(crate) fn readers(ctx: &Ctx, jobs: &[Job], rows: &mut [Row]) -> Result<Vec<S
                 format!("opened the whole dump, {release}")
             }
             (false, true) => {
-                row.problems.push(format!(
+                row.verdict.fail(format!(
                     "crash opens the cut disk as a dump (log {})",
                     log.display()
                 ));
                 "OPENED a cut dump".into()
             }
             (true, false) => {
-                row.problems.push(format!(
+                row.verdict.fail(format!(
                     "crash does not open the whole dump: {}",
                     res.err()
                         .map_or("no RELEASE line".into(), |e| format!("{e:#}"))
@@ -170,7 +170,7 @@ pub(crate) fn readers(ctx: &Ctx, jobs: &[Job], rows: &mut [Row]) -> Result<Vec<S
         };
         lines.push(format!("{}: {} -> crash {verdict}", job.name, row.status));
         let _ = fs::remove_file(&part);
-        if row.problems.is_empty() {
+        if row.verdict.is_ok() {
             cleanup(ctx, &img);
         }
     }

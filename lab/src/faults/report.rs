@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use super::Row;
 use super::powercut::{Calibration, MIN_CUT};
+use crate::kit::Table;
+use crate::kit::table::Left;
 use zfcpdump_builder::util;
 
 /// The summary: a row per run (fault, disk, console verdict, QEMU's exit,
@@ -24,7 +26,7 @@ pub(crate) fn table(
         .filter(|r| r.name.starts_with("power-cut-"))
         .count();
     let short = cuts >= MIN_CUT && cut < MIN_CUT;
-    let failed = rows.iter().filter(|r| !r.problems.is_empty()).count() + usize::from(short);
+    let failed = rows.iter().filter(|r| !r.verdict.is_ok()).count() + usize::from(short);
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -33,38 +35,28 @@ pub(crate) fn table(
         util::fmt_duration(total),
         rows.len()
     );
-    let w = |f: fn(&Row) -> &str, min: usize| {
-        rows.iter().map(|r| f(r).len()).max().unwrap_or(0).max(min)
-    };
-    let (wf, wd, wc, we, ws) = (
-        w(|r| &r.fault, 5),
-        w(|r| &r.disk, 4),
-        w(|r| &r.console, 7),
-        w(|r| &r.exit, 4),
-        w(|r| &r.status, 6),
-    );
-    let _ = writeln!(
-        s,
-        "{:<wf$}  {:<wd$}  {:<wc$}  {:<we$}  {:<ws$}  {:<16}  result",
-        "fault", "disk", "console", "exit", "status", "outside the area"
-    );
+    let mut table = Table::new(&[
+        ("fault", Left),
+        ("disk", Left),
+        ("console", Left),
+        ("exit", Left),
+        ("status", Left),
+        ("outside the area", Left),
+        ("result", Left),
+    ])
+    .gap(2);
     for r in rows {
-        let _ = writeln!(
-            s,
-            "{:<wf$}  {:<wd$}  {:<wc$}  {:<we$}  {:<ws$}  {:<16}  {}",
-            r.fault,
-            r.disk,
-            r.console,
-            r.exit,
-            r.status,
-            r.outside,
-            if r.problems.is_empty() {
-                "ok"
-            } else {
-                "FAILED"
-            }
-        );
+        table.row([
+            &r.fault,
+            &r.disk,
+            &r.console,
+            &r.exit,
+            &r.status,
+            &r.outside,
+            r.verdict.result(),
+        ]);
     }
+    s.push_str(&table.render());
     let _ = writeln!(
         s,
         "\npower cuts: seed {seed:#x}; calibration: copy from {:.2} s, ELF header at {:.2} s, \
@@ -93,8 +85,13 @@ pub(crate) fn table(
     for l in crash {
         let _ = writeln!(s, "  {l}");
     }
-    for r in rows.iter().filter(|r| !r.problems.is_empty()) {
-        let _ = writeln!(s, "\n{} FAILED:\n  - {}", r.name, r.problems.join("\n  - "));
+    for r in rows.iter().filter(|r| !r.verdict.is_ok()) {
+        let _ = writeln!(
+            s,
+            "\n{} FAILED:\n  - {}",
+            r.name,
+            r.verdict.problems.join("\n  - ")
+        );
     }
     (s, failed == 0)
 }

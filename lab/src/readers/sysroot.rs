@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use super::apt::{PrivateApt, split_spec};
 use crate::{have_command, progress, secs};
+use zfcpdump_builder::cmd::{self, cmd};
 
 /// The s390x packages of the sysroot. zipl needs libc6; zgetdump also needs
 /// zlib1g and libfuse2 (its ELF NEEDED entries); busybox-static is the
@@ -235,22 +236,12 @@ impl Sysroot {
             .map(|e| e.map(|e| e.path()))
             .collect::<std::io::Result<_>>()?;
         files.sort();
+        let sh = cmd::shell()?;
         for deb in files
             .iter()
             .filter(|p| p.extension() == Some("deb".as_ref()))
         {
-            let out = Command::new("dpkg-deb")
-                .args(["-f"])
-                .arg(deb)
-                .args(["Package", "Version", "Architecture"])
-                .output()
-                .context("cannot run dpkg-deb")?;
-            ensure!(
-                out.status.success(),
-                "dpkg-deb -f {} failed: {}",
-                deb.display(),
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
+            let out = cmd::output(cmd!(sh, "dpkg-deb -f {deb} Package Version Architecture"))?;
             let fields = String::from_utf8_lossy(&out.stdout);
             let field = |name: &str| {
                 fields
@@ -270,13 +261,7 @@ impl Sysroot {
                 None => versions.push_str(&format!("{pkg} {ver} {arch}\n")),
             }
             found.insert(pkg);
-            let st = Command::new("dpkg-deb")
-                .arg("-x")
-                .arg(deb)
-                .arg(&root)
-                .status()
-                .context("cannot run dpkg-deb")?;
-            ensure!(st.success(), "dpkg-deb -x {} failed", deb.display());
+            cmd::output(cmd!(sh, "dpkg-deb -x {deb} {root}"))?;
         }
         let missing: Vec<_> = self
             .packages
