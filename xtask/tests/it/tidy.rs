@@ -53,16 +53,28 @@ fn the_builder_never_depends_on_the_lab() {
     );
     for f in rust_files(&root().join("crates/zfcpdump-builder/src")) {
         let text = fs::read_to_string(&f).unwrap();
-        assert!(!text.contains("zfcpdump_lab"), "{} names the lab", f.display());
+        assert!(
+            !text.contains("zfcpdump_lab"),
+            "{} names the lab",
+            f.display()
+        );
     }
 }
 
 #[test]
 fn the_product_crates_keep_to_their_few_dependencies() {
     let format = dependencies(&root().join("crates/zfcpdump-format/Cargo.toml"));
-    assert_eq!(format, Vec::<String>::new(), "zfcpdump-format must have none");
+    assert_eq!(
+        format,
+        Vec::<String>::new(),
+        "zfcpdump-format must have none"
+    );
     let agent = dependencies(&root().join("crates/zfcpdump-agent/Cargo.toml"));
-    assert_eq!(agent, ["libc", "zfcpdump-format"], "the agent links only these");
+    assert_eq!(
+        agent,
+        ["libc", "zfcpdump-format"],
+        "the agent links only these"
+    );
 }
 
 /// One test binary per crate: `tests/it/main.rs` and its modules; data
