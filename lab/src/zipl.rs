@@ -4,7 +4,6 @@
 //! size), so [`zipl_prepare`] runs it in a throwaway qemu-system-s390x guest
 //! that writes a disk image as a real `zipl --dumpto /dev/sda1` would.
 
-use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::fs::{self, File};
 use std::io::{BufWriter, Read, Seek, SeekFrom, Write};
@@ -19,6 +18,7 @@ use zfcpdump_format::superblock::{DumpSuperblock, SB_SIZE};
 use crate::kit::{Ctx, step};
 use crate::readers::sysroot::{DEBIAN_12, elf_closure, in_root};
 use crate::{have_command, progress, run_with_timeout, secs, sibling, tail};
+use zfcpdump_builder::archive::{Archive, Kind, Record};
 use zfcpdump_builder::cmd::{self, cmd};
 use zfcpdump_builder::util;
 
@@ -358,131 +358,67 @@ const APPLETS: &[&str] = &[
     "sh", "mount", "cat", "echo", "sleep", "sync", "poweroff", "ls", "[",
 ];
 
-/// Writes the helper guest's initramfs (plain newc cpio).
+/// Writes the helper guest's initramfs with the builder's newc writer
+/// (the one place that writes cpio archives).
 fn helper_initramfs(root: &Path, job: &ZiplJob, out: &Path) -> Result<()> {
-    let f = File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
-    let mut w = Cpio::new(BufWriter::new(f));
-    for d in [
-        "bin",
-        "sbin",
-        "dev",
-        "proc",
-        "sys",
-        "tmp",
-        "lib",
-        "lib/s390x-linux-gnu",
-        "lib/s390-tools",
-        ZFCPDUMP_DIR,
-    ] {
-        w.dir(d)?;
+    let mut a = Archive::new();
+    let mut add = |path: &str, mode: u32, kind: Kind| {
+        a.add(Record {
+            path: path.to_string(),
+            mode,
+            kind,
+            source: "the zipl helper".into(),
+        })
+    };
+    for d in ["dev", "proc", "sys", "tmp", ZFCPDUMP_DIR] {
+        add(d, 0o755, Kind::Dir)?;
     }
     // The kernel opens /dev/console for init before devtmpfs is mounted.
-    w.char_dev("dev/console", 5, 1)?;
-    w.file("bin/busybox", &fs::read(root.join("bin/busybox"))?, 0o755)?;
+    add("dev/console", 0o600, Kind::Char { major: 5, minor: 1 })?;
+    let file = |p: &Path| fs::read(p).with_context(|| format!("cannot read {}", p.display()));
+    add(
+        "bin/busybox",
+        0o755,
+        Kind::File(file(&root.join("bin/busybox"))?),
+    )?;
     for a in APPLETS {
-        w.symlink(&format!("bin/{a}"), "busybox")?;
+        add(&format!("bin/{a}"), 0o777, Kind::Symlink("busybox".into()))?;
     }
     // zipl and what the loader needs to run it, symlinks resolved.
-    let mut have = BTreeSet::new();
     for rel in elf_closure(root, "sbin/zipl")? {
-        let data = fs::read(in_root(root, &rel))?;
-        ensure_parents(&mut w, &mut have, &rel)?;
-        w.file(&rel, &data, 0o755)?;
+        add(&rel, 0o755, Kind::File(file(&in_root(root, &rel))?))?;
     }
     // zipl's stage-3 loader and helpers.
     let tools = root.join("lib/s390-tools");
-    let mut names: Vec<_> = fs::read_dir(&tools)
-        .with_context(|| format!("cannot read {}", tools.display()))?
-        .collect::<std::io::Result<_>>()?;
-    names.sort_by_key(|e| e.file_name());
-    for e in names {
-        let p = e.path();
+    for e in fs::read_dir(&tools).with_context(|| format!("cannot read {}", tools.display()))? {
+        let p = e?.path();
         if p.is_file() {
-            let rel = format!("lib/s390-tools/{}", e.file_name().to_string_lossy());
-            w.file(&rel, &fs::read(&p)?, 0o755)?;
+            let name = p.file_name().expect("a file has a name").to_string_lossy();
+            add(
+                &format!("lib/s390-tools/{name}"),
+                0o755,
+                Kind::File(file(&p)?),
+            )?;
         }
     }
-    w.file(
+    add(
         &format!("{ZFCPDUMP_DIR}/zfcpdump-image"),
-        &fs::read(job.dump_image)?,
         0o644,
+        Kind::File(file(job.dump_image)?),
     )?;
     if let Some(rd) = job.dump_initrd {
-        w.file(
+        add(
             &format!("{ZFCPDUMP_DIR}/zfcpdump-initrd"),
-            &fs::read(rd)?,
             0o644,
+            Kind::File(file(rd)?),
         )?;
     }
-    w.file("init", init_script().as_bytes(), 0o755)?;
-    let mut inner = w.finish()?;
-    inner.flush()?;
-    inner.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    add("init", 0o755, Kind::File(init_script().into_bytes()))?;
+    let f = File::create(out).with_context(|| format!("cannot create {}", out.display()))?;
+    let mut w = a.write(BufWriter::new(f), 0)?;
+    w.flush()?;
+    w.into_inner().map_err(|e| e.into_error())?.sync_all()?;
     Ok(())
-}
-
-fn ensure_parents<W: Write>(w: &mut Cpio<W>, have: &mut BTreeSet<String>, rel: &str) -> Result<()> {
-    let mut cur = String::new();
-    let parts: Vec<&str> = rel.split('/').collect();
-    for part in &parts[..parts.len() - 1] {
-        if !cur.is_empty() {
-            cur.push('/');
-        }
-        cur.push_str(part);
-        // Directories written up front are listed here so they are not repeated.
-        let pre = ["lib", "lib/s390x-linux-gnu", "sbin", "bin"];
-        if !pre.contains(&cur.as_str()) && have.insert(cur.clone()) {
-            w.dir(&cur)?;
-        }
-    }
-    Ok(())
-}
-
-/// A minimal newc writer over the cpio crate.
-struct Cpio<W: Write> {
-    w: W,
-    ino: u32,
-}
-
-impl<W: Write> Cpio<W> {
-    fn new(w: W) -> Self {
-        Cpio { w, ino: 1 }
-    }
-
-    fn entry(&mut self, name: &str, mode: u32, data: &[u8], rdev: (u32, u32)) -> Result<()> {
-        let size = u32::try_from(data.len()).context("file too large for cpio")?;
-        self.ino += 1;
-        let mut e = cpio::newc::Builder::new(name)
-            .ino(self.ino)
-            .mode(mode)
-            .nlink(if mode & 0o170000 == 0o040000 { 2 } else { 1 })
-            .rdev_major(rdev.0)
-            .rdev_minor(rdev.1)
-            .write(&mut self.w, size);
-        e.write_all(data)?;
-        e.finish()?;
-        Ok(())
-    }
-
-    fn dir(&mut self, name: &str) -> Result<()> {
-        self.entry(name, 0o040755, &[], (0, 0))
-    }
-
-    fn file(&mut self, name: &str, data: &[u8], perm: u32) -> Result<()> {
-        self.entry(name, 0o100000 | perm, data, (0, 0))
-    }
-
-    fn symlink(&mut self, name: &str, target: &str) -> Result<()> {
-        self.entry(name, 0o120777, target.as_bytes(), (0, 0))
-    }
-
-    fn char_dev(&mut self, name: &str, major: u32, minor: u32) -> Result<()> {
-        self.entry(name, 0o020600, &[], (major, minor))
-    }
-
-    fn finish(self) -> Result<W> {
-        Ok(cpio::newc::trailer(self.w)?)
-    }
 }
 
 /// Reads `len` bytes at `offset` of a file: for checks of what zipl wrote.

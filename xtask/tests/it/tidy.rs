@@ -105,3 +105,46 @@ fn each_crate_has_one_integration_test_binary() {
         }
     }
 }
+
+/// One newc writer: the builder's `archive.rs`. Every other archive (the
+/// crash lab's guest, the zipl helper) is made of its `Record`s.
+#[test]
+fn one_cpio_writer() {
+    let mut files = rust_files(&root().join("crates"));
+    files.extend(rust_files(&root().join("lab")));
+    let writer = root().join("crates/zfcpdump-builder/src/archive.rs");
+    for f in files.iter().filter(|f| **f != writer) {
+        let text = fs::read_to_string(f).unwrap();
+        assert!(
+            !text.contains("cpio::newc"),
+            "{} writes cpio itself: use zfcpdump_builder::archive",
+            f.display()
+        );
+    }
+    assert!(fs::read_to_string(&writer).unwrap().contains("cpio::newc"));
+}
+
+/// The lab's tasks sit on the kit and the lower modules, never the other
+/// way round, and no task imports another.
+#[test]
+fn the_lab_is_layered_tasks_over_the_kit() {
+    const TASKS: [&str; 7] = ["bench", "boot", "ci", "crashlab", "e2e", "faults", "fuzz"];
+    let src = root().join("lab/src");
+    for f in rust_files(&src) {
+        let rel = f.strip_prefix(&src).unwrap().to_string_lossy().into_owned();
+        let own = rel.split(['/', '.']).next().unwrap().to_string();
+        let text = fs::read_to_string(&f).unwrap();
+        for task in TASKS.iter().filter(|t| **t != own) {
+            for pat in [
+                format!("crate::{task}::"),
+                format!("crate::{task};"),
+                format!("crate::{{{task}"),
+            ] {
+                assert!(
+                    !text.contains(&pat),
+                    "lab/src/{rel} imports the task `{task}`: move what it needs into the kit"
+                );
+            }
+        }
+    }
+}
