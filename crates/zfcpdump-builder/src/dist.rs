@@ -10,15 +10,16 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use crate::agent::{self, AgentRecord};
+use crate::agent::{Agent, AgentRecord};
 use crate::budget::Table;
 use crate::cache::Lookup;
-use crate::initramfs::{self, EntrySize, InitramfsRecord};
-use crate::kernel::{self, KernelRecord};
+use crate::initramfs::{EntrySize, Initramfs, InitramfsRecord};
+use crate::kernel::{self, Kernel, KernelRecord};
 use crate::lock::{self, Wait};
 use crate::profile::Profile;
 use crate::profile::ProfileArgs;
 use crate::sign::{self, SignRecord};
+use crate::stage::Stage;
 use crate::{provision, util};
 
 pub const IMAGE: &str = "zfcpdump.image";
@@ -166,18 +167,16 @@ pub fn build(
         provision::BUILD_COMPONENTS,
         provision_ok && !offline,
     )?;
-    let mut kstage = kernel::Stage::new(root, profile);
-    kstage.wait = wait;
     // The kernel first when it can be: its compile is the long step. A
     // built-in initramfs is linked in after the initramfs stage.
     let external = (!profile.initramfs.builtin)
-        .then(|| kstage.run(None))
+        .then(|| Kernel::new(root, profile, None).run(wait))
         .transpose()?;
-    let agent = agent::Stage::new(root, profile, offline).run(wait)?;
-    let initramfs = initramfs::Stage::new(root, profile, &agent).run(wait)?;
+    let agent = Agent::new(root, profile, offline).run(wait)?;
+    let initramfs = Initramfs::new(root, profile, &agent).run(wait)?;
     let kernel = match external {
         Some(k) => k,
-        None => kstage.run(Some(&initramfs))?,
+        None => Kernel::new(root, profile, Some(&initramfs)).run(wait)?,
     };
     let budget = Table::compute(profile, &kernel, &initramfs);
     eprintln!("[budget] {}:\n{}", profile.name, budget.render());
@@ -562,40 +561,25 @@ pub fn plan(args: &ProfileArgs) -> Result<()> {
     );
     println!("{}", toml::to_string_pretty(&profile)?);
     println!("# stages");
-    let mut initramfs_rec = None;
+    // Each stage's line; a stage over another's record is looked up only
+    // when that one is up to date.
     let mut lines = Vec::new();
-    match agent::Stage::new(&root, &profile, false).lookup()? {
-        Lookup::Hit(rec) => {
-            lines.push(format!("agent: up to date ({} bytes)", rec.size));
-            match initramfs::Stage::new(&root, &profile, &rec).lookup()? {
-                Lookup::Hit(i) => {
-                    lines.push(format!(
-                        "initramfs: up to date ({} bytes, {})",
-                        i.rd_size, i.compression
-                    ));
-                    initramfs_rec = Some(i);
-                }
-                Lookup::Miss { why } => lines.push(format!("initramfs: will rebuild: {why}")),
-            }
-        }
-        Lookup::Miss { why } => {
-            lines.push(format!("agent: will rebuild: {why}"));
+    let initramfs = match state(&Agent::new(&root, &profile, false), &mut lines)? {
+        Some(agent) => state(&Initramfs::new(&root, &profile, &agent), &mut lines)?,
+        None => {
             lines.push("initramfs: will rebuild: the agent will be rebuilt".into());
+            None
         }
-    }
-    let embed = initramfs_rec.as_ref().filter(|_| profile.initramfs.builtin);
-    let k = kernel::Stage::new(&root, &profile).plan(embed)?;
+    };
+    let embed = initramfs.as_ref().filter(|_| profile.initramfs.builtin);
+    let kernel = Kernel::new(&root, &profile, embed);
+    let k = kernel.plan()?;
     match k.state {
         kernel::State::UpToDate(rec) => println!(
-            "kernel: up to date ({} {}, {} bytes{})",
+            "kernel: up to date ({} {}, {})",
             rec.release,
             rec.image.display(),
-            rec.image_size,
-            if rec.embedded.is_some() {
-                ", initramfs built in"
-            } else {
-                ""
-            }
+            kernel.about(&rec)
         ),
         kernel::State::Configure => {
             println!("kernel: will configure (seconds); the compile is shared with another profile")
@@ -616,6 +600,25 @@ pub fn plan(args: &ProfileArgs) -> Result<()> {
         profile.budget.total
     );
     Ok(())
+}
+
+/// "agent: up to date (N bytes)" or "agent: will rebuild: why"; the record
+/// when it is up to date.
+fn state<S: Stage>(stage: &S, lines: &mut Vec<String>) -> Result<Option<S::Record>> {
+    Ok(match stage.lookup()? {
+        Lookup::Hit(rec) => {
+            lines.push(format!(
+                "{}: up to date ({})",
+                stage.name(),
+                stage.about(&rec)
+            ));
+            Some(rec)
+        }
+        Lookup::Miss { why } => {
+            lines.push(format!("{}: will rebuild: {why}", stage.name()));
+            None
+        }
+    })
 }
 
 fn join_paths(files: &[PathBuf]) -> String {

@@ -21,4 +21,5 @@ pub mod package;
 pub mod profile;
 pub mod provision;
 pub mod sign;
+pub mod stage;
 pub mod util;
