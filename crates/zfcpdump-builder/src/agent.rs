@@ -18,6 +18,7 @@ use clap::Args;
 use serde::{Deserialize, Serialize};
 
 use crate::cache::{Inputs, Slot};
+use crate::cmd::{self, cmd};
 use crate::lock::Wait;
 use crate::profile::{Profile, ProfileArgs};
 use crate::stage::Stage;
@@ -123,11 +124,8 @@ impl<'a> Agent<'a> {
     }
 
     fn rustc_version() -> Result<String> {
-        let out = Command::new("rustc")
-            .arg("-V")
-            .output()
-            .context("cannot run rustc")?;
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
+        let sh = cmd::shell()?;
+        cmd::read(cmd!(sh, "rustc -V"))
     }
 
     /// The flags without this machine's paths, for the cache key.
@@ -308,11 +306,8 @@ fn set_executable(p: &Path) -> Result<()> {
 
 /// The rust-src component's library/ parent, if installed.
 pub fn rust_src() -> Option<PathBuf> {
-    let out = Command::new("rustc")
-        .args(["--print", "sysroot"])
-        .output()
-        .ok()?;
-    let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let sh = cmd::shell().ok()?;
+    let sysroot = PathBuf::from(cmd::read(cmd!(sh, "rustc --print sysroot")).ok()?);
     let src = sysroot.join("lib/rustlib/src/rust");
     src.join("library/std/Cargo.toml").is_file().then_some(src)
 }

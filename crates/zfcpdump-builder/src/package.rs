@@ -22,10 +22,8 @@
 //! (`dpkg-deb --root-owner-group`), which clamps the archive's times too.
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
@@ -160,19 +158,14 @@ pub fn deb(from: &Path, profile: &str, out: &Path) -> Result<Deb> {
         fs::create_dir_all(out)?;
         let deb = out.join(format!("{name}_{version}_s390x.deb"));
         let tmp = util::tmp_name(&deb);
-        let o = Command::new("dpkg-deb")
-            .args(["--root-owner-group", "-Zxz", "--build"])
-            .arg(&tree)
-            .arg(&tmp)
-            .env("SOURCE_DATE_EPOCH", source_date_epoch().to_string())
-            .output()
-            .context("cannot run dpkg-deb (Debian: dpkg)")?;
-        if !o.status.success() {
+        let sh = cmd::shell()?;
+        let built = cmd::output(
+            cmd::cmd!(sh, "dpkg-deb --root-owner-group -Zxz --build {tree} {tmp}")
+                .env("SOURCE_DATE_EPOCH", source_date_epoch().to_string()),
+        );
+        if let Err(e) = built {
             let _ = fs::remove_file(&tmp);
-            bail!(
-                "dpkg-deb failed: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            );
+            return Err(e.context("building the package (dpkg-deb; Debian: dpkg)"));
         }
         fs::rename(&tmp, &deb)?;
         Ok(deb)
@@ -222,18 +215,8 @@ fn md5_hex(path: &Path) -> Result<String> {
 
 /// gzip -9n: no name, no time, as Debian wants changelogs.
 fn gzip(data: &[u8]) -> Result<Vec<u8>> {
-    let mut child = Command::new("gzip")
-        .args(["-9n", "-c"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .context("cannot run gzip")?;
-    child.stdin.take().expect("stdin").write_all(data)?;
-    let o = child.wait_with_output()?;
-    if !o.status.success() {
-        bail!("gzip failed");
-    }
-    Ok(o.stdout)
+    let sh = cmd::shell()?;
+    Ok(cmd::output(cmd::cmd!(sh, "gzip -9n -c").stdin(data))?.stdout)
 }
 
 fn control(name: &str, version: &str, profile: &str, m: &Manifest, size_kib: u64) -> String {
@@ -353,6 +336,18 @@ mod tests {
     }
 
     use super::md5_hex;
+
+    #[test]
+    fn gzip_stores_no_name_and_no_time() {
+        let z = gzip(b"changelog").unwrap();
+        let mut d = flate2::read::GzDecoder::new(&z[..]);
+        let h = d.header().unwrap().clone();
+        assert!(h.filename().is_none());
+        assert_eq!(h.mtime(), 0);
+        let mut back = String::new();
+        std::io::Read::read_to_string(&mut d, &mut back).unwrap();
+        assert_eq!(back, "changelog");
+    }
 
     #[test]
     fn md5_of_a_file_is_md5sums() {

@@ -17,12 +17,12 @@
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use zfcpdump_format::modsig;
 
+use crate::cmd::{self, cmd};
 use crate::profile::{Profile, Sign};
 use crate::util;
 
@@ -96,18 +96,17 @@ fn resolve_key(profile: &Profile, sign: &Sign) -> Result<Key> {
     .map(Key::File)
 }
 
+/// openssl's stdout. Errors name the subcommand, not the whole line: a
+/// PKCS#11 URI may hold the token's PIN.
 fn openssl<S: AsRef<OsStr>>(args: &[S], what: &str) -> Result<Vec<u8>> {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .context("cannot run openssl (Debian: openssl)")?;
-    if !out.status.success() {
-        bail!(
-            "{what}: openssl failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    let sh = cmd::shell()?;
+    let shown = format!(
+        "openssl {}",
+        args.first()
+            .map_or(Default::default(), |a| a.as_ref().to_string_lossy())
+    );
+    let out = cmd::output_shown_as(cmd!(sh, "openssl {args...}"), &shown)
+        .with_context(|| format!("{what} (openssl; Debian: openssl)"))?;
     Ok(out.stdout)
 }
 

@@ -3,13 +3,13 @@
 
 use std::fs;
 use std::path::Path;
-use std::process::Command;
 
 use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 
 use super::Built;
 use crate::budget::Table;
+use crate::cmd::{self, cmd};
 use crate::initramfs::EntrySize;
 use crate::kernel;
 use crate::profile::Profile;
@@ -129,17 +129,10 @@ pub(super) fn manifest(root: &Path, profile: &Profile, b: &Built) -> Result<Mani
     })
 }
 
-fn first_line(cmd: &str, arg: &str) -> String {
-    Command::new(cmd)
-        .arg(arg)
-        .output()
-        .map(|o| {
-            String::from_utf8_lossy(&o.stdout)
-                .lines()
-                .next()
-                .unwrap_or_default()
-                .to_string()
-        })
+/// The first line of `program arg` (a tool's version), or "unknown".
+fn first_line(program: &str, arg: &str) -> String {
+    cmd::shell()
+        .and_then(|sh| cmd::first_line(cmd!(sh, "{program} {arg}")))
         .unwrap_or_else(|_| "unknown".into())
 }
 

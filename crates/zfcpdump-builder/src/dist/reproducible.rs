@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 
 use super::manifest::read_manifest;
 use super::{DistArgs, IMAGE, MANIFEST, Manifest};
+use crate::cmd::{self, cmd};
 use crate::profile::ProfileArgs;
 use crate::util;
 
@@ -68,20 +69,13 @@ pub(super) fn check_reproducible(
 /// are in the work tree, copied to `src`.
 fn copy_sources(root: &Path, src: &Path) -> Result<()> {
     fs::create_dir_all(src)?;
-    let files = Command::new("git")
-        .args([
-            "ls-files",
-            "-z",
-            "--cached",
-            "--others",
-            "--exclude-standard",
-        ])
-        .current_dir(root)
-        .output()
-        .context("git ls-files")?;
-    if !files.status.success() {
-        bail!("--check-reproducible needs a git checkout");
-    }
+    let sh = cmd::shell()?;
+    sh.change_dir(root);
+    let files = cmd::output(cmd!(
+        sh,
+        "git ls-files -z --cached --others --exclude-standard"
+    ))
+    .context("--check-reproducible needs a git checkout")?;
     for f in files.stdout.split(|b| *b == 0).filter(|f| !f.is_empty()) {
         let rel = Path::new(std::str::from_utf8(f)?);
         let from = root.join(rel);

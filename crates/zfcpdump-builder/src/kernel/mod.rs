@@ -38,6 +38,7 @@ use source::git_commit;
 pub use source::{stays_inside, unpack_tarball};
 
 use crate::cache::{Lookup, Slot};
+use crate::cmd::{self, cmd};
 use crate::initramfs::InitramfsRecord;
 use crate::profile::Profile;
 use crate::stage::Stage;
@@ -227,19 +228,10 @@ impl<'a> Kernel<'a> {
     /// `s390x-linux-gnu-gcc --version`, first line.
     fn compiler_version(&self) -> Result<String> {
         let gcc = format!("{}gcc", self.profile.kernel.cross_compile);
-        let out = Command::new(&gcc)
-            .arg("--version")
-            .output()
-            .with_context(|| {
-                format!(
-                    "cannot run {gcc}: install the cross compiler (Debian: gcc-s390x-linux-gnu)"
-                )
-            })?;
-        Ok(String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_string())
+        let sh = cmd::shell()?;
+        cmd::first_line(cmd!(sh, "{gcc} --version")).with_context(|| {
+            format!("cannot run {gcc}: install the cross compiler (Debian: gcc-s390x-linux-gnu)")
+        })
     }
 
     /// make variables other than -j and the per-directory paths.
