@@ -114,60 +114,11 @@ pub fn deb(from: &Path, profile: &str, out: &Path) -> Result<Deb> {
     let tree = util::tmp_name(&out.join(format!("{name}.tree")));
     let _ = fs::remove_dir_all(&tree);
     let res = (|| -> Result<PathBuf> {
-        let files = tree.join(ZFCPDUMP_DIR);
-        let doc = tree.join("usr/share/doc").join(&name);
-        fs::create_dir_all(&files)?;
-        fs::create_dir_all(&doc)?;
-        fs::create_dir_all(tree.join("DEBIAN"))?;
-        let mut installed = vec![(files.join("zfcpdump-image"), fs::read(from.join(IMAGE))?)];
-        if external {
-            installed.push((files.join("zfcpdump-initrd"), fs::read(from.join(RD))?));
-        }
-        installed.push((doc.join("manifest.json"), fs::read(from.join(MANIFEST))?));
-        installed.push((
-            doc.join("copyright"),
-            copyright(&manifest, external).into_bytes(),
-        ));
-        installed.push((
-            doc.join("changelog.gz"),
-            gzip(changelog(&name, &version, profile, &manifest).as_bytes())?,
-        ));
-        let mut md5sums = String::new();
-        for (path, data) in &installed {
-            fs::write(path, data)?;
-            fs::set_permissions(path, fs::Permissions::from_mode(0o644))?;
-            let rel = path.strip_prefix(&tree).expect("inside the tree");
-            md5sums.push_str(&format!("{}  {}\n", md5_hex(path)?, rel.display()));
-        }
-        let size_kib: u64 = installed
-            .iter()
-            .map(|(_, d)| (d.len() as u64).div_ceil(1024))
-            .sum();
-        fs::write(
-            tree.join("DEBIAN/control"),
-            control(&name, &version, profile, &manifest, size_kib),
-        )?;
-        fs::write(tree.join("DEBIAN/md5sums"), md5sums)?;
-        for f in ["control", "md5sums"] {
-            fs::set_permissions(
-                tree.join("DEBIAN").join(f),
-                fs::Permissions::from_mode(0o644),
-            )?;
-        }
+        fill_tree(&tree, from, &name, &version, profile, &manifest)?;
         fix_times_and_modes(&tree)?;
         fs::create_dir_all(out)?;
         let deb = out.join(format!("{name}_{version}_s390x.deb"));
-        let tmp = util::tmp_name(&deb);
-        let sh = cmd::shell()?;
-        let built = cmd::output(
-            cmd::cmd!(sh, "dpkg-deb --root-owner-group -Zxz --build {tree} {tmp}")
-                .env("SOURCE_DATE_EPOCH", source_date_epoch().to_string()),
-        );
-        if let Err(e) = built {
-            let _ = fs::remove_file(&tmp);
-            return Err(e.context("building the package (dpkg-deb; Debian: dpkg)"));
-        }
-        fs::rename(&tmp, &deb)?;
+        dpkg_deb(&tree, &deb)?;
         Ok(deb)
     })();
     let _ = fs::remove_dir_all(&tree);
@@ -187,6 +138,76 @@ pub fn deb(from: &Path, profile: &str, out: &Path) -> Result<Deb> {
         version,
         path,
     })
+}
+
+/// The package's files (from the dist directory `from`, and the docs) and
+/// DEBIAN/{control,md5sums} under `tree`.
+fn fill_tree(
+    tree: &Path,
+    from: &Path,
+    name: &str,
+    version: &str,
+    profile: &str,
+    manifest: &Manifest,
+) -> Result<()> {
+    let external = !manifest.initramfs.builtin;
+    let files = tree.join(ZFCPDUMP_DIR);
+    let doc = tree.join("usr/share/doc").join(name);
+    fs::create_dir_all(&files)?;
+    fs::create_dir_all(&doc)?;
+    fs::create_dir_all(tree.join("DEBIAN"))?;
+    let mut installed = vec![(files.join("zfcpdump-image"), fs::read(from.join(IMAGE))?)];
+    if external {
+        installed.push((files.join("zfcpdump-initrd"), fs::read(from.join(RD))?));
+    }
+    installed.push((doc.join("manifest.json"), fs::read(from.join(MANIFEST))?));
+    installed.push((
+        doc.join("copyright"),
+        copyright(manifest, external).into_bytes(),
+    ));
+    installed.push((
+        doc.join("changelog.gz"),
+        gzip(changelog(name, version, profile, manifest).as_bytes())?,
+    ));
+    let mut md5sums = String::new();
+    for (path, data) in &installed {
+        fs::write(path, data)?;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o644))?;
+        let rel = path.strip_prefix(tree).expect("inside the tree");
+        md5sums.push_str(&format!("{}  {}\n", md5_hex(path)?, rel.display()));
+    }
+    let size_kib: u64 = installed
+        .iter()
+        .map(|(_, d)| (d.len() as u64).div_ceil(1024))
+        .sum();
+    fs::write(
+        tree.join("DEBIAN/control"),
+        control(name, version, profile, manifest, size_kib),
+    )?;
+    fs::write(tree.join("DEBIAN/md5sums"), md5sums)?;
+    for f in ["control", "md5sums"] {
+        fs::set_permissions(
+            tree.join("DEBIAN").join(f),
+            fs::Permissions::from_mode(0o644),
+        )?;
+    }
+    Ok(())
+}
+
+/// `dpkg-deb --build` of `tree` into `deb`, written aside and renamed in.
+fn dpkg_deb(tree: &Path, deb: &Path) -> Result<()> {
+    let tmp = util::tmp_name(deb);
+    let sh = cmd::shell()?;
+    let built = cmd::output(
+        cmd::cmd!(sh, "dpkg-deb --root-owner-group -Zxz --build {tree} {tmp}")
+            .env("SOURCE_DATE_EPOCH", source_date_epoch().to_string()),
+    );
+    if let Err(e) = built {
+        let _ = fs::remove_file(&tmp);
+        return Err(e.context("building the package (dpkg-deb; Debian: dpkg)"));
+    }
+    fs::rename(&tmp, deb)?;
+    Ok(())
 }
 
 /// Directories 0755, every mtime SOURCE_DATE_EPOCH.
