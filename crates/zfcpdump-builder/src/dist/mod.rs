@@ -1,5 +1,5 @@
 //! `dist`: runs the stages in order as a pipeline, checks the budget,
-//! signs, and publishes dist/<profile>/ with its manifest. The tasks that
+//! signs, and publishes `dist/<profile>/` with its manifest. The tasks that
 //! report on a build or ship it have a module each: `plan`, `size`,
 //! `install`, and `--check-reproducible`.
 

@@ -1,4 +1,4 @@
-//! Publishing: dist/<profile>/ replaced as a whole, in one step.
+//! Publishing: `dist/<profile>/` replaced as a whole, in one step.
 
 use std::ffi::CString;
 use std::fs;
@@ -12,7 +12,7 @@ use super::{Built, MANIFEST, Manifest};
 use crate::util;
 
 /// Writes the three files into a fresh sibling directory, then swaps it in
-/// ([`swap_in`]): readers see the old complete set or the new one, never
+/// (`swap_in`): readers see the old complete set or the new one, never
 /// no directory, and a failed or interrupted build leaves no partial file
 /// under a final name.
 pub fn publish(dir: &Path, b: &Built, manifest: &Manifest) -> Result<()> {

@@ -3,21 +3,24 @@
 //! the image of the profile's variant.
 //!
 //! Three cache levels keep a no-op under a second and share compiles:
-//! - the *configure key* hashes everything configure depends on; its record
-//!   holds the final .config and the compile key;
-//! - the *compile key* hashes the final .config, the source, the compiler
-//!   and the make variables; it names the `O=` directory. Profiles that end
-//!   in the same .config share one compile. A built-in initramfs does not
-//!   enter it: the compile is always of the external variant's .config;
-//! - the *link key* ([`link`]) adds the variant's .config (the built-in
+//! - the *configure key* (`configure.rs`) hashes everything configure
+//!   depends on; its record holds the final .config and the compile key;
+//! - the *compile key* (`compile.rs`) hashes the final .config, the source,
+//!   the compiler and the make variables; it names the `O=` directory.
+//!   Profiles that end in the same .config share one compile. A built-in
+//!   initramfs does not enter it: the compile is always of the external
+//!   variant's .config;
+//! - the *link key* (`link.rs`) adds the variant's .config (the built-in
 //!   initramfs options) and the embedded archive: it names the directory
 //!   the image and vmlinux are copied to, so a rootfs or agent change only
 //!   relinks, and each variant's image survives the other's link in the
 //!   shared `O=` directory.
 //!
-//! The whole stage runs under the lock of its cache directory
-//! ([`crate::lock`]): parallel builds of one target directory queue
-//! instead of compiling into one `O=` directory at once.
+//! As a [`Stage`], its slot is the configure key's: its lookup walks the
+//! three records, and its build runs the levels that are missing, under the
+//! lock of its cache directory ([`crate::lock`]): parallel builds of one
+//! target directory queue instead of compiling into one `O=` directory at
+//! once.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -154,7 +157,8 @@ pub struct Plan {
 
 pub enum State {
     UpToDate(Box<KernelRecord>),
-    /// Configure is cached and its compile exists elsewhere: cheap.
+    /// Configure is to run, with the inputs of the profile's last build:
+    /// the compile it leads to is expected to be there. Cheap.
     Configure,
     /// The compile is there; the image is to be linked (or copied) only.
     Link {
