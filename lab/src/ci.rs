@@ -359,8 +359,9 @@ pub fn run(args: &TestArgs) -> Result<()> {
 /// The agent binary of the default dist build, from its manifest's stage
 /// cache record.
 fn agent_binary(root: &std::path::Path) -> Result<PathBuf> {
+    use zfcpdump_builder::stage::Stage as _;
     let profile = zfcpdump_builder::profile::load(root, "default", &[])?;
-    match zfcpdump_builder::agent::Stage::new(root, &profile, false).lookup()? {
+    match zfcpdump_builder::agent::Agent::new(root, &profile, false).lookup()? {
         zfcpdump_builder::cache::Lookup::Hit(rec) => Ok(rec.binary),
         zfcpdump_builder::cache::Lookup::Miss { why } => {
             bail!("the agent stage has no record after dist: {why}")

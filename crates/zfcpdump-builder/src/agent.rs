@@ -17,9 +17,11 @@ use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 
-use crate::cache::{Inputs, Lookup, Slot};
+use crate::cache::{Inputs, Slot};
+use crate::cmd::{self, cmd};
 use crate::lock::Wait;
 use crate::profile::{Profile, ProfileArgs};
+use crate::stage::Stage;
 use crate::util;
 
 #[derive(Args, Clone, Debug)]
@@ -34,7 +36,7 @@ pub struct AgentArgs {
 /// `cargo xtask agent`: the agent stage alone; prints the binary's path.
 pub fn run(args: &AgentArgs) -> Result<()> {
     let p = args.profile.load()?;
-    let rec = Stage::new(&util::project_root(), &p, args.offline).run(Wait::Block)?;
+    let rec = Agent::new(&util::project_root(), &p, args.offline).run(Wait::Block)?;
     println!("{}", rec.binary.display());
     Ok(())
 }
@@ -54,16 +56,17 @@ pub struct AgentRecord {
     pub rustc: String,
 }
 
-pub struct Stage<'a> {
+/// The agent stage.
+pub struct Agent<'a> {
     pub root: &'a Path,
     pub profile: &'a Profile,
     pub offline: bool,
     cache: PathBuf,
 }
 
-impl<'a> Stage<'a> {
-    pub fn new(root: &'a Path, profile: &'a Profile, offline: bool) -> Stage<'a> {
-        Stage {
+impl<'a> Agent<'a> {
+    pub fn new(root: &'a Path, profile: &'a Profile, offline: bool) -> Agent<'a> {
+        Agent {
             root,
             profile,
             offline,
@@ -121,35 +124,8 @@ impl<'a> Stage<'a> {
     }
 
     fn rustc_version() -> Result<String> {
-        let out = Command::new("rustc")
-            .arg("-V")
-            .output()
-            .context("cannot run rustc")?;
-        Ok(String::from_utf8_lossy(&out.stdout).trim().to_string())
-    }
-
-    pub fn inputs(&self) -> Result<Inputs> {
-        let mut i = Inputs::new();
-        i.insert("stage".into(), STAGE_VERSION.into());
-        i.insert("target".into(), self.target().into());
-        i.insert("rustc".into(), Self::rustc_version()?);
-        i.insert("rustflags".into(), self.rustflags_template());
-        for file in ["Cargo.toml", "Cargo.lock"] {
-            if let Ok(data) = fs::read(self.root.join(file)) {
-                i.insert(format!("file {file}"), util::sha256_bytes(&data));
-            }
-        }
-        for krate in SOURCE_CRATES {
-            let dir = self.root.join(krate);
-            for path in source_files(&dir)? {
-                let rel = path.strip_prefix(self.root).unwrap_or(&path);
-                i.insert(
-                    format!("file {}", rel.display()),
-                    util::sha256_bytes(&fs::read(&path)?),
-                );
-            }
-        }
-        Ok(i)
+        let sh = cmd::shell()?;
+        cmd::read(cmd!(sh, "rustc -V"))
     }
 
     /// The flags without this machine's paths, for the cache key.
@@ -157,33 +133,6 @@ impl<'a> Stage<'a> {
         self.rustflags()
             .replace(&self.cache.display().to_string(), "<cache>")
             .replace(&self.root.display().to_string(), "<root>")
-    }
-
-    fn slot(&self) -> Result<Slot> {
-        Ok(Slot::new(&self.cache, &self.profile.name, self.inputs()?))
-    }
-
-    fn check(slot: &Slot) -> Lookup<AgentRecord> {
-        slot.lookup(|r: &AgentRecord| r.key == slot.key && r.binary.is_file())
-    }
-
-    /// The cached record when the inputs are unchanged, else why not.
-    pub fn lookup(&self) -> Result<Lookup<AgentRecord>> {
-        Ok(Self::check(&self.slot()?))
-    }
-
-    pub fn run(&self, wait: Wait) -> Result<AgentRecord> {
-        let slot = self.slot()?;
-        let (rec, cached) = slot.get_or_build("agent", wait, Self::check, |s| self.build(s))?;
-        if cached {
-            eprintln!(
-                "[agent] up to date: {} ({} bytes)",
-                rec.binary.display(),
-                rec.size
-            );
-        }
-        slot.remember()?;
-        Ok(rec)
     }
 
     /// `cargo build` of binary `package` of the workspace for the agent's
@@ -236,6 +185,50 @@ impl<'a> Stage<'a> {
         ensure!(built.is_file(), "cargo built no {}", built.display());
         Ok(built)
     }
+}
+
+impl Stage for Agent<'_> {
+    type Record = AgentRecord;
+
+    fn name(&self) -> &'static str {
+        "agent"
+    }
+
+    fn cache(&self) -> &Path {
+        &self.cache
+    }
+
+    fn profile(&self) -> &Profile {
+        self.profile
+    }
+
+    fn inputs(&self) -> Result<Inputs> {
+        let mut i = Inputs::new();
+        i.insert("stage".into(), STAGE_VERSION.into());
+        i.insert("target".into(), self.target().into());
+        i.insert("rustc".into(), Self::rustc_version()?);
+        i.insert("rustflags".into(), self.rustflags_template());
+        for file in ["Cargo.toml", "Cargo.lock"] {
+            if let Ok(data) = fs::read(self.root.join(file)) {
+                i.insert(format!("file {file}"), util::sha256_bytes(&data));
+            }
+        }
+        for krate in SOURCE_CRATES {
+            let dir = self.root.join(krate);
+            for path in source_files(&dir)? {
+                let rel = path.strip_prefix(self.root).unwrap_or(&path);
+                i.insert(
+                    format!("file {}", rel.display()),
+                    util::sha256_bytes(&fs::read(&path)?),
+                );
+            }
+        }
+        Ok(i)
+    }
+
+    fn check(&self, slot: &Slot, r: &AgentRecord) -> bool {
+        r.key == slot.key && r.binary.is_file()
+    }
 
     fn build(&self, slot: &Slot) -> Result<AgentRecord> {
         let t = Instant::now();
@@ -263,6 +256,14 @@ impl<'a> Stage<'a> {
             rec.size
         );
         Ok(rec)
+    }
+
+    fn output<'r>(&self, rec: &'r AgentRecord) -> &'r Path {
+        &rec.binary
+    }
+
+    fn about(&self, rec: &AgentRecord) -> String {
+        format!("{} bytes", rec.size)
     }
 }
 
@@ -305,11 +306,8 @@ fn set_executable(p: &Path) -> Result<()> {
 
 /// The rust-src component's library/ parent, if installed.
 pub fn rust_src() -> Option<PathBuf> {
-    let out = Command::new("rustc")
-        .args(["--print", "sysroot"])
-        .output()
-        .ok()?;
-    let sysroot = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
+    let sh = cmd::shell().ok()?;
+    let sysroot = PathBuf::from(cmd::read(cmd!(sh, "rustc --print sysroot")).ok()?);
     let src = sysroot.join("lib/rustlib/src/rust");
     src.join("library/std/Cargo.toml").is_file().then_some(src)
 }

@@ -10,7 +10,6 @@ use anyhow::Result;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::lock::{self, Wait};
 use crate::util;
 
 /// Inputs of a stage, by name.
@@ -58,6 +57,7 @@ pub fn why_changed(stage_cache: &Path, profile: &str, inputs: &Inputs) -> Option
 
 /// One stage's cache slot for one set of inputs, computed once: they give
 /// the key, which names the output directory and its `stage.json` record.
+/// [`crate::stage::Stage`] runs a stage through its slot.
 pub struct Slot {
     stage_cache: PathBuf,
     profile: String,
@@ -96,35 +96,20 @@ impl Slot {
         match read_json::<T>(&self.record_path()) {
             Some(rec) if valid(&rec) => Lookup::Hit(rec),
             _ => Lookup::Miss {
-                why: why_changed(&self.stage_cache, &self.profile, &self.inputs)
+                why: self
+                    .why_changed()
                     .unwrap_or_else(|| "its output is missing".into()),
             },
         }
     }
 
-    pub fn store<T: Serialize>(&self, rec: &T) -> Result<()> {
-        write_json(&self.record_path(), rec)
+    /// Which inputs differ from the profile's last run; None when none does.
+    pub fn why_changed(&self) -> Option<String> {
+        why_changed(&self.stage_cache, &self.profile, &self.inputs)
     }
 
-    /// The valid record (`check`), or `build`'s, made under the stage's
-    /// lock and checked again once the lock is held: a build that waited
-    /// for another one of the same inputs finds its output. The bool says
-    /// whether it was up to date.
-    pub fn get_or_build<T>(
-        &self,
-        stage: &str,
-        wait: Wait,
-        check: impl Fn(&Slot) -> Lookup<T>,
-        build: impl FnOnce(&Slot) -> Result<T>,
-    ) -> Result<(T, bool)> {
-        if let Lookup::Hit(rec) = check(self) {
-            return Ok((rec, true));
-        }
-        let _lock = lock::acquire(&self.stage_cache, stage, wait)?;
-        match check(self) {
-            Lookup::Hit(rec) => Ok((rec, true)),
-            Lookup::Miss { .. } => Ok((build(self)?, false)),
-        }
+    pub fn store<T: Serialize>(&self, rec: &T) -> Result<()> {
+        write_json(&self.record_path(), rec)
     }
 
     /// Remembers these inputs as the profile's last run, for `plan`.

@@ -25,13 +25,20 @@ pub fn shell() -> Result<Shell> {
 /// failure to start or a nonzero exit is an error quoting stderr.
 pub fn output(c: Cmd<'_>) -> Result<Output> {
     let line = c.to_string();
+    output_shown_as(c, &line)
+}
+
+/// [`output`] for a command whose line holds a secret (a PIN in a PKCS#11
+/// URI): its errors name it as `shown` instead of quoting its line.
+pub fn output_shown_as(c: Cmd<'_>, shown: &str) -> Result<Output> {
+    let line = shown;
     let o = c
         .quiet()
         .ignore_status()
         .output()
         .with_context(|| format!("cannot run `{line}`"))?;
     if !o.status.success() {
-        bail!("{}", failure(&line, &o));
+        bail!("{}", failure(line, &o));
     }
     Ok(o)
 }
@@ -43,6 +50,11 @@ pub fn read(c: Cmd<'_>) -> Result<String> {
         String::from_utf8(o.stdout).context("a command printed something that is not UTF-8")?;
     s.truncate(s.trim_end().len());
     Ok(s)
+}
+
+/// The first line `c` prints: a tool's `--version`.
+pub fn first_line(c: Cmd<'_>) -> Result<String> {
+    Ok(read(c)?.lines().next().unwrap_or_default().to_string())
 }
 
 /// Runs `c` with its stdout and stderr passed through to ours (for steps
@@ -96,8 +108,19 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_command_line_is_not_quoted() {
+        let sh = shell().unwrap();
+        let secret = "pin-value=1234";
+        let e = output_shown_as(cmd!(sh, "sh -c 'echo bad >&2; exit 3' {secret}"), "sh")
+            .unwrap_err()
+            .to_string();
+        assert_eq!(e, "`sh` failed (exit status: 3): bad");
+    }
+
+    #[test]
     fn stdout_is_returned_trimmed() {
         let sh = shell().unwrap();
         assert_eq!(read(cmd!(sh, "printf 'a b\n\n'")).unwrap(), "a b");
+        assert_eq!(first_line(cmd!(sh, "printf 'a\nb\n'")).unwrap(), "a");
     }
 }

@@ -2,12 +2,11 @@
 //! `cargo xtask dist --offline` then works with no network. The lab adds
 //! what its tests need (the lab crate's own `fetch`).
 
-use std::process::Command;
-
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::agent;
+use crate::cmd::{self, cmd};
 use crate::{provision, util};
 
 #[derive(Args, Clone, Debug)]
@@ -24,20 +23,17 @@ pub fn run(args: &FetchArgs) -> Result<()> {
     // Host packages, the kernel source tarball and rustup components.
     provision::ensure_all(!args.no_provision)?;
 
+    let sh = cmd::shell()?;
+    sh.change_dir(&root);
+    let cargo = env!("CARGO");
     eprintln!("[fetch] crates of the workspace (Cargo.lock)");
-    cargo(
-        Command::new(env!("CARGO"))
-            .current_dir(&root)
-            .args(["fetch", "--locked"]),
-    )?;
+    cmd::run(cmd!(sh, "{cargo} fetch --locked"))?;
 
     eprintln!("[fetch] crates of the fuzz targets (fuzz/Cargo.lock)");
-    cargo(Command::new(env!("CARGO")).current_dir(&root).args([
-        "fetch",
-        "--locked",
-        "--manifest-path",
-        "fuzz/Cargo.toml",
-    ]))?;
+    cmd::run(cmd!(
+        sh,
+        "{cargo} fetch --locked --manifest-path fuzz/Cargo.toml"
+    ))?;
 
     // -Zbuild-std resolves std's own dependencies from the rust-src
     // component's Cargo.lock; fetch them the same way.
@@ -46,20 +42,6 @@ pub fn run(args: &FetchArgs) -> Result<()> {
         "[fetch] crates that build-std needs for std ({})",
         src.display()
     );
-    cargo(
-        Command::new(env!("CARGO"))
-            .arg("fetch")
-            .arg("--manifest-path")
-            .arg(src.join("library/Cargo.toml"))
-            .env("RUSTC_BOOTSTRAP", "1"),
-    )?;
-    Ok(())
-}
-
-fn cargo(cmd: &mut Command) -> Result<()> {
-    let status = cmd.status().context("cannot run cargo")?;
-    if !status.success() {
-        bail!("{cmd:?} failed ({status})");
-    }
-    Ok(())
+    let library = src.join("library/Cargo.toml");
+    cmd::run(cmd!(sh, "{cargo} fetch --manifest-path {library}").env("RUSTC_BOOTSTRAP", "1"))
 }

@@ -12,10 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::agent::AgentRecord;
 use crate::archive::{Archive, Kind, Record};
-use crate::cache::{Inputs, Lookup, Slot};
+use crate::cache::{Inputs, Slot};
 use crate::kernel::{source_date_epoch, stays_inside};
-use crate::lock::Wait;
 use crate::profile::{Compression, Profile};
+use crate::stage::Stage;
 use crate::util;
 
 const STAGE_VERSION: &str = "initramfs-1";
@@ -94,16 +94,17 @@ pub struct InitramfsRecord {
     pub entries: Vec<EntrySize>,
 }
 
-pub struct Stage<'a> {
+/// The initramfs stage, over the agent stage's record.
+pub struct Initramfs<'a> {
     pub root: &'a Path,
     pub profile: &'a Profile,
     pub agent: &'a AgentRecord,
     cache: PathBuf,
 }
 
-impl<'a> Stage<'a> {
-    pub fn new(root: &'a Path, profile: &'a Profile, agent: &'a AgentRecord) -> Stage<'a> {
-        Stage {
+impl<'a> Initramfs<'a> {
+    pub fn new(root: &'a Path, profile: &'a Profile, agent: &'a AgentRecord) -> Initramfs<'a> {
+        Initramfs {
             root,
             profile,
             agent,
@@ -191,8 +192,24 @@ impl<'a> Stage<'a> {
         })?;
         Ok(ar)
     }
+}
 
-    pub fn inputs(&self) -> Result<Inputs> {
+impl Stage for Initramfs<'_> {
+    type Record = InitramfsRecord;
+
+    fn name(&self) -> &'static str {
+        "initramfs"
+    }
+
+    fn cache(&self) -> &Path {
+        &self.cache
+    }
+
+    fn profile(&self) -> &Profile {
+        self.profile
+    }
+
+    fn inputs(&self) -> Result<Inputs> {
         let mut i = Inputs::new();
         i.insert("stage".into(), STAGE_VERSION.into());
         i.insert("agent".into(), self.agent.sha256.clone());
@@ -223,32 +240,8 @@ impl<'a> Stage<'a> {
         Ok(i)
     }
 
-    fn slot(&self) -> Result<Slot> {
-        Ok(Slot::new(&self.cache, &self.profile.name, self.inputs()?))
-    }
-
-    fn check(slot: &Slot) -> Lookup<InitramfsRecord> {
-        slot.lookup(|r: &InitramfsRecord| r.key == slot.key && r.rd.is_file())
-    }
-
-    /// The cached record when the inputs are unchanged, else why not.
-    pub fn lookup(&self) -> Result<Lookup<InitramfsRecord>> {
-        Ok(Self::check(&self.slot()?))
-    }
-
-    pub fn run(&self, wait: Wait) -> Result<InitramfsRecord> {
-        let slot = self.slot()?;
-        let (rec, cached) = slot.get_or_build("initramfs", wait, Self::check, |s| self.build(s))?;
-        if cached {
-            eprintln!(
-                "[initramfs] up to date: {} ({} bytes, {})",
-                rec.rd.display(),
-                rec.rd_size,
-                rec.compression
-            );
-        }
-        slot.remember()?;
-        Ok(rec)
+    fn check(&self, slot: &Slot, r: &InitramfsRecord) -> bool {
+        r.key == slot.key && r.rd.is_file()
     }
 
     fn build(&self, slot: &Slot) -> Result<InitramfsRecord> {
@@ -291,6 +284,14 @@ impl<'a> Stage<'a> {
             rec.rd_size
         );
         Ok(rec)
+    }
+
+    fn output<'r>(&self, rec: &'r InitramfsRecord) -> &'r Path {
+        &rec.rd
+    }
+
+    fn about(&self, rec: &InitramfsRecord) -> String {
+        format!("{} bytes, {}", rec.rd_size, rec.compression)
     }
 }
 

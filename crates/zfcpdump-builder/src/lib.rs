@@ -1,6 +1,7 @@
 //! The builder: what `cargo xtask dist` runs to make the dump tool from a
-//! profile, one module per stage, and the tasks around it (`plan`, `size`,
-//! `install`, `agent`, `fetch`, `package`).
+//! profile, one module per stage (`kernel`, `agent`, `initramfs`, each a
+//! [`stage::Stage`]; then `budget` and `sign`), and the tasks around it
+//! (`dist/`: `plan`, `size`, `install`; `agent`, `fetch`, `package`).
 //!
 //! This crate never depends on the lab (`zfcpdump-lab`): Cargo enforces
 //! that the product's builder can be used, and packaged, without the
@@ -21,4 +22,5 @@ pub mod package;
 pub mod profile;
 pub mod provision;
 pub mod sign;
+pub mod stage;
 pub mod util;

@@ -22,10 +22,8 @@
 //! (`dpkg-deb --root-owner-group`), which clamps the archive's times too.
 
 use std::fs;
-use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context, Result, bail};
@@ -116,65 +114,11 @@ pub fn deb(from: &Path, profile: &str, out: &Path) -> Result<Deb> {
     let tree = util::tmp_name(&out.join(format!("{name}.tree")));
     let _ = fs::remove_dir_all(&tree);
     let res = (|| -> Result<PathBuf> {
-        let files = tree.join(ZFCPDUMP_DIR);
-        let doc = tree.join("usr/share/doc").join(&name);
-        fs::create_dir_all(&files)?;
-        fs::create_dir_all(&doc)?;
-        fs::create_dir_all(tree.join("DEBIAN"))?;
-        let mut installed = vec![(files.join("zfcpdump-image"), fs::read(from.join(IMAGE))?)];
-        if external {
-            installed.push((files.join("zfcpdump-initrd"), fs::read(from.join(RD))?));
-        }
-        installed.push((doc.join("manifest.json"), fs::read(from.join(MANIFEST))?));
-        installed.push((
-            doc.join("copyright"),
-            copyright(&manifest, external).into_bytes(),
-        ));
-        installed.push((
-            doc.join("changelog.gz"),
-            gzip(changelog(&name, &version, profile, &manifest).as_bytes())?,
-        ));
-        let mut md5sums = String::new();
-        for (path, data) in &installed {
-            fs::write(path, data)?;
-            fs::set_permissions(path, fs::Permissions::from_mode(0o644))?;
-            let rel = path.strip_prefix(&tree).expect("inside the tree");
-            md5sums.push_str(&format!("{}  {}\n", md5_hex(path)?, rel.display()));
-        }
-        let size_kib: u64 = installed
-            .iter()
-            .map(|(_, d)| (d.len() as u64).div_ceil(1024))
-            .sum();
-        fs::write(
-            tree.join("DEBIAN/control"),
-            control(&name, &version, profile, &manifest, size_kib),
-        )?;
-        fs::write(tree.join("DEBIAN/md5sums"), md5sums)?;
-        for f in ["control", "md5sums"] {
-            fs::set_permissions(
-                tree.join("DEBIAN").join(f),
-                fs::Permissions::from_mode(0o644),
-            )?;
-        }
+        fill_tree(&tree, from, &name, &version, profile, &manifest)?;
         fix_times_and_modes(&tree)?;
         fs::create_dir_all(out)?;
         let deb = out.join(format!("{name}_{version}_s390x.deb"));
-        let tmp = util::tmp_name(&deb);
-        let o = Command::new("dpkg-deb")
-            .args(["--root-owner-group", "-Zxz", "--build"])
-            .arg(&tree)
-            .arg(&tmp)
-            .env("SOURCE_DATE_EPOCH", source_date_epoch().to_string())
-            .output()
-            .context("cannot run dpkg-deb (Debian: dpkg)")?;
-        if !o.status.success() {
-            let _ = fs::remove_file(&tmp);
-            bail!(
-                "dpkg-deb failed: {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            );
-        }
-        fs::rename(&tmp, &deb)?;
+        dpkg_deb(&tree, &deb)?;
         Ok(deb)
     })();
     let _ = fs::remove_dir_all(&tree);
@@ -194,6 +138,76 @@ pub fn deb(from: &Path, profile: &str, out: &Path) -> Result<Deb> {
         version,
         path,
     })
+}
+
+/// The package's files (from the dist directory `from`, and the docs) and
+/// DEBIAN/{control,md5sums} under `tree`.
+fn fill_tree(
+    tree: &Path,
+    from: &Path,
+    name: &str,
+    version: &str,
+    profile: &str,
+    manifest: &Manifest,
+) -> Result<()> {
+    let external = !manifest.initramfs.builtin;
+    let files = tree.join(ZFCPDUMP_DIR);
+    let doc = tree.join("usr/share/doc").join(name);
+    fs::create_dir_all(&files)?;
+    fs::create_dir_all(&doc)?;
+    fs::create_dir_all(tree.join("DEBIAN"))?;
+    let mut installed = vec![(files.join("zfcpdump-image"), fs::read(from.join(IMAGE))?)];
+    if external {
+        installed.push((files.join("zfcpdump-initrd"), fs::read(from.join(RD))?));
+    }
+    installed.push((doc.join("manifest.json"), fs::read(from.join(MANIFEST))?));
+    installed.push((
+        doc.join("copyright"),
+        copyright(manifest, external).into_bytes(),
+    ));
+    installed.push((
+        doc.join("changelog.gz"),
+        gzip(changelog(name, version, profile, manifest).as_bytes())?,
+    ));
+    let mut md5sums = String::new();
+    for (path, data) in &installed {
+        fs::write(path, data)?;
+        fs::set_permissions(path, fs::Permissions::from_mode(0o644))?;
+        let rel = path.strip_prefix(tree).expect("inside the tree");
+        md5sums.push_str(&format!("{}  {}\n", md5_hex(path)?, rel.display()));
+    }
+    let size_kib: u64 = installed
+        .iter()
+        .map(|(_, d)| (d.len() as u64).div_ceil(1024))
+        .sum();
+    fs::write(
+        tree.join("DEBIAN/control"),
+        control(name, version, profile, manifest, size_kib),
+    )?;
+    fs::write(tree.join("DEBIAN/md5sums"), md5sums)?;
+    for f in ["control", "md5sums"] {
+        fs::set_permissions(
+            tree.join("DEBIAN").join(f),
+            fs::Permissions::from_mode(0o644),
+        )?;
+    }
+    Ok(())
+}
+
+/// `dpkg-deb --build` of `tree` into `deb`, written aside and renamed in.
+fn dpkg_deb(tree: &Path, deb: &Path) -> Result<()> {
+    let tmp = util::tmp_name(deb);
+    let sh = cmd::shell()?;
+    let built = cmd::output(
+        cmd::cmd!(sh, "dpkg-deb --root-owner-group -Zxz --build {tree} {tmp}")
+            .env("SOURCE_DATE_EPOCH", source_date_epoch().to_string()),
+    );
+    if let Err(e) = built {
+        let _ = fs::remove_file(&tmp);
+        return Err(e.context("building the package (dpkg-deb; Debian: dpkg)"));
+    }
+    fs::rename(&tmp, deb)?;
+    Ok(())
 }
 
 /// Directories 0755, every mtime SOURCE_DATE_EPOCH.
@@ -222,18 +236,8 @@ fn md5_hex(path: &Path) -> Result<String> {
 
 /// gzip -9n: no name, no time, as Debian wants changelogs.
 fn gzip(data: &[u8]) -> Result<Vec<u8>> {
-    let mut child = Command::new("gzip")
-        .args(["-9n", "-c"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .context("cannot run gzip")?;
-    child.stdin.take().expect("stdin").write_all(data)?;
-    let o = child.wait_with_output()?;
-    if !o.status.success() {
-        bail!("gzip failed");
-    }
-    Ok(o.stdout)
+    let sh = cmd::shell()?;
+    Ok(cmd::output(cmd::cmd!(sh, "gzip -9n -c").stdin(data))?.stdout)
 }
 
 fn control(name: &str, version: &str, profile: &str, m: &Manifest, size_kib: u64) -> String {
@@ -353,6 +357,18 @@ mod tests {
     }
 
     use super::md5_hex;
+
+    #[test]
+    fn gzip_stores_no_name_and_no_time() {
+        let z = gzip(b"changelog").unwrap();
+        let mut d = flate2::read::GzDecoder::new(&z[..]);
+        let h = d.header().unwrap().clone();
+        assert!(h.filename().is_none());
+        assert_eq!(h.mtime(), 0);
+        let mut back = String::new();
+        std::io::Read::read_to_string(&mut d, &mut back).unwrap();
+        assert_eq!(back, "changelog");
+    }
 
     #[test]
     fn md5_of_a_file_is_md5sums() {

@@ -2,10 +2,10 @@
 //! install it (as root, or through `sudo -n`), saying what it installs.
 
 use std::path::Path;
-use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 
+use crate::cmd::{self, cmd};
 use crate::util;
 
 /// Something the build or the tests need from the host.
@@ -126,10 +126,11 @@ const fn need(check: &'static str, package: &'static str, why: &'static str) -> 
 fn present(n: &Need) -> bool {
     // A library whose path depends on the architecture: ask dpkg.
     if let Some(pkg) = n.check.strip_prefix("dpkg:") {
-        return Command::new("dpkg-query")
-            .args(["-W", "-f=${Status}", pkg])
-            .output()
-            .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("install ok installed"));
+        // dpkg-query fails for a package it does not know.
+        let format = "-f=${Status}";
+        return cmd::shell()
+            .and_then(|sh| cmd::read(cmd!(sh, "dpkg-query -W {format} {pkg}")))
+            .is_ok_and(|status| status.contains("install ok installed"));
     }
     if n.check.starts_with('/') {
         Path::new(n.check).exists()
@@ -143,14 +144,14 @@ pub const BUILD_COMPONENTS: &[&str] = &["rust-src"];
 /// `cargo xtask test` also runs rustfmt and clippy.
 pub const TEST_COMPONENTS: &[&str] = &["rust-src", "rustfmt", "clippy"];
 
+/// The components of `wanted` that rustup does not list as installed
+/// (all of them without rustup).
 fn missing_components(wanted: &[&'static str]) -> Vec<&'static str> {
-    let Ok(out) = Command::new("rustup")
-        .args(["component", "list", "--installed"])
-        .output()
+    let Ok(installed) =
+        cmd::shell().and_then(|sh| cmd::read(cmd!(sh, "rustup component list --installed")))
     else {
         return wanted.to_vec();
     };
-    let installed = String::from_utf8_lossy(&out.stdout);
     wanted
         .iter()
         .copied()
@@ -223,34 +224,23 @@ pub fn ensure(needs: &[&Need], components: &[&'static str], allowed: bool) -> Re
         "[provision] installing missing prerequisites:\n{}",
         describe()
     );
+    let sh = cmd::shell()?;
     if !comps.is_empty() {
-        run(Command::new("rustup")
-            .args(["component", "add"])
-            .args(&comps))?;
+        cmd::run(cmd!(sh, "rustup component add {comps...}"))?;
     }
     if !pkgs.is_empty() {
-        let is_root = is_root();
-        let mut sh = if is_root {
-            Command::new("sh")
-        } else if Command::new("sudo")
-            .args(["-n", "true"])
-            .output()
-            .is_ok_and(|o| o.status.success())
-        {
-            let mut c = Command::new("sudo");
-            c.args(["-n", "sh"]);
-            c
+        let apt = if is_root() {
+            cmd!(sh, "sh -c {apt_cmd}")
+        } else if cmd::output(cmd!(sh, "sudo -n true")).is_ok() {
+            cmd!(sh, "sudo -n sh -c {apt_cmd}")
         } else {
             bail!(
                 "missing host packages, and this user can neither run apt nor use sudo without a \
                  password; run:\n  sudo sh -c '{apt_cmd}'"
             );
         };
-        sh.arg("-c")
-            .arg(&apt_cmd)
-            .env("DEBIAN_FRONTEND", "noninteractive");
         eprintln!("[provision] {apt_cmd}");
-        run(&mut sh)?;
+        cmd::run(apt.env("DEBIAN_FRONTEND", "noninteractive"))?;
     }
     let still: Vec<&str> = needs
         .iter()
@@ -259,16 +249,6 @@ pub fn ensure(needs: &[&Need], components: &[&'static str], allowed: bool) -> Re
         .collect();
     if !still.is_empty() {
         bail!("still missing after installing: {}", still.join(", "));
-    }
-    Ok(())
-}
-
-fn run(cmd: &mut Command) -> Result<()> {
-    let status = cmd
-        .status()
-        .with_context(|| format!("cannot run {:?}", cmd.get_program()))?;
-    if !status.success() {
-        bail!("{cmd:?} failed: {status}");
     }
     Ok(())
 }
@@ -283,4 +263,23 @@ pub fn is_root() -> bool {
                 .map(|l| l.split_whitespace().nth(2) == Some("0"))
         })
         .unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_package_is_present_when_dpkg_says_installed() {
+        assert!(!present(&need(
+            "dpkg:zfcpdump-no-such-package",
+            "zfcpdump-no-such-package",
+            "test"
+        )));
+        if Path::new("/var/lib/dpkg/status").exists() {
+            assert!(present(&need("dpkg:dpkg", "dpkg", "test")));
+        }
+        assert!(present(&need("sh", "dash", "test")));
+        assert!(!present(&need("/nonexistent/zfcpdump", "x", "test")));
+    }
 }

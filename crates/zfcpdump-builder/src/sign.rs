@@ -17,12 +17,12 @@
 use std::ffi::{OsStr, OsString};
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use serde::{Deserialize, Serialize};
 use zfcpdump_format::modsig;
 
+use crate::cmd::{self, cmd};
 use crate::profile::{Profile, Sign};
 use crate::util;
 
@@ -96,18 +96,14 @@ fn resolve_key(profile: &Profile, sign: &Sign) -> Result<Key> {
     .map(Key::File)
 }
 
+/// openssl's stdout. Errors name the subcommand, not the whole line: a
+/// PKCS#11 URI may hold the token's PIN.
 fn openssl<S: AsRef<OsStr>>(args: &[S], what: &str) -> Result<Vec<u8>> {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .context("cannot run openssl (Debian: openssl)")?;
-    if !out.status.success() {
-        bail!(
-            "{what}: openssl failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
+    let sh = cmd::shell()?;
+    let sub = args.first().map(|a| a.as_ref().to_string_lossy());
+    let shown = format!("openssl {}", sub.unwrap_or_default());
+    let out = cmd::output_shown_as(cmd!(sh, "openssl {args...}"), &shown)
+        .with_context(|| format!("{what} (openssl; Debian: openssl)"))?;
     Ok(out.stdout)
 }
 
@@ -135,39 +131,7 @@ pub fn sign(root: &Path, profile: &Profile, image: &Path) -> Result<SignRecord> 
     let sig = dir.join("signature.der");
     let _ = fs::remove_file(&sig);
     let hash = sign.hash.to_string();
-    let mut args: Vec<OsString> = [
-        "cms",
-        "-sign",
-        "-binary",
-        "-noattr",
-        "-nocerts",
-        "-nosmimecap",
-        "-outform",
-        "DER",
-        "-md",
-        &hash,
-        "-in",
-    ]
-    .iter()
-    .map(OsString::from)
-    .collect();
-    args.push(image.into());
-    args.push("-out".into());
-    args.push(sig.clone().into());
-    args.push("-signer".into());
-    args.push(cert.into());
-    match &key {
-        Key::File(p) => {
-            args.push("-inkey".into());
-            args.push(p.into());
-        }
-        Key::Pkcs11(uri) => {
-            for a in ["-engine", "pkcs11", "-keyform", "engine", "-inkey", uri] {
-                args.push(a.into());
-            }
-        }
-    }
-    openssl(&args, &format!("signing {}", image.display()))?;
+    cms_sign(image, &sig, cert, &key, &hash)?;
     let unsigned = fs::read(image)?;
     let signed = modsig::append(&unsigned, &fs::read(&sig)?);
     let out = dir.join("zfcpdump.image");
@@ -178,22 +142,12 @@ pub fn sign(root: &Path, profile: &Profile, image: &Path) -> Result<SignRecord> 
             cert.display()
         )
     })?;
-    let x509 = |extra: &[&str]| {
-        let mut a: Vec<OsString> = vec!["x509".into(), "-in".into(), cert.into()];
-        a.extend(extra.iter().map(OsString::from));
-        openssl(&a, "reading the certificate")
-    };
-    let der = x509(&["-outform", "DER"])?;
-    let subject = x509(&["-noout", "-subject"])?;
+    let (certificate_sha256, certificate_subject) = certificate_id(cert)?;
     let rec = SignRecord {
         image: out,
         hash,
-        certificate_sha256: util::sha256_bytes(&der),
-        certificate_subject: String::from_utf8_lossy(&subject)
-            .trim()
-            .trim_start_matches("subject=")
-            .trim()
-            .to_string(),
+        certificate_sha256,
+        certificate_subject,
         unsigned_sha256: util::sha256_bytes(&unsigned),
         signed_sha256: util::sha256_bytes(&signed),
         signed_size: signed.len() as u64,
@@ -208,6 +162,61 @@ pub fn sign(root: &Path, profile: &Profile, image: &Path) -> Result<SignRecord> 
         &rec.certificate_sha256[..16]
     );
     Ok(rec)
+}
+
+/// openssl's CMS signature of `image` into `sig` (DER), as sign-file makes
+/// it: detached, no signed attributes, no certificates.
+fn cms_sign(image: &Path, sig: &Path, cert: &Path, key: &Key, hash: &str) -> Result<()> {
+    let mut args: Vec<OsString> = [
+        "cms",
+        "-sign",
+        "-binary",
+        "-noattr",
+        "-nocerts",
+        "-nosmimecap",
+        "-outform",
+        "DER",
+        "-md",
+        hash,
+        "-in",
+    ]
+    .iter()
+    .map(OsString::from)
+    .collect();
+    args.push(image.into());
+    args.push("-out".into());
+    args.push(sig.into());
+    args.push("-signer".into());
+    args.push(cert.into());
+    match key {
+        Key::File(p) => {
+            args.push("-inkey".into());
+            args.push(p.into());
+        }
+        Key::Pkcs11(uri) => {
+            for a in ["-engine", "pkcs11", "-keyform", "engine", "-inkey", uri] {
+                args.push(a.into());
+            }
+        }
+    }
+    openssl(&args, &format!("signing {}", image.display())).map(drop)
+}
+
+/// The certificate's fingerprint (sha256 of its DER) and subject.
+fn certificate_id(cert: &Path) -> Result<(String, String)> {
+    let x509 = |extra: &[&str]| {
+        let mut a: Vec<OsString> = vec!["x509".into(), "-in".into(), cert.into()];
+        a.extend(extra.iter().map(OsString::from));
+        openssl(&a, "reading the certificate")
+    };
+    let der = x509(&["-outform", "DER"])?;
+    let subject = x509(&["-noout", "-subject"])?;
+    let subject = String::from_utf8_lossy(&subject)
+        .trim()
+        .trim_start_matches("subject=")
+        .trim()
+        .to_string();
+    Ok((util::sha256_bytes(&der), subject))
 }
 
 /// Checks an image's appended signature against `cert`: the trailer's

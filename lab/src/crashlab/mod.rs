@@ -62,6 +62,7 @@ use zfcpdump_builder::dist::{self, DistArgs, IMAGE, RD};
 use zfcpdump_builder::kernel::KernelRecord;
 use zfcpdump_builder::lock::Wait;
 use zfcpdump_builder::profile::{Profile, ProfileArgs};
+use zfcpdump_builder::stage::Stage as _;
 use zfcpdump_builder::{provision, util};
 
 #[derive(Args, Clone, Debug)]
@@ -456,7 +457,7 @@ fn setup_pair(
     }
 
     // The pattern writer, cross-built like the agent (std is shared).
-    let pattern_bin = agent::Stage::new(root, &tool_profile, args.lab.offline)
+    let pattern_bin = agent::Agent::new(root, &tool_profile, args.lab.offline)
         .cross_build("crashlab-pattern")
         .context("building the crash lab's pattern writer for s390x")?;
     let initramfs = pair_dir.join("production.cpio");
@@ -512,7 +513,7 @@ fn setup_pair(
     let (sb_offset, sb) = disk_metadata(&pristine)?;
     let readers = Readers::for_kernel(&prod_kernel.release, cache, args.lab.offline)?;
     let makedumpfile = Makedumpfile::for_kernel(&prod_kernel.release, cache, args.lab.offline)?;
-    let agent_bin = agent::Stage::new(root, &tool_profile, args.lab.offline)
+    let agent_bin = agent::Agent::new(root, &tool_profile, args.lab.offline)
         .run(Wait::Block)?
         .binary;
     let crashkernel = args

@@ -11,15 +11,15 @@
 //! because the next variant's link in the same `O=` directory replaces them.
 
 use std::fs;
+use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
 use super::{
-    CompileRecord, ConfigureRecord, Embedded, KernelRecord, Progress, Stage, footprint, run_logged,
+    CompileRecord, ConfigureRecord, Embedded, Kernel, KernelRecord, Progress, footprint, run_logged,
 };
-use crate::cache::{Inputs, Lookup, Slot};
-use crate::initramfs::InitramfsRecord;
+use crate::cache::{Inputs, Slot};
 use crate::kconfig::{self, Config, Requirement};
 use crate::profile::Compression;
 use crate::util;
@@ -44,7 +44,7 @@ pub fn embedded_name(c: Compression) -> String {
     format!("zfcpdump-initramfs.cpio{ext}")
 }
 
-impl Stage<'_> {
+impl Kernel<'_> {
     /// The options a built-in initramfs adds to the compile's .config.
     pub fn link_requirements(&self) -> Vec<Requirement> {
         let i = &self.profile.initramfs;
@@ -76,11 +76,11 @@ impl Stage<'_> {
     /// `CONFIG_INITRAMFS_*` so that the compile can be shared.
     pub(super) fn configure_link(
         &self,
-        src: &std::path::Path,
-        scratch: &std::path::Path,
+        src: &Path,
+        scratch: &Path,
         compile_text: &str,
         reqs: &[Requirement],
-        log: &std::path::Path,
+        log: &Path,
     ) -> Result<String> {
         let link_reqs = self.link_requirements();
         let dotconfig = scratch.join(".config");
@@ -114,16 +114,12 @@ impl Stage<'_> {
 
     /// The slot of this variant's image: None for a built-in profile whose
     /// initramfs is not built yet (`plan`).
-    pub(super) fn link_slot(
-        &self,
-        c: &ConfigureRecord,
-        embed: Option<&InitramfsRecord>,
-    ) -> Result<Option<Slot>> {
+    pub(super) fn link_slot(&self, c: &ConfigureRecord) -> Result<Option<Slot>> {
         let mut i = Inputs::new();
         i.insert("stage".into(), LINK_VERSION.into());
         i.insert("compile".into(), c.compile_key.clone());
         if self.profile.initramfs.builtin {
-            let Some(rd) = embed else {
+            let Some(rd) = self.embed else {
                 return Ok(None);
             };
             let config = c.link_config_sha256.clone().with_context(|| {
@@ -145,12 +141,6 @@ impl Stage<'_> {
         )))
     }
 
-    pub(super) fn linked(&self, slot: &Slot) -> Lookup<KernelRecord> {
-        slot.lookup(|r: &KernelRecord| {
-            r.link_key == slot.key && r.image.is_file() && r.vmlinux.is_file()
-        })
-    }
-
     /// Makes the variant's image in the `O=` directory and copies it out.
     /// `fresh`: the compile just ran, so the external variant's image is
     /// already there.
@@ -158,7 +148,6 @@ impl Stage<'_> {
         &self,
         c: &ConfigureRecord,
         slot: &Slot,
-        embed: Option<&InitramfsRecord>,
         fresh: bool,
     ) -> Result<KernelRecord> {
         let t = Instant::now();
@@ -166,7 +155,7 @@ impl Stage<'_> {
         let compiled: CompileRecord = self
             .compiled(&c.compile_key)
             .context("the link step needs a compile")?;
-        let (config_path, config_sha256) = match embed {
+        let (config_path, config_sha256) = match self.embed {
             Some(_) => (
                 self.link_config_path(&c.configure_key),
                 c.link_config_sha256.clone().unwrap_or_default(),
@@ -175,61 +164,14 @@ impl Stage<'_> {
         };
         let text = fs::read_to_string(&config_path)
             .with_context(|| format!("cannot read {}", config_path.display()))?;
-        let embedded = match embed {
-            Some(rd) => {
-                let name = embedded_name(self.profile.initramfs.compression);
-                let data =
-                    fs::read(&rd.rd).with_context(|| format!("cannot read {}", rd.rd.display()))?;
-                let dest = obj.join(&name);
-                // Rewritten only when it changed: make goes by its mtime.
-                if fs::read(&dest).ok().as_deref() != Some(&data[..]) {
-                    util::write_atomic(&dest, &data)?;
-                }
-                Some(Embedded {
-                    name,
-                    size: data.len() as u64,
-                    sha256: util::sha256_bytes(&data),
-                })
-            }
-            None => None,
-        };
+        let embedded = self.place_embedded(&obj)?;
         let log = obj.join("make.log");
-        if !(fresh && embed.is_none()) {
-            if fs::read_to_string(obj.join(".config")).ok().as_deref() != Some(&text) {
-                fs::write(obj.join(".config"), &text)?;
-            }
-            let src = self.source_root()?;
-            eprintln!(
-                "[kernel] linking {} in {} (the compile is shared; log: {})",
-                match &embedded {
-                    Some(e) => format!("the image with the initramfs built in ({} bytes)", e.size),
-                    None => "the image for an external initramfs".into(),
-                },
-                obj.display(),
-                log.display()
-            );
-            self.make_image(
-                &src,
-                &obj,
-                &log,
-                "kernel link",
-                &Progress {
-                    label: "linking",
-                    expected: None,
-                },
-            )?;
+        let relink = !(fresh && self.embed.is_none());
+        if relink {
+            self.relink(&obj, &log, &text, embedded.as_ref())?;
         }
-        // Staged aside and renamed in: a record never names a partial copy.
         let dir = slot.dir();
-        let tmp = util::tmp_name(&dir);
-        let _ = fs::remove_dir_all(&tmp);
-        fs::create_dir_all(&tmp)?;
-        fs::copy(obj.join("arch/s390/boot/bzImage"), tmp.join("bzImage"))
-            .with_context(|| format!("make succeeded but {} has no bzImage", obj.display()))?;
-        fs::copy(obj.join("vmlinux"), tmp.join("vmlinux"))?;
-        fs::write(tmp.join("config"), &text)?;
-        let _ = fs::remove_dir_all(&dir);
-        fs::rename(&tmp, &dir)?;
+        copy_out(&obj, &dir, &text)?;
         let image = dir.join("bzImage");
         let rec = KernelRecord {
             compile_key: c.compile_key.clone(),
@@ -250,11 +192,7 @@ impl Stage<'_> {
         slot.remember()?;
         eprintln!(
             "[kernel] {} {} in {}: image {} bytes, footprint {:#x} ({:.1} MiB)",
-            if fresh && embed.is_none() {
-                "built"
-            } else {
-                "linked"
-            },
+            if relink { "linked" } else { "built" },
             rec.release,
             util::fmt_duration(t.elapsed()),
             rec.image_size,
@@ -263,4 +201,74 @@ impl Stage<'_> {
         );
         Ok(rec)
     }
+
+    /// Puts the embedded initramfs where `CONFIG_INITRAMFS_SOURCE` names it
+    /// in the `O=` directory; rewritten only when it changed, since make
+    /// goes by its mtime.
+    fn place_embedded(&self, obj: &Path) -> Result<Option<Embedded>> {
+        let Some(rd) = self.embed else {
+            return Ok(None);
+        };
+        let name = embedded_name(self.profile.initramfs.compression);
+        let data = fs::read(&rd.rd).with_context(|| format!("cannot read {}", rd.rd.display()))?;
+        let dest = obj.join(&name);
+        if fs::read(&dest).ok().as_deref() != Some(&data[..]) {
+            util::write_atomic(&dest, &data)?;
+        }
+        Ok(Some(Embedded {
+            name,
+            size: data.len() as u64,
+            sha256: util::sha256_bytes(&data),
+        }))
+    }
+
+    /// The variant's .config into the `O=` directory (when it differs, for
+    /// make goes by mtimes), then make: kbuild rebuilds `usr/` and relinks.
+    fn relink(
+        &self,
+        obj: &Path,
+        log: &Path,
+        text: &str,
+        embedded: Option<&Embedded>,
+    ) -> Result<()> {
+        if fs::read_to_string(obj.join(".config")).ok().as_deref() != Some(text) {
+            fs::write(obj.join(".config"), text)?;
+        }
+        let src = self.source_root()?;
+        eprintln!(
+            "[kernel] linking {} in {} (the compile is shared; log: {})",
+            match embedded {
+                Some(e) => format!("the image with the initramfs built in ({} bytes)", e.size),
+                None => "the image for an external initramfs".into(),
+            },
+            obj.display(),
+            log.display()
+        );
+        self.make_image(
+            &src,
+            obj,
+            log,
+            "kernel link",
+            &Progress {
+                label: "linking",
+                expected: None,
+            },
+        )?;
+        Ok(())
+    }
+}
+
+/// Copies the image, vmlinux and .config out of the `O=` directory into
+/// `dir`, staged aside and renamed in: a record never names a partial copy.
+fn copy_out(obj: &Path, dir: &Path, config: &str) -> Result<()> {
+    let tmp = util::tmp_name(dir);
+    let _ = fs::remove_dir_all(&tmp);
+    fs::create_dir_all(&tmp)?;
+    fs::copy(obj.join("arch/s390/boot/bzImage"), tmp.join("bzImage"))
+        .with_context(|| format!("make succeeded but {} has no bzImage", obj.display()))?;
+    fs::copy(obj.join("vmlinux"), tmp.join("vmlinux"))?;
+    fs::write(tmp.join("config"), config)?;
+    let _ = fs::remove_dir_all(dir);
+    fs::rename(&tmp, dir)?;
+    Ok(())
 }

@@ -3,30 +3,34 @@
 //! the image of the profile's variant.
 //!
 //! Three cache levels keep a no-op under a second and share compiles:
-//! - the *configure key* hashes everything configure depends on; its record
-//!   holds the final .config and the compile key;
-//! - the *compile key* hashes the final .config, the source, the compiler
-//!   and the make variables; it names the `O=` directory. Profiles that end
-//!   in the same .config share one compile. A built-in initramfs does not
-//!   enter it: the compile is always of the external variant's .config;
-//! - the *link key* ([`link`]) adds the variant's .config (the built-in
+//! - the *configure key* (`configure.rs`) hashes everything configure
+//!   depends on; its record holds the final .config and the compile key;
+//! - the *compile key* (`compile.rs`) hashes the final .config, the source,
+//!   the compiler and the make variables; it names the `O=` directory.
+//!   Profiles that end in the same .config share one compile. A built-in
+//!   initramfs does not enter it: the compile is always of the external
+//!   variant's .config;
+//! - the *link key* (`link.rs`) adds the variant's .config (the built-in
 //!   initramfs options) and the embedded archive: it names the directory
 //!   the image and vmlinux are copied to, so a rootfs or agent change only
 //!   relinks, and each variant's image survives the other's link in the
 //!   shared `O=` directory.
 //!
-//! The whole stage runs under the lock of its cache directory
-//! ([`crate::lock`]): parallel builds of one target directory queue
-//! instead of compiling into one `O=` directory at once.
+//! As a [`Stage`], its slot is the configure key's: its lookup walks the
+//! three records, and its build runs the levels that are missing, under the
+//! lock of its cache directory ([`crate::lock`]): parallel builds of one
+//! target directory queue instead of compiling into one `O=` directory at
+//! once.
 
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
+mod compile;
+mod configure;
 mod link;
 mod make;
 mod source;
@@ -36,11 +40,11 @@ use make::{Progress, run_logged};
 use source::git_commit;
 pub use source::{stays_inside, unpack_tarball};
 
-use crate::cache::{self, Lookup};
+use crate::cache::{Lookup, Slot};
+use crate::cmd::{self, cmd};
 use crate::initramfs::InitramfsRecord;
-use crate::kconfig::{self, Config, Requirement};
-use crate::lock::{self, Wait};
 use crate::profile::Profile;
+use crate::stage::Stage;
 use crate::util;
 
 /// Bump when the stage changes what it produces.
@@ -133,14 +137,16 @@ struct ConfigureRecord {
 }
 
 pub use crate::cache::{Inputs, key_of};
-use crate::cache::{read_json, write_json};
 
-pub struct Stage<'a> {
+/// The kernel stage of a profile.
+pub struct Kernel<'a> {
     pub root: &'a Path,
     pub cache: PathBuf,
     pub profile: &'a Profile,
-    /// When another build holds the stage's lock.
-    pub wait: Wait,
+    /// The initramfs linked into the image: the initramfs stage's record
+    /// for a profile with `initramfs.builtin`, None for the others (and for
+    /// `plan` while the initramfs is to be rebuilt).
+    pub embed: Option<&'a InitramfsRecord>,
 }
 
 /// The stage's state without running anything: for `plan`.
@@ -151,7 +157,8 @@ pub struct Plan {
 
 pub enum State {
     UpToDate(Box<KernelRecord>),
-    /// Configure is cached and its compile exists elsewhere: cheap.
+    /// Configure is to run, with the inputs of the profile's last build:
+    /// the compile it leads to is expected to be there. Cheap.
     Configure,
     /// The compile is there; the image is to be linked (or copied) only.
     Link {
@@ -162,87 +169,17 @@ pub enum State {
     },
 }
 
-impl<'a> Stage<'a> {
-    pub fn new(root: &'a Path, profile: &'a Profile) -> Stage<'a> {
-        Stage {
+impl<'a> Kernel<'a> {
+    pub fn new(
+        root: &'a Path,
+        profile: &'a Profile,
+        embed: Option<&'a InitramfsRecord>,
+    ) -> Kernel<'a> {
+        Kernel {
             root,
             cache: util::cache_dir(root).join("kernel"),
             profile,
-            wait: Wait::Block,
-        }
-    }
-
-    /// The options the stage itself requires, before any fragment.
-    pub fn stage_requirements(&self) -> Vec<Requirement> {
-        let mut opts = vec![
-            ("CONFIG_CRASH_DUMP", "dump mode: /proc/vmcore and the HSA"),
-            ("CONFIG_BLK_DEV_INITRD", "the agent runs from an initramfs"),
-        ];
-        let comp = self.profile.initramfs.compression;
-        if let Some(opt) = comp.kernel_option() {
-            opts.push((
-                opt,
-                if self.profile.initramfs.builtin {
-                    "unpacks the built-in initramfs"
-                } else {
-                    "unpacks the initrd"
-                },
-            ));
-        }
-        opts.into_iter()
-            .map(|(o, why)| Requirement {
-                option: o.into(),
-                value: "y".into(),
-                origin: format!("kernel stage ({why}; initramfs.compression = {comp})"),
-            })
-            .collect()
-    }
-
-    /// Stage requirements then fragments, in order.
-    pub fn requirements(&self) -> Result<Vec<Requirement>> {
-        let mut reqs = self.stage_requirements();
-        for name in &self.profile.kernel.fragments {
-            let path = self.fragment_path(name);
-            let text = fs::read_to_string(&path).with_context(|| {
-                format!(
-                    "kernel fragment {name:?} (profile {}): cannot read {}{}",
-                    self.profile.name,
-                    path.display(),
-                    self.fragment_hint(name)
-                )
-            })?;
-            reqs.extend(kconfig::parse_fragment(name, &text)?);
-        }
-        kconfig::conflicts(&reqs)?;
-        Ok(reqs)
-    }
-
-    /// A bare name is looked up in kernel-config/ only; when a file of that
-    /// name sits beside one of the profile's files, say how to name it.
-    fn fragment_hint(&self, name: &str) -> String {
-        if name.contains('/') {
-            return String::new();
-        }
-        self.profile
-            .files
-            .iter()
-            .find(|f| f.with_file_name(name).is_file())
-            .map(|f| {
-                format!(
-                    "; {} sits beside the profile {}: a bare name is looked up in \
-                     kernel-config/ only, so write fragments = [\"./{name}\"] there",
-                    f.with_file_name(name).display(),
-                    f.display()
-                )
-            })
-            .unwrap_or_default()
-    }
-
-    fn fragment_path(&self, name: &str) -> PathBuf {
-        if name.contains('/') {
-            PathBuf::from(name)
-        } else {
-            self.root.join("kernel-config").join(name)
+            embed,
         }
     }
 
@@ -295,19 +232,10 @@ impl<'a> Stage<'a> {
     /// `s390x-linux-gnu-gcc --version`, first line.
     fn compiler_version(&self) -> Result<String> {
         let gcc = format!("{}gcc", self.profile.kernel.cross_compile);
-        let out = Command::new(&gcc)
-            .arg("--version")
-            .output()
-            .with_context(|| {
-                format!(
-                    "cannot run {gcc}: install the cross compiler (Debian: gcc-s390x-linux-gnu)"
-                )
-            })?;
-        Ok(String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .to_string())
+        let sh = cmd::shell()?;
+        cmd::first_line(cmd!(sh, "{gcc} --version")).with_context(|| {
+            format!("cannot run {gcc}: install the cross compiler (Debian: gcc-s390x-linux-gnu)")
+        })
     }
 
     /// make variables other than -j and the per-directory paths.
@@ -332,7 +260,90 @@ impl<'a> Stage<'a> {
         ]
     }
 
-    pub fn inputs(&self) -> Result<Inputs> {
+    fn source_root(&self) -> Result<PathBuf> {
+        let src = self.source_id()?;
+        match src.sha256 {
+            Some(sum) => unpack_tarball(&src.path, &self.cache.join("src").join(&sum[..16])),
+            None => Ok(src.path),
+        }
+    }
+
+    fn make(&self, src: &Path, obj: &Path) -> Command {
+        let mut c = Command::new("make");
+        c.arg("-C").arg(src).arg(format!("O={}", obj.display()));
+        for (k, v) in self.make_vars() {
+            c.arg(format!("{k}={v}"));
+        }
+        // The path maps go into CC itself: KCFLAGS does not reach the s390
+        // boot decompressor, whose debug info paths would otherwise change
+        // the build-id note that ends up in the image.
+        c.arg(format!(
+            "CC={}gcc -ffile-prefix-map={}={MAPPED_SRC} -ffile-prefix-map={}={MAPPED_OBJ}",
+            self.profile.kernel.cross_compile,
+            src.display(),
+            obj.display()
+        ));
+        c.envs(self.build_env());
+        c
+    }
+
+    /// What `run` would do, without doing it.
+    pub fn plan(&self) -> Result<Plan> {
+        let slot = self.slot()?;
+        Ok(Plan {
+            state: self.state(&slot)?,
+            configure_key: slot.key,
+        })
+    }
+
+    /// Which levels are cached for `slot`, the configure inputs' slot.
+    fn state(&self, slot: &Slot) -> Result<State> {
+        match self.configured(&slot.key) {
+            Some(c) => self.state_of(&c),
+            None => Ok(match slot.why_changed() {
+                Some(why) => State::Rebuild { why },
+                None => State::Configure,
+            }),
+        }
+    }
+
+    /// The compile's and the link's state once configure is known.
+    fn state_of(&self, c: &ConfigureRecord) -> Result<State> {
+        if self.compiled(&c.compile_key).is_none() {
+            return Ok(State::Rebuild {
+                why: "configuration known, but its compile is missing or incomplete".into(),
+            });
+        }
+        let Some(link) = self.link_slot(c)? else {
+            return Ok(State::Link {
+                why: "the initramfs it embeds will be rebuilt".into(),
+            });
+        };
+        Ok(match link.lookup(|r| self.check(&link, r)) {
+            Lookup::Hit(rec) => State::UpToDate(Box::new(rec)),
+            Lookup::Miss { why } => State::Link { why },
+        })
+    }
+}
+
+/// The stage's slot is keyed by the configure inputs; its record lives in
+/// the link slot that the configure and compile records lead to.
+impl Stage for Kernel<'_> {
+    type Record = KernelRecord;
+
+    fn name(&self) -> &'static str {
+        "kernel"
+    }
+
+    fn cache(&self) -> &Path {
+        &self.cache
+    }
+
+    fn profile(&self) -> &Profile {
+        self.profile
+    }
+
+    fn inputs(&self) -> Result<Inputs> {
         let mut i = Inputs::new();
         i.insert("stage".into(), STAGE_VERSION.into());
         let src = self.source_id()?;
@@ -376,356 +387,68 @@ impl<'a> Stage<'a> {
         Ok(i)
     }
 
-    fn configure_record_path(&self, key: &str) -> PathBuf {
-        self.cache.join("configs").join(format!("{key}.json"))
+    /// Whether `rec` is the image of the link slot `slot`.
+    fn check(&self, slot: &Slot, rec: &KernelRecord) -> bool {
+        rec.link_key == slot.key && rec.image.is_file() && rec.vmlinux.is_file()
     }
 
-    fn last_inputs_path(&self) -> PathBuf {
-        cache::last_inputs_path(&self.cache, &self.profile.name)
-    }
-
-    fn build_dir(&self, compile_key: &str) -> PathBuf {
-        self.cache.join(format!("build-{}", &compile_key[..16]))
-    }
-
-    /// What `run` would do, without doing it. `embed` is the initramfs a
-    /// built-in profile links in, when its stage is up to date.
-    pub fn plan(&self, embed: Option<&InitramfsRecord>) -> Result<Plan> {
-        let inputs = self.inputs()?;
-        let configure_key = key_of(&inputs);
-        let state = match read_json::<ConfigureRecord>(&self.configure_record_path(&configure_key))
-        {
-            Some(c) => match (self.compiled(&c.compile_key), self.link_slot(&c, embed)?) {
-                (Some(_), Some(slot)) => match self.linked(&slot) {
-                    Lookup::Hit(rec) => State::UpToDate(Box::new(rec)),
-                    Lookup::Miss { why } => State::Link { why },
-                },
-                (Some(_), None) => State::Link {
-                    why: "the initramfs it embeds will be rebuilt".into(),
-                },
-                (None, _) => State::Rebuild {
-                    why: "configuration known, but its compile is missing or incomplete".into(),
-                },
+    /// Configure, compile and link, each as it is recorded.
+    fn lookup_in(&self, slot: &Slot) -> Result<Lookup<KernelRecord>> {
+        Ok(match self.state(slot)? {
+            State::UpToDate(rec) => Lookup::Hit(*rec),
+            State::Configure => Lookup::Miss {
+                why: "not configured".into(),
             },
-            None => match self.why_changed(&inputs) {
-                Some(why) => State::Rebuild { why },
-                None => State::Configure,
-            },
-        };
-        Ok(Plan {
-            configure_key,
-            state,
+            State::Link { why } | State::Rebuild { why } => Lookup::Miss { why },
         })
     }
 
-    fn why_changed(&self, inputs: &Inputs) -> Option<String> {
-        cache::why_changed(&self.cache, &self.profile.name, inputs)
-    }
-
-    /// The record of a finished compile.
-    fn compiled(&self, compile_key: &str) -> Option<CompileRecord> {
-        let rec: CompileRecord = read_json(&self.build_dir(compile_key).join("stage.json"))?;
-        (rec.compile_key == compile_key).then_some(rec)
-    }
-
-    /// Runs the stage, or returns the cached record when nothing changed.
-    /// A profile with a built-in initramfs passes the initramfs stage's
-    /// record as `embed`; the others pass None.
-    pub fn run(&self, embed: Option<&InitramfsRecord>) -> Result<KernelRecord> {
+    /// Runs the levels that are missing: configure, compile, link.
+    fn build(&self, slot: &Slot) -> Result<KernelRecord> {
+        let builtin = self.profile.initramfs.builtin;
         anyhow::ensure!(
-            embed.is_some() == self.profile.initramfs.builtin,
+            self.embed.is_some() == builtin,
             "kernel stage of profile {:?}: {} initramfs given for a profile whose initramfs is {}",
             self.profile.name,
-            if embed.is_some() { "an" } else { "no" },
-            if self.profile.initramfs.builtin {
-                "built in"
-            } else {
-                "external"
-            }
+            if self.embed.is_some() { "an" } else { "no" },
+            if builtin { "built in" } else { "external" }
         );
-        let inputs = self.inputs()?;
-        let configure_key = key_of(&inputs);
-        let record = || read_json::<ConfigureRecord>(&self.configure_record_path(&configure_key));
-        // Without the lock first: a no-op stays a no-op while another build
-        // holds it.
-        if let Some(c) = record()
-            && let Some(rec) = self.up_to_date(&c, embed)?
-        {
-            write_json(&self.last_inputs_path(), &inputs)?;
-            return Ok(rec);
-        }
-        let _lock = lock::acquire(&self.cache, "kernel", self.wait)?;
-        let configure = match record() {
+        let configure = match self.configured(&slot.key) {
             Some(c) => c,
-            None => self.configure(&inputs, &configure_key)?,
+            None => {
+                let c = self.configure(&slot.inputs, &slot.key)?;
+                // Its final .config may be one compiled and linked before.
+                if let State::UpToDate(rec) = self.state_of(&c)? {
+                    self.say_up_to_date(&rec);
+                    return Ok(*rec);
+                }
+                c
+            }
         };
-        // Another build may have done it while this one waited.
-        if let Some(rec) = self.up_to_date(&configure, embed)? {
-            write_json(&self.last_inputs_path(), &inputs)?;
-            return Ok(rec);
-        }
         let fresh = self.compiled(&configure.compile_key).is_none();
         if fresh {
             self.compile(&configure)?;
         }
-        let slot = self
-            .link_slot(&configure, embed)?
+        let link = self
+            .link_slot(&configure)?
             .context("the link slot of a configured kernel")?;
-        let rec = self.link(&configure, &slot, embed, fresh)?;
-        write_json(&self.last_inputs_path(), &inputs)?;
-        Ok(rec)
+        self.link(&configure, &link, fresh)
     }
 
-    fn up_to_date(
-        &self,
-        c: &ConfigureRecord,
-        embed: Option<&InitramfsRecord>,
-    ) -> Result<Option<KernelRecord>> {
-        if self.compiled(&c.compile_key).is_none() {
-            return Ok(None);
-        }
-        let Some(slot) = self.link_slot(c, embed)? else {
-            return Ok(None);
-        };
-        Ok(match self.linked(&slot) {
-            Lookup::Hit(rec) => {
-                eprintln!(
-                    "[kernel] up to date: {} ({} bytes{})",
-                    rec.image.display(),
-                    rec.image_size,
-                    if rec.embedded.is_some() {
-                        ", initramfs built in"
-                    } else {
-                        ""
-                    }
-                );
-                Some(rec)
+    fn output<'r>(&self, rec: &'r KernelRecord) -> &'r Path {
+        &rec.image
+    }
+
+    fn about(&self, rec: &KernelRecord) -> String {
+        format!(
+            "{} bytes{}",
+            rec.image_size,
+            if rec.embedded.is_some() {
+                ", initramfs built in"
+            } else {
+                ""
             }
-            Lookup::Miss { .. } => None,
-        })
-    }
-
-    fn source_root(&self) -> Result<PathBuf> {
-        let src = self.source_id()?;
-        match src.sha256 {
-            Some(sum) => unpack_tarball(&src.path, &self.cache.join("src").join(&sum[..16])),
-            None => Ok(src.path),
-        }
-    }
-
-    fn make(&self, src: &Path, obj: &Path) -> Command {
-        let mut c = Command::new("make");
-        c.arg("-C").arg(src).arg(format!("O={}", obj.display()));
-        for (k, v) in self.make_vars() {
-            c.arg(format!("{k}={v}"));
-        }
-        // The path maps go into CC itself: KCFLAGS does not reach the s390
-        // boot decompressor, whose debug info paths would otherwise change
-        // the build-id note that ends up in the image.
-        c.arg(format!(
-            "CC={}gcc -ffile-prefix-map={}={MAPPED_SRC} -ffile-prefix-map={}={MAPPED_OBJ}",
-            self.profile.kernel.cross_compile,
-            src.display(),
-            obj.display()
-        ));
-        c.envs(self.build_env());
-        c
-    }
-
-    /// defconfig, fragments, olddefconfig, then the requested-vs-final check.
-    fn configure(&self, inputs: &Inputs, configure_key: &str) -> Result<ConfigureRecord> {
-        let t = Instant::now();
-        let src = self.source_root()?;
-        let reqs = self.requirements()?;
-        let scratch = self
-            .cache
-            .join(format!("configure-{}", &configure_key[..16]));
-        let _ = fs::remove_dir_all(&scratch);
-        fs::create_dir_all(&scratch)?;
-        let log = scratch.join("configure.log");
-        eprintln!(
-            "[kernel] configuring: {} + {} fragment(s)",
-            self.profile.kernel.defconfig,
-            self.profile.kernel.fragments.len()
-        );
-        run_logged(
-            self.make(&src, &scratch)
-                .arg(&self.profile.kernel.defconfig),
-            &log,
-            "kernel defconfig",
-            None,
-        )?;
-        let dotconfig = scratch.join(".config");
-        let base = fs::read_to_string(&dotconfig)?;
-        fs::write(&dotconfig, kconfig::apply(&base, &reqs))?;
-        run_logged(
-            self.make(&src, &scratch).arg("olddefconfig"),
-            &log,
-            "kernel olddefconfig",
-            None,
-        )?;
-        let final_text = fs::read_to_string(&dotconfig)?;
-        self.check_final(&reqs, &final_text, &dotconfig)?;
-        let config_sha256 = util::sha256_bytes(final_text.as_bytes());
-        let mut ckey = Inputs::new();
-        ckey.insert("stage".into(), STAGE_VERSION.into());
-        ckey.insert("config".into(), config_sha256.clone());
-        for k in ["source", "compiler", "cc"] {
-            ckey.insert(k.into(), inputs.get(k).cloned().unwrap_or_default());
-        }
-        for (k, v) in self.make_vars().into_iter().chain(self.build_env()) {
-            ckey.insert(format!("make {k}"), v);
-        }
-        let compile_key = key_of(&ckey);
-        let saved = self
-            .cache
-            .join("configs")
-            .join(format!("{configure_key}.config"));
-        util::write_atomic(&saved, final_text.as_bytes())?;
-        let link_config_sha256 = if self.profile.initramfs.builtin {
-            let text = self.configure_link(&src, &scratch, &final_text, &reqs, &log)?;
-            let saved = self.link_config_path(configure_key);
-            util::write_atomic(&saved, text.as_bytes())?;
-            Some(util::sha256_bytes(text.as_bytes()))
-        } else {
-            None
-        };
-        let rec = ConfigureRecord {
-            configure_key: configure_key.into(),
-            compile_key,
-            config_sha256,
-            link_config_sha256,
-        };
-        write_json(&self.configure_record_path(configure_key), &rec)?;
-        let _ = fs::remove_dir_all(&scratch);
-        eprintln!(
-            "[kernel] configured in {}: all {} requested options hold",
-            util::fmt_duration(t.elapsed()),
-            reqs.len() + self.link_requirements().len()
-        );
-        Ok(rec)
-    }
-
-    /// The requested-vs-final check of a .config made by olddefconfig.
-    fn check_final(&self, reqs: &[Requirement], text: &str, path: &Path) -> Result<()> {
-        let mismatches = kconfig::check(reqs, &Config::parse(text));
-        if !mismatches.is_empty() {
-            let list: Vec<String> = mismatches.iter().map(|m| format!("  {m}")).collect();
-            bail!(
-                "kernel configuration of profile {:?}: {} requested option(s) did not survive olddefconfig \
-                 (usually a dependency is off; add it to the fragment):\n{}\nfinal .config: {}",
-                self.profile.name,
-                mismatches.len(),
-                list.join("\n"),
-                path.display()
-            );
-        }
-        Ok(())
-    }
-
-    /// Compiles the external variant's .config into the `O=` directory.
-    fn compile(&self, c: &ConfigureRecord) -> Result<CompileRecord> {
-        let t = Instant::now();
-        let src = self.source_root()?;
-        let obj = self.build_dir(&c.compile_key);
-        fs::create_dir_all(&obj)?;
-        let _ = fs::remove_file(obj.join("stage.json"));
-        fs::copy(self.config_path(&c.configure_key), obj.join(".config"))?;
-        let log = obj.join("make.log");
-        let _ = fs::remove_file(&log);
-        let jobs = self.jobs();
-        eprintln!(
-            "[kernel] compiling in {} with -j{jobs}; log: {}",
-            obj.display(),
-            log.display()
-        );
-        let source = self.source_id()?;
-        let objects = self.make_image(
-            &src,
-            &obj,
-            &log,
-            "kernel compile",
-            &Progress {
-                label: "compiling",
-                expected: self.expected_objects(&source),
-            },
-        )?;
-        let release = fs::read_to_string(obj.join("include/config/kernel.release"))
-            .context("cannot read kernel.release")?
-            .trim()
-            .to_string();
-        let rec = CompileRecord {
-            compile_key: c.compile_key.clone(),
-            release,
-            source,
-            objects: Some(objects),
-        };
-        write_json(&obj.join("stage.json"), &rec)?;
-        eprintln!(
-            "[kernel] compiled {} in {}: {objects} objects",
-            rec.release,
-            util::fmt_duration(t.elapsed()),
-        );
-        Ok(rec)
-    }
-
-    /// `make olddefconfig` then `make -jN bzImage` in `obj`, logged, with the
-    /// progress line: the compile and the link step both end so. Returns
-    /// the objects compiled.
-    fn make_image(
-        &self,
-        src: &Path,
-        obj: &Path,
-        log: &Path,
-        what: &str,
-        progress: &Progress,
-    ) -> Result<u64> {
-        run_logged(
-            self.make(src, obj).arg("olddefconfig"),
-            log,
-            "kernel olddefconfig",
-            None,
-        )?;
-        run_logged(
-            self.make(src, obj)
-                .arg(format!("-j{}", self.jobs()))
-                .arg("bzImage"),
-            log,
-            what,
-            Some(progress),
         )
-    }
-
-    fn jobs(&self) -> usize {
-        match self.profile.kernel.jobs {
-            0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
-            n => n as usize,
-        }
-    }
-
-    /// How many objects an earlier compile of the same source made, for the
-    /// progress line's percentage: the largest count on record.
-    fn expected_objects(&self, source: &SourceId) -> Option<u64> {
-        fs::read_dir(&self.cache)
-            .ok()?
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_name().to_string_lossy().starts_with("build-"))
-            .filter_map(|e| read_json::<CompileRecord>(&e.path().join("stage.json")))
-            .filter(|r| r.source.sha256 == source.sha256 && r.source.path == source.path)
-            .filter_map(|r| r.objects)
-            .max()
-    }
-
-    fn config_path(&self, configure_key: &str) -> PathBuf {
-        self.cache
-            .join("configs")
-            .join(format!("{configure_key}.config"))
-    }
-
-    fn link_config_path(&self, configure_key: &str) -> PathBuf {
-        self.cache
-            .join("configs")
-            .join(format!("{configure_key}.link.config"))
     }
 }
 
@@ -793,6 +516,7 @@ pub fn kbuild_timestamp(epoch: u64) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::cache::write_json;
     use crate::profile;
 
     /// A project root with a fake source dir and one fragment; the host gcc
@@ -820,16 +544,16 @@ mod tests {
         let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
         let p = profile::load(root, "p", &sets).unwrap();
         let plan = {
-            let mut st = Stage::new(root, &p);
+            let mut st = Kernel::new(root, &p, None);
             st.cache = root.join("cache");
-            st.plan(None).unwrap()
+            st.plan().unwrap()
         };
         (plan, p)
     }
 
     /// Pretends the stage ran for `profile`: records as `run` writes them.
     fn fake_build(root: &Path, p: &Profile) {
-        let mut st = Stage::new(root, p);
+        let mut st = Kernel::new(root, p, None);
         st.cache = root.join("cache");
         let inputs = st.inputs().unwrap();
         let ckey = key_of(&inputs);
@@ -850,7 +574,7 @@ mod tests {
             link_config_sha256: None,
         };
         write_json(&st.configure_record_path(&ckey), &c).unwrap();
-        let slot = st.link_slot(&c, None).unwrap().unwrap();
+        let slot = st.link_slot(&c).unwrap().unwrap();
         fs::create_dir_all(slot.dir()).unwrap();
         for f in ["bzImage", "vmlinux"] {
             fs::write(slot.dir().join(f), b"x").unwrap();
@@ -872,7 +596,7 @@ mod tests {
         };
         slot.store(&rec).unwrap();
         slot.remember().unwrap();
-        write_json(&st.last_inputs_path(), &inputs).unwrap();
+        st.slot().unwrap().remember().unwrap();
         assert_eq!(st.expected_objects(&rec.source), Some(1500));
     }
 
@@ -956,7 +680,10 @@ mod tests {
         )
         .unwrap();
         let p = profile::load(root, prof.to_str().unwrap(), &[]).unwrap();
-        let e = format!("{:#}", Stage::new(root, &p).requirements().unwrap_err());
+        let e = format!(
+            "{:#}",
+            Kernel::new(root, &p, None).requirements().unwrap_err()
+        );
         assert!(e.contains("cannot read"), "{e}");
         assert!(e.contains("fragments = [\"./nokvm.config\"]"), "{e}");
         // Named so, it is found beside the profile.
@@ -969,7 +696,7 @@ mod tests {
         )
         .unwrap();
         let p = profile::load(root, prof.to_str().unwrap(), &[]).unwrap();
-        let reqs = Stage::new(root, &p).requirements().unwrap();
+        let reqs = Kernel::new(root, &p, None).requirements().unwrap();
         assert!(
             reqs.iter()
                 .any(|r| r.option == "CONFIG_KVM" && r.value == "n")

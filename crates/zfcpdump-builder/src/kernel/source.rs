@@ -4,24 +4,17 @@
 use std::fs;
 use std::io::BufReader;
 use std::path::{Component, Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
+use crate::cmd::{self, cmd};
 use crate::util;
 
+/// The commit checked out in `dir`; None when it is no git tree.
 pub(super) fn git_commit(dir: &Path) -> Option<String> {
-    let out = Command::new("git")
-        .arg("-C")
-        .arg(dir)
-        .args(["rev-parse", "HEAD"])
-        .stderr(Stdio::null())
-        .output()
-        .ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_string())
+    let sh = cmd::shell().ok()?;
+    cmd::read(cmd!(sh, "git -C {dir} rev-parse HEAD")).ok()
 }
 
 /// Unpacks a kernel tarball once into `dest` and returns the source root.
