@@ -148,3 +148,31 @@ fn the_lab_is_layered_tasks_over_the_kit() {
         }
     }
 }
+
+/// ARCHITECTURE.md's code map names every source file of the builder and
+/// the lab (by its name, or `name/` for a folder's `mod.rs`), so that a
+/// new module cannot go unmapped.
+#[test]
+fn architecture_names_every_module() {
+    let doc = fs::read_to_string(root().join("ARCHITECTURE.md")).unwrap();
+    for src in ["crates/zfcpdump-builder/src", "lab/src"] {
+        let dir = root().join(src);
+        for f in rust_files(&dir) {
+            let rel = f.strip_prefix(&dir).unwrap();
+            let name = rel.file_name().unwrap().to_string_lossy().into_owned();
+            let folder = rel.parent().and_then(|p| p.file_name());
+            let named = doc.contains(&format!("`{name}`"))
+                || doc.contains(&format!("{name} "))
+                || doc.contains(&format!("`{}`", rel.display()))
+                || doc.contains(&format!("{name},"))
+                || doc.contains(&format!("{name})"));
+            let as_folder = name == "mod.rs"
+                && folder.is_some_and(|d| doc.contains(&format!("`{}/", d.to_string_lossy())));
+            assert!(
+                named || as_folder,
+                "ARCHITECTURE.md does not name {src}/{}: add it to the code map",
+                rel.display()
+            );
+        }
+    }
+}
