@@ -11,7 +11,7 @@ use std::time::Instant;
 use zfcpdump_format::PAGE_SIZE;
 use zfcpdump_format::elf::{PHDR_SIZE, Vmcore};
 use zfcpdump_format::filter::classify::PageFilter;
-use zfcpdump_format::filter::layout::KernelInfo;
+use zfcpdump_format::filter::kernel_layout::KernelInfo;
 use zfcpdump_format::filter::memmap::{MemMap, Run};
 use zfcpdump_format::filter::{self, DumpLevel, PhysRead, VmcorePhys};
 

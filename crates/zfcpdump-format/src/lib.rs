@@ -18,7 +18,7 @@
 //! - [`plan`]: the order in which the agent copies the vmcore.
 //! - [`elide`]: the layout of a dump without its all-zero pages (opt-in).
 //! - [`config`]: the agent's `/etc/zfcpdump.conf`.
-//! - [`layout`]: what `zipl --dumpto` writes, for preparing disk images.
+//! - [`disk_layout`]: what `zipl --dumpto` writes, for preparing disk images.
 //! - [`modsig`]: the kernel's appended signature on a secure-IPL image.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -27,10 +27,10 @@ pub mod busy;
 mod bytes;
 pub mod config;
 pub mod csum;
+pub mod disk_layout;
 pub mod elf;
 pub mod elide;
 pub mod filter;
-pub mod layout;
 pub mod mbr;
 pub mod modsig;
 pub mod plan;

@@ -3,7 +3,7 @@
 //! aligned window of pfns at a time, with free blocks carried over window
 //! boundaries and short excluded runs written after all.
 
-use super::layout::PageLayout;
+use super::kernel_layout::PageLayout;
 use super::memmap::MemMap;
 use super::{CACHE, CACHE_PRIVATE, DumpLevel, FREE, PhysRead, USER};
 use crate::bytes::{be_u32, be_u64};
