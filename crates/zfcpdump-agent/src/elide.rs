@@ -12,7 +12,7 @@
 
 use crate::copy::{BARRIER_WHAT, Progress, WRITEBACK_WHAT, Writeback, copy_chunks};
 use crate::disk::DumpTarget;
-use crate::error::{DumpError, Step as ErrStep};
+use crate::error::{DumpError, DumpStep};
 use crate::log::Log;
 use crate::{error, info};
 use std::io;
@@ -168,7 +168,7 @@ impl<T: DumpTarget + ?Sized> DiskSink<'_, T> {
 
     fn error(&self, e: io::Error) -> DumpError {
         let what = self.failed.as_deref().unwrap_or("writing the dump");
-        DumpError::io(ErrStep::Copy, what, e)
+        DumpError::io(DumpStep::Copy, what, e)
     }
 }
 

@@ -13,7 +13,7 @@
 //! test (run as root, or under qemu-user which passes reboot() to the host)
 //! can never reach them.
 
-use crate::error::{DumpError, Step};
+use crate::error::{DumpError, DumpStep};
 use crate::log::Log;
 use crate::{error, trace};
 use std::ffi::CStr;
@@ -31,7 +31,10 @@ pub fn is_pid1() -> bool {
 /// zcore (no HSA release, no re-IPL), so those two only warn.
 pub fn mount_all(log: &Log) -> Result<(), DumpError> {
     if !is_pid1() {
-        return Err(DumpError::new(Step::Mount, "refusing to mount: not PID 1"));
+        return Err(DumpError::new(
+            DumpStep::Mount,
+            "refusing to mount: not PID 1",
+        ));
     }
     let mounts: [(&CStr, &CStr, &CStr, bool); 4] = [
         (c"proc", c"/proc", c"proc", true),
@@ -48,7 +51,7 @@ pub fn mount_all(log: &Log) -> Result<(), DumpError> {
             }
             Err(e) if required => {
                 return Err(DumpError::io(
-                    Step::Mount,
+                    DumpStep::Mount,
                     format!("mounting {} on {shown}", fstype.to_string_lossy()),
                     e,
                 ));
