@@ -18,9 +18,9 @@ use zfcpdump_format::plan::{CopyStep, HEADER_BLOCK};
 
 /// Size of the copy buffer, the agent's only large allocation: 1 MiB less
 /// 8 KiB, which leave room in the 1 MiB budget for the two pages of the
-/// zero-page elider. Large sequential I/O, whole pages, and not a power of
-/// two on purpose: on the project's build machine (kernel 6.18, ext4)
-/// buffered 1 MiB writes at 1 MiB-aligned offsets were
+/// filtered layout writer. Large sequential I/O, whole pages, and not a
+/// power of two on purpose: on the project's build machine (kernel 6.18,
+/// ext4) buffered 1 MiB writes at 1 MiB-aligned offsets were
 /// erratically slow, 414-2620 MB/s (median 1020) against 1616-2805 MB/s
 /// (median 2488) for 1016 KiB writes, in interleaved runs of the bench's
 /// pattern.

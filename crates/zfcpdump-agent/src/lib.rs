@@ -12,8 +12,8 @@
 pub mod cmdline;
 pub mod copy;
 pub mod disk;
-pub mod elide;
 pub mod error;
+pub mod filtered;
 pub mod hsa;
 pub mod ipl;
 pub mod log;
@@ -111,8 +111,8 @@ pub struct Summary {
     pub csum: u32,
     /// Wall time of the copy in milliseconds.
     pub copy_ms: u64,
-    /// What zero-page elision did, when it was used.
-    pub elision: Option<zfcpdump_format::elide::ElideStats>,
+    /// What the filtered layout writer did, when the dump was filtered.
+    pub filtered: Option<zfcpdump_format::filtered::FilteredStats>,
 }
 
 /// Runs a dump against `env`, writing through a plain `File`.
@@ -285,10 +285,10 @@ pub fn run_with<T: DumpTarget>(
     }
     let mut filter_src = hsa.source(FileSource(&src_file), &vm.phdrs);
     let mut filter_mem = VmcorePhys::new(&vm, &mut filter_src);
-    let (elided, mut page_filter) = if asked == DumpLevel::EXACT {
+    let (filtering, mut page_filter) = if asked == DumpLevel::EXACT {
         (None, None)
     } else {
-        elide::prepare(
+        filtered::prepare(
             &vm,
             asked,
             copy_len,
@@ -324,12 +324,12 @@ pub fn run_with<T: DumpTarget>(
         Ok(())
     };
     let mut buf = vec![0u8; COPY_BUF_SIZE];
-    let (stats, elision) = if let Some(ep) = &elided {
+    let (stats, filtered) = if let Some(ep) = &filtering {
         let mut progress = Progress::new(log, ep.plan.input_bytes(), cfg.progress_interval_s);
         let filter = page_filter
             .as_mut()
             .map(|f| (f, &mut filter_mem as &mut dyn PhysRead));
-        let s = elide::execute_elided(
+        let s = filtered::execute_filtered(
             &mut vmcore,
             &mut target,
             area.start,
@@ -340,7 +340,7 @@ pub fn run_with<T: DumpTarget>(
             &mut release,
             log,
         )?;
-        for line in elide::summary_lines(&s, ep, page_filter.as_ref()) {
+        for line in filtered::summary_lines(&s, ep, page_filter.as_ref()) {
             info!(log, "{line}");
         }
         let stats = copy::CopyStats {
@@ -388,7 +388,7 @@ pub fn run_with<T: DumpTarget>(
         cpus,
         csum,
         copy_ms,
-        elision,
+        filtered,
     })
 }
 

@@ -13,7 +13,7 @@ use std::os::unix::fs::FileExt;
 use common::{MIB, World, spec};
 use zfcpdump_agent::cmdline::Cmdline;
 use zfcpdump_agent::copy::{COPY_BUF_SIZE, Progress, execute_plan};
-use zfcpdump_agent::elide::{Filtered, execute_elided, plan_for};
+use zfcpdump_agent::filtered::{FilteredDump, execute_filtered, plan_for};
 use zfcpdump_agent::hsa::{EFAULT, Hsa, hsa_file_ranges};
 use zfcpdump_format::elf::{ReadAt, SeekReader, Vmcore};
 use zfcpdump_format::filter::DumpLevel;
@@ -164,14 +164,14 @@ fn elided_copy_of_an_hsa_part_after_the_release_fails() {
             plan.parts.iter_mut().find(|p| p.hsa).unwrap().hsa = false;
         }
         let level = DumpLevel::new(1).unwrap();
-        let f = Filtered {
+        let f = FilteredDump {
             plan,
             asked: level,
             used: level,
         };
         with_simulated_hsa(&s, &mut |src, dst, buf, release| {
             let mut progress = Progress::new(&s.env.log, f.plan.input_bytes(), 0);
-            execute_elided(
+            execute_filtered(
                 src,
                 dst,
                 0,

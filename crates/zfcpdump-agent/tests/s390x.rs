@@ -171,7 +171,7 @@ fn s390x_panic_traps_in_tool_mode() {
 #[test]
 fn s390x_elided_dump_matches_the_host_build() {
     // Zero-page elision on the big-endian build writes the same bytes as on
-    // the host, whose output tests/elide.rs reads back with independent
+    // the host, whose output tests/filtered.rs reads back with independent
     // readers.
     let Some(bin) = env_path("ZFCPDUMP_AGENT_S390X") else {
         return;

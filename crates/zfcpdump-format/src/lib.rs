@@ -16,7 +16,9 @@
 //! - [`busy`]: the "dump in progress" marker.
 //! - [`elf`]: a bounded reader for the vmcore ELF (header, program headers, notes).
 //! - [`plan`]: the order in which the agent copies the vmcore.
-//! - [`elide`]: the layout of a dump without its all-zero pages (opt-in).
+//! - [`filtered`]: the filtered layout writer: a dump without its zero pages
+//!   and the pages [`filter`] excludes (opt-in, dump level above 0).
+//! - [`filter`]: dump-time page filtering (makedumpfile's dump levels).
 //! - [`config`]: the agent's `/etc/zfcpdump.conf`.
 //! - [`disk_layout`]: what `zipl --dumpto` writes, for preparing disk images.
 //! - [`modsig`]: the kernel's appended signature on a secure-IPL image.
@@ -29,8 +31,8 @@ pub mod config;
 pub mod csum;
 pub mod disk_layout;
 pub mod elf;
-pub mod elide;
 pub mod filter;
+pub mod filtered;
 pub mod mbr;
 pub mod modsig;
 pub mod plan;

@@ -25,7 +25,7 @@ use std::ops::Range;
 pub const HEADER_BLOCK: u64 = PAGE_SIZE;
 
 /// One step of the byte-exact copy (a filtered copy has its own:
-/// [`crate::elide::ElideStep`]).
+/// [`crate::filtered::FilteredStep`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CopyStep {
     /// Copy file bytes `[start, end)` to the same offsets of the dump area.

@@ -13,7 +13,7 @@
 use std::ops::Range;
 
 use zfcpdump_format::elf::{Vmcore, vmcoreinfo_lookup};
-use zfcpdump_format::elide::{ElidePlan, slots_for};
+use zfcpdump_format::filtered::{FilteredPlan, slots_for};
 use zfcpdump_format::plan::{CopyStep, HEADER_BLOCK, copy_plan};
 
 const MIB: u64 = 1 << 20;
@@ -147,7 +147,7 @@ fn kernel_6_12_has_a_kernel_image_segment_inside_the_hsa() {
 fn elision_plans_the_real_layouts() {
     for r in [&V6_1, &V6_12] {
         let vm = read(r);
-        let plan = ElidePlan::new(
+        let plan = FilteredPlan::new(
             &vm.header,
             &vm.phdrs,
             r.size,
