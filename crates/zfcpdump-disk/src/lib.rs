@@ -9,7 +9,6 @@
 
 pub mod extract;
 pub mod prepare;
-pub mod size;
 pub mod status;
 
 use std::fmt;

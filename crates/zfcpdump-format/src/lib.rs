@@ -22,6 +22,8 @@
 //! - [`config`]: the agent's `/etc/zfcpdump.conf`.
 //! - [`disk_layout`]: what `zipl --dumpto` writes, for preparing disk images.
 //! - [`modsig`]: the kernel's appended signature on a secure-IPL image.
+//! - [`size`]: byte sizes as written in profiles and on command lines
+//!   (`32MiB`), one grammar for every tool.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -36,6 +38,7 @@ pub mod filtered;
 pub mod mbr;
 pub mod modsig;
 pub mod plan;
+pub mod size;
 pub mod superblock;
 #[cfg(test)]
 mod testrand;

@@ -42,11 +42,11 @@ use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
 use serde::Serialize;
 
-use crate::build::profile::parse_size;
 use crate::util;
 use report::{ContenderReport, DeviceLimitReport, FractionReport, Report, render};
 use runner::{Bench, Source, build_tools, resident};
 use throttle::Throttle;
+use zfcpdump_format::size::parse_size;
 
 const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;
