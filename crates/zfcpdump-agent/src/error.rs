@@ -108,11 +108,9 @@ impl fmt::Display for DumpError {
     }
 }
 
-impl std::error::Error for DumpError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.io.as_ref().map(|e| e as _)
-    }
-}
+/// The text includes the OS error (the console line says it all), which is
+/// therefore not also the `source()`: a printed error chain names it once.
+impl std::error::Error for DumpError {}
 
 /// Attaches a step and a description to an `io::Result`.
 pub(crate) trait Context<T> {
@@ -128,6 +126,33 @@ impl<T> Context<T> for io::Result<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An error and its causes the way anyhow's `{:#}` prints them.
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut text = e.to_string();
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            text += &format!(": {c}");
+            cause = c.source();
+        }
+        text
+    }
+
+    #[test]
+    fn the_errno_is_named_once_in_a_chain() {
+        let e = DumpError::io(
+            DumpStep::Disk,
+            "opening /dev/sda for writing",
+            io::Error::from_raw_os_error(libc::EACCES),
+        );
+        let printed = chain(&e);
+        assert_eq!(printed.matches("Permission denied").count(), 1, "{printed}");
+        // The console line is unchanged: the errno in words is in the text.
+        assert_eq!(
+            e.to_string(),
+            "dump disk: opening /dev/sda for writing (Permission denied (os error 13))"
+        );
+    }
 
     #[test]
     fn display_names_step_and_errno_in_words() {
