@@ -25,6 +25,7 @@ use crate::disk::{DumpDisk, DumpTarget};
 use crate::error::{Context, DumpError, DumpStep};
 use crate::ipl::{poll_until, under};
 use crate::log::Log;
+use std::ffi::CStr;
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, FileTypeExt};
@@ -43,8 +44,9 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Where the zcore HSA control file is (debugfs).
 pub const ZCORE_HSA: &str = "/sys/kernel/debug/zcore/hsa";
-/// Where the zcore re-IPL control file is (debugfs).
-pub const ZCORE_REIPL: &str = "/sys/kernel/debug/zcore/reipl";
+/// Where the zcore re-IPL control file is (debugfs): a C string, since
+/// [`sys::power_off`] opens it on the crash path, without allocating.
+pub const ZCORE_REIPL: &CStr = c"/sys/kernel/debug/zcore/reipl";
 
 /// What [`run`] works on. In PID-1 mode `root` is `/` and nothing else is set;
 /// the tool fills the overrides from its command line.
