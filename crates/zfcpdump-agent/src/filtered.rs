@@ -341,7 +341,7 @@ pub fn summary_lines(s: &FilteredStats, f: &FilteredDump, pf: Option<&PageFilter
         lines.push(format!(
             "page filter: {} pfns classified in {} windows, {} short excluded pages written, {} \
              unreadable struct pages (kept)",
-            c.classified, c.windows, c.short_runs_kept, c.unreadable
+            c.classified, c.windows, s.short_written, c.unreadable
         ));
     }
     lines

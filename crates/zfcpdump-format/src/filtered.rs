@@ -60,6 +60,7 @@
 use crate::PAGE_SIZE;
 use crate::elf::{EHDR_SIZE, ElfHeader, PHDR_SIZE, PN_XNUM, PT_LOAD, ProgramHeader, sort_ranges};
 use crate::filter::DumpLevel;
+use crate::filter::classify::{SHORT_RUN, leaves_out};
 use crate::filter::note::FilterNote;
 use std::fmt;
 use std::io;
@@ -516,6 +517,9 @@ pub struct FilteredStats {
     pub excluded: [u64; 5],
     /// Pages written, each physical page once.
     pub pages_written: u64,
+    /// Of those, pages of excluded runs too short to leave out
+    /// ([`crate::filter::classify::SHORT_RUN`]).
+    pub short_written: u64,
     /// PT_LOAD program headers written.
     pub loads: u32,
     /// Program headers written in total (e_phnum).
@@ -645,7 +649,9 @@ impl<'p> FilteredWriter<'p> {
 
     /// [`FilteredWriter::feed`] with the class of each page of `data`
     /// ([`crate::filter::classify::PageFilter`]): a page with a non-zero
-    /// class is left out like a zero page.
+    /// class is left out like a zero page. A page of a run too short to
+    /// leave out ([`crate::filter::classify::SHORT_RUN`]) is written unless
+    /// it is a zero page left out as such, which counts under its class.
     pub fn feed_classified(
         &mut self,
         data: &[u8],
@@ -668,9 +674,10 @@ impl<'p> FilteredWriter<'p> {
         while i < data.len() {
             let pa = paddr0 + i as u64;
             let n = ((PAGE_SIZE - pa % PAGE_SIZE) as usize).min(data.len() - i);
-            let class = classes.map_or(0, |c| c[i / PAGE_SIZE as usize]);
-            let zero =
-                pa >= LOWCORE_SIZE && (class != 0 || (plan.zero_pages && is_zero(&data[i..i + n])));
+            let marked = classes.map_or(0, |c| c[i / PAGE_SIZE as usize]);
+            let class = marked & !SHORT_RUN;
+            let zero = pa >= LOWCORE_SIZE
+                && (leaves_out(marked) || (plan.zero_pages && is_zero(&data[i..i + n])));
             if zero && (cur.piece.zeros > 0 || self.may_start_run(self.fed + i as u64)) {
                 if cur.piece.zeros == 0 {
                     self.stats.runs += 1;
@@ -708,6 +715,7 @@ impl<'p> FilteredWriter<'p> {
                 self.cursor += n as u64;
                 self.stats.written += n as u64;
                 self.stats.pages_written += part.counted as u64;
+                self.stats.short_written += (part.counted && marked & SHORT_RUN != 0) as u64;
             }
             i += n;
         }
@@ -1206,6 +1214,65 @@ mod tests {
         // Only the written pages take space.
         assert_eq!(stats.file_size, plan.data_start + stats.written);
         assert_eq!(stats.written, (16 + 2 + 8 - 11) * P);
+    }
+
+    #[test]
+    fn a_short_runs_zero_pages_count_under_their_class() {
+        use crate::filter::classify::mark_short_runs;
+        use crate::filter::{CACHE, USER, class_index};
+        // 16 pages at physical 0. Zero pages: 5, in a user run (4..7) too
+        // short to leave out; 9 and 12, in a long cache run (8..14); 15,
+        // of no class.
+        let c = core(&[(0, 0, 16, 0)], &zero_runs(&[5, 9, 12, 15]));
+        let mut classes = [0u8; 16];
+        classes[4..7].fill(USER);
+        classes[8..14].fill(CACHE);
+        // As the page filter hands them on with a minimum run of 4.
+        assert_eq!(mark_short_runs(&mut classes, 4), 3);
+        let plan = FilteredPlan::new(&c.header, &c.phdrs, c.file.len() as u64, 0, 100).unwrap();
+        let mut disk = Disk::new(plan.max_size() + P);
+        let mut w = FilteredWriter::new(&plan);
+        for step in plan.steps() {
+            match step {
+                FilteredStep::Part(i) => {
+                    let f = plan.parts[i].file.clone();
+                    w.begin_part(i);
+                    w.feed_classified(
+                        &c.file[f.start as usize..f.end as usize],
+                        Some(&classes),
+                        &mut disk,
+                    )
+                    .unwrap();
+                    w.end_part(&mut disk).unwrap();
+                }
+                FilteredStep::Meta => {
+                    let m = plan.meta_in.clone();
+                    w.write_meta(
+                        &c.file[m.start as usize..m.end as usize],
+                        m.start,
+                        &mut disk,
+                    )
+                    .unwrap();
+                }
+                FilteredStep::ReleaseHsa | FilteredStep::Header => {}
+            }
+        }
+        let stats = w.finish(&mut disk).unwrap();
+        let out = &disk.data[..stats.file_size as usize];
+        let vm = Vmcore::read(&mut &out[..], stats.file_size).unwrap();
+        assert_eq!(vm.loads().map(|p| p.p_filesz).sum::<u64>(), 8 * P);
+        // Page 5 is left out, counted as the user page it is (as
+        // makedumpfile counts it), not as a zero page; of its run only
+        // pages 4 and 6 are written, and only they count as short pages
+        // written.
+        let mut want = [0u64; 5];
+        want[0] = 1;
+        want[class_index(USER)] = 1;
+        want[class_index(CACHE)] = 6;
+        assert_eq!(stats.excluded, want);
+        assert_eq!(stats.short_written, 2);
+        assert_eq!(stats.pages_written, 8);
+        assert_eq!(stats.runs, 3);
     }
 
     #[test]
