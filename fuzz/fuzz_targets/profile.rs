@@ -2,22 +2,39 @@
 //! a profile's text, then optionally a NUL and `--set` arguments, one per
 //! line. It is loaded as `profiles/fuzz.toml` of a copy of the project's
 //! `profiles/` and `kernel-config/`, so `extends` and fragments resolve as
-//! in the project. Every error must name the file (or the `--set` at fault).
+//! in the project. Every error must name what is at fault: the child file,
+//! the `--set` at fault, or a broken file the child extends
+//! ([`zfcpdump_fuzz::names_the_culprit`]).
 #![no_main]
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
+use zfcpdump_fuzz::{names_the_culprit, scratch_dir};
+
+/// The copy of the project: a directory of this run alone, removed when
+/// libFuzzer exits (it calls exit(), which runs atexit handlers but no
+/// Rust destructors). A run that crashes leaves it behind, for the
+/// reproducer.
+static ROOT: OnceLock<PathBuf> = OnceLock::new();
+
+unsafe extern "C" {
+    fn atexit(f: extern "C" fn()) -> std::os::raw::c_int;
+}
+
+extern "C" fn remove_root() {
+    if let Some(dir) = ROOT.get() {
+        let _ = std::fs::remove_dir_all(dir);
+    }
+}
 
 fn root() -> &'static PathBuf {
-    static ROOT: OnceLock<PathBuf> = OnceLock::new();
     ROOT.get_or_init(|| {
         let project = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-        // One directory per user, made afresh by each run: libFuzzer exits
-        // without running destructors, so a per-process one would pile up.
-        let dir = std::env::temp_dir().join("zfcpdump-fuzz-profile");
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = scratch_dir("zfcpdump-fuzz-profile");
+        // SAFETY: registers a plain function; ROOT is set before it can run.
+        unsafe { atexit(remove_root) };
         for sub in ["profiles", "kernel-config"] {
             let to = dir.join(sub);
             std::fs::create_dir_all(&to).unwrap();
@@ -39,11 +56,9 @@ fuzz_target!(|data: &[u8]| {
     let sets: Vec<String> = sets.lines().map(str::to_string).collect();
     let file = root().join("profiles/fuzz.toml");
     std::fs::write(&file, text).unwrap();
-    if let Err(e) = zfcpdump_profile::load(root(), "fuzz", &sets) {
-        let msg = format!("{e:#}");
-        assert!(
-            msg.contains("fuzz.toml") || msg.contains("--set") || msg.contains(".toml"),
-            "an error that names no file: {msg}"
-        );
+    if let Err(e) = zfcpdump_profile::load(root(), "fuzz", &sets)
+        && let Err(why) = names_the_culprit(&format!("{e:#}"), root(), &file, &sets)
+    {
+        panic!("{why}");
     }
 });

@@ -12,7 +12,7 @@
 use libfuzzer_sys::fuzz_target;
 use zfcpdump_format::elf::Vmcore;
 use zfcpdump_format::filter::{self, DumpLevel, VmcorePhys};
-use zfcpdump_format::plan::{HEADER_BLOCK, Step, copy_plan};
+use zfcpdump_format::plan::{CopyStep, HEADER_BLOCK, copy_plan};
 
 fuzz_target!(|data: &[u8]| {
     let Some((core, trailer)) = data.split_last_chunk::<4>() else {
@@ -50,15 +50,15 @@ fuzz_target!(|data: &[u8]| {
 
 /// The plan's promises: disjoint copies covering `[0, size)` exactly once,
 /// one HSA release after every HSA-backed copy, the header block last.
-fn check_plan(steps: &[Step], size: u64) {
-    let releases = steps.iter().filter(|s| **s == Step::ReleaseHsa).count();
+fn check_plan(steps: &[CopyStep], size: u64) {
+    let releases = steps.iter().filter(|s| **s == CopyStep::ReleaseHsa).count();
     assert_eq!(releases, 1, "{steps:?}");
     let mut copies: Vec<(u64, u64)> = Vec::new();
     let mut released = false;
     for s in steps {
         match *s {
-            Step::ReleaseHsa => released = true,
-            Step::Copy { start, end, hsa } => {
+            CopyStep::ReleaseHsa => released = true,
+            CopyStep::Copy { start, end, hsa } => {
                 assert!(start < end && end <= size, "{s:?} in a {size:#x}-byte file");
                 assert!(!(hsa && released), "an HSA copy after the release: {steps:?}");
                 copies.push((start, end));

@@ -67,7 +67,7 @@ pub const TARGETS: [Target; 5] = [
         extra_seeds: &[],
     },
     Target {
-        name: "elide",
+        name: "filtered",
         what: "filtered layout writer round trip (write, read back, same memory)",
         extra_seeds: &[],
     },

@@ -7,20 +7,20 @@
 //! reference's history).
 
 use crate::disk::DumpTarget;
-use crate::error::{DumpError, Step as ErrStep};
+use crate::error::{DumpError, DumpStep};
 use crate::info;
 use crate::log::Log;
 use std::io;
 use std::ops::Range;
 use std::time::{Duration, Instant};
 use zfcpdump_format::elf::ReadAt;
-use zfcpdump_format::plan::{HEADER_BLOCK, Step};
+use zfcpdump_format::plan::{CopyStep, HEADER_BLOCK};
 
 /// Size of the copy buffer, the agent's only large allocation: 1 MiB less
 /// 8 KiB, which leave room in the 1 MiB budget for the two pages of the
-/// zero-page elider. Large sequential I/O, whole pages, and not a power of
-/// two on purpose: on the project's build machine (kernel 6.18, ext4)
-/// buffered 1 MiB writes at 1 MiB-aligned offsets were
+/// filtered layout writer. Large sequential I/O, whole pages, and not a
+/// power of two on purpose: on the project's build machine (kernel 6.18,
+/// ext4) buffered 1 MiB writes at 1 MiB-aligned offsets were
 /// erratically slow, 414-2620 MB/s (median 1020) against 1616-2805 MB/s
 /// (median 2488) for 1016 KiB writes, in interleaved runs of the bench's
 /// pattern.
@@ -172,7 +172,7 @@ pub fn execute_plan<S, T>(
     src: &mut S,
     dst: &mut T,
     base: u64,
-    steps: &[Step],
+    steps: &[CopyStep],
     buf: &mut [u8],
     progress: &mut Progress<'_>,
     release: &mut dyn FnMut() -> Result<(), DumpError>,
@@ -190,13 +190,15 @@ where
     // 0x608), part of that block is HSA memory, which reads fail for after
     // the release.
     let mut header = steps.iter().find_map(|s| match *s {
-        Step::Copy { start: 0, end, .. } if end <= HEADER_BLOCK => Some(vec![0u8; end as usize]),
+        CopyStep::Copy { start: 0, end, .. } if end <= HEADER_BLOCK => {
+            Some(vec![0u8; end as usize])
+        }
         _ => None,
     });
     if let Some(h) = header.as_mut() {
         src.read_exact_at(h, 0).map_err(|e| {
             DumpError::io(
-                ErrStep::Copy,
+                DumpStep::Copy,
                 format!("reading the vmcore's first {} bytes", h.len()),
                 e,
             )
@@ -204,11 +206,11 @@ where
     }
     for step in steps {
         let (start, end, hsa) = match *step {
-            Step::ReleaseHsa => {
+            CopyStep::ReleaseHsa => {
                 release()?;
                 continue;
             }
-            Step::Copy { start, end, hsa } => (start, end, hsa),
+            CopyStep::Copy { start, end, hsa } => (start, end, hsa),
         };
         // The plan writes file bytes [0, 4096) last; naming it makes the order
         // visible on the console.
@@ -230,12 +232,12 @@ where
             // so without this a power cut could leave the header on the disk
             // and the last data not.
             dst.sync()
-                .map_err(|e| DumpError::io(ErrStep::Copy, BARRIER_WHAT, e))?;
+                .map_err(|e| DumpError::io(DumpStep::Copy, BARRIER_WHAT, e))?;
         }
         if let Some(h) = header.take_if(|_| start == 0) {
             dst.write_all_at(&h, base).map_err(|e| {
                 DumpError::io(
-                    ErrStep::Copy,
+                    DumpStep::Copy,
                     format!("writing {} bytes at disk offset {base:#x}", h.len()),
                     e,
                 )
@@ -248,14 +250,14 @@ where
             let at = base + off;
             dst.write_all_at(chunk, at).map_err(|e| {
                 DumpError::io(
-                    ErrStep::Copy,
+                    DumpStep::Copy,
                     format!("writing {} bytes at disk offset {at:#x}", chunk.len()),
                     e,
                 )
             })?;
             writeback
                 .wrote(dst, chunk.len() as u64)
-                .map_err(|e| DumpError::io(ErrStep::Copy, WRITEBACK_WHAT, e))?;
+                .map_err(|e| DumpError::io(DumpStep::Copy, WRITEBACK_WHAT, e))?;
             stats.bytes += chunk.len() as u64;
             if hsa {
                 stats.hsa_bytes += chunk.len() as u64;
@@ -286,7 +288,7 @@ pub fn copy_chunks<S: ReadAt + ?Sized>(
         let chunk = &mut buf[..n];
         src.read_exact_at(chunk, off).map_err(|e| {
             DumpError::io(
-                ErrStep::Copy,
+                DumpStep::Copy,
                 format!("reading {n} bytes of the vmcore at offset {off:#x}"),
                 e,
             )
@@ -379,8 +381,8 @@ mod tests {
         let mut p = Progress::new(&log, src.len() as u64, 10);
         let mut buf = vec![0u8; COPY_BUF_SIZE];
         let steps = [
-            Step::ReleaseHsa,
-            Step::Copy {
+            CopyStep::ReleaseHsa,
+            CopyStep::Copy {
                 start: 0,
                 end: 20 << 20,
                 hsa: false,
@@ -413,25 +415,25 @@ mod tests {
         assert!(disk.data == src);
     }
 
-    fn steps() -> Vec<Step> {
+    fn steps() -> Vec<CopyStep> {
         vec![
-            Step::Copy {
+            CopyStep::Copy {
                 start: 0x2000,
                 end: 0x5000,
                 hsa: true,
             },
-            Step::ReleaseHsa,
-            Step::Copy {
+            CopyStep::ReleaseHsa,
+            CopyStep::Copy {
                 start: 0x1000,
                 end: 0x2000,
                 hsa: false,
             },
-            Step::Copy {
+            CopyStep::Copy {
                 start: 0x5000,
                 end: 0x8000,
                 hsa: false,
             },
-            Step::Copy {
+            CopyStep::Copy {
                 start: 0,
                 end: 0x1000,
                 hsa: false,
@@ -510,7 +512,7 @@ mod tests {
             &log,
         )
         .unwrap_err();
-        assert_eq!(e.step, ErrStep::Copy);
+        assert_eq!(e.step, DumpStep::Copy);
         assert_eq!(
             e.to_string(),
             "copy: writing 4096 bytes at disk offset 0xa000 (Input/output error (os error 5))"

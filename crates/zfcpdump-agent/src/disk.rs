@@ -4,7 +4,7 @@
 //! All formats come from `zfcpdump_format`; this module only decides which
 //! bytes to read and what to refuse.
 
-use crate::error::{Context, DumpError, Step};
+use crate::error::{Context, DumpError, DumpStep};
 use crate::ipl::{read_attr, under};
 use std::fs::File;
 use std::io;
@@ -147,7 +147,7 @@ pub fn read_metadata<T: DumpTarget + ?Sized>(
     t: &mut T,
     disk_size: u64,
 ) -> Result<DumpDisk, DumpError> {
-    let step = Step::Metadata;
+    let step = DumpStep::Metadata;
     if disk_size < DOS_SECTOR_SIZE as u64 {
         return Err(DumpError::new(
             step,
@@ -232,7 +232,7 @@ pub fn match_dos(
     sb: &DumpSuperblock,
     block_sizes: &[u64],
 ) -> Result<PartitionMatch, DumpError> {
-    let step = Step::Partition;
+    let step = DumpStep::Partition;
     let Some(table) = DosPartition::read_table(sector0) else {
         return Err(DumpError::new(
             step,
@@ -339,7 +339,7 @@ pub fn sysfs_mismatch(disk: &str, parts: &[SysPartition], sb: &DumpSuperblock) -
         .map(|p| format!("{}: start {:#x} size {} bytes", p.name, p.start, p.size))
         .collect();
     DumpError::new(
-        Step::Partition,
+        DumpStep::Partition,
         format!(
             "no partition of {disk} starts at byte {:#x} with {} bytes as the superblock says; the \
              kernel lists {}",
@@ -395,7 +395,7 @@ mod tests {
         assert!(m.how.contains("4096-byte"), "{}", m.how);
         // Restricted to 512, the 4K partition is not found.
         let e = match_dos(&s, &sb(102_048 * 4096, 5000 * 4096), &[512]).unwrap_err();
-        assert_eq!(e.step, Step::Partition);
+        assert_eq!(e.step, DumpStep::Partition);
         assert!(
             e.to_string()
                 .contains("partition 2: start 102048 size 5000 blocks"),

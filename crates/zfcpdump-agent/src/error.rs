@@ -7,7 +7,7 @@ use std::io;
 /// The steps of a dump, in the order they run. Named in every error so the
 /// console line alone says where a dump stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
+pub enum DumpStep {
     /// Mounting proc, sysfs, devtmpfs and debugfs (PID 1 only).
     Mount,
     /// Reading /proc/cmdline.
@@ -34,27 +34,27 @@ pub enum Step {
     Checksum,
 }
 
-impl Step {
+impl DumpStep {
     /// The name printed in `Dump failed: <step>: ...`.
     pub fn name(self) -> &'static str {
         match self {
-            Step::Mount => "mount",
-            Step::Cmdline => "cmdline",
-            Step::Config => "config",
-            Step::IplDevice => "IPL device",
-            Step::Disk => "dump disk",
-            Step::Metadata => "dump metadata",
-            Step::Partition => "partition",
-            Step::Vmcore => "vmcore",
-            Step::SizeCheck => "size check",
-            Step::BusyMarker => "busy marker",
-            Step::Copy => "copy",
-            Step::Checksum => "checksum",
+            DumpStep::Mount => "mount",
+            DumpStep::Cmdline => "cmdline",
+            DumpStep::Config => "config",
+            DumpStep::IplDevice => "IPL device",
+            DumpStep::Disk => "dump disk",
+            DumpStep::Metadata => "dump metadata",
+            DumpStep::Partition => "partition",
+            DumpStep::Vmcore => "vmcore",
+            DumpStep::SizeCheck => "size check",
+            DumpStep::BusyMarker => "busy marker",
+            DumpStep::Copy => "copy",
+            DumpStep::Checksum => "checksum",
         }
     }
 }
 
-impl fmt::Display for Step {
+impl fmt::Display for DumpStep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
     }
@@ -64,7 +64,7 @@ impl fmt::Display for Step {
 #[derive(Debug)]
 pub struct DumpError {
     /// The step that failed.
-    pub step: Step,
+    pub step: DumpStep,
     /// What was being done, or what is wrong.
     pub what: String,
     /// The OS error, if one caused it.
@@ -73,7 +73,7 @@ pub struct DumpError {
 
 impl DumpError {
     /// An error without an OS error behind it.
-    pub fn new(step: Step, what: impl Into<String>) -> DumpError {
+    pub fn new(step: DumpStep, what: impl Into<String>) -> DumpError {
         DumpError {
             step,
             what: what.into(),
@@ -82,7 +82,7 @@ impl DumpError {
     }
 
     /// An error caused by an OS error.
-    pub fn io(step: Step, what: impl Into<String>, err: io::Error) -> DumpError {
+    pub fn io(step: DumpStep, what: impl Into<String>, err: io::Error) -> DumpError {
         DumpError {
             step,
             what: what.into(),
@@ -108,19 +108,17 @@ impl fmt::Display for DumpError {
     }
 }
 
-impl std::error::Error for DumpError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        self.io.as_ref().map(|e| e as _)
-    }
-}
+/// The text includes the OS error (the console line says it all), which is
+/// therefore not also the `source()`: a printed error chain names it once.
+impl std::error::Error for DumpError {}
 
 /// Attaches a step and a description to an `io::Result`.
 pub(crate) trait Context<T> {
-    fn ctx(self, step: Step, what: impl FnOnce() -> String) -> Result<T, DumpError>;
+    fn ctx(self, step: DumpStep, what: impl FnOnce() -> String) -> Result<T, DumpError>;
 }
 
 impl<T> Context<T> for io::Result<T> {
-    fn ctx(self, step: Step, what: impl FnOnce() -> String) -> Result<T, DumpError> {
+    fn ctx(self, step: DumpStep, what: impl FnOnce() -> String) -> Result<T, DumpError> {
         self.map_err(|e| DumpError::io(step, what(), e))
     }
 }
@@ -129,10 +127,37 @@ impl<T> Context<T> for io::Result<T> {
 mod tests {
     use super::*;
 
+    /// An error and its causes the way anyhow's `{:#}` prints them.
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut text = e.to_string();
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            text += &format!(": {c}");
+            cause = c.source();
+        }
+        text
+    }
+
+    #[test]
+    fn the_errno_is_named_once_in_a_chain() {
+        let e = DumpError::io(
+            DumpStep::Disk,
+            "opening /dev/sda for writing",
+            io::Error::from_raw_os_error(libc::EACCES),
+        );
+        let printed = chain(&e);
+        assert_eq!(printed.matches("Permission denied").count(), 1, "{printed}");
+        // The console line is unchanged: the errno in words is in the text.
+        assert_eq!(
+            e.to_string(),
+            "dump disk: opening /dev/sda for writing (Permission denied (os error 13))"
+        );
+    }
+
     #[test]
     fn display_names_step_and_errno_in_words() {
         let e = DumpError::io(
-            Step::Copy,
+            DumpStep::Copy,
             "writing 1048576 bytes at disk offset 0x100000",
             io::Error::from_raw_os_error(libc::ENOSPC),
         );
@@ -141,7 +166,7 @@ mod tests {
             "copy: writing 1048576 bytes at disk offset 0x100000 (No space left on device (os error 28))"
         );
         assert_eq!(e.errno(), Some(libc::ENOSPC));
-        let e = DumpError::new(Step::SizeCheck, "Disk too small");
+        let e = DumpError::new(DumpStep::SizeCheck, "Disk too small");
         assert_eq!(e.to_string(), "size check: Disk too small");
         assert_eq!(e.errno(), None);
     }

@@ -11,7 +11,7 @@
 //! a fake sysfs tree.
 
 use crate::cmdline::parse_u64;
-use crate::error::{Context, DumpError, Step};
+use crate::error::{Context, DumpError, DumpStep};
 use crate::log::Log;
 use crate::{info, trace};
 use std::io::{self, Write};
@@ -80,7 +80,7 @@ pub(crate) fn poll_until<T>(deadline: Instant, mut f: impl FnMut() -> Option<T>)
 /// Reads the IPL triple from /sys/firmware/ipl, refusing unless the machine
 /// was IPLed in FCP dump mode.
 pub fn read_ipl(root: &Path) -> Result<IplDevice, DumpError> {
-    let step = Step::IplDevice;
+    let step = DumpStep::IplDevice;
     let ipl_type = read_attr(&under(root, "/sys/firmware/ipl/ipl_type"))
         .ctx(step, || "reading /sys/firmware/ipl/ipl_type".into())?;
     if ipl_type != "fcp_dump" {
@@ -149,7 +149,7 @@ pub fn bring_online(
     deadline: Instant,
     log: &Log,
 ) -> Result<(), DumpError> {
-    let step = Step::IplDevice;
+    let step = DumpStep::IplDevice;
     // With automatic LUN scanning, zfcp would attach every LUN of the port;
     // the dump needs exactly the IPL LUN.
     let scan = under(root, "/sys/module/zfcp/parameters/allow_lun_scan");
@@ -264,7 +264,7 @@ pub fn wait_for_disk(
             Ok(node)
         }
         None => Err(DumpError::new(
-            Step::IplDevice,
+            DumpStep::IplDevice,
             format!(
                 "no disk for device {} wwpn {} lun {} appeared within {timeout_s} s (no SCSI device \
                  in /sys/bus/scsi/devices with matching hba_id/wwpn/fcp_lun and a block device with \

@@ -12,8 +12,8 @@
 pub mod cmdline;
 pub mod copy;
 pub mod disk;
-pub mod elide;
 pub mod error;
+pub mod filtered;
 pub mod hsa;
 pub mod ipl;
 pub mod log;
@@ -22,9 +22,10 @@ pub mod tool;
 
 use crate::copy::{COPY_BUF_SIZE, Progress, execute_plan};
 use crate::disk::{DumpDisk, DumpTarget};
-use crate::error::{Context, DumpError, Step};
+use crate::error::{Context, DumpError, DumpStep};
 use crate::ipl::{poll_until, under};
 use crate::log::Log;
+use std::ffi::CStr;
 use std::fs::File;
 use std::io::{self, Seek, SeekFrom};
 use std::os::unix::fs::{FileExt, FileTypeExt};
@@ -43,8 +44,9 @@ pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// Where the zcore HSA control file is (debugfs).
 pub const ZCORE_HSA: &str = "/sys/kernel/debug/zcore/hsa";
-/// Where the zcore re-IPL control file is (debugfs).
-pub const ZCORE_REIPL: &str = "/sys/kernel/debug/zcore/reipl";
+/// Where the zcore re-IPL control file is (debugfs): a C string, since
+/// [`sys::power_off`] opens it on the crash path, without allocating.
+pub const ZCORE_REIPL: &CStr = c"/sys/kernel/debug/zcore/reipl";
 
 /// What [`run`] works on. In PID-1 mode `root` is `/` and nothing else is set;
 /// the tool fills the overrides from its command line.
@@ -111,8 +113,8 @@ pub struct Summary {
     pub csum: u32,
     /// Wall time of the copy in milliseconds.
     pub copy_ms: u64,
-    /// What zero-page elision did, when it was used.
-    pub elision: Option<zfcpdump_format::elide::ElideStats>,
+    /// What the filtered layout writer did, when the dump was filtered.
+    pub filtered: Option<zfcpdump_format::filtered::FilteredStats>,
 }
 
 /// Runs a dump against `env`, writing through a plain `File`.
@@ -189,15 +191,15 @@ pub fn run_with<T: DumpTarget>(
         .read(true)
         .write(true)
         .open(&disk_path)
-        .ctx(Step::Disk, || {
+        .ctx(DumpStep::Disk, || {
             format!("opening {} for writing", disk_path.display())
         })?;
     let meta = file
         .metadata()
-        .ctx(Step::Disk, || format!("stat {}", disk_path.display()))?;
+        .ctx(DumpStep::Disk, || format!("stat {}", disk_path.display()))?;
     let is_block = meta.file_type().is_block_device();
     let disk_size = if is_block {
-        file.seek(SeekFrom::End(0)).ctx(Step::Disk, || {
+        file.seek(SeekFrom::End(0)).ctx(DumpStep::Disk, || {
             format!("finding the size of {}", disk_path.display())
         })?
     } else {
@@ -232,7 +234,7 @@ pub fn run_with<T: DumpTarget>(
         (None, None) => under(root, "/proc/vmcore"),
     };
     let src_file =
-        File::open(&source).ctx(Step::Vmcore, || format!("opening {}", source.display()))?;
+        File::open(&source).ctx(DumpStep::Vmcore, || format!("opening {}", source.display()))?;
     let (vm, copy_len) = read_vmcore(&src_file, &source)?;
     let cpus = match vm.cpu_count() {
         Ok(n) => n,
@@ -257,7 +259,7 @@ pub fn run_with<T: DumpTarget>(
     );
     if copy_len > sb.dump_size {
         return Err(DumpError::new(
-            Step::SizeCheck,
+            DumpStep::SizeCheck,
             format!(
                 "Disk too small: the vmcore is {copy_len} bytes ({} MiB), the dump area holds {} bytes \
                  ({} MiB)",
@@ -270,7 +272,7 @@ pub fn run_with<T: DumpTarget>(
     let hsa = hsa::Hsa::detect(env, &cmd);
     let (hsa_size, hsa_simulated) = (hsa.size, hsa.simulated);
     let plan = copy_plan(&vm.phdrs, copy_len, hsa_size)
-        .map_err(|e| DumpError::new(Step::Vmcore, e.to_string()))?;
+        .map_err(|e| DumpError::new(DumpStep::Vmcore, e.to_string()))?;
     // The dump level: the command line's (the operator's SCP data) over the
     // profile's. Struct pages are classified now, before the HSA release:
     // the page tables and mem_section may lie in it.
@@ -285,10 +287,10 @@ pub fn run_with<T: DumpTarget>(
     }
     let mut filter_src = hsa.source(FileSource(&src_file), &vm.phdrs);
     let mut filter_mem = VmcorePhys::new(&vm, &mut filter_src);
-    let (elided, mut page_filter) = if asked == DumpLevel::EXACT {
+    let (filtering, mut page_filter) = if asked == DumpLevel::EXACT {
         (None, None)
     } else {
-        elide::prepare(
+        filtered::prepare(
             &vm,
             asked,
             copy_len,
@@ -307,13 +309,13 @@ pub fn run_with<T: DumpTarget>(
     let area = sb.dump_area();
     target
         .write_all_at(&BUSY_MARKER, area.start)
-        .ctx(Step::BusyMarker, || {
+        .ctx(DumpStep::BusyMarker, || {
             format!("writing the busy marker at disk offset {:#x}", area.start)
         })?;
     target
         .sync()
-        .ctx(Step::BusyMarker, || "fsync of the busy marker".into())?;
-    update_csum(&mut target, &disk, Step::BusyMarker)?;
+        .ctx(DumpStep::BusyMarker, || "fsync of the busy marker".into())?;
+    update_csum(&mut target, &disk, DumpStep::BusyMarker)?;
     info!(log, "busy marker written");
 
     // 8. The copy: HSA ranges, HSA release, the rest, an fsync, the ELF
@@ -324,12 +326,12 @@ pub fn run_with<T: DumpTarget>(
         Ok(())
     };
     let mut buf = vec![0u8; COPY_BUF_SIZE];
-    let (stats, elision) = if let Some(ep) = &elided {
+    let (stats, filtered) = if let Some(ep) = &filtering {
         let mut progress = Progress::new(log, ep.plan.input_bytes(), cfg.progress_interval_s);
         let filter = page_filter
             .as_mut()
             .map(|f| (f, &mut filter_mem as &mut dyn PhysRead));
-        let s = elide::execute_elided(
+        let s = filtered::execute_filtered(
             &mut vmcore,
             &mut target,
             area.start,
@@ -340,7 +342,7 @@ pub fn run_with<T: DumpTarget>(
             &mut release,
             log,
         )?;
-        for line in elide::summary_lines(&s, ep, page_filter.as_ref()) {
+        for line in filtered::summary_lines(&s, ep, page_filter.as_ref()) {
             info!(log, "{line}");
         }
         let stats = copy::CopyStats {
@@ -370,11 +372,11 @@ pub fn run_with<T: DumpTarget>(
     };
     target
         .sync()
-        .ctx(Step::Copy, || "fsync of the ELF header block".into())?;
+        .ctx(DumpStep::Copy, || "fsync of the ELF header block".into())?;
     let copy_ms = started.elapsed().as_millis() as u64;
 
     // 9. The final checksum over the (now ELF) first block.
-    let csum = update_csum(&mut target, &disk, Step::Checksum)?;
+    let csum = update_csum(&mut target, &disk, DumpStep::Checksum)?;
     trace!(log, "superblock checksum {csum:#010x}");
 
     Ok(Summary {
@@ -388,7 +390,7 @@ pub fn run_with<T: DumpTarget>(
         cpus,
         csum,
         copy_ms,
-        elision,
+        filtered,
     })
 }
 
@@ -421,7 +423,7 @@ fn read_cmdline(env: &Env) -> Result<(cmdline::Cmdline, String), DumpError> {
         Ok(text) => Ok((cmdline::parse(&text), text)),
         // A fake root without proc/cmdline is fine; a real /proc always has it.
         Err(e) if e.kind() == io::ErrorKind::NotFound && !env.pid1 => Ok(Default::default()),
-        Err(e) => Err(DumpError::io(Step::Cmdline, "reading /proc/cmdline", e)),
+        Err(e) => Err(DumpError::io(DumpStep::Cmdline, "reading /proc/cmdline", e)),
     }
 }
 
@@ -430,9 +432,10 @@ fn read_cmdline(env: &Env) -> Result<(cmdline::Cmdline, String), DumpError> {
 /// because no dump is worse than a dump with the default timeouts.
 fn load_config(env: &Env) -> Result<AgentConfig, DumpError> {
     if let Some(p) = &env.config {
-        let text =
-            std::fs::read_to_string(p).ctx(Step::Config, || format!("reading {}", p.display()))?;
-        return AgentConfig::parse(&text).map_err(|e| DumpError::new(Step::Config, e.to_string()));
+        let text = std::fs::read_to_string(p)
+            .ctx(DumpStep::Config, || format!("reading {}", p.display()))?;
+        return AgentConfig::parse(&text)
+            .map_err(|e| DumpError::new(DumpStep::Config, e.to_string()));
     }
     let path = under(&env.root, CONFIG_PATH);
     match std::fs::read_to_string(&path) {
@@ -461,7 +464,7 @@ fn wait_for_path(path: &Path, deadline: Instant, timeout_s: u32) -> Result<PathB
     match poll_until(deadline, || path.exists().then_some(())) {
         Some(()) => Ok(path.to_path_buf()),
         None => Err(DumpError::io(
-            Step::Disk,
+            DumpStep::Disk,
             format!("{} did not appear within {timeout_s} s", path.display()),
             io::Error::from_raw_os_error(libc::ENOENT),
         )),
@@ -524,18 +527,18 @@ fn read_vmcore(file: &File, path: &Path) -> Result<(Vmcore, u64), DumpError> {
     let shown = path.display();
     let meta = file
         .metadata()
-        .ctx(Step::Vmcore, || format!("stat {shown}"))?;
+        .ctx(DumpStep::Vmcore, || format!("stat {shown}"))?;
     let size = if meta.is_file() {
         meta.len()
     } else {
         let mut f = file;
         f.seek(SeekFrom::End(0))
-            .ctx(Step::Vmcore, || format!("finding the size of {shown}"))?
+            .ctx(DumpStep::Vmcore, || format!("finding the size of {shown}"))?
     };
     // The ELF error's text already carries the OS error in words, if any.
     let vm = Vmcore::read(&mut FileSource(file), size).map_err(|e| {
         DumpError::new(
-            Step::Vmcore,
+            DumpStep::Vmcore,
             format!("{shown} is not a usable s390x vmcore: {e}"),
         )
     })?;
@@ -548,7 +551,7 @@ fn read_vmcore(file: &File, path: &Path) -> Result<(Vmcore, u64), DumpError> {
 fn update_csum<T: DumpTarget + ?Sized>(
     t: &mut T,
     disk: &DumpDisk,
-    step: Step,
+    step: DumpStep,
 ) -> Result<u32, DumpError> {
     let mut block = [0u8; CSUM_SIZE];
     let at = disk.sb.csum_area().start;

@@ -13,7 +13,7 @@
 //! test (run as root, or under qemu-user which passes reboot() to the host)
 //! can never reach them.
 
-use crate::error::{DumpError, Step};
+use crate::error::{DumpError, DumpStep};
 use crate::log::Log;
 use crate::{error, trace};
 use std::ffi::CStr;
@@ -31,7 +31,10 @@ pub fn is_pid1() -> bool {
 /// zcore (no HSA release, no re-IPL), so those two only warn.
 pub fn mount_all(log: &Log) -> Result<(), DumpError> {
     if !is_pid1() {
-        return Err(DumpError::new(Step::Mount, "refusing to mount: not PID 1"));
+        return Err(DumpError::new(
+            DumpStep::Mount,
+            "refusing to mount: not PID 1",
+        ));
     }
     let mounts: [(&CStr, &CStr, &CStr, bool); 4] = [
         (c"proc", c"/proc", c"proc", true),
@@ -48,7 +51,7 @@ pub fn mount_all(log: &Log) -> Result<(), DumpError> {
             }
             Err(e) if required => {
                 return Err(DumpError::io(
-                    Step::Mount,
+                    DumpStep::Mount,
                     format!("mounting {} on {shown}", fstype.to_string_lossy()),
                     e,
                 ));
@@ -220,7 +223,7 @@ pub fn power_off() -> ! {
         if libc::getpid() != 1 {
             libc::_exit(1);
         }
-        let fd = libc::open(c"/sys/kernel/debug/zcore/reipl".as_ptr(), libc::O_WRONLY);
+        let fd = libc::open(crate::ZCORE_REIPL.as_ptr(), libc::O_WRONLY);
         if fd >= 0 {
             libc::write(fd, b"1".as_ptr().cast(), 1);
             libc::close(fd);
@@ -368,6 +371,29 @@ mod tests {
             signal_message(libc::SIGILL),
             b"Dump failed: agent crashed (signal SIGILL)\n"
         );
+    }
+
+    #[test]
+    fn zcore_paths_are_spelled_once() {
+        // lib.rs defines them; every other source file uses the constants.
+        let dir = crate::ZCORE_HSA.rsplit_once('/').unwrap().0;
+        let literal = format!("\"{dir}/");
+        for (file, text) in [
+            ("cmdline.rs", include_str!("cmdline.rs")),
+            ("copy.rs", include_str!("copy.rs")),
+            ("disk.rs", include_str!("disk.rs")),
+            ("error.rs", include_str!("error.rs")),
+            ("filtered.rs", include_str!("filtered.rs")),
+            ("hsa.rs", include_str!("hsa.rs")),
+            ("ipl.rs", include_str!("ipl.rs")),
+            ("log.rs", include_str!("log.rs")),
+            ("main.rs", include_str!("main.rs")),
+            ("sys.rs", include_str!("sys.rs")),
+            ("tool.rs", include_str!("tool.rs")),
+        ] {
+            assert!(!text.contains(&literal), "{file} spells out {dir}/");
+        }
+        assert_eq!(crate::ZCORE_REIPL.to_str().unwrap(), format!("{dir}/reipl"));
     }
 
     #[test]

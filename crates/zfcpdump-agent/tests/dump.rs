@@ -8,12 +8,12 @@ use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
 use zfcpdump_agent::disk::DumpTarget;
-use zfcpdump_agent::error::Step;
+use zfcpdump_agent::error::DumpStep;
 use zfcpdump_agent::{report, run, run_with};
 use zfcpdump_disk::status::{State, inspect};
 use zfcpdump_format::busy::BUSY_MARKER;
 use zfcpdump_format::elf::{SeekReader, Vmcore};
-use zfcpdump_format::plan::{Step as PlanStep, copy_plan};
+use zfcpdump_format::plan::{CopyStep, copy_plan};
 
 /// Bytes of the vmcore that the plan takes from the HSA for `hsa_size`.
 fn expected_hsa_bytes(w: &World, hsa_size: u64) -> u64 {
@@ -24,7 +24,7 @@ fn expected_hsa_bytes(w: &World, hsa_size: u64) -> u64 {
         .unwrap()
         .iter()
         .map(|s| match s {
-            PlanStep::Copy {
+            CopyStep::Copy {
                 start,
                 end,
                 hsa: true,
@@ -116,7 +116,7 @@ fn sector_size_option_is_honoured() {
     let mut env = w.env();
     env.sector_size = Some(512);
     let e = run(&env).unwrap_err();
-    assert_eq!(e.step, Step::Partition, "{e}");
+    assert_eq!(e.step, DumpStep::Partition, "{e}");
     assert!(e.to_string().contains("tried 512-byte blocks"), "{e}");
     assert_eq!(assert_same_except(&before, &w.image, &[]), 0);
     env.sector_size = Some(4096);
@@ -206,7 +206,7 @@ fn vmcore_larger_than_dump_area_is_refused_before_writing() {
     let before = w.snapshot();
     let env = w.env();
     let e = run(&env).unwrap_err();
-    assert_eq!(e.step, Step::SizeCheck);
+    assert_eq!(e.step, DumpStep::SizeCheck);
     let msg = e.to_string();
     assert!(
         msg.starts_with("size check: Disk too small: the vmcore is "),
@@ -232,7 +232,7 @@ fn vmcore_larger_than_dump_area_is_refused_before_writing() {
 fn refused_untouched(w: &World, expect: &str) {
     let before = w.snapshot();
     let e = run(&w.env()).unwrap_err();
-    assert_eq!(e.step, Step::Metadata, "{e}");
+    assert_eq!(e.step, DumpStep::Metadata, "{e}");
     assert!(e.to_string().contains(expect), "{e}");
     assert_eq!(
         assert_same_except(&before, &w.image, &[]),
@@ -293,7 +293,7 @@ fn no_matching_partition_is_refused() {
     w.write_image(0, &s0);
     let before = w.snapshot();
     let e = run(&w.env()).unwrap_err();
-    assert_eq!(e.step, Step::Partition);
+    assert_eq!(e.step, DumpStep::Partition);
     let msg = e.to_string();
     assert!(
         msg.contains("no partition starts at byte 0x100000"),
@@ -341,7 +341,7 @@ fn malformed_vmcores_get_clear_errors_and_nothing_is_written() {
     for (bytes, expect) in cases {
         std::fs::write(&w.vmcore, &bytes).unwrap();
         let e = run(&w.env()).unwrap_err();
-        assert_eq!(e.step, Step::Vmcore, "{e}");
+        assert_eq!(e.step, DumpStep::Vmcore, "{e}");
         let msg = e.to_string();
         assert!(msg.contains("is not a usable s390x vmcore: "), "{msg}");
         assert!(msg.contains(expect), "{msg}");
@@ -350,7 +350,7 @@ fn malformed_vmcores_get_clear_errors_and_nothing_is_written() {
     // A missing source names the file and the errno in words.
     std::fs::remove_file(&w.vmcore).unwrap();
     let e = run(&w.env()).unwrap_err();
-    assert_eq!(e.step, Step::Vmcore);
+    assert_eq!(e.step, DumpStep::Vmcore);
     assert!(
         e.to_string()
             .ends_with("(No such file or directory (os error 2))"),
@@ -397,7 +397,7 @@ fn io_error_mid_copy_leaves_a_busy_dump() {
         failed: false,
     });
     let e = result.as_ref().unwrap_err();
-    assert_eq!(e.step, Step::Copy);
+    assert_eq!(e.step, DumpStep::Copy);
     assert_eq!(e.errno(), Some(libc::ENOSPC));
     assert!(
         e.to_string()
@@ -489,7 +489,7 @@ fn missing_disk_times_out() {
     let t = std::time::Instant::now();
     let e = run(&env).unwrap_err();
     assert!(t.elapsed() >= std::time::Duration::from_secs(1));
-    assert_eq!(e.step, Step::Disk);
+    assert_eq!(e.step, DumpStep::Disk);
     assert!(
         e.to_string()
             .contains("did not appear within 1 s (No such file or directory"),
@@ -511,5 +511,5 @@ fn broken_config_falls_back_to_defaults_but_explicit_config_must_be_valid() {
     let mut env = w.env();
     env.config = Some(w.root.join("etc/zfcpdump.conf"));
     let e = run(&env).unwrap_err();
-    assert_eq!(e.step, Step::Config);
+    assert_eq!(e.step, DumpStep::Config);
 }

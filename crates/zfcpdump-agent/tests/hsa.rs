@@ -13,11 +13,11 @@ use std::os::unix::fs::FileExt;
 use common::{MIB, World, spec};
 use zfcpdump_agent::cmdline::Cmdline;
 use zfcpdump_agent::copy::{COPY_BUF_SIZE, Progress, execute_plan};
-use zfcpdump_agent::elide::{Filtered, execute_elided, plan_for};
+use zfcpdump_agent::filtered::{FilteredDump, execute_filtered, plan_for};
 use zfcpdump_agent::hsa::{EFAULT, Hsa, hsa_file_ranges};
 use zfcpdump_format::elf::{ReadAt, SeekReader, Vmcore};
 use zfcpdump_format::filter::DumpLevel;
-use zfcpdump_format::plan::{Step, copy_plan};
+use zfcpdump_format::plan::{CopyStep, copy_plan};
 
 const HSA: u64 = 2 * MIB;
 
@@ -81,7 +81,7 @@ fn with_simulated_hsa(s: &Setup, engine: &mut Engine) -> Option<String> {
 }
 
 /// The byte-exact engine on `steps`.
-fn copy(s: &Setup, steps: &[Step]) -> Option<String> {
+fn copy(s: &Setup, steps: &[CopyStep]) -> Option<String> {
     with_simulated_hsa(s, &mut |src, dst, buf, release| {
         let mut progress = Progress::new(&s.env.log, s.len, 0);
         execute_plan(src, dst, 0, steps, buf, &mut progress, release, &s.env.log).map(|_| ())
@@ -111,7 +111,10 @@ fn the_plan_order_reads_every_hsa_byte_before_the_release() {
 fn releasing_first_fails_with_efault() {
     let s = setup();
     let mut steps = copy_plan(&s.vm.phdrs, s.len, HSA).unwrap();
-    let at = steps.iter().position(|st| *st == Step::ReleaseHsa).unwrap();
+    let at = steps
+        .iter()
+        .position(|st| *st == CopyStep::ReleaseHsa)
+        .unwrap();
     let release = steps.remove(at);
     steps.insert(0, release);
     let err = copy(&s, &steps).expect("reading the HSA after its release must fail");
@@ -128,15 +131,20 @@ fn a_plan_that_misses_the_kernel_image_range_fails() {
     let text = s.vm.loads().find(|p| p.p_vaddr != p.p_paddr).unwrap();
     let at = steps
         .iter()
-        .position(|st| matches!(*st, Step::Copy { start, hsa: true, .. } if start == text.p_offset))
+        .position(
+            |st| matches!(*st, CopyStep::Copy { start, hsa: true, .. } if start == text.p_offset),
+        )
         .expect("the kernel image range is HSA-backed");
-    let Step::Copy { start, end, .. } = steps.remove(at) else {
+    let CopyStep::Copy { start, end, .. } = steps.remove(at) else {
         unreachable!()
     };
-    let release = steps.iter().position(|st| *st == Step::ReleaseHsa).unwrap();
+    let release = steps
+        .iter()
+        .position(|st| *st == CopyStep::ReleaseHsa)
+        .unwrap();
     steps.insert(
         release + 1,
-        Step::Copy {
+        CopyStep::Copy {
             start,
             end,
             hsa: false,
@@ -156,14 +164,14 @@ fn elided_copy_of_an_hsa_part_after_the_release_fails() {
             plan.parts.iter_mut().find(|p| p.hsa).unwrap().hsa = false;
         }
         let level = DumpLevel::new(1).unwrap();
-        let f = Filtered {
+        let f = FilteredDump {
             plan,
             asked: level,
             used: level,
         };
         with_simulated_hsa(&s, &mut |src, dst, buf, release| {
             let mut progress = Progress::new(&s.env.log, f.plan.input_bytes(), 0);
-            execute_elided(
+            execute_filtered(
                 src,
                 dst,
                 0,

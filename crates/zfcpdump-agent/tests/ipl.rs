@@ -10,7 +10,7 @@ use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::thread;
 use std::time::{Duration, Instant};
-use zfcpdump_agent::error::Step;
+use zfcpdump_agent::error::DumpStep;
 use zfcpdump_agent::ipl::{IplDevice, find_disk, read_ipl};
 use zfcpdump_agent::run;
 
@@ -302,7 +302,7 @@ fn not_an_fcp_dump_ipl_is_explained() {
     env.log = zfcpdump_agent::log::Log::capture();
     let before = w.snapshot();
     let e = run(&env).unwrap_err();
-    assert_eq!(e.step, Step::IplDevice);
+    assert_eq!(e.step, DumpStep::IplDevice);
     assert_eq!(
         e.to_string(),
         "IPL device: not IPLed in FCP dump mode: /sys/firmware/ipl/ipl_type is 'unknown' (expected \
@@ -335,7 +335,7 @@ fn disk_that_never_appears_times_out() {
         took >= Duration::from_secs(1) && took < Duration::from_secs(5),
         "{took:?}"
     );
-    assert_eq!(e.step, Step::IplDevice);
+    assert_eq!(e.step, DumpStep::IplDevice);
     assert!(
         e.to_string().starts_with(
             "IPL device: no disk for device 0.0.1700 wwpn 0x500507630300c562 lun 0x4010400000000000 appeared within 1 s"

@@ -175,7 +175,7 @@ fn filtered_dump_flushes_data_before_the_header() {
     let w = World::new(4096, big().zero_fraction(0.5));
     let o = record(&w, Some("dump_level = 1\n"));
     o.check();
-    // The elider writes its later program header pages before the barrier.
+    // The filtered writer writes its later program header pages before the barrier.
     assert!(o.data.len() > 2);
 }
 

@@ -9,7 +9,6 @@
 
 pub mod extract;
 pub mod prepare;
-pub mod size;
 pub mod status;
 
 use std::fmt;
@@ -24,7 +23,7 @@ pub enum Error {
     Io {
         /// What was being done, naming the file.
         context: String,
-        /// The cause.
+        /// The cause, in the text (not the `source()`).
         source: io::Error,
     },
     /// A bad argument (sizes, layout that zipl would refuse).
@@ -49,14 +48,9 @@ impl fmt::Display for Error {
     }
 }
 
-impl std::error::Error for Error {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            Error::Io { source, .. } => Some(source),
-            _ => None,
-        }
-    }
-}
+/// The text of [`Error::Io`] includes its cause, which is therefore not also
+/// its `source()`: a printed error chain names it once.
+impl std::error::Error for Error {}
 
 impl Error {
     /// The process exit code for this error: a refused extract exits with the
@@ -143,4 +137,31 @@ fn temp_path(path: &Path) -> PathBuf {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An error and its causes the way anyhow's `{:#}` prints them.
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut text = e.to_string();
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            text += &format!(": {c}");
+            cause = c.source();
+        }
+        text
+    }
+
+    #[test]
+    fn an_io_error_is_named_once_in_a_chain() {
+        let e = Err::<(), _>(io::Error::other("medium error"))
+            .context(|| "reading disk.img".into())
+            .unwrap_err();
+        // What the tool prints: the context and the cause.
+        assert_eq!(e.to_string(), "reading disk.img: medium error");
+        let printed = chain(&e);
+        assert_eq!(printed.matches("medium error").count(), 1, "{printed}");
+    }
 }

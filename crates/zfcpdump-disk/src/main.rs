@@ -5,7 +5,8 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use zfcpdump_disk::prepare::{DEFAULT_PART_START, PrepareOptions, file_size, image_size, prepare};
 use zfcpdump_disk::status::{EXIT_ERROR, human, inspect, render};
-use zfcpdump_disk::{Error, extract, size::parse_size};
+use zfcpdump_disk::{Error, extract};
+use zfcpdump_format::size::parse_size;
 
 /// Prepare, inspect and extract zipl-style SCSI dump disk images.
 ///
@@ -43,7 +44,8 @@ enum Cmd {
     Prepare {
         /// The disk image file to create.
         image_file: PathBuf,
-        /// Disk size in bytes; suffixes K, M, G, T are powers of 1024.
+        /// Disk size: bytes, or with a unit K, M, G, T (KiB, ...: powers of
+        /// 1024), e.g. 64M.
         #[arg(long, value_parser = parse_size)]
         size: u64,
         /// The dump tool kernel image (zfcpdump-image), for its size.

@@ -4,14 +4,15 @@
 //! Written: the DOS partition table with one Linux partition, the zipl MBR with
 //! its dump boot_info, the program table and the dump component table header
 //! (what zgetdump follows to recognise a dump disk), and the superblock at the
-//! position zipl uses (see `zfcpdump_format::layout`). The first 64 KiB of the
-//! partition, which zipl zeroes, and the rest are holes of the new sparse file.
+//! position zipl uses (see `zfcpdump_format::disk_layout`). The first 64 KiB
+//! of the partition, which zipl zeroes, and the rest are holes of the new
+//! sparse file.
 //! zipl's loader, kernel and initrd copies are not written: the image is a dump
 //! target for tests and for the agent, not an IPL-able disk.
 
 use crate::{Error, IoContext, write_at, write_atomically};
 use std::path::{Path, PathBuf};
-use zfcpdump_format::layout::{DumpLayout, LayoutInput};
+use zfcpdump_format::disk_layout::{DumpLayout, LayoutInput};
 
 /// Default partition start: 1 MiB, as partitioning tools align.
 pub const DEFAULT_PART_START: u64 = 1 << 20;

@@ -10,8 +10,8 @@ use std::time::Instant;
 
 use zfcpdump_format::PAGE_SIZE;
 use zfcpdump_format::elf::{PHDR_SIZE, Vmcore};
-use zfcpdump_format::filter::classify::PageFilter;
-use zfcpdump_format::filter::layout::KernelInfo;
+use zfcpdump_format::filter::classify::{PageFilter, leaves_out};
+use zfcpdump_format::filter::kernel_layout::KernelInfo;
 use zfcpdump_format::filter::memmap::{MemMap, Run};
 use zfcpdump_format::filter::{self, DumpLevel, PhysRead, VmcorePhys};
 
@@ -93,16 +93,17 @@ fn main() {
             let level = DumpLevel::new(level).unwrap();
             let mut f = PageFilter::new(info.page.clone(), level, map.clone(), min_run);
             let mut classes = vec![0u8; CHUNK as usize];
-            let (mut excluded, mut runs, mut prev) = (0u64, 0u64, 0u8);
+            let (mut excluded, mut runs, mut prev) = (0u64, 0u64, false);
             let t = Instant::now();
             let mut pfn = 0;
             while pfn < pfns {
                 let k = CHUNK.min(pfns - pfn) as usize;
                 f.fill(&mut tiled, pfn, &mut classes[..k]);
                 for &c in &classes[..k] {
-                    excluded += (c != 0) as u64;
-                    runs += (c != 0 && prev == 0) as u64;
-                    prev = c;
+                    let out = leaves_out(c);
+                    excluded += out as u64;
+                    runs += (out && !prev) as u64;
+                    prev = out;
                 }
                 pfn += k as u64;
             }

@@ -2,6 +2,7 @@
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use zfcpdump_format::elf::{ReadAt, Vmcore};
+use zfcpdump_format::filter::classify::leaves_out;
 use zfcpdump_format::filter::{self, CLASSES, DumpLevel, VmcorePhys, class_index};
 
 struct F(File);
@@ -35,7 +36,7 @@ fn main() {
     );
     let mut counts = [0u64; 5];
     let mut runs = 0u64;
-    let mut prev = 0u8;
+    let mut prev = false;
     for r in filter::dump_pfns(&vm) {
         let mut classes = vec![0u8; (r.end - r.start) as usize];
         pf.fill(&mut mem, r.start, &mut classes);
@@ -54,13 +55,14 @@ fn main() {
             }
         }
         for &c in &classes {
-            if c != 0 {
+            let out = leaves_out(c);
+            if out {
                 counts[class_index(c)] += 1;
             }
-            if c != 0 && prev == 0 {
+            if out && !prev {
                 runs += 1;
             }
-            prev = c;
+            prev = out;
         }
     }
     for (i, (_, name)) in CLASSES.iter().enumerate() {

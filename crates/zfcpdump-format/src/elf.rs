@@ -130,7 +130,7 @@ pub enum ElfError {
         offset: u64,
         /// Bytes requested.
         len: u64,
-        /// The underlying error.
+        /// The underlying error, in the text (not the `source()`).
         source: io::Error,
     },
     /// The file cannot even hold an ELF header.
@@ -306,14 +306,9 @@ impl fmt::Display for ElfError {
     }
 }
 
-impl std::error::Error for ElfError {
-    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-        match self {
-            ElfError::Io { source, .. } => Some(source),
-            _ => None,
-        }
-    }
-}
+/// The text of [`ElfError::Io`] includes its cause, which is therefore not
+/// also its `source()`: a printed error chain names it once.
+impl std::error::Error for ElfError {}
 
 /// The ELF64 file header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -876,6 +871,33 @@ fn phnum<R: ReadAt + ?Sized>(src: &mut R, h: &ElfHeader, file_size: u64) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An error and its causes the way anyhow's `{:#}` prints them.
+    fn chain(e: &dyn std::error::Error) -> String {
+        let mut text = e.to_string();
+        let mut cause = e.source();
+        while let Some(c) = cause {
+            text += &format!(": {c}");
+            cause = c.source();
+        }
+        text
+    }
+
+    #[test]
+    fn an_io_error_is_named_once_in_a_chain() {
+        struct Failing;
+        impl ReadAt for Failing {
+            fn read_exact_at(&mut self, _: &mut [u8], _: u64) -> io::Result<()> {
+                Err(io::Error::other("medium error"))
+            }
+        }
+        let e = Vmcore::read(&mut Failing, 1 << 20).unwrap_err();
+        assert!(matches!(e, ElfError::Io { .. }), "{e:?}");
+        // The text carries the cause (the agent and the tools print it).
+        assert!(e.to_string().ends_with(": medium error"), "{e}");
+        let printed = chain(&e);
+        assert_eq!(printed.matches("medium error").count(), 1, "{printed}");
+    }
 
     /// A small /proc/vmcore-shaped core: header + phdrs padded to 4096, notes padded
     /// to 4096, then the PT_LOAD data.

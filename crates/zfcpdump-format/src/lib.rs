@@ -16,10 +16,14 @@
 //! - [`busy`]: the "dump in progress" marker.
 //! - [`elf`]: a bounded reader for the vmcore ELF (header, program headers, notes).
 //! - [`plan`]: the order in which the agent copies the vmcore.
-//! - [`elide`]: the layout of a dump without its all-zero pages (opt-in).
+//! - [`filtered`]: the filtered layout writer: a dump without its zero pages
+//!   and the pages [`filter`] excludes (opt-in, dump level above 0).
+//! - [`filter`]: dump-time page filtering (makedumpfile's dump levels).
 //! - [`config`]: the agent's `/etc/zfcpdump.conf`.
-//! - [`layout`]: what `zipl --dumpto` writes, for preparing disk images.
+//! - [`disk_layout`]: what `zipl --dumpto` writes, for preparing disk images.
 //! - [`modsig`]: the kernel's appended signature on a secure-IPL image.
+//! - [`size`]: byte sizes as written in profiles and on command lines
+//!   (`32MiB`), one grammar for every tool.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -27,13 +31,14 @@ pub mod busy;
 mod bytes;
 pub mod config;
 pub mod csum;
+pub mod disk_layout;
 pub mod elf;
-pub mod elide;
 pub mod filter;
-pub mod layout;
+pub mod filtered;
 pub mod mbr;
 pub mod modsig;
 pub mod plan;
+pub mod size;
 pub mod superblock;
 #[cfg(test)]
 mod testrand;

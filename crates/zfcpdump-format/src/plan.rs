@@ -4,7 +4,7 @@
 //!    HSA size (only the part below it): reading them makes the kernel fetch the
 //!    hardware-saved low memory, which is released in step 2 to give the memory
 //!    back to the firmware as early as possible.
-//! 2. [`Step::ReleaseHsa`].
+//! 2. [`CopyStep::ReleaseHsa`].
 //! 3. Every other byte of the file, in file order.
 //! 4. The first 4096 bytes (ELF header and program headers) last, so an
 //!    interrupted dump never parses as ELF: until then the dump area starts with
@@ -24,9 +24,10 @@ use std::ops::Range;
 /// Bytes at the start of the file that are written last.
 pub const HEADER_BLOCK: u64 = PAGE_SIZE;
 
-/// One step of the copy.
+/// One step of the byte-exact copy (a filtered copy has its own:
+/// [`crate::filtered::FilteredStep`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Step {
+pub enum CopyStep {
     /// Copy file bytes `[start, end)` to the same offsets of the dump area.
     Copy {
         /// First byte.
@@ -42,12 +43,12 @@ pub enum Step {
     ReleaseHsa,
 }
 
-impl Step {
-    /// Bytes this step copies (0 for [`Step::ReleaseHsa`]).
+impl CopyStep {
+    /// Bytes this step copies (0 for [`CopyStep::ReleaseHsa`]).
     pub fn len(&self) -> u64 {
         match *self {
-            Step::Copy { start, end, .. } => end - start,
-            Step::ReleaseHsa => 0,
+            CopyStep::Copy { start, end, .. } => end - start,
+            CopyStep::ReleaseHsa => 0,
         }
     }
 
@@ -97,7 +98,7 @@ pub fn copy_plan(
     phdrs: &[ProgramHeader],
     file_size: u64,
     hsa_size: u64,
-) -> Result<Vec<Step>, PlanError> {
+) -> Result<Vec<CopyStep>, PlanError> {
     let head_end = HEADER_BLOCK.min(file_size);
     let mut hsa: Vec<Range<u64>> = Vec::new();
     for (index, p) in phdrs.iter().enumerate() {
@@ -124,16 +125,16 @@ pub fn copy_plan(
     merge_ranges(&mut hsa);
 
     let mut steps = Vec::with_capacity(2 * hsa.len() + 3);
-    steps.extend(hsa.iter().map(|r| Step::Copy {
+    steps.extend(hsa.iter().map(|r| CopyStep::Copy {
         start: r.start,
         end: r.end,
         hsa: true,
     }));
-    steps.push(Step::ReleaseHsa);
+    steps.push(CopyStep::ReleaseHsa);
     let mut cursor = head_end;
     for r in &hsa {
         if cursor < r.start {
-            steps.push(Step::Copy {
+            steps.push(CopyStep::Copy {
                 start: cursor,
                 end: r.start,
                 hsa: false,
@@ -142,14 +143,14 @@ pub fn copy_plan(
         cursor = r.end;
     }
     if cursor < file_size {
-        steps.push(Step::Copy {
+        steps.push(CopyStep::Copy {
             start: cursor,
             end: file_size,
             hsa: false,
         });
     }
     if head_end > 0 {
-        steps.push(Step::Copy {
+        steps.push(CopyStep::Copy {
             start: 0,
             end: head_end,
             hsa: false,
@@ -159,8 +160,8 @@ pub fn copy_plan(
 }
 
 /// Total bytes copied by a plan.
-pub fn total_bytes(steps: &[Step]) -> u64 {
-    steps.iter().map(Step::len).sum()
+pub fn total_bytes(steps: &[CopyStep]) -> u64 {
+    steps.iter().map(CopyStep::len).sum()
 }
 
 #[cfg(test)]
@@ -180,8 +181,8 @@ mod tests {
         }
     }
 
-    fn copy(start: u64, end: u64, hsa: bool) -> Step {
-        Step::Copy { start, end, hsa }
+    fn copy(start: u64, end: u64, hsa: bool) -> CopyStep {
+        CopyStep::Copy { start, end, hsa }
     }
 
     #[test]
@@ -202,7 +203,7 @@ mod tests {
             plan,
             vec![
                 copy(0x2000, 0xa000, true),
-                Step::ReleaseHsa,
+                CopyStep::ReleaseHsa,
                 copy(0x1000, 0x2000, false),
                 copy(0xa000, 0x22000, false),
                 copy(0, 0x1000, false),
@@ -220,7 +221,7 @@ mod tests {
             plan,
             vec![
                 copy(0x1000, 0x2800, true),
-                Step::ReleaseHsa,
+                CopyStep::ReleaseHsa,
                 copy(0, 0x1000, false)
             ]
         );
@@ -228,16 +229,16 @@ mod tests {
 
     #[test]
     fn no_hsa_and_tiny_files() {
-        assert_eq!(copy_plan(&[], 0, 0).unwrap(), vec![Step::ReleaseHsa]);
+        assert_eq!(copy_plan(&[], 0, 0).unwrap(), vec![CopyStep::ReleaseHsa]);
         assert_eq!(
             copy_plan(&[], 100, 0x1000).unwrap(),
-            vec![Step::ReleaseHsa, copy(0, 100, false)]
+            vec![CopyStep::ReleaseHsa, copy(0, 100, false)]
         );
         let phdrs = [load(0x1000, 0x1000, 0x1000)];
         assert_eq!(
             copy_plan(&phdrs, 0x2000, 0).unwrap(),
             vec![
-                Step::ReleaseHsa,
+                CopyStep::ReleaseHsa,
                 copy(0x1000, 0x2000, false),
                 copy(0, 0x1000, false)
             ]
@@ -255,7 +256,7 @@ mod tests {
             vec![
                 copy(0x1000, 0x6000, true),
                 copy(0x11000, 0x12000, true),
-                Step::ReleaseHsa,
+                CopyStep::ReleaseHsa,
                 copy(0x6000, 0x11000, false),
                 copy(0x12000, 0x13000, false),
                 copy(0, 0x1000, false),
@@ -296,10 +297,16 @@ mod tests {
             let plan = copy_plan(&phdrs, file_size, hsa_size).unwrap();
 
             // Exactly one ReleaseHsa; HSA copies only before it.
-            let rel = plan.iter().position(|s| *s == Step::ReleaseHsa).unwrap();
-            assert_eq!(plan.iter().filter(|s| **s == Step::ReleaseHsa).count(), 1);
+            let rel = plan
+                .iter()
+                .position(|s| *s == CopyStep::ReleaseHsa)
+                .unwrap();
+            assert_eq!(
+                plan.iter().filter(|s| **s == CopyStep::ReleaseHsa).count(),
+                1
+            );
             for (i, s) in plan.iter().enumerate() {
-                if let Step::Copy { start, end, hsa } = *s {
+                if let CopyStep::Copy { start, end, hsa } = *s {
                     assert!(start < end, "empty step {s:?}");
                     assert_eq!(hsa, i < rel, "{plan:?}");
                 }
@@ -313,7 +320,7 @@ mod tests {
             let mut seen = vec![0u8; file_size as usize];
             let mut from_hsa = vec![false; file_size as usize];
             for s in &plan {
-                if let Step::Copy { start, end, hsa } = *s {
+                if let CopyStep::Copy { start, end, hsa } = *s {
                     for b in start..end {
                         seen[b as usize] += 1;
                         from_hsa[b as usize] = hsa;
@@ -334,7 +341,7 @@ mod tests {
             let rest: Vec<u64> = plan[rel + 1..]
                 .iter()
                 .filter_map(|s| match *s {
-                    Step::Copy { start, .. } if start != 0 => Some(start),
+                    CopyStep::Copy { start, .. } if start != 0 => Some(start),
                     _ => None,
                 })
                 .collect();

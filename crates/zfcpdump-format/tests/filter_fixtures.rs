@@ -8,7 +8,7 @@
 use std::ops::Range;
 
 use zfcpdump_format::elf::{ReadAt, Vmcore};
-use zfcpdump_format::filter::layout::{KernelInfo, KernelMap};
+use zfcpdump_format::filter::kernel_layout::{KernelInfo, KernelMap};
 use zfcpdump_format::filter::{
     self, CACHE, DumpLevel, FREE, FilterError, PhysRead, USER, VmcorePhys,
 };
@@ -113,8 +113,14 @@ fn the_layouts_differ_as_the_kernels_do() {
     // 6.1 marks slab with a flag, 6.12 with a page type in the top byte.
     assert!(old.page.pg_slab.is_some() && old.page.slab_type.is_none());
     assert!(new.page.pg_slab.is_none() && new.page.slab_type.is_some());
-    assert_eq!(old.page.buddy, filter::layout::PageType::Exact(0xffff_ff7f));
-    assert_eq!(new.page.buddy, filter::layout::PageType::TopByte(0xf0));
+    assert_eq!(
+        old.page.buddy,
+        filter::kernel_layout::PageType::Exact(0xffff_ff7f)
+    );
+    assert_eq!(
+        new.page.buddy,
+        filter::kernel_layout::PageType::TopByte(0xf0)
+    );
     // V!=R: 6.12's kernel image is not at its physical address.
     assert_eq!(old.kernel_off_phys, None);
     assert!(new.kernel_off_phys.is_some());

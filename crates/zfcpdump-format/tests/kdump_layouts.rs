@@ -13,8 +13,8 @@
 use std::ops::Range;
 
 use zfcpdump_format::elf::{Vmcore, vmcoreinfo_lookup};
-use zfcpdump_format::elide::{ElidePlan, slots_for};
-use zfcpdump_format::plan::{HEADER_BLOCK, Step, copy_plan};
+use zfcpdump_format::filtered::{FilteredPlan, slots_for};
+use zfcpdump_format::plan::{CopyStep, HEADER_BLOCK, copy_plan};
 
 const MIB: u64 = 1 << 20;
 const HSA: u64 = 32 * MIB;
@@ -77,11 +77,14 @@ fn joined(mut v: Vec<Range<u64>>) -> Vec<Range<u64>> {
 /// the header block last.
 fn check_plan(vm: &Vmcore, size: u64) -> Vec<Range<u64>> {
     let steps = copy_plan(&vm.phdrs, size, HSA).unwrap();
-    let release = steps.iter().position(|s| *s == Step::ReleaseHsa).unwrap();
+    let release = steps
+        .iter()
+        .position(|s| *s == CopyStep::ReleaseHsa)
+        .unwrap();
     let mut hsa: Vec<Range<u64>> = Vec::new();
     let mut all: Vec<Range<u64>> = Vec::new();
     for (i, s) in steps.iter().enumerate() {
-        if let Step::Copy { start, end, hsa: h } = *s {
+        if let CopyStep::Copy { start, end, hsa: h } = *s {
             assert_eq!(h, i < release, "step {i}: {s:?}");
             if h {
                 hsa.push(start..end);
@@ -91,7 +94,7 @@ fn check_plan(vm: &Vmcore, size: u64) -> Vec<Range<u64>> {
     }
     assert_eq!(
         steps.last(),
-        Some(&Step::Copy {
+        Some(&CopyStep::Copy {
             start: 0,
             end: HEADER_BLOCK,
             hsa: false
@@ -144,7 +147,7 @@ fn kernel_6_12_has_a_kernel_image_segment_inside_the_hsa() {
 fn elision_plans_the_real_layouts() {
     for r in [&V6_1, &V6_12] {
         let vm = read(r);
-        let plan = ElidePlan::new(
+        let plan = FilteredPlan::new(
             &vm.header,
             &vm.phdrs,
             r.size,

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
+use zfcpdump_format::size::parse_size;
 
 /// The default budget: the HSA of machines before z15.
 pub const DEFAULT_BUDGET: u64 = 32 << 20;
@@ -227,7 +228,8 @@ fn default_reserve() -> u64 {
     DEFAULT_RUNTIME_RESERVE
 }
 
-/// Sizes are byte counts or strings such as "32MiB", "512K", "1G".
+/// Sizes are byte counts or strings such as "32MiB", "512K", "1G": the
+/// grammar of [`zfcpdump_format::size`], which every tool shares.
 fn de_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
     #[derive(Deserialize)]
     #[serde(untagged)]
@@ -242,29 +244,6 @@ fn de_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
             "expected a size: a byte count or a string such as \"32MiB\"",
         )),
     }
-}
-
-/// Parses "123", "64K", "32M", "32MiB", "1G", "1GiB" (binary units).
-pub fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: u64 = num
-        .parse()
-        .map_err(|_| format!("invalid size {s:?}: expected e.g. 33554432 or \"32MiB\""))?;
-    let shift = match unit.trim() {
-        "" | "B" => 0,
-        "K" | "KiB" => 10,
-        "M" | "MiB" => 20,
-        "G" | "GiB" => 30,
-        other => {
-            return Err(format!(
-                "invalid size unit {other:?} in {s:?}: use K/KiB, M/MiB or G/GiB"
-            ));
-        }
-    };
-    n.checked_mul(1 << shift)
-        .ok_or_else(|| format!("size {s:?} is too large"))
 }
 
 /// The shape of one profile file: everything optional, since a file may
@@ -864,13 +843,26 @@ fragments = ["zfcpdump.config"]
     }
 
     #[test]
-    fn sizes() {
-        assert_eq!(parse_size("32MiB"), Ok(32 << 20));
-        assert_eq!(parse_size("512K"), Ok(512 << 10));
-        assert_eq!(parse_size("1G"), Ok(1 << 30));
-        assert_eq!(parse_size("4096"), Ok(4096));
-        assert!(parse_size("12Q").is_err());
-        assert!(parse_size("M").is_err());
+    fn sizes_use_the_shared_grammar() {
+        for (size, want) in [
+            ("\"32MiB\"", 32 << 20),
+            ("\"512K\"", 512 << 10),
+            ("\"1G\"", 1 << 30),
+            ("\"48 mib\"", 48 << 20),
+            ("\"0x4000000\"", 64 << 20),
+            ("33554432", 32 << 20),
+        ] {
+            let text = format!("{BASE}\n[budget]\ntotal = \"2GiB\"\nruntime_reserve = {size}\n");
+            let d = root_with(&[("profiles/p.toml", &text)]);
+            let p = load(d.path(), "p", &[]).unwrap_or_else(|e| panic!("{size}: {e:#}"));
+            assert_eq!(p.budget.runtime_reserve, want, "{size}");
+        }
+        let text = format!("{BASE}\n[budget]\ntotal = \"32MB\"\n");
+        let d = root_with(&[("profiles/p.toml", &text)]);
+        let e = format!("{:#}", load(d.path(), "p", &[]).unwrap_err());
+        assert!(e.contains("p.toml") && e.contains("line 7"), "{e}");
+        assert!(e.contains("invalid size suffix 'MB' in '32MB'"), "{e}");
+        assert!(e.contains("write M or MiB"), "{e}");
     }
 
     #[test]

@@ -45,8 +45,8 @@ use report::{ContenderReport, DeviceLimitReport, FractionReport, Report, render}
 use runner::{Bench, Source, build_tools, resident};
 use throttle::Throttle;
 use zfcpdump_builder::cmd::{self, cmd};
-use zfcpdump_builder::profile::parse_size;
 use zfcpdump_builder::util;
+use zfcpdump_format::size::parse_size;
 
 const KIB: u64 = 1 << 10;
 const MIB: u64 = 1 << 20;

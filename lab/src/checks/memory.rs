@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail, ensure};
 use zfcpdump_format::PAGE_SIZE;
 use zfcpdump_format::elf::{NoteIter, PT_NOTE, ProgramHeader, SeekReader, Vmcore};
-use zfcpdump_format::elide::LOWCORE_SIZE;
 use zfcpdump_format::filter::note::{NAME, NOTE_SIZE, NT_FILTER};
+use zfcpdump_format::filtered::LOWCORE_SIZE;
 
 use super::files::CHUNK;
 use super::fmt_ranges;

@@ -6,7 +6,7 @@ use std::fs::File;
 
 use anyhow::{Result, bail};
 use zfcpdump_format::elf::{SeekReader, Vmcore};
-use zfcpdump_format::plan::{Step, copy_plan};
+use zfcpdump_format::plan::{CopyStep, copy_plan};
 
 use super::blkdebug::{self, Io, Rule};
 use super::{Disk, Expect, HOTPLUG_AFTER, Job, SLOW_BPS};
@@ -23,7 +23,7 @@ fn data_points(src: &Source) -> Result<(u64, u64, u64)> {
     let data: Vec<(u64, u64)> = plan
         .iter()
         .filter_map(|s| match *s {
-            Step::Copy { start, end, .. } if start != 0 => Some((start, end)),
+            CopyStep::Copy { start, end, .. } if start != 0 => Some((start, end)),
             _ => None,
         })
         .collect();

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, ValueEnum};
 use vmcore_fixture::{Fixture, S390NoteName, SegmentKind, Spec};
+use zfcpdump_format::size::parse_size;
 
 /// Generate a synthetic s390x /proc/vmcore (ELF64 big-endian core file).
 ///
@@ -18,8 +19,9 @@ use vmcore_fixture::{Fixture, S390NoteName, SegmentKind, Spec};
 #[derive(Parser, Debug)]
 #[command(version, after_help = EXAMPLES)]
 struct Args {
-    /// Memory size (sum of the PT_LOAD ranges), e.g. 4096, 64M, 2G. Binary
-    /// suffixes K, M, G, T. The file is slightly larger (headers, notes).
+    /// Memory size (sum of the PT_LOAD ranges), e.g. 4096, 64M, 2GiB, 0x800000.
+    /// Units K, M, G, T (KiB, ...: powers of 1024). The file is slightly
+    /// larger (headers, notes).
     #[arg(long, value_name = "BYTES", value_parser = parse_size, conflicts_with = "preset")]
     size: Option<u64>,
 
@@ -93,26 +95,6 @@ fn parse_u64(s: &str) -> Result<u64, String> {
         None => s.parse(),
     };
     r.map_err(|e| format!("{s:?}: {e}"))
-}
-
-fn parse_size(s: &str) -> Result<u64, String> {
-    let t = s.trim();
-    let (num, shift) = match t.char_indices().last() {
-        Some((i, c)) if c.is_ascii_alphabetic() => {
-            let shift = match c.to_ascii_uppercase() {
-                'K' => 10,
-                'M' => 20,
-                'G' => 30,
-                'T' => 40,
-                _ => return Err(format!("{s:?}: unknown suffix {c:?} (use K, M, G, T)")),
-            };
-            (&t[..i], shift)
-        }
-        _ => (t, 0),
-    };
-    let n = parse_u64(num)?;
-    n.checked_mul(1 << shift)
-        .ok_or_else(|| format!("{s:?}: too large"))
 }
 
 fn build_spec(args: &Args) -> Spec {

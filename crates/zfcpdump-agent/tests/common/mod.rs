@@ -10,7 +10,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use vmcore_fixture::{Fixture, KernelImage, Spec};
 use zfcpdump_disk::prepare::{PrepareOptions, prepare};
-use zfcpdump_format::layout::DumpLayout;
+use zfcpdump_format::disk_layout::DumpLayout;
 use zfcpdump_format::mbr::DosPartition;
 use zfcpdump_format::superblock::csum_field_offset;
 

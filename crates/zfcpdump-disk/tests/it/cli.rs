@@ -10,7 +10,7 @@ use zfcpdump_format::elf::{
     ElfHeader, NT_PRPSINFO, NT_PRSTATUS, NT_VMCOREINFO, PT_LOAD, PT_NOTE, ProgramHeader, push_note,
 };
 use zfcpdump_format::mbr::ZiplMbr;
-use zfcpdump_format::plan::{Step, copy_plan};
+use zfcpdump_format::plan::{CopyStep, copy_plan};
 use zfcpdump_format::superblock::{DumpSuperblock, csum_field_bytes, csum_field_offset};
 
 const TOOL_IMAGE: u64 = 2_371_584;
@@ -169,12 +169,15 @@ fn dump_into(disk: &Path, core: &[u8], stop_before: Option<usize>) {
     update_csum(&mut f, sb_offset, &sb);
     let v = zfcpdump_format::elf::Vmcore::read_headers(&mut &core[..], core.len() as u64).unwrap();
     let plan = copy_plan(&v.phdrs, core.len() as u64, 0x20000).unwrap();
-    assert!(matches!(plan[0], Step::Copy { hsa: true, .. }), "{plan:?}");
+    assert!(
+        matches!(plan[0], CopyStep::Copy { hsa: true, .. }),
+        "{plan:?}"
+    );
     for (i, step) in plan.iter().enumerate() {
         if Some(i) == stop_before {
             return;
         }
-        if let Step::Copy { start, end, .. } = *step {
+        if let CopyStep::Copy { start, end, .. } = *step {
             write_at(&mut f, base + start, &core[start as usize..end as usize]);
         }
     }

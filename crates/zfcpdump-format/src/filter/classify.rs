@@ -1,9 +1,10 @@
 //! A page's class from its struct page (makedumpfile's rules, first match
 //! wins), and [`PageFilter`]: classes for the pages the copy streams, one
 //! aligned window of pfns at a time, with free blocks carried over window
-//! boundaries and short excluded runs written after all.
+//! boundaries and short excluded runs marked [`SHORT_RUN`]: written after
+//! all, unless they are zero pages.
 
-use super::layout::PageLayout;
+use super::kernel_layout::PageLayout;
 use super::memmap::MemMap;
 use super::{CACHE, CACHE_PRIVATE, DumpLevel, FREE, PhysRead, USER};
 use crate::bytes::{be_u32, be_u64};
@@ -77,13 +78,17 @@ pub struct FilterCounts {
     pub unknown: u64,
     /// Pfns whose struct pages could not be read (kept).
     pub unreadable: u64,
-    /// Excluded pages put back because their run was short.
-    pub short_runs_kept: u64,
+    /// Excluded pages of runs too short to leave out for their class
+    /// (marked [`SHORT_RUN`]). The writer writes them, except zero pages it
+    /// leaves out anyway; it counts those it wrote.
+    pub short_run_pages: u64,
     /// Windows classified.
     pub windows: u64,
 }
 
-/// Classes for the pages the copy streams: 0 to write, else the class bit.
+/// Classes for the pages the copy streams: 0 to write, else the class bit,
+/// with [`SHORT_RUN`] set on the pages of excluded runs too short to leave
+/// out.
 #[derive(Debug)]
 pub struct PageFilter {
     page: PageLayout,
@@ -101,8 +106,8 @@ pub struct PageFilter {
 
 impl PageFilter {
     /// A filter for `level` over the struct pages of `map`; excluded runs
-    /// shorter than `min_run` pages are written (a run costs a program
-    /// header).
+    /// shorter than `min_run` pages are marked [`SHORT_RUN`], to be written
+    /// (a run costs a program header).
     pub fn new(page: PageLayout, level: DumpLevel, map: MemMap, min_run: usize) -> PageFilter {
         PageFilter {
             structs: vec![0; (BATCH_PAGES * page.size) as usize],
@@ -198,15 +203,27 @@ impl PageFilter {
         self.counts.unknown += WINDOW_PAGES - known;
         // A block cut off by the window's end goes on in the next one.
         self.carry = block.filter(|&(end, _)| end > window.end);
-        self.counts.short_runs_kept += drop_short_runs(&mut self.classes, self.min_run);
+        self.counts.short_run_pages += mark_short_runs(&mut self.classes, self.min_run);
     }
 }
 
-/// Clears excluded runs shorter than `min` pages that lie inside `classes`
-/// (runs at either edge may go on in the next window: they stay). Returns
-/// the pages cleared.
-pub fn drop_short_runs(classes: &mut [u8], min: usize) -> u64 {
-    let mut cleared = 0;
+/// Set on a page's class (the class bit stays) when its excluded run is
+/// too short to leave out: the page is written, unless it is a zero page
+/// and zero pages are left out, which it then is, counted under its class
+/// as makedumpfile counts it.
+pub const SHORT_RUN: u8 = 0x80;
+
+/// Whether a class from [`PageFilter::fill`] leaves its page out for its
+/// class (zero pages aside).
+pub fn leaves_out(class: u8) -> bool {
+    class != 0 && class & SHORT_RUN == 0
+}
+
+/// Marks the excluded runs shorter than `min` pages that lie inside
+/// `classes` with [`SHORT_RUN`] (runs at either edge may go on in the next
+/// window: they stay). Returns the pages marked.
+pub fn mark_short_runs(classes: &mut [u8], min: usize) -> u64 {
+    let mut marked = 0;
     let mut i = 0;
     while i < classes.len() {
         if classes[i] == 0 {
@@ -218,9 +235,38 @@ pub fn drop_short_runs(classes: &mut [u8], min: usize) -> u64 {
             i += 1;
         }
         if i - start < min && start > 0 && i < classes.len() {
-            classes[start..i].fill(0);
-            cleared += (i - start) as u64;
+            for c in &mut classes[start..i] {
+                *c |= SHORT_RUN;
+            }
+            marked += (i - start) as u64;
         }
     }
-    cleared
+    marked
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_runs_are_marked_not_cleared() {
+        const U: u8 = USER;
+        const C: u8 = CACHE;
+        let mut classes = [U, 0, C, C, 0, U, U, U, U, 0, C, U, 0, C];
+        // Inside the window: 2..4 (2 pages), 10..12 (2 pages, mixed
+        // classes) are short; 5..9 is not; the runs at the edges may go on
+        // in the next window.
+        assert_eq!(mark_short_runs(&mut classes, 4), 4);
+        let s = SHORT_RUN;
+        assert_eq!(
+            classes,
+            [U, 0, C | s, C | s, 0, U, U, U, U, 0, C | s, U | s, 0, C]
+        );
+        assert!(leaves_out(U) && leaves_out(C));
+        assert!(!leaves_out(0) && !leaves_out(C | s));
+        // A minimum of 1 marks nothing.
+        let mut one = [0, U, 0];
+        assert_eq!(mark_short_runs(&mut one, 1), 0);
+        assert_eq!(one, [0, U, 0]);
+    }
 }

@@ -5,7 +5,7 @@
 use std::ops::Range;
 
 use super::dat::Dat;
-use super::layout::{KernelInfo, KernelMap};
+use super::kernel_layout::{KernelInfo, KernelMap};
 use super::{FilterError, PhysRead, read, read_u64};
 use crate::bytes::be_u64;
 

@@ -1,7 +1,7 @@
 //! Dump-time page filtering: makedumpfile's dump levels, decided from the
 //! crashed kernel's own struct pages while the agent streams the vmcore.
 //!
-//! - [`layout`]: what VMCOREINFO and os_info say about the kernel (struct
+//! - [`kernel_layout`]: what VMCOREINFO and os_info say about the kernel (struct
 //!   page offsets and flag numbers, mem_section, where the kernel image and
 //!   the identity map lie), checked for consistency.
 //! - [`dat`]: the s390x page-table walk that translates vmemmap addresses.
@@ -15,7 +15,7 @@
 
 pub mod classify;
 pub mod dat;
-pub mod layout;
+pub mod kernel_layout;
 pub mod memmap;
 pub mod note;
 
@@ -237,8 +237,8 @@ pub fn prepare(
         .vmcoreinfo()
         .map_err(|e| FilterError::Inconsistent(e.to_string()))?
         .ok_or(FilterError::NoVmcoreinfo)?;
-    let info = layout::KernelInfo::parse(text)?;
-    let map = layout::KernelMap::read(mem, &info)?;
+    let info = kernel_layout::KernelInfo::parse(text)?;
+    let map = kernel_layout::KernelMap::read(mem, &info)?;
     let top = map.direct(info.swapper_pg_dir).ok_or_else(|| {
         FilterError::Inconsistent(format!(
             "SYMBOL(swapper_pg_dir)={:#x} is in neither the image nor the identity map",

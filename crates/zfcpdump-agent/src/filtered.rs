@@ -1,27 +1,29 @@
 //! The filtered copy (dump level above 0): executes a
-//! `zfcpdump_format::elide` plan from the vmcore to the dump disk through the
+//! `zfcpdump_format::filtered` plan from the vmcore to the dump disk through the
 //! same caller-provided buffer as the byte-exact copy, leaving out zero pages
 //! and the pages the `zfcpdump_format::filter` classifier excludes.
 //!
 //! The layout (what the written ELF looks like) and the bounded state machine
-//! that decides which pages are left out live in `zfcpdump_format::elide`;
+//! that decides which pages are left out live in `zfcpdump_format::filtered`;
 //! this module only reads, feeds and writes, in the plan's order: HSA-backed
 //! parts, HSA release, notes, the other parts, the header area with its first
-//! page (the ELF header) last. Memory: the copy buffer plus the elider's two
+//! page (the ELF header) last. Memory: the copy buffer plus the writer's two
 //! pages; nothing grows with the dump size or the number of zero runs.
 
 use crate::copy::{BARRIER_WHAT, Progress, WRITEBACK_WHAT, Writeback, copy_chunks};
 use crate::disk::DumpTarget;
-use crate::error::{DumpError, Step as ErrStep};
+use crate::error::{DumpError, DumpStep};
 use crate::log::Log;
 use crate::{error, info};
 use std::io;
 use std::ops::Range;
 use zfcpdump_format::PAGE_SIZE;
 use zfcpdump_format::elf::{ReadAt, Vmcore};
-use zfcpdump_format::elide::{ElidePlan, ElideStats, ElideStep, Elider, Sink, slots_for};
 use zfcpdump_format::filter::classify::PageFilter;
 use zfcpdump_format::filter::{self, CLASSES, DumpLevel, PhysRead, ZERO};
+use zfcpdump_format::filtered::{
+    FilteredPlan, FilteredStats, FilteredStep, FilteredWriter, Sink, slots_for,
+};
 
 /// Excluded runs shorter than this many pages are written: each run costs a
 /// program header, which the table rations and every reader scans. The
@@ -33,9 +35,9 @@ pub const MIN_EXCLUDED_RUN: usize = 4;
 
 /// A filtered dump's layout and levels.
 #[derive(Debug)]
-pub struct Filtered {
+pub struct FilteredDump {
     /// The layout.
-    pub plan: ElidePlan,
+    pub plan: FilteredPlan,
     /// The level asked for.
     pub asked: DumpLevel,
     /// The level used.
@@ -54,7 +56,7 @@ pub fn prepare(
     dump_size: u64,
     mem: &mut dyn PhysRead,
     log: &Log,
-) -> (Option<Filtered>, Option<PageFilter>) {
+) -> (Option<FilteredDump>, Option<PageFilter>) {
     let Some(mut plan) = plan_for(vm, file_size, hsa_size, dump_size, log) else {
         return (None, None);
     };
@@ -89,7 +91,7 @@ pub fn prepare(
         );
         return (None, None);
     }
-    (Some(Filtered { plan, asked, used }), page_filter)
+    (Some(FilteredDump { plan, asked, used }), page_filter)
 }
 
 /// The elided layout of `vm` (`file_size` bytes, HSA of `hsa_size` bytes),
@@ -102,9 +104,9 @@ pub fn plan_for(
     hsa_size: u64,
     dump_size: u64,
     log: &Log,
-) -> Option<ElidePlan> {
+) -> Option<FilteredPlan> {
     let memory = vm.loads().fold(0u64, |a, p| a.saturating_add(p.p_memsz));
-    match ElidePlan::new(
+    match FilteredPlan::new(
         &vm.header,
         &vm.phdrs,
         file_size,
@@ -139,7 +141,7 @@ pub fn plan_for(
     }
 }
 
-/// Writes the elider's output at `base` of the disk and remembers what
+/// Writes the filtered writer's output at `base` of the disk and remembers what
 /// failed for the error message.
 struct DiskSink<'a, T: DumpTarget + ?Sized> {
     dst: &'a mut T,
@@ -168,7 +170,7 @@ impl<T: DumpTarget + ?Sized> DiskSink<'_, T> {
 
     fn error(&self, e: io::Error) -> DumpError {
         let what = self.failed.as_deref().unwrap_or("writing the dump");
-        DumpError::io(ErrStep::Copy, what, e)
+        DumpError::io(DumpStep::Copy, what, e)
     }
 }
 
@@ -212,17 +214,17 @@ impl<T: DumpTarget + ?Sized> Sink for DiskSink<'_, T> {
 /// elided ELF at `base` of `dst`, calls `release` after the HSA-backed parts,
 /// and writes the ELF header last.
 #[allow(clippy::too_many_arguments)]
-pub fn execute_elided<S, T>(
+pub fn execute_filtered<S, T>(
     src: &mut S,
     dst: &mut T,
     base: u64,
-    filtered: &Filtered,
+    filtered: &FilteredDump,
     mut filter: Option<(&mut PageFilter, &mut dyn PhysRead)>,
     buf: &mut [u8],
     progress: &mut Progress<'_>,
     release: &mut dyn FnMut() -> Result<(), DumpError>,
     log: &Log,
-) -> Result<ElideStats, DumpError>
+) -> Result<FilteredStats, DumpError>
 where
     S: ReadAt + ?Sized,
     T: DumpTarget + ?Sized,
@@ -238,12 +240,12 @@ where
         writeback: Writeback::default(),
     };
     let plan = &filtered.plan;
-    let mut elider = Elider::new(plan);
+    let mut writer = FilteredWriter::new(plan);
     let mut classes = vec![0u8; buf.len() / PAGE_SIZE as usize];
     for step in plan.steps() {
         match step {
-            ElideStep::ReleaseHsa => release()?,
-            ElideStep::Part(i) => {
+            FilteredStep::ReleaseHsa => release()?,
+            FilteredStep::Part(i) => {
                 let part = &plan.parts[i];
                 let what = if part.hsa {
                     "HSA-backed range"
@@ -257,7 +259,7 @@ where
                     part.file.end,
                     part.len().div_ceil(1024)
                 );
-                elider.begin_part(i);
+                writer.begin_part(i);
                 copy_chunks(src, part.file.clone(), buf, progress, |chunk, off| {
                     let classes = filter.as_mut().map(|(f, mem)| {
                         let pages = chunk.len().div_ceil(PAGE_SIZE as usize);
@@ -265,13 +267,13 @@ where
                         f.fill(*mem, pfn, &mut classes[..pages]);
                         &classes[..pages]
                     });
-                    elider
+                    writer
                         .feed_classified(chunk, classes, &mut sink)
                         .map_err(|e| sink.error(e))
                 })?;
-                elider.end_part(&mut sink).map_err(|e| sink.error(e))?;
+                writer.end_part(&mut sink).map_err(|e| sink.error(e))?;
             }
-            ElideStep::Meta => {
+            FilteredStep::Meta => {
                 let m = plan.meta_in.clone();
                 if m.is_empty() {
                     continue;
@@ -281,22 +283,22 @@ where
                     "copy notes {:#x}..{:#x} to {:#x}", m.start, m.end, plan.meta_out
                 );
                 copy_chunks(src, m, buf, progress, |chunk, off| {
-                    elider
+                    writer
                         .write_meta(chunk, off, &mut sink)
                         .map_err(|e| sink.error(e))
                 })?;
             }
-            ElideStep::Header => {}
+            FilteredStep::Header => {}
         }
     }
-    let so_far = elider.stats();
+    let so_far = writer.stats();
     info!(
         log,
         "write ELF header block (last) with {} program headers, 0x0..{:#x}",
         so_far.loads as usize + plan.fixed.len(),
         plan.header_size
     );
-    let stats = elider
+    let stats = writer
         .finish_noted(Some((filtered.asked, filtered.used)), &mut sink)
         .map_err(|e| sink.error(e))?;
     progress.finish();
@@ -304,7 +306,7 @@ where
 }
 
 /// What filtering saved, for the console: one line in all, one per class.
-pub fn summary_lines(s: &ElideStats, f: &Filtered, pf: Option<&PageFilter>) -> Vec<String> {
+pub fn summary_lines(s: &FilteredStats, f: &FilteredDump, pf: Option<&PageFilter>) -> Vec<String> {
     let mib = |n: u64| format!("{}.{} MiB", n >> 20, ((n & 0xfffff) * 10) >> 20);
     let mut line = format!(
         "filtered: dump level {}, {} of {} memory left out in {} runs; {} written, {} program headers of {} \
@@ -339,7 +341,7 @@ pub fn summary_lines(s: &ElideStats, f: &Filtered, pf: Option<&PageFilter>) -> V
         lines.push(format!(
             "page filter: {} pfns classified in {} windows, {} short excluded pages written, {} \
              unreadable struct pages (kept)",
-            c.classified, c.windows, c.short_runs_kept, c.unreadable
+            c.classified, c.windows, s.short_written, c.unreadable
         ));
     }
     lines

@@ -1,4 +1,4 @@
-//! Zero-page elision end to end: the agent writes an elided dump to a
+//! The filtered layout end to end: the agent writes an elided dump to a
 //! zipl-style image, `zfcpdump-disk extract` writes it out, and readers that
 //! share no code with the project (the `object` crate, and a Python script
 //! using only the standard library) read the original memory back, with
@@ -23,8 +23,8 @@ use zfcpdump_disk::extract::extract;
 use zfcpdump_disk::status::{State, inspect};
 use zfcpdump_format::busy::BUSY_MARKER;
 use zfcpdump_format::elf::NoteIter;
-use zfcpdump_format::elide::{LOWCORE_SIZE, slots_for};
 use zfcpdump_format::filter::note::{FilterNote, NAME, NOTE_SIZE, NT_FILTER};
+use zfcpdump_format::filtered::{LOWCORE_SIZE, slots_for};
 
 const PAGE: u64 = 4096;
 
@@ -202,7 +202,7 @@ fn elided_dump_extracts_to_the_original_memory() {
     let w = World::new(512, elided_spec());
     let before = w.snapshot();
     let s = dump_elided(&w);
-    let st = s.elision.expect("elision was used");
+    let st = s.filtered.expect("elision was used");
     assert!(st.elided > w.vmcore_len() / 4, "{st:?}");
     assert_eq!(st.zeros_written, 0);
     assert_eq!(s.bytes, st.file_size);
@@ -286,7 +286,7 @@ fn full_program_header_table_writes_the_remaining_zero_runs() {
         .seed(7);
     let w = World::new(512, spec);
     let s = dump_elided(&w);
-    let st = s.elision.unwrap();
+    let st = s.filtered.unwrap();
     let slots = slots_for(13 * MIB);
     assert_eq!(slots, 1096);
     assert!(st.zeros_written > 0, "{st:?}");
@@ -385,7 +385,7 @@ fn elision_off_is_byte_exact() {
     env.config = Some(config(&w, false));
     env.hsa_size = Some(2 * MIB);
     let s = run(&env).unwrap();
-    assert!(s.elision.is_none());
+    assert!(s.filtered.is_none());
     assert_eq!(s.bytes, w.vmcore_len());
     assert_dump_is_vmcore(&w);
     assert_same_except(&before, &w.image, &w.allowed_after_dump());
@@ -410,7 +410,7 @@ fn memory_without_zero_pages_and_a_kernel_image_at_the_hsa_boundary() {
         }));
     let w = World::new(512, spec);
     let s = dump_elided(&w);
-    let st = s.elision.unwrap();
+    let st = s.filtered.unwrap();
     assert_eq!((st.elided, st.runs), (0, 0));
     // Note, the kernel image and the first range in two parts each (HSA
     // boundary at 2 MiB), the second range.
@@ -484,7 +484,7 @@ fn a_level_the_kernel_cannot_support_falls_back_to_zero_pages() {
             "filtered: dump level 1, ",
         ],
     );
-    let st = s.elision.expect("filtered");
+    let st = s.filtered.expect("filtered");
     assert!(
         st.elided > 0 && st.excluded[1..].iter().all(|&n| n == 0),
         "{st:?}"
@@ -507,6 +507,6 @@ fn the_command_line_level_overrides_the_profile() {
     env.config = Some(config(&w, true));
     w.write_root("proc/cmdline", "zfcpdump.dump_level=0\n");
     let s = run(&env).unwrap_or_else(|e| panic!("{e}\n{}", env.log.captured()));
-    assert!(s.elision.is_none());
+    assert!(s.filtered.is_none());
     assert_eq!(s.bytes, w.vmcore_len());
 }

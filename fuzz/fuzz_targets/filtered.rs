@@ -1,6 +1,6 @@
 //! The filtered layout writer as a round trip: a vmcore made by
 //! vmcore-fixture (written apart from the reader, so each checks the other)
-//! from the input's layout, elided through `zfcpdump_format::elide` with the
+//! from the input's layout, elided through `zfcpdump_format::filtered` with the
 //! input's page classes, chunk size and program header budget, read back
 //! with the ELF reader: every page reads as the vmcore's, or as zeros where
 //! it was zero or its class left it out. The notes come through unchanged.
@@ -14,7 +14,10 @@ use libfuzzer_sys::fuzz_target;
 use vmcore_fixture::{Spec, write_vmcore};
 use zfcpdump_format::PAGE_SIZE;
 use zfcpdump_format::elf::Vmcore;
-use zfcpdump_format::elide::{ElidePlan, ElideStep, Elider, LOWCORE_SIZE, MIN_SLOTS, Sink};
+use zfcpdump_format::filtered::{
+    FilteredPlan, FilteredStep, FilteredWriter, LOWCORE_SIZE, MIN_SLOTS, Sink,
+};
+use zfcpdump_format::filter::classify::{SHORT_RUN, leaves_out};
 use zfcpdump_format::filter::{DumpLevel, PhysRead, VmcorePhys};
 
 /// The output in memory.
@@ -63,7 +66,7 @@ fn case(u: &mut Unstructured) -> Result<Case> {
         spec,
         hsa: u64::from(u.int_in_range(0u8..=64)?) * PAGE_SIZE,
         // The minimum reserve, or a few entries more than the parts need:
-        // the elider must then write zero runs it cannot describe.
+        // the writer must then write zero runs it cannot describe.
         slots: if u.arbitrary()? {
             MIN_SLOTS
         } else {
@@ -87,20 +90,21 @@ fuzz_target!(|data: &[u8]| {
     write_vmcore(&c.spec, &mut file).unwrap();
     let size = file.len() as u64;
     let vm = Vmcore::read(&mut &file[..], size).expect("the reader refuses a fixture vmcore");
-    let Ok(mut plan) = ElidePlan::new(&vm.header, &vm.phdrs, size, c.hsa, c.slots) else {
+    let Ok(mut plan) = FilteredPlan::new(&vm.header, &vm.phdrs, size, c.hsa, c.slots) else {
         return;
     };
     plan.zero_pages = c.zero_pages;
     let noted = c.note && plan.reserve_note();
+    // Some pages of a class are marked as of a run too short to leave out.
     let class_of = |pfn: u64| match c.classes.get(pfn as usize % c.classes.len().max(1)) {
-        Some(&b) if b % 3 == 0 => b % 31 + 1,
+        Some(&b) if b % 3 == 0 => (b % 31 + 1) | if b >= 0xc0 { SHORT_RUN } else { 0 },
         _ => 0,
     };
     let mut out = Out::default();
-    let mut e = Elider::new(&plan);
+    let mut e = FilteredWriter::new(&plan);
     for step in plan.steps() {
         match step {
-            ElideStep::Part(i) => {
+            FilteredStep::Part(i) => {
                 let part = &plan.parts[i];
                 e.begin_part(i);
                 let mut off = part.file.start;
@@ -115,12 +119,12 @@ fuzz_target!(|data: &[u8]| {
                 }
                 e.end_part(&mut out).unwrap();
             }
-            ElideStep::Meta => {
+            FilteredStep::Meta => {
                 let m = plan.meta_in.clone();
                 e.write_meta(&file[m.start as usize..m.end as usize], m.start, &mut out)
                     .unwrap();
             }
-            ElideStep::ReleaseHsa | ElideStep::Header => {}
+            FilteredStep::ReleaseHsa | FilteredStep::Header => {}
         }
     }
     let all = DumpLevel::new(31).unwrap();
@@ -146,7 +150,7 @@ fuzz_target!(|data: &[u8]| {
                 continue;
             }
             let may_drop = pfn * PAGE_SIZE >= LOWCORE_SIZE
-                && (class_of(pfn) != 0 || (c.zero_pages && a.iter().all(|&x| x == 0)));
+                && (leaves_out(class_of(pfn)) || (c.zero_pages && a.iter().all(|&x| x == 0)));
             assert!(
                 may_drop && b.iter().all(|&x| x == 0),
                 "page {pfn:#x} reads back wrong (class {}, zero pages {})",

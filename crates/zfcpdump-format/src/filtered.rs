@@ -1,6 +1,7 @@
-//! Zero-page elision: the layout of a dump that leaves all-zero pages out of
-//! the written PT_LOAD data, and the bounded state machine that produces it
-//! while the agent streams the vmcore.
+//! The filtered layout writer: the layout of a dump that leaves pages out of
+//! the written PT_LOAD data (all-zero pages, and the pages the
+//! [`crate::filter`] classifier excludes), and the bounded state machine that
+//! produces it while the agent streams the vmcore.
 //!
 //! # What the output ELF looks like
 //!
@@ -32,7 +33,7 @@
 //! The program header table is reserved before the copy starts, so the data
 //! never has to move: [`slots_for`] picks one entry per 64 KiB of memory, at
 //! least [`MIN_SLOTS`] and at most [`MAX_SLOTS`] (below `PN_XNUM`, so no section
-//! header is needed). The [`Elider`] elides a zero run only while enough
+//! header is needed). The [`FilteredWriter`] elides a zero run only while enough
 //! entries are left for it and for every part still to come, and within a
 //! ration that hands the spare entries out along the input (so an early
 //! fragmented stretch cannot starve long runs later); other zero pages are
@@ -59,6 +60,7 @@
 use crate::PAGE_SIZE;
 use crate::elf::{EHDR_SIZE, ElfHeader, PHDR_SIZE, PN_XNUM, PT_LOAD, ProgramHeader, sort_ranges};
 use crate::filter::DumpLevel;
+use crate::filter::classify::{SHORT_RUN, leaves_out};
 use crate::filter::note::FilterNote;
 use std::fmt;
 use std::io;
@@ -97,10 +99,10 @@ pub fn slots_for(memory: u64) -> u32 {
     fill.min(MAX_SLOTS)
 }
 
-/// Why a vmcore cannot be written with elision (the agent then copies it byte
-/// for byte).
+/// Why a vmcore cannot be written in the filtered layout (the agent then
+/// copies it byte for byte).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ElideError {
+pub enum FilteredPlanError {
     /// A PT_LOAD with file bytes whose physical address or file size is not a
     /// multiple of the page size.
     Unaligned {
@@ -139,28 +141,28 @@ pub enum ElideError {
     },
 }
 
-impl fmt::Display for ElideError {
+impl fmt::Display for FilteredPlanError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ElideError::Unaligned { index } => write!(
+            FilteredPlanError::Unaligned { index } => write!(
                 f,
                 "PT_LOAD {index} is not page-aligned (p_paddr or p_filesz not a multiple of {PAGE_SIZE})"
             ),
-            ElideError::OutOfFile { index } => {
+            FilteredPlanError::OutOfFile { index } => {
                 write!(f, "program header {index} extends past the end of the file")
             }
-            ElideError::Overlap { a, b } => {
+            FilteredPlanError::Overlap { a, b } => {
                 write!(f, "PT_LOADs {a} and {b} share file bytes")
             }
-            ElideError::LoadInHeaders { index } => write!(
+            FilteredPlanError::LoadInHeaders { index } => write!(
                 f,
                 "PT_LOAD {index} has file bytes inside the ELF header or program header table"
             ),
-            ElideError::NotesOutside { index } => write!(
+            FilteredPlanError::NotesOutside { index } => write!(
                 f,
                 "segment {index} is not between the program header table and the PT_LOAD data"
             ),
-            ElideError::TooManySegments { needed, slots } => write!(
+            FilteredPlanError::TooManySegments { needed, slots } => write!(
                 f,
                 "{needed} segments need more program headers than the {slots} reserved"
             ),
@@ -168,7 +170,7 @@ impl fmt::Display for ElideError {
     }
 }
 
-impl std::error::Error for ElideError {}
+impl std::error::Error for FilteredPlanError {}
 
 /// A contiguous stretch of one input PT_LOAD that is copied in one go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -208,23 +210,24 @@ impl Part {
     }
 }
 
-/// One step of an elided copy, in order.
+/// One step of a filtered copy, in order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ElideStep {
-    /// Copy part `i` of [`ElidePlan::parts`] through [`Elider::begin_part`],
-    /// [`Elider::feed`] and [`Elider::end_part`].
+pub enum FilteredStep {
+    /// Copy part `i` of [`FilteredPlan::parts`] through [`FilteredWriter::begin_part`],
+    /// [`FilteredWriter::feed`] and [`FilteredWriter::end_part`].
     Part(usize),
     /// Release the HSA: every HSA-backed part is copied.
     ReleaseHsa,
-    /// Copy the input bytes [`ElidePlan::meta_in`] through [`Elider::write_meta`].
+    /// Copy the input bytes [`FilteredPlan::meta_in`] through [`FilteredWriter::write_meta`].
     Meta,
-    /// [`Elider::finish`]: the rest of the header area, the first page last.
+    /// [`FilteredWriter::finish`]: the rest of the header area, the first page last.
     Header,
 }
 
-/// The layout of an elided dump of one vmcore, fixed before the copy starts.
+/// The plan of a filtered dump of one vmcore: its layout and the order of
+/// its steps, fixed before the copy starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ElidePlan {
+pub struct FilteredPlan {
     /// The output ELF header; e_phnum is set when the copy ends.
     pub header: ElfHeader,
     /// Program header entries reserved.
@@ -251,7 +254,7 @@ pub struct ElidePlan {
     pub note_at: Option<u64>,
 }
 
-impl ElidePlan {
+impl FilteredPlan {
     /// Lays out the elided dump of a vmcore of `file_size` bytes with header
     /// `header` and program headers `phdrs` (validated by the ELF reader), on
     /// a machine whose HSA holds physical addresses `[0, hsa_size)`, with
@@ -262,7 +265,7 @@ impl ElidePlan {
         file_size: u64,
         hsa_size: u64,
         slots: u32,
-    ) -> Result<ElidePlan, ElideError> {
+    ) -> Result<FilteredPlan, FilteredPlanError> {
         let slots = slots.min(MAX_SLOTS);
         let table_end = header
             .e_phoff
@@ -277,14 +280,14 @@ impl ElidePlan {
                 continue;
             }
             if p.file_end().is_none_or(|e| e > file_size) {
-                return Err(ElideError::OutOfFile { index });
+                return Err(FilteredPlanError::OutOfFile { index });
             }
             if p.is_load() {
                 if !p.p_paddr.is_multiple_of(PAGE_SIZE) || !p.p_filesz.is_multiple_of(PAGE_SIZE) {
-                    return Err(ElideError::Unaligned { index });
+                    return Err(FilteredPlanError::Unaligned { index });
                 }
                 if p.p_offset < table_end {
-                    return Err(ElideError::LoadInHeaders { index });
+                    return Err(FilteredPlanError::LoadInHeaders { index });
                 }
                 order.push(p.p_offset..index as u64);
             }
@@ -293,7 +296,7 @@ impl ElidePlan {
         for w in order.windows(2) {
             let (a, b) = (w[0].end as usize, w[1].end as usize);
             if phdrs[b].p_offset < phdrs[a].p_offset + phdrs[a].p_filesz {
-                return Err(ElideError::Overlap { a, b });
+                return Err(FilteredPlanError::Overlap { a, b });
             }
         }
         let first_load = order.first().map(|r| r.start);
@@ -317,7 +320,7 @@ impl ElidePlan {
             let inside =
                 p.p_offset >= table_end && first_load.is_none_or(|f| p.p_offset + p.p_filesz <= f);
             if !inside {
-                return Err(ElideError::NotesOutside { index });
+                return Err(FilteredPlanError::NotesOutside { index });
             }
         }
 
@@ -381,7 +384,7 @@ impl ElidePlan {
         let notes = phdrs.iter().filter(|p| !p.is_load()).count() as u64;
         let needed = notes + hsa_parts.len() as u64;
         if needed > slots as u64 || notes > FIRST_PAGE_SLOTS {
-            return Err(ElideError::TooManySegments { needed, slots });
+            return Err(FilteredPlanError::TooManySegments { needed, slots });
         }
 
         let out_header = ElfHeader {
@@ -389,7 +392,7 @@ impl ElidePlan {
             e_flags: header.e_flags,
             ..ElfHeader::s390_core(0)
         };
-        Ok(ElidePlan {
+        Ok(FilteredPlan {
             header: out_header,
             slots,
             header_size,
@@ -432,13 +435,13 @@ impl ElidePlan {
 
     /// The steps in order: HSA-backed parts, the HSA release, the notes, the
     /// other parts, the header area (its first page last).
-    pub fn steps(&self) -> Vec<ElideStep> {
+    pub fn steps(&self) -> Vec<FilteredStep> {
         let hsa = self.parts.iter().take_while(|p| p.hsa).count();
-        let mut v: Vec<ElideStep> = (0..hsa).map(ElideStep::Part).collect();
-        v.push(ElideStep::ReleaseHsa);
-        v.push(ElideStep::Meta);
-        v.extend((hsa..self.parts.len()).map(ElideStep::Part));
-        v.push(ElideStep::Header);
+        let mut v: Vec<FilteredStep> = (0..hsa).map(FilteredStep::Part).collect();
+        v.push(FilteredStep::ReleaseHsa);
+        v.push(FilteredStep::Meta);
+        v.extend((hsa..self.parts.len()).map(FilteredStep::Part));
+        v.push(FilteredStep::Header);
         v
     }
 
@@ -468,7 +471,7 @@ fn covered_elsewhere(phdrs: &[ProgramHeader], i: usize) -> bool {
     })
 }
 
-/// Where an [`Elider`] writes: offsets are relative to the start of the
+/// Where an [`FilteredWriter`] writes: offsets are relative to the start of the
 /// output ELF (the dump area).
 pub trait Sink {
     /// Writes all of `data` at `offset`.
@@ -487,7 +490,7 @@ pub trait Sink {
         }
         Ok(())
     }
-    /// Makes everything written so far durable. [`Elider::finish_noted`]
+    /// Makes everything written so far durable. [`FilteredWriter::finish_noted`]
     /// calls it right before the first page, which makes the output look
     /// complete, so that page reaches the device after all the rest. The
     /// default does nothing (a sink in memory).
@@ -496,9 +499,9 @@ pub trait Sink {
     }
 }
 
-/// What an elided copy did.
+/// What a filtered copy did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ElideStats {
+pub struct FilteredStats {
     /// Memory bytes written.
     pub written: u64,
     /// Zero bytes left out (not counting tails the input already left out).
@@ -514,6 +517,9 @@ pub struct ElideStats {
     pub excluded: [u64; 5],
     /// Pages written, each physical page once.
     pub pages_written: u64,
+    /// Of those, pages of excluded runs too short to leave out
+    /// ([`crate::filter::classify::SHORT_RUN`]).
+    pub short_written: u64,
     /// PT_LOAD program headers written.
     pub loads: u32,
     /// Program headers written in total (e_phnum).
@@ -550,11 +556,11 @@ pub fn is_zero(b: &[u8]) -> bool {
     chunks.remainder().iter().all(|&x| x == 0)
 }
 
-/// Produces an elided dump while the caller streams the parts of an
-/// [`ElidePlan`] through it, in [`ElidePlan::steps`] order.
+/// Writes a filtered dump while the caller streams the parts of an
+/// [`FilteredPlan`] through it, in [`FilteredPlan::steps`] order.
 #[derive(Debug)]
-pub struct Elider<'p> {
-    plan: &'p ElidePlan,
+pub struct FilteredWriter<'p> {
+    plan: &'p FilteredPlan,
     /// Program headers written (fixed ones and finished pieces).
     used: u32,
     /// Parts not begun yet (each needs one more entry).
@@ -576,14 +582,14 @@ pub struct Elider<'p> {
     /// Part bytes fed so far, and in all.
     fed: u64,
     input_total: u64,
-    stats: ElideStats,
+    stats: FilteredStats,
 }
 
-impl<'p> Elider<'p> {
-    /// Starts an elided copy; the non-PT_LOAD program headers take the first
+impl<'p> FilteredWriter<'p> {
+    /// Starts a filtered copy; the non-PT_LOAD program headers take the first
     /// entries.
-    pub fn new(plan: &'p ElidePlan) -> Elider<'p> {
-        let mut e = Elider {
+    pub fn new(plan: &'p FilteredPlan) -> FilteredWriter<'p> {
+        let mut e = FilteredWriter {
             plan,
             used: 0,
             parts_left: plan.parts.len() as u32,
@@ -596,7 +602,7 @@ impl<'p> Elider<'p> {
             spare: (plan.slots as u64).saturating_sub((plan.fixed.len() + plan.parts.len()) as u64),
             fed: 0,
             input_total: plan.parts.iter().map(Part::len).sum(),
-            stats: ElideStats::default(),
+            stats: FilteredStats::default(),
         };
         for p in &plan.fixed {
             // Cannot fail: nothing is flushed while the first page fills.
@@ -606,11 +612,11 @@ impl<'p> Elider<'p> {
     }
 
     /// What was done so far.
-    pub fn stats(&self) -> ElideStats {
+    pub fn stats(&self) -> FilteredStats {
         self.stats
     }
 
-    /// Starts part `i`: its bytes follow through [`Elider::feed`].
+    /// Starts part `i`: its bytes follow through [`FilteredWriter::feed`].
     ///
     /// # Panics
     /// If a part is still open.
@@ -641,9 +647,11 @@ impl<'p> Elider<'p> {
         self.feed_classified(data, None, sink)
     }
 
-    /// [`Elider::feed`] with the class of each page of `data`
+    /// [`FilteredWriter::feed`] with the class of each page of `data`
     /// ([`crate::filter::classify::PageFilter`]): a page with a non-zero
-    /// class is left out like a zero page.
+    /// class is left out like a zero page. A page of a run too short to
+    /// leave out ([`crate::filter::classify::SHORT_RUN`]) is written unless
+    /// it is a zero page left out as such, which counts under its class.
     pub fn feed_classified(
         &mut self,
         data: &[u8],
@@ -651,7 +659,7 @@ impl<'p> Elider<'p> {
         sink: &mut dyn Sink,
     ) -> io::Result<()> {
         let mut cur = self.current.expect("feed without an open part");
-        let plan: &'p ElidePlan = self.plan;
+        let plan: &'p FilteredPlan = self.plan;
         let part = &plan.parts[cur.part];
         assert!(
             cur.next + data.len() as u64 <= part.file.end,
@@ -666,9 +674,10 @@ impl<'p> Elider<'p> {
         while i < data.len() {
             let pa = paddr0 + i as u64;
             let n = ((PAGE_SIZE - pa % PAGE_SIZE) as usize).min(data.len() - i);
-            let class = classes.map_or(0, |c| c[i / PAGE_SIZE as usize]);
-            let zero =
-                pa >= LOWCORE_SIZE && (class != 0 || (plan.zero_pages && is_zero(&data[i..i + n])));
+            let marked = classes.map_or(0, |c| c[i / PAGE_SIZE as usize]);
+            let class = marked & !SHORT_RUN;
+            let zero = pa >= LOWCORE_SIZE
+                && (leaves_out(marked) || (plan.zero_pages && is_zero(&data[i..i + n])));
             if zero && (cur.piece.zeros > 0 || self.may_start_run(self.fed + i as u64)) {
                 if cur.piece.zeros == 0 {
                     self.stats.runs += 1;
@@ -706,6 +715,7 @@ impl<'p> Elider<'p> {
                 self.cursor += n as u64;
                 self.stats.written += n as u64;
                 self.stats.pages_written += part.counted as u64;
+                self.stats.short_written += (part.counted && marked & SHORT_RUN != 0) as u64;
             }
             i += n;
         }
@@ -742,7 +752,7 @@ impl<'p> Elider<'p> {
     /// Without an open part, or before all its bytes were fed.
     pub fn end_part(&mut self, sink: &mut dyn Sink) -> io::Result<()> {
         let cur = self.current.take().expect("end_part without an open part");
-        let plan: &'p ElidePlan = self.plan;
+        let plan: &'p FilteredPlan = self.plan;
         let part = &plan.parts[cur.part];
         assert_eq!(cur.next, part.file.end, "part ended before all its bytes");
         let mut piece = cur.piece;
@@ -750,7 +760,7 @@ impl<'p> Elider<'p> {
         self.close_piece(part, &piece, sink)
     }
 
-    /// Copies input bytes of [`ElidePlan::meta_in`] that start at input offset
+    /// Copies input bytes of [`FilteredPlan::meta_in`] that start at input offset
     /// `in_offset` to their place in the output.
     ///
     /// # Panics
@@ -776,17 +786,17 @@ impl<'p> Elider<'p> {
     ///
     /// # Panics
     /// If a part is still open.
-    pub fn finish(self, sink: &mut dyn Sink) -> io::Result<ElideStats> {
+    pub fn finish(self, sink: &mut dyn Sink) -> io::Result<FilteredStats> {
         self.finish_noted(None, sink)
     }
 
-    /// [`Elider::finish`] that also writes the filter note (where the plan
+    /// [`FilteredWriter::finish`] that also writes the filter note (where the plan
     /// reserved it) with the levels asked for and used, `levels`.
     pub fn finish_noted(
         mut self,
         levels: Option<(DumpLevel, DumpLevel)>,
         sink: &mut dyn Sink,
-    ) -> io::Result<ElideStats> {
+    ) -> io::Result<FilteredStats> {
         assert!(self.current.is_none(), "part not ended");
         let plan = self.plan;
         let meta_len = plan.meta_in.end - plan.meta_in.start;
@@ -844,7 +854,7 @@ impl<'p> Elider<'p> {
     }
 
     /// Puts the next program header into its place in the table: the first
-    /// page stays in memory until [`Elider::finish`]; later pages are written
+    /// page stays in memory until [`FilteredWriter::finish`]; later pages are written
     /// when the table moves on to the next page.
     fn push_phdr(&mut self, ph: &ProgramHeader, sink: &mut dyn Sink) -> io::Result<()> {
         assert!(self.used < self.plan.slots, "program header table full");
@@ -1015,16 +1025,21 @@ mod tests {
         }
     }
 
-    /// Runs an elided copy of `c` in chunks of `chunk` pages, the way the
+    /// Runs a filtered copy of `c` in chunks of `chunk` pages, the way the
     /// agent does.
-    fn elide(c: &Core, hsa: u64, slots: u32, chunk: u64) -> (ElidePlan, Disk, ElideStats) {
-        let plan = ElidePlan::new(&c.header, &c.phdrs, c.file.len() as u64, hsa, slots).unwrap();
+    fn write_filtered(
+        c: &Core,
+        hsa: u64,
+        slots: u32,
+        chunk: u64,
+    ) -> (FilteredPlan, Disk, FilteredStats) {
+        let plan = FilteredPlan::new(&c.header, &c.phdrs, c.file.len() as u64, hsa, slots).unwrap();
         let mut disk = Disk::new(plan.max_size() + 3 * P);
-        let mut e = Elider::new(&plan);
+        let mut e = FilteredWriter::new(&plan);
         let mut released = false;
         for step in plan.steps() {
             match step {
-                ElideStep::Part(i) => {
+                FilteredStep::Part(i) => {
                     let part = &plan.parts[i];
                     assert_eq!(part.hsa, !released, "HSA parts come before the release");
                     e.begin_part(i);
@@ -1037,8 +1052,8 @@ mod tests {
                     }
                     e.end_part(&mut disk).unwrap();
                 }
-                ElideStep::ReleaseHsa => released = true,
-                ElideStep::Meta => {
+                FilteredStep::ReleaseHsa => released = true,
+                FilteredStep::Meta => {
                     let m = plan.meta_in.clone();
                     e.write_meta(
                         &c.file[m.start as usize..m.end as usize],
@@ -1047,7 +1062,7 @@ mod tests {
                     )
                     .unwrap();
                 }
-                ElideStep::Header => {}
+                FilteredStep::Header => {}
             }
         }
         let stats = e.finish(&mut disk).unwrap();
@@ -1055,7 +1070,12 @@ mod tests {
     }
 
     /// Checks everything an elided dump promises; returns its program headers.
-    fn check(c: &Core, plan: &ElidePlan, disk: &Disk, stats: &ElideStats) -> Vec<ProgramHeader> {
+    fn check(
+        c: &Core,
+        plan: &FilteredPlan,
+        disk: &Disk,
+        stats: &FilteredStats,
+    ) -> Vec<ProgramHeader> {
         let size = stats.file_size;
         // Every byte of the file was written, nothing after it; the first
         // page came last.
@@ -1161,7 +1181,7 @@ mod tests {
             ],
             &zero_runs(&zeros),
         );
-        let (plan, disk, stats) = elide(&c, 8 * P, slots_for(0), 3);
+        let (plan, disk, stats) = write_filtered(&c, 8 * P, slots_for(0), 3);
         let loads = check(&c, &plan, &disk, &stats);
         // Pages 0 and 1 are lowcore: written although zero. The kernel
         // image PT_LOAD has its own file bytes: its copy of page 5 is a run
@@ -1197,17 +1217,76 @@ mod tests {
     }
 
     #[test]
+    fn a_short_runs_zero_pages_count_under_their_class() {
+        use crate::filter::classify::mark_short_runs;
+        use crate::filter::{CACHE, USER, class_index};
+        // 16 pages at physical 0. Zero pages: 5, in a user run (4..7) too
+        // short to leave out; 9 and 12, in a long cache run (8..14); 15,
+        // of no class.
+        let c = core(&[(0, 0, 16, 0)], &zero_runs(&[5, 9, 12, 15]));
+        let mut classes = [0u8; 16];
+        classes[4..7].fill(USER);
+        classes[8..14].fill(CACHE);
+        // As the page filter hands them on with a minimum run of 4.
+        assert_eq!(mark_short_runs(&mut classes, 4), 3);
+        let plan = FilteredPlan::new(&c.header, &c.phdrs, c.file.len() as u64, 0, 100).unwrap();
+        let mut disk = Disk::new(plan.max_size() + P);
+        let mut w = FilteredWriter::new(&plan);
+        for step in plan.steps() {
+            match step {
+                FilteredStep::Part(i) => {
+                    let f = plan.parts[i].file.clone();
+                    w.begin_part(i);
+                    w.feed_classified(
+                        &c.file[f.start as usize..f.end as usize],
+                        Some(&classes),
+                        &mut disk,
+                    )
+                    .unwrap();
+                    w.end_part(&mut disk).unwrap();
+                }
+                FilteredStep::Meta => {
+                    let m = plan.meta_in.clone();
+                    w.write_meta(
+                        &c.file[m.start as usize..m.end as usize],
+                        m.start,
+                        &mut disk,
+                    )
+                    .unwrap();
+                }
+                FilteredStep::ReleaseHsa | FilteredStep::Header => {}
+            }
+        }
+        let stats = w.finish(&mut disk).unwrap();
+        let out = &disk.data[..stats.file_size as usize];
+        let vm = Vmcore::read(&mut &out[..], stats.file_size).unwrap();
+        assert_eq!(vm.loads().map(|p| p.p_filesz).sum::<u64>(), 8 * P);
+        // Page 5 is left out, counted as the user page it is (as
+        // makedumpfile counts it), not as a zero page; of its run only
+        // pages 4 and 6 are written, and only they count as short pages
+        // written.
+        let mut want = [0u64; 5];
+        want[0] = 1;
+        want[class_index(USER)] = 1;
+        want[class_index(CACHE)] = 6;
+        assert_eq!(stats.excluded, want);
+        assert_eq!(stats.short_written, 2);
+        assert_eq!(stats.pages_written, 8);
+        assert_eq!(stats.runs, 3);
+    }
+
+    #[test]
     fn full_table_writes_the_remaining_zeros() {
         // Every other page zero: many runs.
         let c = core(&[(0, 0, 64, 0), (128 * P, 128 * P, 32, 0)], &|page| {
             page % 2 == 1
         });
-        let (_, _, all) = elide(&c, 0, 1000, 4);
+        let (_, _, all) = write_filtered(&c, 0, 1000, 4);
         assert_eq!(all.zeros_written, 0);
         assert_eq!(all.runs, 31 + 16);
         // Room for the note, the two parts and three more pieces.
         for slots in [3, 4, 5, 6, 7] {
-            let (plan, disk, stats) = elide(&c, 0, slots, 4);
+            let (plan, disk, stats) = write_filtered(&c, 0, slots, 4);
             check(&c, &plan, &disk, &stats);
             assert!(stats.phnum <= slots);
             assert_eq!(
@@ -1226,10 +1305,10 @@ mod tests {
             assert!(stats.zeros_written > 0);
         }
         // Not even one entry per part: no plan.
-        let e = ElidePlan::new(&c.header, &c.phdrs, c.file.len() as u64, 0, 2).unwrap_err();
+        let e = FilteredPlan::new(&c.header, &c.phdrs, c.file.len() as u64, 0, 2).unwrap_err();
         assert_eq!(
             e,
-            ElideError::TooManySegments {
+            FilteredPlanError::TooManySegments {
                 needed: 3,
                 slots: 2
             }
@@ -1249,7 +1328,7 @@ mod tests {
         };
         let c = core(&[(0, 0, 512, 0)], &zero);
         // The note, the part and 40 spare entries: too few for every run.
-        let (plan, disk, stats) = elide(&c, 0, 42, 8);
+        let (plan, disk, stats) = write_filtered(&c, 0, 42, 8);
         check(&c, &plan, &disk, &stats);
         // Without the ration the 40 entries would go to the first 80 pages
         // and the long run would be written: 255 + 88 zero pages. With it,
@@ -1266,14 +1345,14 @@ mod tests {
     #[test]
     fn all_zero_and_no_zero_memory() {
         let c = core(&[(0, 0, 8, 0), (16 * P, 16 * P, 8, 0)], &|_| true);
-        let (plan, disk, stats) = elide(&c, 0, 100, 2);
+        let (plan, disk, stats) = write_filtered(&c, 0, 100, 2);
         let loads = check(&c, &plan, &disk, &stats);
         // The lowcore pages are kept; a segment of zeros is one piece with
         // p_filesz 0.
         assert_eq!(loads[0].p_filesz, 2 * P);
         assert_eq!((loads[1].p_filesz, loads[1].p_memsz), (0, 8 * P));
         let c = core(&[(0, 0, 8, 0), (16 * P, 16 * P, 8, 0)], &|_| false);
-        let (plan, disk, stats) = elide(&c, 4 * P, 100, 2);
+        let (plan, disk, stats) = write_filtered(&c, 4 * P, 100, 2);
         check(&c, &plan, &disk, &stats);
         assert_eq!(stats.elided, 0);
         assert_eq!(stats.file_size, plan.max_size());
@@ -1282,7 +1361,7 @@ mod tests {
     #[test]
     fn plan_layout_and_refusals() {
         let c = core(&[(0, 0, 4, 0)], &|_| false);
-        let plan = ElidePlan::new(&c.header, &c.phdrs, c.file.len() as u64, 0, 1024).unwrap();
+        let plan = FilteredPlan::new(&c.header, &c.phdrs, c.file.len() as u64, 0, 1024).unwrap();
         assert_eq!(plan.header_size, header_size(1024));
         assert_eq!(plan.header_size % P, 0);
         assert_eq!(plan.meta_in, 4096..8192);
@@ -1294,10 +1373,10 @@ mod tests {
         assert_eq!(
             plan.steps(),
             [
-                ElideStep::ReleaseHsa,
-                ElideStep::Meta,
-                ElideStep::Part(0),
-                ElideStep::Header
+                FilteredStep::ReleaseHsa,
+                FilteredStep::Meta,
+                FilteredStep::Part(0),
+                FilteredStep::Header
             ]
         );
 
@@ -1305,23 +1384,23 @@ mod tests {
         let with = |f: &dyn Fn(&mut Vec<ProgramHeader>)| {
             let mut ph = c.phdrs.clone();
             f(&mut ph);
-            ElidePlan::new(&c.header, &ph, size, 0, 1024).unwrap_err()
+            FilteredPlan::new(&c.header, &ph, size, 0, 1024).unwrap_err()
         };
         assert_eq!(
             with(&|ph| ph[1].p_paddr = 100),
-            ElideError::Unaligned { index: 1 }
+            FilteredPlanError::Unaligned { index: 1 }
         );
         assert_eq!(
             with(&|ph| ph[1].p_filesz -= 1),
-            ElideError::Unaligned { index: 1 }
+            FilteredPlanError::Unaligned { index: 1 }
         );
         assert_eq!(
             with(&|ph| ph[1].p_filesz += P),
-            ElideError::OutOfFile { index: 1 }
+            FilteredPlanError::OutOfFile { index: 1 }
         );
         assert_eq!(
             with(&|ph| ph[1].p_offset = 0),
-            ElideError::LoadInHeaders { index: 1 }
+            FilteredPlanError::LoadInHeaders { index: 1 }
         );
         assert_eq!(
             with(&|ph| {
@@ -1331,11 +1410,11 @@ mod tests {
                 q.p_filesz = P;
                 ph.push(q)
             }),
-            ElideError::Overlap { a: 1, b: 2 }
+            FilteredPlanError::Overlap { a: 1, b: 2 }
         );
         assert_eq!(
             with(&|ph| ph[0].p_offset = 3 * P),
-            ElideError::NotesOutside { index: 0 }
+            FilteredPlanError::NotesOutside { index: 0 }
         );
         assert!(
             with(&|ph| ph[1].p_paddr = 100)
@@ -1408,7 +1487,7 @@ mod tests {
             let min = 1 + 2 * loads.len() as u32;
             let slots = min + rng.below(12) as u32;
             let chunk = 1 + rng.below(5);
-            let (plan, disk, stats) = elide(&c, hsa, slots, chunk);
+            let (plan, disk, stats) = write_filtered(&c, hsa, slots, chunk);
             check(&c, &plan, &disk, &stats);
             let memory: u64 = loads.iter().map(|l| l.2 * P).sum();
             assert_eq!(stats.written + stats.elided, memory, "round {round}");
