@@ -546,7 +546,7 @@ mod tests {
     }
 
     /// On a real dump: `MAKEDUMPFILE_DUMP=path MAKEDUMPFILE_KERNEL=6.1.192
-    /// cargo test -p xtask makedumpfile -- --ignored --nocapture`.
+    /// cargo test -p zfcpdump-lab makedumpfile -- --ignored --nocapture`.
     #[test]
     #[ignore]
     fn real_dump() {

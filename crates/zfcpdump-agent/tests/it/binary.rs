@@ -1,9 +1,7 @@
 //! The built binary in tool mode, end to end: arguments, console lines, exit
 //! codes, and the panic path.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::process::{Command, Output};
 
 fn agent(args: &[&std::ffi::OsStr]) -> Output {

@@ -1,9 +1,7 @@
 //! End-to-end dumps through the library on zipl-style images: the result,
 //! the bytes outside the dump area, the order of operations, and refusals.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;

@@ -1,8 +1,6 @@
 //! The ELF shape of generated files, read back with the `object` crate.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use object::elf::{
     ELFCLASS64, ELFDATA2MSB, ELFOSABI_NONE, EM_S390, ET_CORE, EV_CURRENT, PT_LOAD, PT_NOTE,
 };

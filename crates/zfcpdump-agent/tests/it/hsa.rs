@@ -5,12 +5,10 @@
 //! uses, on a vmcore with the V!=R layout (a kernel-image PT_LOAD inside the
 //! HSA as well as the identity one).
 
-mod common;
-
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 
-use common::{MIB, World, spec};
+use crate::common::{MIB, World, spec};
 use zfcpdump_agent::cmdline::Cmdline;
 use zfcpdump_agent::copy::{COPY_BUF_SIZE, Progress, execute_plan};
 use zfcpdump_agent::filtered::{FilteredDump, execute_filtered, plan_for};

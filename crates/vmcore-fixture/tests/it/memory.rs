@@ -1,10 +1,8 @@
 //! Memory content: recomputable, deterministic, zero pages as requested.
 
-mod common;
-
 use std::io::{Read, Seek, SeekFrom, Write};
 
-use common::*;
+use crate::common::*;
 use vmcore_fixture::{
     Fixture, PageKind, Spec, expected_memory, file_size, fill_memory, page_kind, write_vmcore,
 };

@@ -26,12 +26,12 @@ struct Real {
 }
 
 const V6_1: Real = Real {
-    head: include_bytes!("fixtures/kdump-6.1.192.head"),
+    head: include_bytes!("../fixtures/kdump-6.1.192.head"),
     size: 503_328_768,
     release: "6.1.192",
 };
 const V6_12: Real = Real {
-    head: include_bytes!("fixtures/kdump-6.12.117.head"),
+    head: include_bytes!("../fixtures/kdump-6.12.117.head"),
     size: 509_501_440,
     release: "6.12.117",
 };

@@ -3,9 +3,7 @@
 //! entries as symlinks, zfcp's attributes on SCSI devices, decoys, and a
 //! "kernel" thread that reacts to the agent's writes asynchronously.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::os::unix::fs::symlink;
 use std::path::Path;
 use std::thread;

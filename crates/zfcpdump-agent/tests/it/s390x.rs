@@ -6,9 +6,7 @@
 //! ZFCPDUMP_AGENT_S390X to the dist build's binary and ZGETDUMP_ROOT to an
 //! unpacked Debian s390-tools; there, a missing one fails.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

@@ -5,9 +5,7 @@
 //! zeros for the elided tails, without gaps, with the notes and lowcore
 //! intact, and without a byte of an older dump.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use object::read::elf::{ElfFile64, ProgramHeader as _};
 use object::{BigEndian, Endianness};
 use std::fs::File;

@@ -5,9 +5,7 @@
 //! before the ELF header block, which makes the dump look complete; the
 //! header is on the device before the checksum that covers it.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use std::fs::File;
 use std::io;
 use std::ops::Range;

@@ -1,0 +1,5 @@
+//! zfcpdump-format's integration tests on real kernels' data (`../fixtures/`),
+//! in one binary.
+
+mod filter_fixtures;
+mod kdump_layouts;
