@@ -127,10 +127,10 @@ pub(crate) fn source(
 ) -> Result<Source> {
     let size = fs::metadata(&file)?.len();
     let vm = Vmcore::read(&mut SeekReader::new(File::open(&file)?), size)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        .with_context(|| format!("{}", file.display()))?;
     let cpus = vm
         .cpu_count()
-        .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        .with_context(|| format!("{}", file.display()))?;
     ensure!(
         cpus == cpus_expected,
         "{} has {cpus} CPU notes, expected {cpus_expected}",
@@ -225,7 +225,7 @@ pub(crate) fn qemu_dump_source(ctx: &Ctx) -> Result<Source> {
         QEMU_GUEST_MEMORY >> 20
     );
     let vm = Vmcore::read_headers(&mut SeekReader::new(File::open(&src.file)?), src.size)
-        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        ?;
     src.about = format!(
         "qemu (QMP dump-guest-memory of a booted {} MiB guest): {} bytes, e_phoff {}, {} CPU, \
          memory {}, ELF extent {} ({} bytes after it, in no segment), simulated HSA {} MiB",

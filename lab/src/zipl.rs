@@ -518,8 +518,8 @@ pub(crate) fn compare_metadata(
     let bs = g.sector_size as u64;
     let (sb_offset, sb) = disk_metadata(zipl).context("the disk zipl prepared")?;
     sb.verify_csum(&read_at(zipl, sb.csum_area().start, sb.csum_size as usize)?)
-        .map_err(|e| anyhow::anyhow!("the disk zipl prepared: {e}"))?;
-    let mbr = ZiplMbr::parse(&read_at(zipl, 0, 512)?).map_err(|e| anyhow::anyhow!("{e}"))?;
+        .context("the disk zipl prepared")?;
+    let mbr = ZiplMbr::parse(&read_at(zipl, 0, 512)?)?;
     let pt = mbr.program_table.blockno * bs;
     let ct = BlockPtr::parse(&read_at(zipl, pt + BlockPtr::SIZE as u64, BlockPtr::SIZE)?).blockno;
     let regions: [(&str, u64, u64); 5] = [
@@ -556,9 +556,9 @@ pub(crate) fn compare_metadata(
 /// The superblock's disk offset (from the MBR's boot_info) and the superblock.
 pub(crate) fn disk_metadata(disk: &Path) -> Result<(u64, DumpSuperblock)> {
     let mbr =
-        ZiplMbr::parse(&read_at(disk, 0, 512)?).map_err(|e| anyhow::anyhow!("sector 0: {e}"))?;
+        ZiplMbr::parse(&read_at(disk, 0, 512)?).context("sector 0")?;
     let sb = DumpSuperblock::parse(&read_at(disk, mbr.sb_offset, SB_SIZE)?)
-        .map_err(|e| anyhow::anyhow!("superblock at {:#x}: {e}", mbr.sb_offset))?;
+        .with_context(|| format!("superblock at {:#x}", mbr.sb_offset))?;
     Ok((mbr.sb_offset, sb))
 }
 

@@ -140,7 +140,7 @@ impl<'a> Initramfs<'a> {
         let text = fs::read_to_string(&manifest_path)
             .with_context(|| format!("cannot read {}", manifest_path.display()))?;
         let m: Manifest = toml::from_str(&text)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", manifest_path.display()))?;
+            .with_context(|| format!("{}", manifest_path.display()))?;
         let src = |what: &str, p: &str| format!("{} ({what} {p})", manifest_path.display());
         for d in m.dir {
             ar.add(Record {

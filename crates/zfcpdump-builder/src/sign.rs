@@ -226,7 +226,7 @@ fn certificate_id(cert: &Path) -> Result<(String, String)> {
 pub fn verify(signed: &Path, cert: &Path, scratch: &Path) -> Result<()> {
     let data = fs::read(signed).with_context(|| format!("cannot read {}", signed.display()))?;
     let (body, pkcs7) =
-        modsig::split(&data).map_err(|e| anyhow::anyhow!("{}: {e}", signed.display()))?;
+        modsig::split(&data).with_context(|| format!("{}", signed.display()))?;
     fs::create_dir_all(scratch)?;
     let (b, s) = (scratch.join("verify.body"), scratch.join("verify.p7s"));
     fs::write(&b, body)?;

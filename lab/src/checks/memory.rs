@@ -85,7 +85,7 @@ impl PhysMem {
         let file = File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
         let size = file.metadata()?.len();
         let vm = Vmcore::read(&mut SeekReader::new(&file), size)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            .with_context(|| format!("{}", path.display()))?;
         let mut loads: Vec<ProgramHeader> = vm.loads().filter(|p| p.p_memsz > 0).copied().collect();
         loads.sort_by_key(|p| p.p_paddr);
         for w in loads.windows(2) {
@@ -199,7 +199,7 @@ pub(crate) fn compare_memory(original: &Path, dump: &Path) -> Result<MemoryCheck
         }
     }
     ensure!(notes == theirs, "the dump's notes differ from the vmcore's");
-    let cpus = a.vm.cpu_count().map_err(|e| anyhow::anyhow!("{e}"))?;
+    let cpus = a.vm.cpu_count()?;
     let zero_pages = same_memory(&a, &b)?;
     let tail = |p: &&ProgramHeader| p.p_filesz < p.p_memsz;
     Ok(MemoryCheck {

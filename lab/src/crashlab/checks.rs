@@ -283,7 +283,7 @@ fn check_extracted(
     let size = fs::metadata(elf)?.len();
     let file = File::open(elf)?;
     let vm = Vmcore::read(&mut SeekReader::new(&file), size)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", elf.display()))?;
+        .with_context(|| format!("{}", elf.display()))?;
     f.loads = vm.loads().copied().collect();
     match vm.cpu_count() {
         Ok(n) if Some(n) == f.cpus => {}

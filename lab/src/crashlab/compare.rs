@@ -195,7 +195,7 @@ fn check_note(ours: &Path, level: u8, r: &mut SameCrash) -> Result<Option<Pages>
     let v = &mut r.verdict;
     r.ours_bytes = fs::metadata(ours)?.len();
     let vm = Vmcore::read(&mut SeekReader::new(&File::open(ours)?), r.ours_bytes)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", ours.display()))?;
+        .with_context(|| format!("{}", ours.display()))?;
     r.ours_phnum = vm.phdrs.len();
     let Some(note) = FilterNote::find(&vm) else {
         v.fail("the filtered dump has no ZFCPDUMP/ZFLT filter note");

@@ -4,7 +4,7 @@
 
 use std::fs::File;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use zfcpdump_format::elf::{SeekReader, Vmcore};
 use zfcpdump_format::plan::{CopyStep, copy_plan};
 
@@ -17,9 +17,9 @@ use crate::sources::Source;
 fn data_points(src: &Source) -> Result<(u64, u64, u64)> {
     let mut f = File::open(&src.file)?;
     let vm = Vmcore::read(&mut SeekReader::new(&mut f), src.size)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", src.file.display()))?;
+        .with_context(|| format!("{}", src.file.display()))?;
     let plan = copy_plan(&vm.phdrs, src.extent, src.hsa_size)
-        .map_err(|e| anyhow::anyhow!("{}: {e}", src.file.display()))?;
+        .with_context(|| format!("{}", src.file.display()))?;
     let data: Vec<(u64, u64)> = plan
         .iter()
         .filter_map(|s| match *s {
