@@ -1,6 +1,6 @@
 //! What the fuzz targets share that is worth testing on its own: the
 //! profile target's scratch directory and its judgement of an error
-//! (`cargo test --manifest-path fuzz/Cargo.toml --lib`).
+//! (run in the workspace's fast tier by `crates/zfcpdump-profile/tests/it`).
 
 use std::collections::BTreeSet;
 use std::os::unix::fs::DirBuilderExt;
