@@ -172,6 +172,19 @@ pub fn run(args: &TestArgs) -> Result<()> {
         envs: Vec::new(),
         exe,
     };
+    lint(&mut r);
+    builds(&mut r, &root)?;
+    tests(&mut r, &root);
+    if !args.quick {
+        fuzz_and_boots(&mut r);
+        lab_runs(&mut r, &root);
+        release(&mut r, &root);
+    }
+    summary(&r, t)
+}
+
+/// fmt and clippy.
+fn lint(r: &mut Runner) {
     r.cargo("fmt", &["fmt", "--all", "--check"]);
     r.cargo(
         "clippy",
@@ -184,10 +197,14 @@ pub fn run(args: &TestArgs) -> Result<()> {
             "warnings",
         ],
     );
+}
+
+/// The dist builds the tests and the lab share through the stage cache.
+fn builds(r: &mut Runner, root: &std::path::Path) -> Result<()> {
     // Builds the default profile into the shared stage cache, so that the
     // integration tests find it warm, and gives the s390x agent binary.
     if r.xtask("dist (default profile)", &["dist", "--no-provision"]) {
-        let agent = agent_binary(&root)?;
+        let agent = agent_binary(root)?;
         r.envs
             .push(("ZFCPDUMP_AGENT_S390X".into(), agent.display().to_string()));
     }
@@ -199,8 +216,13 @@ pub fn run(args: &TestArgs) -> Result<()> {
             &["dist", "--no-provision", "--profile", p],
         );
     }
+    Ok(())
+}
+
+/// Both test tiers, and the check that the slow one really ran.
+fn tests(r: &mut Runner, root: &std::path::Path) {
     // Debian's s390x zgetdump, run under qemu-user by the agent's tests.
-    match crate::readers::sysroot::DEBIAN_12.unpacked_root(&util::cache_dir(&root), false) {
+    match crate::readers::sysroot::DEBIAN_12.unpacked_root(&util::cache_dir(root), false) {
         Ok(tools) => r
             .envs
             .push(("ZGETDUMP_ROOT".into(), tools.display().to_string())),
@@ -209,129 +231,141 @@ pub fn run(args: &TestArgs) -> Result<()> {
     // The slow test tier: every gated test runs (a missing prerequisite
     // fails instead of skipping) and records itself; the step after checks
     // that all of them did.
-    let records = util::cache_dir(&root).join("ci").join("slow-tier");
+    let records = util::cache_dir(root).join("ci").join("slow-tier");
     let _ = std::fs::remove_dir_all(&records);
     r.envs
         .push((test_tier::VAR.into(), records.display().to_string()));
     if r.cargo("unit and integration tests", &["test", "--workspace"]) {
         r.check("slow test tier ran", || {
-            eprintln!("{}", crate::slow_tier::check_ran(&root, &records)?);
+            eprintln!("{}", crate::slow_tier::check_ran(root, &records)?);
             Ok(())
         });
     }
-    if !args.quick {
-        // Every parser under libFuzzer, 30 s each; a finding fails the
-        // step and prints its reproducer.
-        r.xtask(
-            "fuzzing (libFuzzer, 5 targets)",
-            &["fuzz", "--no-provision"],
-        );
+}
 
-        // Each profile boots at -m equal to its budget; the qemu-6.12 one
-        // with every initramfs compression, like the default one.
-        // qemu-builtin: the image alone (no -initrd), relinked from the
-        // qemu compile; gzip as kbuild embeds it, none through
-        // CONFIG_INITRAMFS_COMPRESSION_NONE.
-        for (profile, comps) in [
-            ("default", &["gzip", "xz", "zstd", "none"][..]),
-            ("default-6.12", &["gzip"][..]),
-            ("qemu-6.12", &["gzip", "xz", "zstd", "none"][..]),
-            ("qemu-builtin", &["gzip", "none"][..]),
-        ] {
-            for comp in comps {
-                let set = format!("initramfs.compression={comp}");
-                let name = match profile {
-                    "default" => format!("boot smoke test ({comp})"),
-                    _ => format!("boot smoke test ({profile}, {comp})"),
-                };
-                r.boot(&name, profile, &["--set", &set]);
-            }
-        }
-        // Real zipl prepares the disks, each kernel's dump tool dumps, the
-        // readers that match the kernel and zfcpdump-disk check; negative
-        // runs leave disks intact.
-        // qemu-builtin: real zipl on the image alone, no initrd;
-        // qemu-signed: the same, signed with a throwaway key.
-        match zfcpdump_builder::sign::throwaway_key(&util::cache_dir(&root).join("ci").join("sign"))
-        {
-            Ok((key, cert)) => {
-                r.envs
-                    .push(("ZFCPDUMP_SIGN_KEY".into(), key.display().to_string()));
-                r.envs
-                    .push(("ZFCPDUMP_SIGN_CERT".into(), cert.display().to_string()));
-            }
-            Err(e) => eprintln!("error: no throwaway signing key: {e:#}"),
-        }
-        // qemu: from its Debian package, as dpkg-deb -x unpacks it.
-        for profile in ["qemu", "qemu-6.12", "qemu-builtin", "qemu-signed"] {
-            let mut args = vec!["e2e", "--no-provision", "--profile", profile];
-            if profile == "qemu" {
-                args.push("--deb");
-            }
-            r.xtask(&format!("end to end under QEMU ({profile} profile)"), &args);
-        }
-        // Faults of the emulated machine through the real 6.1 kernel: EIO
-        // on each write and on the vmcore's reads, power cuts, a slow, a
-        // late and a missing disk; it reuses the qemu builds above.
-        r.xtask(
-            "faults under QEMU (EIO, power cuts, slow/late/missing disk)",
-            &["faults", "--no-provision"],
-        );
-        // Both kernel pairs in every mode (with and without elision, the
-        // simulated HSA, dump levels 31 and 17), 6.12 into 6.1's tool, and
-        // the built-in initramfs at level 17; it reuses the qemu kernels
-        // built above.
-        r.xtask(
-            "crash lab (kdump under QEMU: 6.1, 6.12, 6.12 into 6.1)",
-            &["crashlab", "--no-provision"],
-        );
-        // PID 1 must never die: a panic traps (SIGILL), and the handler
-        // still prints the verdict and powers off (QEMU exit 0, no panic).
-        for (profile, name) in [
-            (
-                "default",
-                "agent panic as PID 1 ends in power-off".to_string(),
-            ),
-            (
-                "default-6.12",
-                "agent panic as PID 1 ends in power-off (6.12)".to_string(),
-            ),
-        ] {
-            r.boot(
-                &name,
-                profile,
-                &[
-                    "--append",
-                    "zfcpdump.test_panic=1",
-                    "--expect",
-                    "Dump failed: agent crashed (signal SIGILL)",
-                ],
-            );
-        }
-        // The clean second build runs offline: it proves both that the
-        // build reproduces and that `fetch` brought everything it needs.
-        r.xtask("fetch (for offline builds)", &["fetch", "--no-provision"]);
-        // The release pipeline checks reproducibility with a clean second
-        // build (offline: it also proves `fetch` brought everything), then
-        // packs; the pack is checked against its own checksums.
-        // The clean second build also builds default-builtin: the same
-        // compile relinked, so one built-in profile is proven too.
-        r.envs.push((
-            "XTASK_DIST_ARGS".into(),
-            "--no-provision --offline --also-profile default-builtin".into(),
-        ));
-        let out = util::cache_dir(&root).join("release");
-        let _ = std::fs::remove_dir_all(&out);
-        let out_arg = out.display().to_string();
-        if r.run(
-            "release pipeline (reproducible, offline)",
-            "bash",
-            &["ci/release.sh", "default", &out_arg],
-        ) {
-            r.check("release tarball verifies", || verify_release(&out));
+/// Fuzzing, then every profile's boot at its budget.
+fn fuzz_and_boots(r: &mut Runner) {
+    // Every parser under libFuzzer, 30 s each; a finding fails the
+    // step and prints its reproducer.
+    r.xtask(
+        "fuzzing (libFuzzer, 5 targets)",
+        &["fuzz", "--no-provision"],
+    );
+
+    // Each profile boots at -m equal to its budget; the qemu-6.12 one
+    // with every initramfs compression, like the default one.
+    // qemu-builtin: the image alone (no -initrd), relinked from the
+    // qemu compile; gzip as kbuild embeds it, none through
+    // CONFIG_INITRAMFS_COMPRESSION_NONE.
+    for (profile, comps) in [
+        ("default", &["gzip", "xz", "zstd", "none"][..]),
+        ("default-6.12", &["gzip"][..]),
+        ("qemu-6.12", &["gzip", "xz", "zstd", "none"][..]),
+        ("qemu-builtin", &["gzip", "none"][..]),
+    ] {
+        for comp in comps {
+            let set = format!("initramfs.compression={comp}");
+            let name = match profile {
+                "default" => format!("boot smoke test ({comp})"),
+                _ => format!("boot smoke test ({profile}, {comp})"),
+            };
+            r.boot(&name, profile, &["--set", &set]);
         }
     }
+}
 
+/// e2e, faults, the crash lab, and the agent's panic as PID 1.
+fn lab_runs(r: &mut Runner, root: &std::path::Path) {
+    // Real zipl prepares the disks, each kernel's dump tool dumps, the
+    // readers that match the kernel and zfcpdump-disk check; negative
+    // runs leave disks intact.
+    // qemu-builtin: real zipl on the image alone, no initrd;
+    // qemu-signed: the same, signed with a throwaway key.
+    match zfcpdump_builder::sign::throwaway_key(&util::cache_dir(root).join("ci").join("sign")) {
+        Ok((key, cert)) => {
+            r.envs
+                .push(("ZFCPDUMP_SIGN_KEY".into(), key.display().to_string()));
+            r.envs
+                .push(("ZFCPDUMP_SIGN_CERT".into(), cert.display().to_string()));
+        }
+        Err(e) => eprintln!("error: no throwaway signing key: {e:#}"),
+    }
+    // qemu: from its Debian package, as dpkg-deb -x unpacks it.
+    for profile in ["qemu", "qemu-6.12", "qemu-builtin", "qemu-signed"] {
+        let mut args = vec!["e2e", "--no-provision", "--profile", profile];
+        if profile == "qemu" {
+            args.push("--deb");
+        }
+        r.xtask(&format!("end to end under QEMU ({profile} profile)"), &args);
+    }
+    // Faults of the emulated machine through the real 6.1 kernel: EIO
+    // on each write and on the vmcore's reads, power cuts, a slow, a
+    // late and a missing disk; it reuses the qemu builds above.
+    r.xtask(
+        "faults under QEMU (EIO, power cuts, slow/late/missing disk)",
+        &["faults", "--no-provision"],
+    );
+    // Both kernel pairs in every mode (with and without elision, the
+    // simulated HSA, dump levels 31 and 17), 6.12 into 6.1's tool, and
+    // the built-in initramfs at level 17; it reuses the qemu kernels
+    // built above.
+    r.xtask(
+        "crash lab (kdump under QEMU: 6.1, 6.12, 6.12 into 6.1)",
+        &["crashlab", "--no-provision"],
+    );
+    // PID 1 must never die: a panic traps (SIGILL), and the handler
+    // still prints the verdict and powers off (QEMU exit 0, no panic).
+    for (profile, name) in [
+        (
+            "default",
+            "agent panic as PID 1 ends in power-off".to_string(),
+        ),
+        (
+            "default-6.12",
+            "agent panic as PID 1 ends in power-off (6.12)".to_string(),
+        ),
+    ] {
+        r.boot(
+            &name,
+            profile,
+            &[
+                "--append",
+                "zfcpdump.test_panic=1",
+                "--expect",
+                "Dump failed: agent crashed (signal SIGILL)",
+            ],
+        );
+    }
+}
+
+/// fetch, then the release pipeline offline, and its tarball checked.
+fn release(r: &mut Runner, root: &std::path::Path) {
+    // The clean second build runs offline: it proves both that the
+    // build reproduces and that `fetch` brought everything it needs.
+    r.xtask("fetch (for offline builds)", &["fetch", "--no-provision"]);
+    // The release pipeline checks reproducibility with a clean second
+    // build (offline: it also proves `fetch` brought everything), then
+    // packs; the pack is checked against its own checksums.
+    // The clean second build also builds default-builtin: the same
+    // compile relinked, so one built-in profile is proven too.
+    r.envs.push((
+        "XTASK_DIST_ARGS".into(),
+        "--no-provision --offline --also-profile default-builtin".into(),
+    ));
+    let out = util::cache_dir(root).join("release");
+    let _ = std::fs::remove_dir_all(&out);
+    let out_arg = out.display().to_string();
+    if r.run(
+        "release pipeline (reproducible, offline)",
+        "bash",
+        &["ci/release.sh", "default", &out_arg],
+    ) {
+        r.check("release tarball verifies", || verify_release(&out));
+    }
+}
+
+/// The failed steps' last lines, then every step with its time.
+fn summary(r: &Runner, t: Instant) -> Result<()> {
     for s in r.steps.iter().filter(|s| !s.ok) {
         eprintln!("\n==== {} FAILED; its last lines:", s.name);
         for line in &s.tail {
