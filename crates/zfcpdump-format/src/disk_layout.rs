@@ -46,10 +46,10 @@
 //! disks: with the 6.1 qemu-builtin image of 2,506,752 bytes the dump areas
 //! are 15,199,232 and 148,516,864 bytes, the superblocks at 0x11ed400 and
 //! 0x911c000 (`cargo xtask e2e --profile qemu-builtin`, and the image-only
-//! cases of xtask/tests/s390tools.rs).
+//! cases of xtask/tests/it/s390tools.rs).
 //!
 //! The program table pointer in the MBR follows from the same model (the block
-//! before the superblock). `cargo xtask e2e` and xtask/tests/s390tools.rs
+//! before the superblock). `cargo xtask e2e` and xtask/tests/it/s390tools.rs
 //! compare every byte of zipl 2.16's metadata (MBR, DOS table, program and
 //! component tables, superblock) with this layout on 512- and 4096-byte disks.
 

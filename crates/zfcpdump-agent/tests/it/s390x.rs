@@ -166,7 +166,7 @@ fn s390x_elided_dump_matches_the_host_build() {
         return;
     }
     // Zero-page elision on the big-endian build writes the same bytes as on
-    // the host, whose output tests/filtered.rs reads back with independent
+    // the host, whose output filtered.rs reads back with independent
     // readers.
     let bin = s390x_agent();
     let spec = spec().zero_fraction(0.5);
