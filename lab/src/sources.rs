@@ -224,8 +224,7 @@ pub(crate) fn qemu_dump_source(ctx: &Ctx) -> Result<Source> {
         fmt_ranges(&src.ranges),
         QEMU_GUEST_MEMORY >> 20
     );
-    let vm = Vmcore::read_headers(&mut SeekReader::new(File::open(&src.file)?), src.size)
-        ?;
+    let vm = Vmcore::read_headers(&mut SeekReader::new(File::open(&src.file)?), src.size)?;
     src.about = format!(
         "qemu (QMP dump-guest-memory of a booted {} MiB guest): {} bytes, e_phoff {}, {} CPU, \
          memory {}, ELF extent {} ({} bytes after it, in no segment), simulated HSA {} MiB",

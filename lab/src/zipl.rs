@@ -555,8 +555,7 @@ pub(crate) fn compare_metadata(
 
 /// The superblock's disk offset (from the MBR's boot_info) and the superblock.
 pub(crate) fn disk_metadata(disk: &Path) -> Result<(u64, DumpSuperblock)> {
-    let mbr =
-        ZiplMbr::parse(&read_at(disk, 0, 512)?).context("sector 0")?;
+    let mbr = ZiplMbr::parse(&read_at(disk, 0, 512)?).context("sector 0")?;
     let sb = DumpSuperblock::parse(&read_at(disk, mbr.sb_offset, SB_SIZE)?)
         .with_context(|| format!("superblock at {:#x}", mbr.sb_offset))?;
     Ok((mbr.sb_offset, sb))

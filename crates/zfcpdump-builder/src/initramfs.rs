@@ -139,8 +139,8 @@ impl<'a> Initramfs<'a> {
         let manifest_path = rootfs.join("manifest.toml");
         let text = fs::read_to_string(&manifest_path)
             .with_context(|| format!("cannot read {}", manifest_path.display()))?;
-        let m: Manifest = toml::from_str(&text)
-            .with_context(|| format!("{}", manifest_path.display()))?;
+        let m: Manifest =
+            toml::from_str(&text).with_context(|| format!("{}", manifest_path.display()))?;
         let src = |what: &str, p: &str| format!("{} ({what} {p})", manifest_path.display());
         for d in m.dir {
             ar.add(Record {

@@ -225,8 +225,7 @@ fn certificate_id(cert: &Path) -> Result<(String, String)> {
 /// signature). `scratch` holds the split parts.
 pub fn verify(signed: &Path, cert: &Path, scratch: &Path) -> Result<()> {
     let data = fs::read(signed).with_context(|| format!("cannot read {}", signed.display()))?;
-    let (body, pkcs7) =
-        modsig::split(&data).with_context(|| format!("{}", signed.display()))?;
+    let (body, pkcs7) = modsig::split(&data).with_context(|| format!("{}", signed.display()))?;
     fs::create_dir_all(scratch)?;
     let (b, s) = (scratch.join("verify.body"), scratch.join("verify.p7s"));
     fs::write(&b, body)?;
