@@ -23,6 +23,7 @@ pub mod tool;
 use crate::copy::{COPY_BUF_SIZE, Progress, execute_plan};
 use crate::disk::{DumpDisk, DumpTarget};
 use crate::error::{Context, DumpError, DumpStep};
+use crate::filtered::FilteredDump;
 use crate::ipl::{poll_until, under};
 use crate::log::Log;
 use std::ffi::CStr;
@@ -35,8 +36,10 @@ use zfcpdump_format::busy::BUSY_MARKER;
 use zfcpdump_format::config::{AgentConfig, CONFIG_PATH};
 use zfcpdump_format::csum::{CSUM_SIZE, dump_csum};
 use zfcpdump_format::elf::{ReadAt, Vmcore, vmcoreinfo_lookup};
+use zfcpdump_format::filter::classify::PageFilter;
 use zfcpdump_format::filter::{DumpLevel, PhysRead, VmcorePhys};
-use zfcpdump_format::plan::copy_plan;
+use zfcpdump_format::filtered::FilteredStats;
+use zfcpdump_format::plan::{CopyStep, copy_plan};
 use zfcpdump_format::superblock::{csum_field_bytes, csum_field_offset};
 
 /// Version printed in the banner.
@@ -130,92 +133,19 @@ pub fn run_with<T: DumpTarget>(
     wrap: impl FnOnce(File) -> T,
 ) -> Result<Summary, DumpError> {
     let log = &env.log;
-    let root = env.root.as_path();
-    if let Some(level) = env.debug {
-        log.set_level(level);
-    }
 
     // 1. Mounts (PID 1 only).
-    if env.pid1 {
-        sys::mount_all(log)?;
-        info!(log, "zfcpdump-agent {VERSION}: writing the dump (PID 1)");
-    } else {
-        info!(
-            log,
-            "zfcpdump-agent {VERSION} (tool mode, root {})",
-            root.display()
-        );
-    }
+    start(env)?;
 
     // 2. Kernel command line and config file.
-    let (cmd, cmd_text) = read_cmdline(env)?;
-    if let Some(level) = env.debug.or(cmd.dump_debug) {
-        log.set_level(level);
-    }
-    trace!(log, "cmdline: {}", cmd_text.trim());
-    for w in &cmd.warnings {
-        error!(log, "warning: {w}");
-    }
-    if cmd.test_panic {
-        // Test-only: proves that a panic still ends in "Dump failed" and a power-off.
-        panic!("zfcpdump.test_panic=1 on the kernel command line: deliberate panic");
-    }
-    let cfg = load_config(env)?;
-    trace!(
-        log,
-        "config: device_timeout_s={} progress_interval_s={} dump_level={}",
-        cfg.device_timeout_s,
-        cfg.progress_interval_s,
-        cfg.dump_level
-    );
+    let (cmd, cfg) = read_settings(env)?;
     let deadline = Instant::now() + Duration::from_secs(cfg.device_timeout_s as u64);
 
     // 3. The dump disk: an override, or the IPL device brought online.
-    let disk_path = if let Some(d) = &env.disk {
-        wait_for_path(d, deadline, cfg.device_timeout_s)?
-    } else if let Some(d) = &cmd.disk {
-        info!(log, "test override zfcpdump.disk={d}");
-        wait_for_path(&under(root, d), deadline, cfg.device_timeout_s)?
-    } else {
-        let dev = ipl::read_ipl(root)?;
-        info!(
-            log,
-            "IPL device {} wwpn 0x{:016x} lun 0x{:016x}", dev.device, dev.wwpn, dev.lun
-        );
-        ipl::bring_online(root, &dev, deadline, log)?;
-        ipl::wait_for_disk(root, &dev, deadline, cfg.device_timeout_s, log)?
-    };
+    let disk_path = find_dump_disk(env, &cmd, deadline, cfg.device_timeout_s)?;
 
     // 4. Metadata: MBR boot_info, superblock, checksum.
-    let mut file = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open(&disk_path)
-        .ctx(DumpStep::Disk, || {
-            format!("opening {} for writing", disk_path.display())
-        })?;
-    let meta = file
-        .metadata()
-        .ctx(DumpStep::Disk, || format!("stat {}", disk_path.display()))?;
-    let is_block = meta.file_type().is_block_device();
-    let disk_size = if is_block {
-        file.seek(SeekFrom::End(0)).ctx(DumpStep::Disk, || {
-            format!("finding the size of {}", disk_path.display())
-        })?
-    } else {
-        meta.len()
-    };
-    let mut target = wrap(file);
-    let disk = disk::read_metadata(&mut target, disk_size)?;
-    let sb = disk.sb;
-    info!(
-        log,
-        "dump superblock at {:#x}: partition {:#x}+{} bytes, dump area {} bytes",
-        disk.sb_offset,
-        sb.part_start,
-        sb.part_size,
-        sb.dump_size
-    );
+    let (mut target, disk, is_block) = open_dump_disk(&disk_path, wrap, log)?;
 
     // 5. The partition the superblock describes must exist, in bytes.
     let partition = match_partition(env, &disk_path, is_block, &disk, deadline)?;
@@ -225,172 +155,50 @@ pub fn run_with<T: DumpTarget>(
     );
 
     // 6. The vmcore, and the size check before anything is written.
-    let source = match (&env.source, &cmd.source) {
-        (Some(s), _) => s.clone(),
-        (None, Some(s)) => {
-            info!(log, "test override zfcpdump.source={s}");
-            under(root, s)
-        }
-        (None, None) => under(root, "/proc/vmcore"),
-    };
-    let src_file =
-        File::open(&source).ctx(DumpStep::Vmcore, || format!("opening {}", source.display()))?;
-    let (vm, copy_len) = read_vmcore(&src_file, &source)?;
-    let cpus = match vm.cpu_count() {
-        Ok(n) => n,
-        Err(e) => {
-            // The memory is still worth saving; the notes are copied as they are.
-            error!(log, "warning: {}: {e}; copying it anyway", source.display());
-            0
-        }
-    };
-    let osrelease = vm
-        .vmcoreinfo()
-        .ok()
-        .flatten()
-        .and_then(|t| vmcoreinfo_lookup(t, "OSRELEASE"))
-        .unwrap_or("unknown")
-        .to_string();
-    info!(
-        log,
-        "vmcore {}: {copy_len} bytes, {cpus} CPUs, {} PT_LOADs, kernel {osrelease}",
-        source.display(),
-        vm.loads().count()
-    );
-    if copy_len > sb.dump_size {
-        return Err(DumpError::new(
-            DumpStep::SizeCheck,
-            format!(
-                "Disk too small: the vmcore is {copy_len} bytes ({} MiB), the dump area holds {} bytes \
-                 ({} MiB)",
-                copy_len.div_ceil(1 << 20),
-                sb.dump_size,
-                sb.dump_size >> 20
-            ),
-        ));
-    }
+    let src = open_vmcore(env, &cmd)?;
+    check_size(src.len, disk.sb.dump_size)?;
     let hsa = hsa::Hsa::detect(env, &cmd);
-    let (hsa_size, hsa_simulated) = (hsa.size, hsa.simulated);
-    let plan = copy_plan(&vm.phdrs, copy_len, hsa_size)
+    let plan = copy_plan(&src.vm.phdrs, src.len, hsa.size)
         .map_err(|e| DumpError::new(DumpStep::Vmcore, e.to_string()))?;
     // The dump level: the command line's (the operator's SCP data) over the
     // profile's. Struct pages are classified now, before the HSA release:
     // the page tables and mem_section may lie in it.
-    let asked = cmd.dump_level.unwrap_or(cfg.dump_level);
-    if asked != DumpLevel::EXACT {
-        let from = if cmd.dump_level.is_some() {
-            "zfcpdump.dump_level on the command line"
-        } else {
-            "the profile"
-        };
-        info!(log, "dump level {asked} (from {from})");
-    }
-    let mut filter_src = hsa.source(FileSource(&src_file), &vm.phdrs);
-    let mut filter_mem = VmcorePhys::new(&vm, &mut filter_src);
-    let (filtering, mut page_filter) = if asked == DumpLevel::EXACT {
-        (None, None)
-    } else {
-        filtered::prepare(
-            &vm,
-            asked,
-            copy_len,
-            hsa_size,
-            sb.dump_size,
-            &mut filter_mem,
-            log,
-        )
-    };
-    let mut vmcore = hsa.source(FileSource(&src_file), &vm.phdrs);
-    drop(vm);
+    let asked = dump_level(&cmd, &cfg, log);
+    let mut filter_src = hsa.source(FileSource(&src.file), &src.vm.phdrs);
+    let mut filter_mem = VmcorePhys::new(&src.vm, &mut filter_src);
+    let (filtering, mut page_filter) =
+        prepare_filtering(&src, asked, &hsa, disk.sb.dump_size, &mut filter_mem, log);
+    let mut vmcore = hsa.source(FileSource(&src.file), &src.vm.phdrs);
+    drop(src.vm);
 
-    // 7. Busy marker, then the checksum that now covers it. The marker is
-    // on the device before the checksum is written: a failed marker write
-    // leaves the old checksum over the old contents, which stay valid.
-    let area = sb.dump_area();
-    target
-        .write_all_at(&BUSY_MARKER, area.start)
-        .ctx(DumpStep::BusyMarker, || {
-            format!("writing the busy marker at disk offset {:#x}", area.start)
-        })?;
-    target
-        .sync()
-        .ctx(DumpStep::BusyMarker, || "fsync of the busy marker".into())?;
-    update_csum(&mut target, &disk, DumpStep::BusyMarker)?;
-    info!(log, "busy marker written");
+    // 7. Busy marker, then the checksum that now covers it.
+    write_busy_marker(&mut target, &disk, log)?;
 
     // 8. The copy: HSA ranges, HSA release, the rest, an fsync, the ELF
     // header last, and an fsync of it before the checksum covers it.
-    let started = Instant::now();
-    let mut release = || {
-        hsa.release(env);
-        Ok(())
+    let layout = match &filtering {
+        Some(dump) => Layout::Filtered(dump, page_filter.as_mut(), &mut filter_mem),
+        None => Layout::Exact(&plan, src.len),
     };
-    let mut buf = vec![0u8; COPY_BUF_SIZE];
-    let (stats, filtered) = if let Some(ep) = &filtering {
-        let mut progress = Progress::new(log, ep.plan.input_bytes(), cfg.progress_interval_s);
-        let filter = page_filter
-            .as_mut()
-            .map(|f| (f, &mut filter_mem as &mut dyn PhysRead));
-        let s = filtered::execute_filtered(
-            &mut vmcore,
-            &mut target,
-            area.start,
-            ep,
-            filter,
-            &mut buf,
-            &mut progress,
-            &mut release,
-            log,
-        )?;
-        for line in filtered::summary_lines(&s, ep, page_filter.as_ref()) {
-            info!(log, "{line}");
-        }
-        let stats = copy::CopyStats {
-            bytes: s.file_size,
-            hsa_bytes: ep
-                .plan
-                .parts
-                .iter()
-                .filter(|p| p.hsa)
-                .map(|p| p.len())
-                .sum(),
-        };
-        (stats, Some(s))
-    } else {
-        let mut progress = Progress::new(log, copy_len, cfg.progress_interval_s);
-        let stats = execute_plan(
-            &mut vmcore,
-            &mut target,
-            area.start,
-            &plan,
-            &mut buf,
-            &mut progress,
-            &mut release,
-            log,
-        )?;
-        (stats, None)
-    };
-    target
-        .sync()
-        .ctx(DumpStep::Copy, || "fsync of the ELF header block".into())?;
-    let copy_ms = started.elapsed().as_millis() as u64;
+    let base = disk.sb.dump_area().start;
+    let copied = copy_dump(env, &cfg, &hsa, &mut vmcore, &mut target, base, layout)?;
 
     // 9. The final checksum over the (now ELF) first block.
     let csum = update_csum(&mut target, &disk, DumpStep::Checksum)?;
     trace!(log, "superblock checksum {csum:#010x}");
 
     Ok(Summary {
-        source,
+        source: src.path,
         disk: disk_path,
         partition: partition.number,
-        bytes: stats.bytes,
-        hsa_bytes: stats.hsa_bytes,
-        hsa_size,
-        hsa_simulated,
-        cpus,
+        bytes: copied.stats.bytes,
+        hsa_bytes: copied.stats.hsa_bytes,
+        hsa_size: hsa.size,
+        hsa_simulated: hsa.simulated,
+        cpus: src.cpus,
         csum,
-        copy_ms,
-        filtered,
+        copy_ms: copied.ms,
+        filtered: copied.filtered,
     })
 }
 
@@ -415,6 +223,53 @@ pub fn report(result: &Result<Summary, DumpError>, log: &Log) {
         Some(kib) => error!(log, "peak RSS: {kib} KiB"),
         None => error!(log, "peak RSS: unknown"),
     }
+}
+
+/// Step 1: the debug level the tool asked for, the mounts (PID 1 only) and
+/// the banner.
+fn start(env: &Env) -> Result<(), DumpError> {
+    let log = &env.log;
+    if let Some(level) = env.debug {
+        log.set_level(level);
+    }
+    if env.pid1 {
+        sys::mount_all(log)?;
+        info!(log, "zfcpdump-agent {VERSION}: writing the dump (PID 1)");
+    } else {
+        info!(
+            log,
+            "zfcpdump-agent {VERSION} (tool mode, root {})",
+            env.root.display()
+        );
+    }
+    Ok(())
+}
+
+/// Step 2: the kernel command line (which sets the debug level unless the
+/// tool did) and the config file.
+fn read_settings(env: &Env) -> Result<(cmdline::Cmdline, AgentConfig), DumpError> {
+    let log = &env.log;
+    let (cmd, cmd_text) = read_cmdline(env)?;
+    if let Some(level) = env.debug.or(cmd.dump_debug) {
+        log.set_level(level);
+    }
+    trace!(log, "cmdline: {}", cmd_text.trim());
+    for w in &cmd.warnings {
+        error!(log, "warning: {w}");
+    }
+    if cmd.test_panic {
+        // Test-only: proves that a panic still ends in "Dump failed" and a power-off.
+        panic!("zfcpdump.test_panic=1 on the kernel command line: deliberate panic");
+    }
+    let cfg = load_config(env)?;
+    trace!(
+        log,
+        "config: device_timeout_s={} progress_interval_s={} dump_level={}",
+        cfg.device_timeout_s,
+        cfg.progress_interval_s,
+        cfg.dump_level
+    );
+    Ok((cmd, cfg))
 }
 
 fn read_cmdline(env: &Env) -> Result<(cmdline::Cmdline, String), DumpError> {
@@ -460,6 +315,32 @@ fn load_config(env: &Env) -> Result<AgentConfig, DumpError> {
     }
 }
 
+/// Step 3: the whole dump disk: the tool's `--disk`, the command line's
+/// `zfcpdump.disk=`, or the IPL device brought online and found in sysfs.
+fn find_dump_disk(
+    env: &Env,
+    cmd: &cmdline::Cmdline,
+    deadline: Instant,
+    timeout_s: u32,
+) -> Result<PathBuf, DumpError> {
+    let log = &env.log;
+    let root = env.root.as_path();
+    if let Some(d) = &env.disk {
+        wait_for_path(d, deadline, timeout_s)
+    } else if let Some(d) = &cmd.disk {
+        info!(log, "test override zfcpdump.disk={d}");
+        wait_for_path(&under(root, d), deadline, timeout_s)
+    } else {
+        let dev = ipl::read_ipl(root)?;
+        info!(
+            log,
+            "IPL device {} wwpn 0x{:016x} lun 0x{:016x}", dev.device, dev.wwpn, dev.lun
+        );
+        ipl::bring_online(root, &dev, deadline, log)?;
+        ipl::wait_for_disk(root, &dev, deadline, timeout_s, log)
+    }
+}
+
 fn wait_for_path(path: &Path, deadline: Instant, timeout_s: u32) -> Result<PathBuf, DumpError> {
     match poll_until(deadline, || path.exists().then_some(())) {
         Some(()) => Ok(path.to_path_buf()),
@@ -469,6 +350,46 @@ fn wait_for_path(path: &Path, deadline: Instant, timeout_s: u32) -> Result<PathB
             io::Error::from_raw_os_error(libc::ENOENT),
         )),
     }
+}
+
+/// Step 4: opens the disk for writing, finds its size and reads and
+/// validates zipl's metadata through the target `wrap` makes of it. Returns
+/// the target, the metadata and whether the disk is a block device.
+fn open_dump_disk<T: DumpTarget>(
+    disk_path: &Path,
+    wrap: impl FnOnce(File) -> T,
+    log: &Log,
+) -> Result<(T, DumpDisk, bool), DumpError> {
+    let mut file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(disk_path)
+        .ctx(DumpStep::Disk, || {
+            format!("opening {} for writing", disk_path.display())
+        })?;
+    let meta = file
+        .metadata()
+        .ctx(DumpStep::Disk, || format!("stat {}", disk_path.display()))?;
+    let is_block = meta.file_type().is_block_device();
+    let disk_size = if is_block {
+        file.seek(SeekFrom::End(0)).ctx(DumpStep::Disk, || {
+            format!("finding the size of {}", disk_path.display())
+        })?
+    } else {
+        meta.len()
+    };
+    let mut target = wrap(file);
+    let disk = disk::read_metadata(&mut target, disk_size)?;
+    let sb = disk.sb;
+    info!(
+        log,
+        "dump superblock at {:#x}: partition {:#x}+{} bytes, dump area {} bytes",
+        disk.sb_offset,
+        sb.part_start,
+        sb.part_size,
+        sb.dump_size
+    );
+    Ok((target, disk, is_block))
 }
 
 /// Step 5. A block device is matched against the kernel's view in sysfs
@@ -520,6 +441,67 @@ fn match_partition(
     }
 }
 
+/// The vmcore a dump copies.
+struct Source {
+    /// Its path (a host path, or one under the root).
+    path: PathBuf,
+    /// The open file, read with pread only.
+    file: File,
+    /// Its headers and notes.
+    vm: Vmcore,
+    /// The bytes to copy (see [`read_vmcore`]).
+    len: u64,
+    /// CPUs in its notes; 0 where the notes do not say.
+    cpus: usize,
+}
+
+/// Step 6: opens the vmcore (the tool's `--source`, the command line's
+/// `zfcpdump.source=`, or /proc/vmcore), reads its headers and notes and
+/// says what it holds.
+fn open_vmcore(env: &Env, cmd: &cmdline::Cmdline) -> Result<Source, DumpError> {
+    let log = &env.log;
+    let root = env.root.as_path();
+    let source = match (&env.source, &cmd.source) {
+        (Some(s), _) => s.clone(),
+        (None, Some(s)) => {
+            info!(log, "test override zfcpdump.source={s}");
+            under(root, s)
+        }
+        (None, None) => under(root, "/proc/vmcore"),
+    };
+    let src_file =
+        File::open(&source).ctx(DumpStep::Vmcore, || format!("opening {}", source.display()))?;
+    let (vm, copy_len) = read_vmcore(&src_file, &source)?;
+    let cpus = match vm.cpu_count() {
+        Ok(n) => n,
+        Err(e) => {
+            // The memory is still worth saving; the notes are copied as they are.
+            error!(log, "warning: {}: {e}; copying it anyway", source.display());
+            0
+        }
+    };
+    let osrelease = vm
+        .vmcoreinfo()
+        .ok()
+        .flatten()
+        .and_then(|t| vmcoreinfo_lookup(t, "OSRELEASE"))
+        .unwrap_or("unknown")
+        .to_string();
+    info!(
+        log,
+        "vmcore {}: {copy_len} bytes, {cpus} CPUs, {} PT_LOADs, kernel {osrelease}",
+        source.display(),
+        vm.loads().count()
+    );
+    Ok(Source {
+        path: source,
+        file: src_file,
+        vm,
+        len: copy_len,
+        cpus,
+    })
+}
+
 /// Reads and validates the vmcore's headers and notes. Returns the number of
 /// bytes to copy: the file size for a regular file (/proc/vmcore's st_size is
 /// its full size), the ELF extent for a device, whose size is the device's.
@@ -544,6 +526,176 @@ fn read_vmcore(file: &File, path: &Path) -> Result<(Vmcore, u64), DumpError> {
     })?;
     let len = if meta.is_file() { size } else { vm.extent() };
     Ok((vm, len))
+}
+
+/// The size check, before anything is written: the vmcore must fit the dump
+/// area.
+fn check_size(copy_len: u64, dump_size: u64) -> Result<(), DumpError> {
+    if copy_len > dump_size {
+        return Err(DumpError::new(
+            DumpStep::SizeCheck,
+            format!(
+                "Disk too small: the vmcore is {copy_len} bytes ({} MiB), the dump area holds {} bytes \
+                 ({} MiB)",
+                copy_len.div_ceil(1 << 20),
+                dump_size,
+                dump_size >> 20
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The dump level asked for: the command line's (the operator's SCP data)
+/// over the profile's; said on the console unless it is 0.
+fn dump_level(cmd: &cmdline::Cmdline, cfg: &AgentConfig, log: &Log) -> DumpLevel {
+    let asked = cmd.dump_level.unwrap_or(cfg.dump_level);
+    if asked != DumpLevel::EXACT {
+        let from = if cmd.dump_level.is_some() {
+            "zfcpdump.dump_level on the command line"
+        } else {
+            "the profile"
+        };
+        info!(log, "dump level {asked} (from {from})");
+    }
+    asked
+}
+
+/// The filtered layout and the page classifier for dump level `asked`
+/// (see [`filtered::prepare`]); none at level 0, which copies byte for byte.
+fn prepare_filtering(
+    src: &Source,
+    asked: DumpLevel,
+    hsa: &hsa::Hsa,
+    dump_size: u64,
+    mem: &mut dyn PhysRead,
+    log: &Log,
+) -> (Option<FilteredDump>, Option<PageFilter>) {
+    if asked == DumpLevel::EXACT {
+        (None, None)
+    } else {
+        filtered::prepare(&src.vm, asked, src.len, hsa.size, dump_size, mem, log)
+    }
+}
+
+/// Step 7: the busy marker, then the checksum that now covers it. The marker
+/// is on the device before the checksum is written: a failed marker write
+/// leaves the old checksum over the old contents, which stay valid.
+fn write_busy_marker<T: DumpTarget>(
+    target: &mut T,
+    disk: &DumpDisk,
+    log: &Log,
+) -> Result<(), DumpError> {
+    let area = disk.sb.dump_area();
+    target
+        .write_all_at(&BUSY_MARKER, area.start)
+        .ctx(DumpStep::BusyMarker, || {
+            format!("writing the busy marker at disk offset {:#x}", area.start)
+        })?;
+    target
+        .sync()
+        .ctx(DumpStep::BusyMarker, || "fsync of the busy marker".into())?;
+    update_csum(target, disk, DumpStep::BusyMarker)?;
+    info!(log, "busy marker written");
+    Ok(())
+}
+
+/// What the copy writes.
+enum Layout<'a> {
+    /// The vmcore byte for byte: its copy plan and the bytes it copies.
+    Exact(&'a [CopyStep], u64),
+    /// The filtered layout, leaving pages out: the layout and levels, the
+    /// page classifier where the level needs struct pages, and where the
+    /// classifier reads them.
+    Filtered(
+        &'a FilteredDump,
+        Option<&'a mut PageFilter>,
+        &'a mut dyn PhysRead,
+    ),
+}
+
+/// What the copy did.
+struct Copied {
+    /// Bytes written, and of them HSA-backed.
+    stats: copy::CopyStats,
+    /// What the filtered layout writer did, for a filtered dump.
+    filtered: Option<FilteredStats>,
+    /// Wall time in milliseconds, the final fsync included.
+    ms: u64,
+}
+
+/// Step 8: the copy of `layout` from `src` to `base` of `target`: HSA
+/// ranges, HSA release, the rest, an fsync, the ELF header last, and an
+/// fsync of it before the checksum covers it.
+fn copy_dump<S: ReadAt, T: DumpTarget>(
+    env: &Env,
+    cfg: &AgentConfig,
+    hsa: &hsa::Hsa,
+    src: &mut S,
+    target: &mut T,
+    base: u64,
+    layout: Layout<'_>,
+) -> Result<Copied, DumpError> {
+    let log = &env.log;
+    let started = Instant::now();
+    let mut release = || {
+        hsa.release(env);
+        Ok(())
+    };
+    let mut buf = vec![0u8; COPY_BUF_SIZE];
+    let (stats, filtered) = match layout {
+        Layout::Filtered(ep, mut page_filter, mem) => {
+            let mut progress = Progress::new(log, ep.plan.input_bytes(), cfg.progress_interval_s);
+            let filter = page_filter.as_deref_mut().map(|f| (f, mem));
+            let s = filtered::execute_filtered(
+                src,
+                target,
+                base,
+                ep,
+                filter,
+                &mut buf,
+                &mut progress,
+                &mut release,
+                log,
+            )?;
+            for line in filtered::summary_lines(&s, ep, page_filter.as_deref()) {
+                info!(log, "{line}");
+            }
+            let stats = copy::CopyStats {
+                bytes: s.file_size,
+                hsa_bytes: ep
+                    .plan
+                    .parts
+                    .iter()
+                    .filter(|p| p.hsa)
+                    .map(|p| p.len())
+                    .sum(),
+            };
+            (stats, Some(s))
+        }
+        Layout::Exact(plan, len) => {
+            let mut progress = Progress::new(log, len, cfg.progress_interval_s);
+            let stats = execute_plan(
+                src,
+                target,
+                base,
+                plan,
+                &mut buf,
+                &mut progress,
+                &mut release,
+                log,
+            )?;
+            (stats, None)
+        }
+    };
+    target
+        .sync()
+        .ctx(DumpStep::Copy, || "fsync of the ELF header block".into())?;
+    Ok(Copied {
+        stats,
+        filtered,
+        ms: started.elapsed().as_millis() as u64,
+    })
 }
 
 /// Recomputes the superblock checksum over the checksummed block as it is on
