@@ -7,9 +7,6 @@ use crate::common::{root, text, xtask};
 use std::fs;
 use std::path::Path;
 use std::process::{Command, Stdio};
-use std::sync::Mutex;
-
-static CACHE: Mutex<()> = Mutex::new(());
 
 const PROFILE: &str = "default-builtin";
 
@@ -49,7 +46,7 @@ fn builtin_rootfs_change_relinks_without_recompiling() {
     if !test_tier::slow("relinks the default kernel (compiles it if the cache is cold)") {
         return;
     }
-    let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = crate::common::stage_cache_lock();
     let d = tempfile::tempdir().unwrap();
     let set = unique_rootfs(d.path(), "relink");
     let out = d.path().join("builtin");
@@ -119,7 +116,7 @@ fn install_of_a_builtin_image_removes_a_stale_initrd() {
     if !test_tier::slow("relinks the default kernel (compiles it if the cache is cold)") {
         return;
     }
-    let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = crate::common::stage_cache_lock();
     for p in ["default", PROFILE] {
         let o = xtask(&["dist", "--no-provision", "--profile", p]);
         assert!(o.status.success(), "{}", text(&o));
@@ -151,7 +148,7 @@ fn two_builds_of_one_profile_link_once_the_second_waits() {
     if !test_tier::slow("relinks the default kernel (compiles it if the cache is cold)") {
         return;
     }
-    let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = crate::common::stage_cache_lock();
     let d = tempfile::tempdir().unwrap();
     let set = unique_rootfs(d.path(), "contend");
     let spawn = |name: &str| {
@@ -190,7 +187,7 @@ fn no_wait_fails_at_once_naming_the_holder() {
     if !test_tier::slow("relinks the default kernel (compiles it if the cache is cold)") {
         return;
     }
-    let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = crate::common::stage_cache_lock();
     let d = tempfile::tempdir().unwrap();
     let set = unique_rootfs(d.path(), "no-wait");
     // Held here as a build holds it: flock and its line.

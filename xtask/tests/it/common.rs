@@ -33,3 +33,11 @@ pub fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
+
+/// The tests that build into the shared stage cache run one at a time:
+/// they assert which stage compiled, linked or waited, and a build of
+/// another test in the same process (one test binary) would change that.
+pub fn stage_cache_lock() -> std::sync::MutexGuard<'static, ()> {
+    static CACHE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    CACHE.lock().unwrap_or_else(|e| e.into_inner())
+}

@@ -9,9 +9,6 @@ use std::fs;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::Mutex;
-
-static CACHE: Mutex<()> = Mutex::new(());
 
 /// A dist of the default profile into a temp dir, with extra `--set`s.
 fn dist_into(out: &Path, sets: &[&str]) -> Output {
@@ -27,7 +24,7 @@ fn initramfs_reads_back_with_gnu_cpio() {
     if !test_tier::slow("runs dist on the real kernel") {
         return;
     }
-    let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = crate::common::stage_cache_lock();
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("dist");
     let o = dist_into(&out, &["initramfs.compression=none"]);
@@ -104,7 +101,7 @@ fn over_budget_fails_and_publishes_nothing() {
     if !test_tier::slow("runs dist on the real kernel") {
         return;
     }
-    let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = crate::common::stage_cache_lock();
     let d = tempfile::tempdir().unwrap();
     let out = d.path().join("dist");
     let o = dist_into(
@@ -128,7 +125,7 @@ fn rootfs_change_rebuilds_only_the_initramfs() {
     if !test_tier::slow("runs dist on the real kernel") {
         return;
     }
-    let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = crate::common::stage_cache_lock();
     let d = tempfile::tempdir().unwrap();
     let rootfs = d.path().join("rootfs");
     fs::create_dir_all(rootfs.join("overlay/etc")).unwrap();
@@ -170,7 +167,7 @@ fn install_puts_zipl_names_with_packager_modes() {
     if !test_tier::slow("runs dist on the real kernel") {
         return;
     }
-    let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = crate::common::stage_cache_lock();
     let o = xtask(&["dist", "--no-provision"]);
     assert!(o.status.success(), "{}", text(&o));
     let d = tempfile::tempdir().unwrap();

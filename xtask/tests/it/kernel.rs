@@ -5,11 +5,7 @@
 use crate::common::{root, text, xtask};
 
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::{fs, time::SystemTime};
-
-/// Stages write into one shared cache; run these tests one at a time.
-static CACHE: Mutex<()> = Mutex::new(());
 
 /// The `O=` directory named by `[kernel] up to date: .../arch/s390/boot/bzImage`.
 /// The kernel record of an up-to-date run (beside the linked image it
@@ -32,7 +28,7 @@ fn default_kernel_builds_and_second_run_does_no_kernel_work() {
     if !test_tier::slow("compiles the 6.1 kernel") {
         return;
     }
-    let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = crate::common::stage_cache_lock();
     let first = xtask(&["dist", "--no-provision"]);
     assert!(first.status.success(), "{}", text(&first));
 
@@ -111,7 +107,7 @@ fn option_dropped_by_kconfig_fails_before_compiling() {
     if !test_tier::slow("configures the real kernel source") {
         return;
     }
-    let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = crate::common::stage_cache_lock();
     let dir = tempfile::tempdir().unwrap();
     // virtio SCSI depends on VIRTIO, which only the virtio-ccw transport
     // (CONFIG_S390_GUEST) selects: olddefconfig drops it.
@@ -203,7 +199,7 @@ fn footprint_of_real_6_1_and_6_12_vmlinux_is_end_of_bss() {
     if !test_tier::slow("needs the 6.1 and 6.12 kernel builds") {
         return;
     }
-    let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = crate::common::stage_cache_lock();
     for (profile, release) in [
         ("default", "6.1."),
         ("default-6.12", "6.12."),

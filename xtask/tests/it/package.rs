@@ -7,9 +7,6 @@ use crate::common::{text, xtask};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
-
-static CACHE: Mutex<()> = Mutex::new(());
 
 fn package(profile: &str, out: &Path) -> PathBuf {
     let o = xtask(&[
@@ -52,7 +49,7 @@ fn the_package_holds_exactly_the_files_zipl_needs() {
     if !test_tier::slow("packages dist builds of the real kernel") {
         return;
     }
-    let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = crate::common::stage_cache_lock();
     let d = tempfile::tempdir().unwrap();
     let deb = package("default", d.path());
     assert!(
@@ -137,7 +134,7 @@ fn two_package_builds_are_bit_identical() {
     if !test_tier::slow("packages dist builds of the real kernel") {
         return;
     }
-    let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = crate::common::stage_cache_lock();
     let d = tempfile::tempdir().unwrap();
     let a = package("default", &d.path().join("a"));
     let b = package("default", &d.path().join("b"));
@@ -152,7 +149,7 @@ fn lintian_is_clean() {
     if !test_tier::slow("packages dist builds of the real kernel") {
         return;
     }
-    let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = crate::common::stage_cache_lock();
     test_tier::require(
         Command::new("lintian").arg("--version").output().is_ok(),
         "lintian (Debian: lintian)",

@@ -142,6 +142,7 @@ fn helper_kernel() -> PathBuf {
     if let Some(k) = std::env::var_os("ZFCPDUMP_HELPER_KERNEL") {
         return k.into();
     }
+    let _g = crate::common::stage_cache_lock();
     let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
         .args(["dist", "--profile", "qemu", "--no-provision"])
         .current_dir(root())

@@ -9,12 +9,9 @@ use crate::common::{root, text, xtask};
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Mutex;
 
 use zfcpdump_builder::sign;
 use zfcpdump_format::modsig;
-
-static CACHE: Mutex<()> = Mutex::new(());
 
 /// A profile beside a throwaway key: `[sign]` with the given key value.
 fn signed_profile(dir: &Path, key: &str) -> PathBuf {
@@ -69,7 +66,7 @@ fn signed_image_is_sign_files_and_verifies() {
     if !test_tier::slow("signs dist builds of the real kernel") {
         return;
     }
-    let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = crate::common::stage_cache_lock();
     let d = tempfile::tempdir().unwrap();
     let profile = signed_profile(d.path(), "key.pem");
     let out = d.path().join("out");
@@ -114,7 +111,7 @@ fn signed_image_is_sign_files_and_verifies() {
         let p = d.path().join(format!("tampered-{at:#x}"));
         fs::write(&p, &bad).unwrap();
         let e = format!("{:#}", sign::verify(&p, &cert, &scratch).unwrap_err());
-        assert!(e.contains("openssl failed"), "{e}");
+        assert!(e.contains("`openssl cms` failed"), "{e}");
     }
     // Not signed at all: the trailer is named.
     let e = format!(
@@ -150,7 +147,7 @@ fn a_missing_key_names_the_profile_field_and_publishes_nothing() {
     if !test_tier::slow("signs dist builds of the real kernel") {
         return;
     }
-    let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = crate::common::stage_cache_lock();
     let d = tempfile::tempdir().unwrap();
     let profile = signed_profile(d.path(), "missing.pem");
     let out = d.path().join("out");
@@ -191,7 +188,7 @@ fn a_signed_profile_with_an_external_initrd_is_warned_about() {
     if !test_tier::slow("signs dist builds of the real kernel") {
         return;
     }
-    let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = crate::common::stage_cache_lock();
     let d = tempfile::tempdir().unwrap();
     let profile = signed_profile(d.path(), "key.pem");
     let o = xtask(&[
@@ -217,7 +214,7 @@ fn a_pkcs11_key_in_softhsm_signs_the_same_bytes() {
     if !test_tier::slow("signs dist builds of the real kernel") {
         return;
     }
-    let _g = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    let _g = crate::common::stage_cache_lock();
     let module = Path::new("/usr/lib/softhsm/libsofthsm2.so");
     test_tier::require(module.is_file(), "softhsm2 (Debian: softhsm2)");
     let d = tempfile::tempdir().unwrap();
