@@ -127,16 +127,7 @@ impl<T> Context<T> for io::Result<T> {
 mod tests {
     use super::*;
 
-    /// An error and its causes the way anyhow's `{:#}` prints them.
-    fn chain(e: &dyn std::error::Error) -> String {
-        let mut text = e.to_string();
-        let mut cause = e.source();
-        while let Some(c) = cause {
-            text += &format!(": {c}");
-            cause = c.source();
-        }
-        text
-    }
+    use zfcpdump_format::error_chain as chain;
 
     #[test]
     fn the_errno_is_named_once_in_a_chain() {

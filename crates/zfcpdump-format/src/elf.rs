@@ -872,16 +872,7 @@ fn phnum<R: ReadAt + ?Sized>(src: &mut R, h: &ElfHeader, file_size: u64) -> Resu
 mod tests {
     use super::*;
 
-    /// An error and its causes the way anyhow's `{:#}` prints them.
-    fn chain(e: &dyn std::error::Error) -> String {
-        let mut text = e.to_string();
-        let mut cause = e.source();
-        while let Some(c) = cause {
-            text += &format!(": {c}");
-            cause = c.source();
-        }
-        text
-    }
+    use crate::error_chain as chain;
 
     #[test]
     fn an_io_error_is_named_once_in_a_chain() {

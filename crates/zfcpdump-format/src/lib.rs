@@ -43,5 +43,20 @@ pub mod superblock;
 #[cfg(test)]
 mod testrand;
 
+/// An error and its causes, joined by `: ` as anyhow's `{:#}` prints them.
+/// The tests of every error type use it to show that a cause is named once
+/// (an error either says its cause in its message or returns it from
+/// `source()`, never both).
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        text.push_str(": ");
+        text.push_str(&c.to_string());
+        cause = c.source();
+    }
+    text
+}
+
 /// Size of a page on s390x, and of the ELF header block that the agent writes last.
 pub const PAGE_SIZE: u64 = 4096;
