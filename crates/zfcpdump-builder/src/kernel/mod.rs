@@ -278,10 +278,9 @@ impl<'a> Kernel<'a> {
         // boot decompressor, whose debug info paths would otherwise change
         // the build-id note that ends up in the image.
         c.arg(format!(
-            "CC={}gcc -ffile-prefix-map={}={MAPPED_SRC} -ffile-prefix-map={}={MAPPED_OBJ}",
+            "CC={}gcc {}",
             self.profile.kernel.cross_compile,
-            src.display(),
-            obj.display()
+            prefix_maps(src, obj)
         ));
         c.envs(self.build_env());
         c
@@ -513,9 +512,46 @@ pub fn kbuild_timestamp(epoch: u64) -> String {
     )
 }
 
+/// gcc's path maps for a build of `src` into `obj`. kbuild hands gcc the
+/// real paths (it resolves both trees), so the maps name the real paths
+/// too: under a target directory reached through a symlink, maps of the
+/// given paths would match nothing and the build paths would leak into
+/// the image, which then differs between two checkouts.
+fn prefix_maps(src: &Path, obj: &Path) -> String {
+    let real = |p: &Path| std::fs::canonicalize(p).unwrap_or_else(|_| p.to_path_buf());
+    format!(
+        "-ffile-prefix-map={}={MAPPED_SRC} -ffile-prefix-map={}={MAPPED_OBJ}",
+        real(src).display(),
+        real(obj).display()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Two checkouts, one reached through a symlink, map the same real
+    /// trees: the maps name real paths, as kbuild does.
+    #[test]
+    fn prefix_maps_name_the_real_paths() {
+        let d = tempfile::tempdir().unwrap();
+        let real = d.path().join("real");
+        std::fs::create_dir_all(real.join("src")).unwrap();
+        std::fs::create_dir_all(real.join("obj")).unwrap();
+        let link = d.path().join("link");
+        std::os::unix::fs::symlink(&real, &link).unwrap();
+        let via_link = prefix_maps(&link.join("src"), &link.join("obj"));
+        let direct = prefix_maps(&real.join("src"), &real.join("obj"));
+        assert_eq!(via_link, direct);
+        let real = std::fs::canonicalize(&real).unwrap();
+        assert!(
+            via_link.contains(&format!(
+                "-ffile-prefix-map={}={MAPPED_SRC}",
+                real.join("src").display()
+            )),
+            "{via_link}"
+        );
+    }
     use crate::cache::write_json;
     use crate::profile;
 
