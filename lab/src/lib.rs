@@ -53,11 +53,6 @@ fn secs(d: Duration) -> String {
     format!("{:.1}s", d.as_secs_f64())
 }
 
-fn have_command(name: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(name).is_file()))
-}
-
 /// `disk.img` -> `disk.img.<suffix>`.
 fn sibling(p: &Path, suffix: &str) -> PathBuf {
     let mut s = p.as_os_str().to_owned();

@@ -27,7 +27,7 @@ use self::crash::Crash;
 use self::zgetdump::Zgetdump;
 use zfcpdump_builder::util::version_at_least;
 
-use super::have_command;
+use zfcpdump_builder::util::have_command;
 
 /// `qemu-s390x-static -L ROOT ROOT/BIN`: an s390x binary of the sysroot,
 /// with its libraries from there too.

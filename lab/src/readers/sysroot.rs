@@ -10,8 +10,9 @@ use anyhow::{Context, Result, bail, ensure};
 use sha2::{Digest, Sha256};
 
 use super::apt::{PrivateApt, split_spec};
-use crate::{have_command, progress, secs};
+use crate::{progress, secs};
 use zfcpdump_builder::cmd::{self, cmd};
+use zfcpdump_builder::util::have_command;
 
 /// The s390x packages of the sysroot. zipl needs libc6; zgetdump also needs
 /// zlib1g and libfuse2 (its ELF NEEDED entries); busybox-static is the
