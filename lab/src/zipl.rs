@@ -17,10 +17,11 @@ use zfcpdump_format::superblock::{DumpSuperblock, SB_SIZE};
 
 use crate::kit::{Ctx, step};
 use crate::readers::sysroot::{DEBIAN_12, elf_closure, in_root};
-use crate::{have_command, progress, run_with_timeout, secs, sibling, tail};
-use zfcpdump_builder::archive::{Archive, Kind, Record};
+use crate::{progress, run_with_timeout, secs, sibling, tail};
+use zfcpdump_builder::archive::{Archive, Kind};
 use zfcpdump_builder::cmd::{self, cmd};
 use zfcpdump_builder::util;
+use zfcpdump_builder::util::have_command;
 
 /// Where zipl 2.16 (Debian) looks for the dump tool.
 const ZFCPDUMP_DIR: &str = "lib/s390-tools/zfcpdump";
@@ -362,14 +363,8 @@ const APPLETS: &[&str] = &[
 /// (the one place that writes cpio archives).
 fn helper_initramfs(root: &Path, job: &ZiplJob, out: &Path) -> Result<()> {
     let mut a = Archive::new();
-    let mut add = |path: &str, mode: u32, kind: Kind| {
-        a.add(Record {
-            path: path.to_string(),
-            mode,
-            kind,
-            source: "the zipl helper".into(),
-        })
-    };
+    const SOURCE: &str = "the zipl helper";
+    let mut add = |path: &str, mode: u32, kind: Kind| a.add_entry(path, mode, kind, SOURCE);
     for d in ["dev", "proc", "sys", "tmp", ZFCPDUMP_DIR] {
         add(d, 0o755, Kind::Dir)?;
     }

@@ -88,6 +88,17 @@ impl Archive {
         Ok(())
     }
 
+    /// [`Archive::add`] of one entry declared by `source`: `mode` holds the
+    /// permission bits, `kind` the file type and content.
+    pub fn add_entry(&mut self, path: &str, mode: u32, kind: Kind, source: &str) -> Result<()> {
+        self.add(Record {
+            path: path.to_string(),
+            mode,
+            kind,
+            source: source.to_string(),
+        })
+    }
+
     /// Records in archive order, with missing parent directories added.
     pub fn records(&self) -> Vec<Record> {
         let mut all = self.records.clone();

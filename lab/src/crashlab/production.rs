@@ -10,7 +10,7 @@ use std::path::Path;
 use anyhow::{Context, Result};
 
 use crate::readers::sysroot::{CRASHLAB_GUEST, elf_closure, in_root};
-use zfcpdump_builder::archive::{Archive, Kind, Record};
+use zfcpdump_builder::archive::{Archive, Kind};
 
 /// What the production guest's /init prints; the host looks for them.
 pub const MARK_FAILED: &str = "CRASHLAB-PRODUCTION: FAILED";
@@ -116,14 +116,8 @@ pub fn write_initramfs(
     out: &Path,
 ) -> Result<()> {
     let mut a = Archive::new();
-    let mut add = |path: &str, mode: u32, kind: Kind| {
-        a.add(Record {
-            path: path.into(),
-            mode,
-            kind,
-            source: "crash lab production initramfs".into(),
-        })
-    };
+    const SOURCE: &str = "crash lab production initramfs";
+    let mut add = |path: &str, mode: u32, kind: Kind| a.add_entry(path, mode, kind, SOURCE);
     for d in ["proc", "dev", "sysfs", "tmp", "capture"] {
         add(d, 0o755, Kind::Dir)?;
     }
