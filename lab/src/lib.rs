@@ -2,6 +2,7 @@
 //! guests, the real s390-tools as reference readers, zipl disks, vmcore
 //! sources and the checks of a dump, and the tasks on top of them: `boot`
 //! (smoke test), `e2e`, `crashlab` (real crashed kernels), `faults`,
+//! `cachelab` (the compile cache on the real kernel compile),
 //! `fuzz`, `bench`, and `test` (`ci`, everything CI runs).
 //!
 //! The lab depends on the builder (`zfcpdump-builder`) to build what it
@@ -9,6 +10,7 @@
 
 pub mod bench;
 pub mod boot;
+pub mod cachelab;
 mod checks;
 pub mod ci;
 pub mod crashlab;

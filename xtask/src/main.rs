@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 
 use zfcpdump_builder::profile::ProfileArgs;
 use zfcpdump_builder::{agent, dist, fetch, package};
-use zfcpdump_lab::{bench, boot, ci, crashlab, e2e, faults, fuzz};
+use zfcpdump_lab::{bench, boot, cachelab, ci, crashlab, e2e, faults, fuzz};
 
 #[derive(Parser)]
 #[command(
@@ -60,6 +60,10 @@ enum Task {
     /// the vmcore reader and plan, the disk metadata, the filtered layout
     /// writer, the agent's config and command line, the profile loader
     Fuzz(fuzz::FuzzArgs),
+    /// The compile cache on the real kernel compile: off, cold, warm from
+    /// the local cache and warm from a real redis remote in another
+    /// checkout give bit-identical artifacts; reports times and hit rates
+    Cachelab(cachelab::CachelabArgs),
     /// Run everything CI runs (README's test command)
     Test(ci::TestArgs),
 }
@@ -91,6 +95,7 @@ fn main() -> ExitCode {
         Task::Crashlab(a) => crashlab::run(&a),
         Task::Faults(a) => faults::run(&a),
         Task::Fuzz(a) => fuzz::run(&a),
+        Task::Cachelab(a) => cachelab::run(&a),
         Task::Test(a) => ci::run(&a),
     };
     match res {

@@ -64,6 +64,14 @@ pub const BUILD: &[Need] = &[
     need("openssl", "openssl", "signs images of profiles with [sign]"),
 ];
 
+/// What `dist` uses when it is there and installs when it may; without it
+/// the build still works.
+pub const BUILD_OPTIONAL: &[Need] = &[need(
+    "ccache",
+    "ccache",
+    "the kernel's compile cache (the kernel compiles without it, only slower)",
+)];
+
 /// What the tests need on top of [`BUILD`].
 pub const TEST: &[Need] = &[
     need("g++", "g++", "builds libFuzzer for the fuzz targets"),
@@ -78,6 +86,11 @@ pub const TEST: &[Need] = &[
         "boots the dump kernel",
     ),
     need("mkfs.ext4", "e2fsprogs", "disk images for tests"),
+    need(
+        "redis-server",
+        "redis-server",
+        "a real remote storage for the compile cache's tests",
+    ),
     need("lintian", "lintian", "checks the Debian package"),
     need(
         "softhsm2-util",
@@ -161,7 +174,12 @@ fn missing_components(wanted: &[&'static str]) -> Vec<&'static str> {
 
 /// Everything: the build, the tests, every kernel source CI builds.
 pub fn ensure_all(allowed: bool) -> Result<()> {
-    let needs: Vec<&Need> = BUILD.iter().chain(TEST).chain(KERNEL_SOURCES).collect();
+    let needs: Vec<&Need> = BUILD
+        .iter()
+        .chain(BUILD_OPTIONAL)
+        .chain(TEST)
+        .chain(KERNEL_SOURCES)
+        .collect();
     ensure(&needs, TEST_COMPONENTS, allowed)
 }
 

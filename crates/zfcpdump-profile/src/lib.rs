@@ -89,6 +89,10 @@ pub struct Kernel {
     /// make -j; 0 means the number of CPUs. Not part of any cache key.
     #[serde(default)]
     pub jobs: u32,
+    /// Compile through the compile cache (ccache) when it is installed.
+    /// Never part of a cache key: the cache does not change what is built.
+    #[serde(default = "default_true")]
+    pub compile_cache: bool,
 }
 
 /// Exactly one of `tarball` or `dir`.
@@ -212,6 +216,9 @@ fn default_arch() -> String {
 fn default_cross() -> String {
     "s390x-linux-gnu-".into()
 }
+fn default_true() -> bool {
+    true
+}
 fn default_target() -> String {
     "s390x-unknown-linux-musl".into()
 }
@@ -279,6 +286,7 @@ struct KernelFile {
     arch: Option<String>,
     cross_compile: Option<String>,
     jobs: Option<u32>,
+    compile_cache: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

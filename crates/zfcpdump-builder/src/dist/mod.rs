@@ -31,6 +31,7 @@ pub use install::{InstallArgs, install};
 pub use manifest::{Artifact, InitramfsInfo, KernelInfo, Manifest, Toolchain};
 pub use plan::plan;
 pub use publish::publish;
+pub use reproducible::copy_sources;
 pub use size::{SizeArgs, size};
 
 pub const IMAGE: &str = "zfcpdump.image";
@@ -156,9 +157,13 @@ pub fn build(
 }
 
 /// The host packages and rustup components a build needs, the kernel
-/// source's package included; installed when `install` allows.
+/// source's package included; installed when `install` allows, and then
+/// the optional ones (the compile cache) too.
 fn prerequisites(profile: &Profile, install: bool) -> Result<()> {
     let mut needs: Vec<&provision::Need> = provision::BUILD.iter().collect();
+    if install && profile.kernel.compile_cache {
+        needs.extend(provision::BUILD_OPTIONAL);
+    }
     if let Some(n) = profile
         .kernel
         .source

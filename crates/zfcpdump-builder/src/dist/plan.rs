@@ -54,6 +54,10 @@ pub fn plan(args: &ProfileArgs) -> Result<()> {
         ),
     }
     println!("  configure key {}", &k.configure_key[..16]);
+    println!(
+        "  compile cache: {}",
+        kernel::ccache::Setting::of(&profile).describe()
+    );
     for l in lines {
         println!("{l}");
     }

@@ -67,7 +67,7 @@ pub(super) fn check_reproducible(
 
 /// The files git knows of (tracked, or untracked and not ignored) as they
 /// are in the work tree, copied to `src`.
-fn copy_sources(root: &Path, src: &Path) -> Result<()> {
+pub fn copy_sources(root: &Path, src: &Path) -> Result<()> {
     fs::create_dir_all(src)?;
     let sh = cmd::shell()?;
     sh.change_dir(root);
@@ -122,7 +122,9 @@ fn second_build(
         .arg(in_copy(&dirs[0].0.profile))
         .arg("--out-dir")
         .arg(out)
-        .env("CARGO_TARGET_DIR", base.join("target"));
+        .env("CARGO_TARGET_DIR", base.join("target"))
+        // A rebuild that the compile cache serves proves nothing.
+        .env(crate::kernel::ccache::OFF_VAR, "off");
     for (pa, _) in &dirs[1..] {
         cmd.arg("--also-profile").arg(in_copy(&pa.profile));
     }

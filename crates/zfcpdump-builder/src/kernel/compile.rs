@@ -4,13 +4,17 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 
+use super::ccache::{CompileCache, CompileReport, Setting, Stats};
 use super::{CompileRecord, ConfigureRecord, Kernel, Progress, SourceId, run_logged};
 use crate::cache::{read_json, write_json};
 use crate::util;
+
+/// ccache's statistics log of the last make in an `O=` directory.
+pub(super) const STATS_LOG: &str = "ccache-stats.log";
 
 impl Kernel<'_> {
     pub(super) fn build_dir(&self, compile_key: &str) -> PathBuf {
@@ -34,12 +38,16 @@ impl Kernel<'_> {
         let log = obj.join("make.log");
         let _ = fs::remove_file(&log);
         let jobs = self.jobs();
+        let setting = Setting::of(self.profile);
         eprintln!(
-            "[kernel] compiling in {} with -j{jobs}; log: {}",
+            "[kernel] compiling in {} with -j{jobs}; log: {}\n[kernel] compile cache: {}",
             obj.display(),
-            log.display()
+            log.display(),
+            setting.describe()
         );
         let source = self.source_id()?;
+        let stats_log = obj.join(STATS_LOG);
+        let _ = fs::remove_file(&stats_log);
         let objects = self.make_image(
             &src,
             &obj,
@@ -49,6 +57,7 @@ impl Kernel<'_> {
                 label: "compiling",
                 expected: self.expected_objects(&source),
             },
+            setting.cache().map(|c| (c, stats_log.as_path())),
         )?;
         let release = fs::read_to_string(obj.join("include/config/kernel.release"))
             .context("cannot read kernel.release")?
@@ -59,19 +68,56 @@ impl Kernel<'_> {
             release,
             source,
             objects: Some(objects),
+            compile_cache: setting.cache().is_some(),
         };
         write_json(&obj.join("stage.json"), &rec)?;
+        let took = t.elapsed();
         eprintln!(
             "[kernel] compiled {} in {}: {objects} objects",
             rec.release,
-            util::fmt_duration(t.elapsed()),
+            util::fmt_duration(took),
         );
+        // The compile is done whatever its statistics say.
+        match self.report(&setting, &c.compile_key, &stats_log, &rec.release, took) {
+            Ok(r) => r.publish(),
+            Err(e) => eprintln!("warning: no compile cache statistics: {e:#}"),
+        }
         Ok(rec)
     }
 
+    /// The compile cache's report of a compile that took `took`. A compile
+    /// the cache did not serve becomes the cold reference of `key`.
+    fn report(
+        &self,
+        setting: &Setting,
+        key: &str,
+        stats_log: &Path,
+        release: &str,
+        took: Duration,
+    ) -> Result<CompileReport> {
+        let mut report = CompileReport {
+            profile: self.profile.name.clone(),
+            release: release.to_string(),
+            seconds: took.as_secs_f64(),
+            cache: setting.describe(),
+            stats: None,
+            cold_seconds: None,
+        };
+        if let Some(cache) = setting.cache() {
+            let stats = Stats::read(stats_log)?;
+            let jobs = self.jobs();
+            if stats.cold() {
+                cache.remember_cold(key, jobs, took)?;
+            }
+            report.cold_seconds = cache.cold_time(key, jobs).map(|d| d.as_secs_f64());
+            report.stats = Some(stats);
+        }
+        Ok(report)
+    }
+
     /// `make olddefconfig` then `make -jN bzImage` in `obj`, logged, with the
-    /// progress line: the compile and the link step both end so. Returns
-    /// the objects compiled.
+    /// progress line, CC through `cache` if given: the compile and the link
+    /// step both end so. Returns the objects compiled.
     pub(super) fn make_image(
         &self,
         src: &Path,
@@ -79,15 +125,16 @@ impl Kernel<'_> {
         log: &Path,
         what: &str,
         progress: &Progress,
+        cache: Option<(&CompileCache, &Path)>,
     ) -> Result<u64> {
         run_logged(
-            self.make(src, obj).arg("olddefconfig"),
+            self.make_through(src, obj, cache).arg("olddefconfig"),
             log,
             "kernel olddefconfig",
             None,
         )?;
         run_logged(
-            self.make(src, obj)
+            self.make_through(src, obj, cache)
                 .arg(format!("-j{}", self.jobs()))
                 .arg("bzImage"),
             log,
@@ -96,7 +143,7 @@ impl Kernel<'_> {
         )
     }
 
-    fn jobs(&self) -> usize {
+    pub(super) fn jobs(&self) -> usize {
         match self.profile.kernel.jobs {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n as usize,

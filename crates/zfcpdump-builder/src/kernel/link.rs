@@ -16,6 +16,8 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
+use super::ccache::Setting;
+use super::compile::STATS_LOG;
 use super::{
     CompileRecord, ConfigureRecord, Embedded, Kernel, KernelRecord, Progress, footprint, run_logged,
 };
@@ -168,7 +170,7 @@ impl Kernel<'_> {
         let log = obj.join("make.log");
         let relink = !(fresh && self.embed.is_none());
         if relink {
-            self.relink(&obj, &log, &text, embedded.as_ref())?;
+            self.relink(&obj, &log, &text, embedded.as_ref(), compiled.compile_cache)?;
         }
         let dir = slot.dir();
         copy_out(&obj, &dir, &text)?;
@@ -224,12 +226,16 @@ impl Kernel<'_> {
 
     /// The variant's .config into the `O=` directory (when it differs, for
     /// make goes by mtimes), then make: kbuild rebuilds `usr/` and relinks.
+    /// CC is the compile's (`cached`: through the compile cache), whatever
+    /// the setting is now: kbuild compiles everything again when the
+    /// command line changes.
     fn relink(
         &self,
         obj: &Path,
         log: &Path,
         text: &str,
         embedded: Option<&Embedded>,
+        cached: bool,
     ) -> Result<()> {
         if fs::read_to_string(obj.join(".config")).ok().as_deref() != Some(text) {
             fs::write(obj.join(".config"), text)?;
@@ -244,6 +250,9 @@ impl Kernel<'_> {
             obj.display(),
             log.display()
         );
+        let cache = Setting::for_relink(cached);
+        let stats_log = obj.join(STATS_LOG);
+        let _ = fs::remove_file(&stats_log);
         self.make_image(
             &src,
             obj,
@@ -253,6 +262,7 @@ impl Kernel<'_> {
                 label: "linking",
                 expected: None,
             },
+            cache.as_ref().map(|c| (c, stats_log.as_path())),
         )?;
         Ok(())
     }

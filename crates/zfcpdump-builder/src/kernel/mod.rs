@@ -29,6 +29,7 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
+pub mod ccache;
 mod compile;
 mod configure;
 mod link;
@@ -108,6 +109,11 @@ struct CompileRecord {
     /// Objects compiled, for the next compile's progress estimate.
     #[serde(default)]
     objects: Option<u64>,
+    /// Whether CC went through the compile cache: a relink in the same
+    /// `O=` directory must use the same CC, or kbuild, which compares
+    /// command lines, compiles everything again.
+    #[serde(default)]
+    compile_cache: bool,
 }
 
 /// How the source was identified.
@@ -268,7 +274,19 @@ impl<'a> Kernel<'a> {
         }
     }
 
+    /// make in `obj`, with CC as it is without the compile cache.
     fn make(&self, src: &Path, obj: &Path) -> Command {
+        self.make_through(src, obj, None)
+    }
+
+    /// make in `obj`, with CC through `cache` (and its statistics log) if
+    /// given.
+    fn make_through(
+        &self,
+        src: &Path,
+        obj: &Path,
+        cache: Option<(&ccache::CompileCache, &Path)>,
+    ) -> Command {
         let mut c = Command::new("make");
         c.arg("-C").arg(src).arg(format!("O={}", obj.display()));
         for (k, v) in self.make_vars() {
@@ -278,11 +296,15 @@ impl<'a> Kernel<'a> {
         // boot decompressor, whose debug info paths would otherwise change
         // the build-id note that ends up in the image.
         c.arg(format!(
-            "CC={}gcc {}",
+            "CC={}{}gcc {}",
+            cache.map_or(String::new(), |(c, _)| format!("{} ", c.launcher())),
             self.profile.kernel.cross_compile,
             prefix_maps(src, obj)
         ));
         c.envs(self.build_env());
+        if let Some((cache, stats)) = cache {
+            cache.configure(&mut c, src, obj, stats);
+        }
         c
     }
 
@@ -601,6 +623,7 @@ mod tests {
             release: "6.1.0".into(),
             source: st.source_id().unwrap(),
             objects: Some(1500),
+            compile_cache: false,
         };
         write_json(&obj.join("stage.json"), &compiled).unwrap();
         let c = ConfigureRecord {
