@@ -102,7 +102,11 @@ pub fn run(args: &CachelabArgs) -> Result<()> {
     let root = util::project_root();
     let needs: Vec<&provision::Need> = provision::BUILD_OPTIONAL
         .iter()
-        .chain(provision::TEST.iter().filter(|n| n.package == "redis-server"))
+        .chain(
+            provision::TEST
+                .iter()
+                .filter(|n| n.package == "redis-server"),
+        )
         .collect();
     provision::ensure(&needs, &[], !args.no_provision)?;
     let work = util::cache_dir(&root).join("cachelab");
@@ -110,7 +114,10 @@ pub fn run(args: &CachelabArgs) -> Result<()> {
     // Two checkouts in unrelated directories of different depth.
     let checkouts = [
         work.join("a").join("zfcpdump"),
-        work.join("b").join("elsewhere").join("deeper").join("zfcpdump"),
+        work.join("b")
+            .join("elsewhere")
+            .join("deeper")
+            .join("zfcpdump"),
     ];
     for c in &checkouts {
         step(format!("copying the sources to {}", c.display()));
@@ -121,7 +128,14 @@ pub fn run(args: &CachelabArgs) -> Result<()> {
     step(format!("remote storage: {}", redis.url));
     let mut outcomes = Vec::new();
     for s in &STATES {
-        let o = build(args, s, &checkouts[s.checkout], &locals[s.local], &redis, &work)?;
+        let o = build(
+            args,
+            s,
+            &checkouts[s.checkout],
+            &locals[s.local],
+            &redis,
+            &work,
+        )?;
         check(s, &o.report)?;
         outcomes.push(o);
     }
@@ -331,5 +345,87 @@ impl Drop for Redis {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use zfcpdump_builder::kernel::ccache::{CompileCache, Stats};
+
+    /// A kbuild-like compile (`O=` directory, `-Wp,-MMD`, debug info, the
+    /// path maps) of the same tree in `dir`, through the cache as the
+    /// kernel stage sets it up. Returns the statistics and the object.
+    fn compile(cache: &CompileCache, dir: &Path) -> (Stats, Vec<u8>) {
+        let (src, obj) = (dir.join("src"), dir.join("obj"));
+        std::fs::create_dir_all(&src).unwrap();
+        std::fs::create_dir_all(&obj).unwrap();
+        std::fs::write(src.join("h.h"), "#define X 3\n").unwrap();
+        std::fs::write(
+            src.join("a.c"),
+            "#include \"h.h\"\nint f(void) { return X; }\n",
+        )
+        .unwrap();
+        let stats = dir.join("stats.log");
+        let mut cmd = Command::new(cache.launcher());
+        cmd.current_dir(&obj)
+            .arg("gcc")
+            .args(["-g", "-O2", "-Wp,-MMD,./.a.o.d", "-I"])
+            .arg(&src)
+            .arg(format!(
+                "-ffile-prefix-map={}=/usr/src/linux",
+                src.display()
+            ))
+            .arg(format!(
+                "-ffile-prefix-map={}=/usr/src/linux-obj",
+                obj.display()
+            ))
+            .args(["-c", "-o", "a.o"])
+            .arg(src.join("a.c"))
+            // A user's ccache settings do not reach the compile.
+            .env("CCACHE_DISABLE", "1")
+            .env("CCACHE_RECACHE", "1");
+        cache.configure(&mut cmd, &src, &obj, &stats);
+        let out = cmd.output().unwrap();
+        assert!(out.status.success(), "{out:?}");
+        (
+            Stats::read(&stats).unwrap(),
+            std::fs::read(obj.join("a.o")).unwrap(),
+        )
+    }
+
+    /// Two checkouts at different depths hit each other's entries in the
+    /// local cache, a third with an empty local cache hits the real redis
+    /// remote, and every object is the same.
+    #[test]
+    fn hits_across_directories_and_through_a_remote() {
+        if !test_tier::slow("runs ccache and a redis-server") {
+            return;
+        }
+        test_tier::require(
+            util::have_command("ccache"),
+            "ccache (Debian package ccache)",
+        );
+        test_tier::require(
+            util::have_command("redis-server"),
+            "redis-server (Debian package redis-server)",
+        );
+        let d = tempfile::tempdir().unwrap();
+        let redis = Redis::start(&d.path().join("redis")).unwrap();
+        let local = CompileCache {
+            dir: d.path().join("local-a"),
+            remote: Some(redis.url.clone()),
+        };
+        let (cold, obj_a) = compile(&local, &d.path().join("a/k"));
+        assert_eq!((cold.hits, cold.misses), (0, 1), "{cold:?}");
+        let (warm, obj_b) = compile(&local, &d.path().join("b/deeper/still/k"));
+        assert_eq!((warm.hits, warm.remote_hits), (1, 0), "{warm:?}");
+        let remote_only = CompileCache {
+            dir: d.path().join("local-c"),
+            remote: Some(redis.url.clone()),
+        };
+        let (remote, obj_c) = compile(&remote_only, &d.path().join("c/k"));
+        assert_eq!((remote.hits, remote.remote_hits), (1, 1), "{remote:?}");
+        assert!(obj_a == obj_b && obj_b == obj_c);
     }
 }

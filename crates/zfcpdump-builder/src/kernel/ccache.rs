@@ -135,10 +135,13 @@ impl CompileCache {
     /// Sets ccache's environment on a make of `src` into `obj`, its
     /// statistics going to `stats_log`.
     pub fn configure(&self, cmd: &mut Command, src: &Path, obj: &Path, stats_log: &Path) {
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("CCACHE_") {
-                cmd.env_remove(&k);
-            }
+        let inherited: Vec<_> = std::env::vars_os()
+            .map(|(k, _)| k)
+            .chain(cmd.get_envs().map(|(k, _)| k.to_owned()))
+            .filter(|k| k.to_string_lossy().starts_with("CCACHE_"))
+            .collect();
+        for k in inherited {
+            cmd.env_remove(k);
         }
         cmd.env("CCACHE_DIR", &self.dir)
             // No ccache.conf: only what is set here counts.
