@@ -10,6 +10,7 @@ use clap::Args;
 use crate::kit::Table;
 use crate::kit::table::{Left, Right};
 use zfcpdump_builder::cmd::{self, cmd};
+use zfcpdump_builder::kernel::ccache;
 use zfcpdump_builder::{provision, util};
 
 #[derive(Args, Clone, Debug)]
@@ -44,24 +45,39 @@ struct Runner {
     /// A copy of this binary: `cargo test` may rebuild target/debug/xtask
     /// while CI runs.
     exe: PathBuf,
+    /// Before each line of a lane that runs beside the main one.
+    prefix: &'static str,
 }
 
 impl Runner {
+    /// A runner for steps beside this one's, with its environment so far;
+    /// its lines carry `prefix`.
+    fn lane(&self, prefix: &'static str) -> Runner {
+        Runner {
+            root: self.root.clone(),
+            steps: Vec::new(),
+            envs: self.envs.clone(),
+            exe: self.exe.clone(),
+            prefix,
+        }
+    }
+
     fn run(&mut self, name: &str, program: &str, args: &[&str]) -> bool {
-        eprintln!("\n==> {name}: {program} {}", args.join(" "));
+        eprintln!("\n{}==> {name}: {program} {}", self.prefix, args.join(" "));
         let t = Instant::now();
         let mut cmd = Command::new(program);
         cmd.args(args)
             .current_dir(&self.root)
             .envs(self.envs.iter().map(|(k, v)| (k, v)));
-        let (ok, tail) = run_teed(cmd);
+        let (ok, tail) = run_teed(cmd, self.prefix);
         self.record(name, ok, t, if ok { Vec::new() } else { tail })
     }
 
     fn record(&mut self, name: &str, ok: bool, t: Instant, tail: Vec<String>) -> bool {
         let secs = t.elapsed().as_secs_f64();
         eprintln!(
-            "<== {name}: {} in {secs:.0}s",
+            "{}<== {name}: {} in {secs:.0}s",
+            self.prefix,
             if ok { "ok" } else { "FAILED" }
         );
         self.steps.push(CiStep {
@@ -105,9 +121,10 @@ impl Runner {
     }
 }
 
-/// Runs `cmd`, passing its stdout and stderr through, and returns whether it
-/// succeeded with its last [`FAILED_TAIL_LINES`] lines (both streams).
-fn run_teed(mut cmd: Command) -> (bool, Vec<String>) {
+/// Runs `cmd`, passing its stdout and stderr through with `prefix` before
+/// each line, and returns whether it succeeded with its last
+/// [`FAILED_TAIL_LINES`] lines (both streams).
+fn run_teed(mut cmd: Command, prefix: &str) -> (bool, Vec<String>) {
     use std::collections::VecDeque;
     use std::io::{BufRead, BufReader, Write};
     use std::process::Stdio;
@@ -135,7 +152,7 @@ fn run_teed(mut cmd: Command) -> (bool, Vec<String>) {
             s.spawn(|| {
                 for line in BufReader::new(out).split(b'\n').map_while(Result::ok) {
                     let line = String::from_utf8_lossy(&line).into_owned();
-                    let _ = writeln!(std::io::stdout(), "{line}");
+                    let _ = writeln!(std::io::stdout(), "{prefix}{line}");
                     keep(line);
                 }
             });
@@ -144,7 +161,7 @@ fn run_teed(mut cmd: Command) -> (bool, Vec<String>) {
             s.spawn(|| {
                 for line in BufReader::new(err).split(b'\n').map_while(Result::ok) {
                     let line = String::from_utf8_lossy(&line).into_owned();
-                    eprintln!("{line}");
+                    eprintln!("{prefix}{line}");
                     keep(line);
                 }
             });
@@ -166,21 +183,39 @@ pub fn run(args: &TestArgs) -> Result<()> {
     let own = std::fs::read(std::env::current_exe()?)?;
     util::write_atomic(&exe, &own)?;
     std::fs::set_permissions(&exe, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    // Every kernel compile's compile cache statistics, for the summary.
+    let reports = util::cache_dir(&root)
+        .join("ci")
+        .join("compile-cache.jsonl");
+    let _ = std::fs::remove_file(&reports);
     let mut r = Runner {
         root: root.clone(),
         steps: Vec::new(),
-        envs: Vec::new(),
+        envs: vec![(ccache::REPORT_VAR.into(), reports.display().to_string())],
         exe,
+        prefix: "",
     };
     lint(&mut r);
     builds(&mut r, &root)?;
     tests(&mut r, &root);
     if !args.quick {
-        fuzz_and_boots(&mut r);
-        lab_runs(&mut r, &root);
-        release(&mut r, &root);
+        // The release's clean rebuild compiles cold, with the compile
+        // cache off; on one core it runs beside the QEMU steps, which use
+        // one core each.
+        let mut lane = r.lane("[release lane] ");
+        lane.envs.push(("CARGO_BUILD_JOBS".into(), "1".into()));
+        std::thread::scope(|s| {
+            let bg = s.spawn(|| release(&mut lane, &root));
+            fuzz_and_boots(&mut r);
+            lab_runs(&mut r, &root);
+            bg.join().expect("the release lane does not panic");
+        });
+        for mut step in lane.steps {
+            step.name.push_str(" [beside]");
+            r.steps.push(step);
+        }
     }
-    summary(&r, t)
+    summary(&r, t, &reports)
 }
 
 /// fmt and clippy.
@@ -348,9 +383,10 @@ fn release(r: &mut Runner, root: &std::path::Path) {
     // packs; the pack is checked against its own checksums.
     // The clean second build also builds default-builtin: the same
     // compile relinked, so one built-in profile is proven too.
+    // One make job: the lane has one core.
     r.envs.push((
         "XTASK_DIST_ARGS".into(),
-        "--no-provision --offline --also-profile default-builtin".into(),
+        "--no-provision --offline --also-profile default-builtin --set kernel.jobs=1".into(),
     ));
     let out = util::cache_dir(root).join("release");
     let _ = std::fs::remove_dir_all(&out);
@@ -364,8 +400,9 @@ fn release(r: &mut Runner, root: &std::path::Path) {
     }
 }
 
-/// The failed steps' last lines, then every step with its time.
-fn summary(r: &Runner, t: Instant) -> Result<()> {
+/// The failed steps' last lines, then every step with its time, then every
+/// kernel compile's compile cache statistics (`reports`).
+fn summary(r: &Runner, t: Instant, reports: &std::path::Path) -> Result<()> {
     for s in r.steps.iter().filter(|s| !s.ok) {
         eprintln!("\n==== {} FAILED; its last lines:", s.name);
         for line in &s.tail {
@@ -382,6 +419,12 @@ fn summary(r: &Runner, t: Instant) -> Result<()> {
         ]);
     }
     eprint!("{}", summary.render());
+    eprintln!("kernel compiles (steps marked [beside] ran beside the ones above them):");
+    match ccache::CompileReport::read_all(reports) {
+        Ok(all) if all.is_empty() => eprintln!("  none: every kernel came from the stage cache"),
+        Ok(all) => all.iter().for_each(|c| eprintln!("  {}", c.describe())),
+        Err(e) => eprintln!("  error: {e:#}"),
+    }
     let failed = r.steps.iter().filter(|s| !s.ok).count();
     println!("ci: {} passed, {} failed", r.steps.len() - failed, failed);
     if failed > 0 {

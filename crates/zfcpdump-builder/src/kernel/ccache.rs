@@ -62,7 +62,10 @@ impl Setting {
             return off("kernel.compile_cache = false");
         }
         if let Ok(v) = std::env::var(OFF_VAR)
-            && matches!(v.to_ascii_lowercase().as_str(), "off" | "0" | "false" | "no")
+            && matches!(
+                v.to_ascii_lowercase().as_str(),
+                "off" | "0" | "false" | "no"
+            )
         {
             return Setting::Off {
                 why: format!("{OFF_VAR}={v}"),

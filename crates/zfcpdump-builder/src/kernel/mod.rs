@@ -671,8 +671,10 @@ mod tests {
         let (plan, _) = stage_plan(root, &[]);
         assert!(matches!(plan.state, State::UpToDate(_)));
 
-        // make -j is not part of any key.
+        // make -j is not part of any key, nor is the compile cache.
         let (plan, _) = stage_plan(root, &["kernel.jobs=7"]);
+        assert!(matches!(plan.state, State::UpToDate(_)));
+        let (plan, _) = stage_plan(root, &["kernel.compile_cache=false"]);
         assert!(matches!(plan.state, State::UpToDate(_)));
 
         // A fragment edit invalidates, and plan says which input changed.
