@@ -38,14 +38,14 @@
 //! takes its reserve from the file's size, signature included, but writes
 //! the image component without the signature, so only the reserve grows
 //! (`image_signature`); checked byte for byte on both disks by `cargo xtask
-//! e2e --profile qemu-signed`.
+//! e2e --profile default-signed`.
 //!
 //! Without an initrd (a dump tool whose initramfs is built into the image:
 //! zipl then writes no initrd component) both initrd terms go, from the
 //! reserve and from the bootmap. Real zipl 2.16 agrees byte for byte on both
-//! disks: with the 6.1 qemu-builtin image of 2,506,752 bytes the dump areas
+//! disks: with the 6.1 default-builtin image of 2,506,752 bytes the dump areas
 //! are 15,199,232 and 148,516,864 bytes, the superblocks at 0x11ed400 and
-//! 0x911c000 (`cargo xtask e2e --profile qemu-builtin`, and the image-only
+//! 0x911c000 (`cargo xtask e2e --profile default-builtin`, and the image-only
 //! cases of xtask/tests/it/s390tools.rs).
 //!
 //! The program table pointer in the MBR follows from the same model (the block
