@@ -171,9 +171,6 @@ fn run_teed(mut cmd: Command, prefix: &str) -> (bool, Vec<String>) {
     (ok, tail.into_inner().unwrap().into())
 }
 
-/// The kernel 6.12 profiles that CI builds, boots and runs e2e on.
-const KERNEL_6_12: [&str; 2] = ["default-6.12", "qemu-6.12"];
-
 pub fn run(args: &TestArgs) -> Result<()> {
     let t = Instant::now();
     let root = util::project_root();
@@ -243,14 +240,14 @@ fn builds(r: &mut Runner, root: &std::path::Path) -> Result<()> {
         r.envs
             .push(("ZFCPDUMP_AGENT_S390X".into(), agent.display().to_string()));
     }
-    // Kernel 6.12 LTS: each distinct configuration compiled once, here, and
-    // shared with the tests, boots and e2e below (the stage cache).
-    for p in KERNEL_6_12 {
-        r.xtask(
-            &format!("dist ({p} profile)"),
-            &["dist", "--no-provision", "--profile", p],
-        );
-    }
+    // Kernel 6.12 LTS, compiled once, here, and shared with the tests,
+    // boots, e2e and the crash lab below (the stage cache). These two
+    // compiles are all CI needs: the lab boots the images that ship, and
+    // the built-in and signed profiles relink the same compiles.
+    r.xtask(
+        "dist (default-6.12 profile)",
+        &["dist", "--no-provision", "--profile", "default-6.12"],
+    );
     Ok(())
 }
 
@@ -287,24 +284,25 @@ fn fuzz_and_boots(r: &mut Runner) {
         &["fuzz", "--no-provision"],
     );
 
-    // Each profile boots at -m equal to its budget; the qemu-6.12 one
-    // with every initramfs compression, like the default one.
-    // qemu-builtin: the image alone (no -initrd), relinked from the
-    // qemu compile; gzip as kbuild embeds it, none through
-    // CONFIG_INITRAMFS_COMPRESSION_NONE.
+    // Each distinct image boots at -m equal to its budget, once per
+    // initramfs compression that matters: both kernels with every one
+    // (each its own decompressor in the kernel, its own budget row);
+    // default-builtin the image alone (no -initrd), relinked from the
+    // default compile: gzip as kbuild embeds it, none through
+    // CONFIG_INITRAMFS_COMPRESSION_NONE. default-signed is
+    // default-builtin's image signed: e2e boots it below.
     for (profile, comps) in [
         ("default", &["gzip", "xz", "zstd", "none"][..]),
-        ("default-6.12", &["gzip"][..]),
-        ("qemu-6.12", &["gzip", "xz", "zstd", "none"][..]),
-        ("qemu-builtin", &["gzip", "none"][..]),
+        ("default-6.12", &["gzip", "xz", "zstd", "none"][..]),
+        ("default-builtin", &["gzip", "none"][..]),
     ] {
         for comp in comps {
             let set = format!("initramfs.compression={comp}");
-            let name = match profile {
-                "default" => format!("boot smoke test ({comp})"),
-                _ => format!("boot smoke test ({profile}, {comp})"),
-            };
-            r.boot(&name, profile, &["--set", &set]);
+            r.boot(
+                &format!("boot smoke test ({profile}, {comp})"),
+                profile,
+                &["--set", &set],
+            );
         }
     }
 }
@@ -314,8 +312,8 @@ fn lab_runs(r: &mut Runner, root: &std::path::Path) {
     // Real zipl prepares the disks, each kernel's dump tool dumps, the
     // readers that match the kernel and zfcpdump-disk check; negative
     // runs leave disks intact.
-    // qemu-builtin: real zipl on the image alone, no initrd;
-    // qemu-signed: the same, signed with a throwaway key.
+    // default-builtin: real zipl on the image alone, no initrd;
+    // default-signed: the same, signed with a throwaway key.
     match zfcpdump_builder::sign::throwaway_key(&util::cache_dir(root).join("ci").join("sign")) {
         Ok((key, cert)) => {
             r.envs
@@ -325,25 +323,34 @@ fn lab_runs(r: &mut Runner, root: &std::path::Path) {
         }
         Err(e) => eprintln!("error: no throwaway signing key: {e:#}"),
     }
-    // qemu: from its Debian package, as dpkg-deb -x unpacks it.
-    for profile in ["qemu", "qemu-6.12", "qemu-builtin", "qemu-signed"] {
+    // default: from its Debian package, as dpkg-deb -x unpacks it.
+    for profile in [
+        "default",
+        "default-6.12",
+        "default-builtin",
+        "default-signed",
+    ] {
         let mut args = vec!["e2e", "--no-provision", "--profile", profile];
-        if profile == "qemu" {
-            args.push("--deb");
-        }
-        r.xtask(&format!("end to end under QEMU ({profile} profile)"), &args);
+        let name = match profile {
+            "default" => {
+                args.push("--deb");
+                "end to end under QEMU (default profile, its Debian package)".to_string()
+            }
+            _ => format!("end to end under QEMU ({profile} profile)"),
+        };
+        r.xtask(&name, &args);
     }
     // Faults of the emulated machine through the real 6.1 kernel: EIO
     // on each write and on the vmcore's reads, power cuts, a slow, a
-    // late and a missing disk; it reuses the qemu builds above.
+    // late and a missing disk; it reuses the default builds above.
     r.xtask(
         "faults under QEMU (EIO, power cuts, slow/late/missing disk)",
         &["faults", "--no-provision"],
     );
     // Both kernel pairs in every mode (with and without elision, the
     // simulated HSA, dump levels 31 and 17), 6.12 into 6.1's tool, and
-    // the built-in initramfs at level 17; it reuses the qemu kernels
-    // built above.
+    // the built-in initramfs at level 17; it reuses the kernels built
+    // above.
     r.xtask(
         "crash lab (kdump under QEMU: 6.1, 6.12, 6.12 into 6.1)",
         &["crashlab", "--no-provision"],

@@ -1,25 +1,25 @@
 //! `e2e`: the dump tool end to end under qemu-system-s390x, against the real
 //! s390-tools.
 //!
-//! 1. Builds the profile given with `--profile` (`qemu`, the default plus
-//!    virtio, on 6.1; `qemu-6.12` on 6.12) and picks the readers that match
-//!    its kernel ([`crate::readers::Readers::for_kernel`]).
+//! 1. Builds the profile given with `--profile` (`default`, the image that
+//!    ships, on 6.1; `default-6.12` on 6.12) and picks the readers that
+//!    match its kernel ([`crate::readers::Readers::for_kernel`]).
 //! 2. Prepares a 512-byte-sector and a 4096-byte-sector disk with real
-//!    `zipl --dumpto` (Debian's zipl 2.16 in a helper guest), with our qemu
-//!    dist image and initrd as the dump tool, and checks that
+//!    `zipl --dumpto` (Debian's zipl 2.16 in a helper guest), with the
+//!    profile's dist image and initrd as the dump tool, and checks that
 //!    `zfcpdump-disk prepare` writes the same metadata.
 //! 3. Makes the vmcores: one from `vmcore-fixture`, an independent one from
 //!    QEMU's `dump-guest-memory` of a booted guest, and for step 5 another
 //!    from `vmcore-fixture` with half its pages zero.
-//! 4. Boots the qemu dist artifacts with `-m` equal to the budget for each
+//! 4. Boots the profile's dist artifacts with `-m` equal to the budget for each
 //!    disk and vmcore that fit, using the agent's test-only overrides (QEMU
 //!    cannot IPL in FCP dump mode), and checks the disk, the console and the
 //!    power-off. Then negative runs: a dump area too small, a disk without
 //!    zipl metadata, a corrupted checksum; each must fail cleanly and leave
 //!    the disk as it was.
-//! 5. Zero-page elision on the real kernel: the qemu profile again with
+//! 5. Zero-page elision on the real kernel: the profile again with
 //!    `--set agent.dump_level=1`, published into the work directory
-//!    (only the initramfs differs; `dist/qemu/` stays as it is), dumps a
+//!    (only the initramfs differs; `dist/<profile>/` stays as it is), dumps a
 //!    generated vmcore with half its pages zero onto the 4K disk. The memory
 //!    read back from `zfcpdump-disk extract` through the ELF's program headers
 //!    (elided tails read as zeros) must equal the vmcore's, and every zero page
@@ -27,7 +27,7 @@
 //!    zgetdump 2.16 misreads `p_filesz < p_memsz`, so the current zgetdump
 //!    (2.35) checks these runs, for every kernel.
 //! 6. crash (the build that matches the kernel, under qemu-user) opens the dumps of
-//!    QEMU's vmcore, byte-exact and elided, with the qemu kernel's vmlinux:
+//!    QEMU's vmcore, byte-exact and elided, with the profile kernel's vmlinux:
 //!    it must accept them, name the kernel release, and read all of physical
 //!    memory with `rd -p` exactly as the vmcore holds it.
 //!
@@ -65,8 +65,9 @@ use zfcpdump_builder::util;
 #[derive(Args, Clone, Debug)]
 pub struct E2eArgs {
     /// The profile whose dump tool is tested; its kernel must see virtio
-    /// disks (the qemu fragment), e.g. qemu or qemu-6.12
-    #[arg(long, short, default_value = "qemu")]
+    /// disks (virtio.config, in every profile here), e.g. default or
+    /// default-6.12
+    #[arg(long, short, default_value = "default")]
     pub profile: String,
     /// Take the dump tool from the profile's Debian package: zipl and every
     /// boot use the files that `dpkg-deb -x` unpacked

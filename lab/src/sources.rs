@@ -48,7 +48,7 @@ pub(crate) struct Source {
     /// the last segment, which a copy of the ELF extent leaves out and 2.35
     /// then refuses (QEMU's dump has its section name table there).
     pub(crate) zgetdump: bool,
-    /// The memory of a guest that ran the qemu profile's kernel: crash can
+    /// The memory of a guest that ran the profile's kernel: crash can
     /// read its dumps with that kernel's vmlinux.
     pub(crate) kernel_dump: bool,
     /// One line for the report.
@@ -167,7 +167,7 @@ pub(crate) fn source(
     })
 }
 
-/// Boots the qemu dist kernel with more memory and no disks: the agent gives
+/// Boots the profile's dist kernel with more memory and no disks: the agent gives
 /// up (no IPL device) and powers off, which `-action shutdown=pause` turns
 /// into a pause; then QMP `dump-guest-memory` writes the guest's memory as
 /// an ELF core, the way QEMU does it, not our code.

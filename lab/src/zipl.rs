@@ -46,7 +46,8 @@ pub const ZIPL_GUEST_TIMEOUT: Duration = Duration::from_secs(180);
 /// A disk for [`zipl_prepare`]: one DOS partition, bytes throughout.
 #[derive(Debug, Clone)]
 pub struct ZiplJob<'a> {
-    /// A kernel that sees virtio-scsi disks (the qemu profile's bzImage).
+    /// A kernel that sees virtio-scsi disks (a dist image: every profile
+    /// here has kernel-config/virtio.config).
     pub helper_kernel: &'a Path,
     /// The dump tool kernel that zipl installs (zfcpdump-image).
     pub dump_image: &'a Path,
@@ -269,7 +270,7 @@ pub fn zipl_prepare(cache: &Path, job: &ZiplJob) -> Result<ZiplResult> {
         bail!(
             "{why}.\n--- console tail ({}) ---\n{}\n---\nThe disk image {} and the helper \
              initramfs {} are kept for inspection. The helper kernel must have virtio-scsi \
-             (the qemu profile: `cargo xtask dist --profile qemu`).",
+             (kernel-config/virtio.config, in the default profile: `cargo xtask dist`).",
             log.display(),
             tail(&console, 40),
             job.disk.display(),

@@ -44,7 +44,7 @@ enum Task {
     /// Bring everything a build needs into local caches, for --offline
     Fetch(fetch::FetchArgs),
     /// End to end under qemu-system-s390x: real zipl prepares the disks, a
-    /// qemu profile's dump tool dumps, the readers that match its kernel
+    /// profile's dump tool dumps, the readers that match its kernel
     /// (zgetdump, crash) and zfcpdump-disk check
     E2e(e2e::E2eArgs),
     /// Real crashed kernels: a production kernel under QEMU crashes into

@@ -112,7 +112,7 @@ pub const KERNEL_SOURCES: &[Need] = &[
     need(
         "/usr/src/linux-source-6.1.tar.xz",
         "linux-source-6.1",
-        "the default and qemu profiles' kernel source",
+        "the 6.1 profiles' kernel source",
     ),
     need(
         "/usr/src/linux-source-6.12.tar.xz",

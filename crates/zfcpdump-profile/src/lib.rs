@@ -685,13 +685,13 @@ fragments = ["zfcpdump.config"]
         let d = root_with(&[
             ("profiles/default.toml", BASE),
             (
-                "profiles/qemu.toml",
-                "extends = \"default\"\n[kernel]\nfragments = [\"virtio.config\"]\n[budget]\ntotal = \"64MiB\"\n",
+                "profiles/big.toml",
+                "extends = \"default\"\n[kernel]\nfragments = [\"extra.config\"]\n[budget]\ntotal = \"64MiB\"\n",
             ),
         ]);
-        let p = load(d.path(), "qemu", &[]).unwrap();
-        assert_eq!(p.name, "qemu");
-        assert_eq!(p.kernel.fragments, vec!["zfcpdump.config", "virtio.config"]);
+        let p = load(d.path(), "big", &[]).unwrap();
+        assert_eq!(p.name, "big");
+        assert_eq!(p.kernel.fragments, vec!["zfcpdump.config", "extra.config"]);
         assert_eq!(p.budget.total, 64 << 20);
         assert_eq!(p.files.len(), 2);
     }

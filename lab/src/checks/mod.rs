@@ -373,7 +373,7 @@ fn check_with_zgetdump(
 }
 
 /// crash (Debian's s390x build under qemu-user) on the extracted dump of a
-/// guest that ran the qemu kernel, with that kernel's vmlinux: it must take
+/// guest that ran the profile's kernel, with that kernel's vmlinux: it must take
 /// the dump (it refuses a dump that does not match the vmlinux), name the
 /// kernel release, and read every byte of physical memory with `rd -p` as
 /// the vmcore holds it, the zero tails of an elided dump included.

@@ -27,8 +27,8 @@
 //! memory and free memory, each with pattern pages where a pattern can
 //! live, so a dump level's effect is visible. By default the pairs are
 //! 6.1/6.1 and 6.12/6.12 with all five, the cross pair 6.12/6.1
-//! byte-exact, and the tool with its initramfs built in (qemu-builtin) at
-//! dump level 17 (`DEFAULT_PAIRS`). Two guests run at a time.
+//! byte-exact, and the tool with its initramfs built in (default-builtin)
+//! at dump level 17 (`DEFAULT_PAIRS`): the profiles packagers ship. Two guests run at a time.
 //!
 //! Work files live in `<target>/zfcpdump/crashlab/work/` (kept on failure or
 //! with `--keep`); the report goes to `<target>/zfcpdump/crashlab/report.txt`,
@@ -69,9 +69,11 @@ use zfcpdump_builder::{provision, util};
 pub struct CrashlabArgs {
     /// A kernel pair PRODUCTION:TOOL of profile names (repeatable); the
     /// production kernel crashes, the tool's kernel and agent dump it. Both
-    /// must see virtio disks. A pair given here gets all five runs. Default:
-    /// qemu:qemu (all five), qemu-6.12:qemu-6.12 (all five), qemu-6.12:qemu
-    /// (plain) and qemu-builtin:qemu-builtin (level17)
+    /// must see virtio disks (every profile here does). A pair given here
+    /// gets all five runs. Default, the images that ship (default is 6.1):
+    /// default:default (all five), default-6.12:default-6.12 (all five),
+    /// default-6.12:default (plain) and default-builtin:default-builtin
+    /// (level17)
     #[arg(long = "pair", value_name = "PRODUCTION:TOOL")]
     pub pairs: Vec<String>,
     /// Only these runs (repeatable): plain, elided, hsa, level31, level17.
@@ -92,11 +94,11 @@ pub struct CrashlabArgs {
 /// run (a tool is built once and rarely rebuilt: 6.12 crashed, 6.1 tool)
 /// byte-exact, and the tool with its initramfs built in at dump level 17.
 const DEFAULT_PAIRS: &[(&str, &[Kind])] = &[
-    ("qemu:qemu", &Kind::ALL),
-    ("qemu-6.12:qemu-6.12", &Kind::ALL),
-    ("qemu-6.12:qemu", &[Kind::Plain]),
+    ("default:default", &Kind::ALL),
+    ("default-6.12:default-6.12", &Kind::ALL),
+    ("default-6.12:default", &[Kind::Plain]),
     // The tool with its initramfs built in, kexec'd without --initrd.
-    ("qemu-builtin:qemu-builtin", &[Kind::Level17]),
+    ("default-builtin:default-builtin", &[Kind::Level17]),
 ];
 /// QEMU 7.2's TCG (Debian 12) keeps translated code that a kexec overwrites:
 /// the s390x copy helpers (MVC/MVCLE, as kexec-tools' purgatory copies the
@@ -208,7 +210,7 @@ impl Kind {
 
 /// One kernel pair, built and with its disk prepared.
 pub(crate) struct Pair {
-    /// `production:tool`, e.g. `qemu-6.12:qemu-6.12`.
+    /// `production:tool`, e.g. `default-6.12:default`.
     pub(crate) name: String,
     pub(crate) production_image: PathBuf,
     pub(crate) production_initramfs: PathBuf,
@@ -447,7 +449,7 @@ fn setup_pair(
             same,
             "pair {name}: a tool with its initramfs built in is kexec'd as it is, and under \
              QEMU 7.2's TCG only into a production kernel of the same image: use the same \
-             profile on both sides, e.g. qemu-builtin:qemu-builtin"
+             profile on both sides, e.g. default-builtin:default-builtin"
         );
         if kinds.contains(&Kind::Elided) {
             step(format!(

@@ -49,8 +49,8 @@ use zfcpdump_builder::util;
 #[derive(Args, Clone, Debug)]
 pub struct FaultsArgs {
     /// The profile whose dump tool is tested (its kernel must see virtio
-    /// disks: the qemu fragment)
-    #[arg(long, short, default_value = "qemu")]
+    /// disks: virtio.config, in every profile here)
+    #[arg(long, short, default_value = "default")]
     pub profile: String,
     /// Power cuts: SIGKILLs of QEMU at seeded random moments of the dump (of
     /// 20 or more, at least 20 must land before the verdict)

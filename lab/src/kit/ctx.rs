@@ -51,7 +51,7 @@ pub(crate) struct Ctx {
     pub(crate) fixture_tool: PathBuf,
     /// The readers that match the kernel (zgetdump, crash).
     pub(crate) readers: Readers,
-    /// The qemu profile kernel's vmlinux (with debug info) and release.
+    /// The profile kernel's vmlinux (with debug info) and release.
     pub(crate) vmlinux: PathBuf,
     pub(crate) release: String,
     pub(crate) keep: bool,

@@ -136,10 +136,10 @@ fn unpacked_deb(profile: &ProfileArgs, work: &Path, lab: &LabArgs) -> Result<Pat
     Ok(files)
 }
 
-/// The qemu profile with `--set agent.dump_level=1`, loaded,
-/// built (the kernel and agent stages are cached, only the initramfs
-/// differs) and published into `<work>/dist-qemu-elided/`, not over
-/// `dist/qemu/`. Returns that directory.
+/// The profile with `--set agent.dump_level=1`, loaded, built (the
+/// kernel and agent stages are cached, only the initramfs differs) and
+/// published into `<work>/dist-<profile>-elided/`, not over
+/// `dist/<profile>/`. Returns that directory.
 pub(crate) fn elided_build(
     root: &Path,
     work: &Path,

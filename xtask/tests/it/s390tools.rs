@@ -135,8 +135,8 @@ fn zgetdump_reads_generated_vmcores() {
 // zipl vs zfcpdump-disk prepare
 // ---------------------------------------------------------------------------
 
-/// The qemu profile's kernel (with virtio-scsi), built through xtask's own
-/// cache (a no-op when `cargo xtask dist --profile qemu` ran before), or
+/// The default profile's kernel (with virtio-scsi), built through xtask's
+/// own cache (a no-op when `cargo xtask dist` ran before), or
 /// ZFCPDUMP_HELPER_KERNEL.
 fn helper_kernel() -> PathBuf {
     if let Some(k) = std::env::var_os("ZFCPDUMP_HELPER_KERNEL") {
@@ -144,17 +144,17 @@ fn helper_kernel() -> PathBuf {
     }
     let _g = crate::common::stage_cache_lock();
     let out = Command::new(env!("CARGO_BIN_EXE_xtask"))
-        .args(["dist", "--profile", "qemu", "--no-provision"])
+        .args(["dist", "--profile", "default", "--no-provision"])
         .current_dir(root())
         .output()
         .expect("run xtask");
     assert!(
         out.status.success(),
-        "cargo xtask dist --profile qemu failed:\n{}{}",
+        "cargo xtask dist --profile default failed:\n{}{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    root().join("dist/qemu/zfcpdump.image")
+    root().join("dist/default/zfcpdump.image")
 }
 
 fn be64(b: &[u8], o: usize) -> u64 {
