@@ -17,8 +17,27 @@ use crate::util;
 pub(super) const STATS_LOG: &str = "ccache-stats.log";
 
 impl Kernel<'_> {
+    /// The `O=` directory of a compile, named by its key.
     pub(super) fn build_dir(&self, compile_key: &str) -> PathBuf {
-        self.cache.join(format!("build-{}", &compile_key[..16]))
+        self.builds_root()
+            .join(format!("build-{}", &compile_key[..16]))
+    }
+
+    /// Where the `O=` directories go. For a tarball, inside its unpacked
+    /// tree, each a direct child of the source root: kbuild then names the
+    /// source relatively (`srctree := ..`), so no compiler argument holds
+    /// the checkout's path and the compile cache hits across checkouts and
+    /// machines (ccache's base_dir rewrites `-I<path>`, but not the
+    /// `-Wa,-I<srctree>/...` that arch/s390 passes). A source dir is not
+    /// ours to write into: its compiles go beside the stage's records.
+    fn builds_root(&self) -> PathBuf {
+        match self.source_id().ok().and_then(|s| s.sha256) {
+            Some(sum) => {
+                let dest = self.tarball_dest(&sum);
+                super::source::unpacked_root(&dest).unwrap_or(dest)
+            }
+            None => self.cache.clone(),
+        }
     }
 
     /// The record of a finished compile.
@@ -153,7 +172,7 @@ impl Kernel<'_> {
     /// How many objects an earlier compile of the same source made, for the
     /// progress line's percentage: the largest count on record.
     pub(super) fn expected_objects(&self, source: &SourceId) -> Option<u64> {
-        fs::read_dir(&self.cache)
+        fs::read_dir(self.builds_root())
             .ok()?
             .filter_map(|e| e.ok())
             .filter(|e| e.file_name().to_string_lossy().starts_with("build-"))

@@ -49,7 +49,7 @@ use crate::stage::Stage;
 use crate::util;
 
 /// Bump when the stage changes what it produces.
-const STAGE_VERSION: &str = "kernel-1";
+const STAGE_VERSION: &str = "kernel-2";
 
 /// Fixed default for SOURCE_DATE_EPOCH: 2024-01-01T00:00:00Z. Any fixed
 /// value makes builds reproducible; this one is documented in README.
@@ -269,9 +269,14 @@ impl<'a> Kernel<'a> {
     fn source_root(&self) -> Result<PathBuf> {
         let src = self.source_id()?;
         match src.sha256 {
-            Some(sum) => unpack_tarball(&src.path, &self.cache.join("src").join(&sum[..16])),
+            Some(sum) => unpack_tarball(&src.path, &self.tarball_dest(&sum)),
             None => Ok(src.path),
         }
+    }
+
+    /// Where the tarball of sha256 `sum` is unpacked.
+    fn tarball_dest(&self, sum: &str) -> PathBuf {
+        self.cache.join("src").join(&sum[..16])
     }
 
     /// make in `obj`, with CC as it is without the compile cache.

@@ -40,15 +40,25 @@ pub fn unpack_tarball(tarball: &Path, dest: &Path) -> Result<PathBuf> {
         fs::rename(&tmp, dest)?;
         eprintln!("[kernel] unpacked in {}", util::fmt_duration(t.elapsed()));
     }
-    // A kernel tarball has one top directory; use it when there is one.
-    let mut dirs = fs::read_dir(dest)?
+    unpacked_root(dest)
+        .with_context(|| format!("{} holds no kernel source (no Makefile)", tarball.display()))
+}
+
+/// The source root of a tarball unpacked into `dest`, if it is: its one
+/// top directory, or `dest` itself. Unpacks nothing.
+pub(super) fn unpacked_root(dest: &Path) -> Option<PathBuf> {
+    if !dest.join(".unpacked").is_file() {
+        return None;
+    }
+    let mut dirs = fs::read_dir(dest)
+        .ok()?
         .filter_map(|e| e.ok())
         .filter(|e| e.path().is_dir())
         .map(|e| e.path());
     match (dirs.next(), dirs.next()) {
-        (Some(d), None) if d.join("Makefile").is_file() => Ok(d),
-        _ if dest.join("Makefile").is_file() => Ok(dest.to_path_buf()),
-        _ => bail!("{} holds no kernel source (no Makefile)", tarball.display()),
+        (Some(d), None) if d.join("Makefile").is_file() => Some(d),
+        _ if dest.join("Makefile").is_file() => Some(dest.to_path_buf()),
+        _ => None,
     }
 }
 
