@@ -196,14 +196,18 @@ pub fn run(args: &TestArgs) -> Result<()> {
     builds(&mut r, &root)?;
     tests(&mut r, &root);
     if !args.quick {
-        // The release's clean rebuild compiles cold, with the compile
-        // cache off; on one core it runs beside the QEMU steps, which use
-        // one core each.
+        // Two lanes of about one core each: the QEMU steps (one guest
+        // thread each), and beside them fuzzing (one libFuzzer process at
+        // a time) and the release, whose clean rebuild compiles the kernel
+        // cold (the compile cache is off for it) with one make job.
         let mut lane = r.lane("[release lane] ");
         lane.envs.push(("CARGO_BUILD_JOBS".into(), "1".into()));
         std::thread::scope(|s| {
-            let bg = s.spawn(|| release(&mut lane, &root));
-            fuzz_and_boots(&mut r);
+            let bg = s.spawn(|| {
+                fuzz(&mut lane);
+                release(&mut lane, &root);
+            });
+            boots(&mut r);
             lab_runs(&mut r, &root);
             bg.join().expect("the release lane does not panic");
         });
@@ -275,15 +279,18 @@ fn tests(r: &mut Runner, root: &std::path::Path) {
     }
 }
 
-/// Fuzzing, then every profile's boot at its budget.
-fn fuzz_and_boots(r: &mut Runner) {
+/// Fuzzing.
+fn fuzz(r: &mut Runner) {
     // Every parser under libFuzzer, 30 s each; a finding fails the
     // step and prints its reproducer.
     r.xtask(
         "fuzzing (libFuzzer, 5 targets)",
         &["fuzz", "--no-provision"],
     );
+}
 
+/// Every image's boot at its budget.
+fn boots(r: &mut Runner) {
     // Each distinct image boots at -m equal to its budget, once per
     // initramfs compression that matters: both kernels with every one
     // (each its own decompressor in the kernel, its own budget row);
