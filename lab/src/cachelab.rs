@@ -299,7 +299,7 @@ fn render(args: &CachelabArgs, outcomes: &[Outcome], took: Duration) -> String {
          The run took {}.\n",
         args.profile,
         r.release,
-        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        r.jobs,
         std::thread::available_parallelism().map_or(0, |n| n.get()),
         t.render(),
         outcomes[0].image,

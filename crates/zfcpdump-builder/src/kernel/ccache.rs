@@ -74,13 +74,10 @@ impl Setting {
         if !util::have_command(CCACHE) {
             return off("ccache is not installed (Debian package ccache)");
         }
-        let Some(dir) = local_dir() else {
-            return off("neither XDG_CACHE_HOME nor HOME is set");
-        };
-        Setting::On(CompileCache {
-            dir,
-            remote: std::env::var(REMOTE_VAR).ok().filter(|r| !r.is_empty()),
-        })
+        match local_dir() {
+            Some(dir) => Setting::On(CompileCache::at(dir)),
+            None => off("neither XDG_CACHE_HOME nor HOME is set"),
+        }
     }
 
     /// The cache of a relink in an `O=` directory compiled `cached` or
@@ -88,11 +85,9 @@ impl Setting {
     /// compiles everything again (it compares command lines). Off when
     /// ccache has gone since.
     pub fn for_relink(cached: bool) -> Option<CompileCache> {
-        let dir = local_dir().filter(|_| cached && util::have_command(CCACHE))?;
-        Some(CompileCache {
-            dir,
-            remote: std::env::var(REMOTE_VAR).ok().filter(|r| !r.is_empty()),
-        })
+        local_dir()
+            .filter(|_| cached && util::have_command(CCACHE))
+            .map(CompileCache::at)
     }
 
     /// One line for `plan` and the build's log.
@@ -130,6 +125,14 @@ fn local_dir() -> Option<PathBuf> {
 }
 
 impl CompileCache {
+    /// The cache in `dir`, with the remote [`REMOTE_VAR`] names, if any.
+    fn at(dir: PathBuf) -> CompileCache {
+        CompileCache {
+            dir,
+            remote: std::env::var(REMOTE_VAR).ok().filter(|r| !r.is_empty()),
+        }
+    }
+
     /// The CC prefix.
     pub fn launcher(&self) -> &'static str {
         CCACHE
@@ -277,6 +280,9 @@ pub struct CompileReport {
     pub release: String,
     /// The compile's wall time.
     pub seconds: f64,
+    /// make's `-j`.
+    #[serde(default)]
+    pub jobs: usize,
     /// [`Setting::describe`] at the compile.
     pub cache: String,
     /// None with the cache off.

@@ -114,21 +114,25 @@ impl Kernel<'_> {
         release: &str,
         took: Duration,
     ) -> Result<CompileReport> {
+        let jobs = self.jobs();
         let mut report = CompileReport {
             profile: self.profile.name.clone(),
             release: release.to_string(),
             seconds: took.as_secs_f64(),
+            jobs,
             cache: setting.describe(),
             stats: None,
             cold_seconds: None,
         };
         if let Some(cache) = setting.cache() {
             let stats = Stats::read(stats_log)?;
-            let jobs = self.jobs();
-            if stats.cold() {
+            let cold = if stats.cold() {
                 cache.remember_cold(key, jobs, took)?;
-            }
-            report.cold_seconds = cache.cold_time(key, jobs).map(|d| d.as_secs_f64());
+                Some(took)
+            } else {
+                cache.cold_time(key, jobs)
+            };
+            report.cold_seconds = cold.map(|d| d.as_secs_f64());
             report.stats = Some(stats);
         }
         Ok(report)
@@ -162,7 +166,7 @@ impl Kernel<'_> {
         )
     }
 
-    pub(super) fn jobs(&self) -> usize {
+    fn jobs(&self) -> usize {
         match self.profile.kernel.jobs {
             0 => std::thread::available_parallelism().map_or(2, |n| n.get()),
             n => n as usize,
