@@ -103,6 +103,10 @@ pub struct Source {
     /// Pins the tarball; the build fails when it differs.
     pub sha256: Option<String>,
     pub dir: Option<PathBuf>,
+    /// Build a `dir` that is a git work tree with uncommitted changes; it
+    /// is then known by its content instead of its commit.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub allow_dirty: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
