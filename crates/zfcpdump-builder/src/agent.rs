@@ -165,7 +165,7 @@ impl<'a> Agent<'a> {
             .env_remove("RUSTFLAGS")
             .env(
                 "SOURCE_DATE_EPOCH",
-                crate::kernel::source_date_epoch().to_string(),
+                crate::kernel::source_date_epoch()?.to_string(),
             );
         if self.offline {
             cmd.arg("--offline").env("CARGO_NET_OFFLINE", "true");

@@ -218,7 +218,7 @@ impl Stage for Initramfs<'_> {
             "compression".into(),
             self.profile.initramfs.compression.to_string(),
         );
-        i.insert("mtime".into(), source_date_epoch().to_string());
+        i.insert("mtime".into(), source_date_epoch()?.to_string());
         // rootfs/ is small: hash its contents rather than trust mtimes.
         let rootfs = self.rootfs();
         if rootfs.is_dir() {
@@ -247,7 +247,7 @@ impl Stage for Initramfs<'_> {
     fn build(&self, slot: &Slot) -> Result<InitramfsRecord> {
         let t = Instant::now();
         let ar = self.archive()?;
-        let mtime = u32::try_from(source_date_epoch()).context("SOURCE_DATE_EPOCH beyond 2106")?;
+        let mtime = u32::try_from(source_date_epoch()?).context("SOURCE_DATE_EPOCH beyond 2106")?;
         let cpio = ar.write(Vec::new(), mtime)?;
         let comp = self.profile.initramfs.compression;
         let rd = compress(comp, &cpio)?;

@@ -5,8 +5,9 @@
 //! stage itself or by a fragment) and checks each against the final .config
 //! before it compiles anything.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::path::Path;
 
 use anyhow::{Result, bail};
 
@@ -191,6 +192,42 @@ pub fn check(reqs: &[Requirement], fin: &Config) -> Vec<Mismatch> {
             req: r.clone(),
             actual: fin.get(&r.option).to_string(),
         })
+        .collect()
+}
+
+/// Every symbol a Kconfig file of the source at `src` defines (`config X`,
+/// `menuconfig X`), with the CONFIG_ prefix. Build directories that sit
+/// inside the source (`build-*` at its top) are skipped.
+pub fn defined_symbols(src: &Path) -> BTreeSet<String> {
+    let walk = walkdir::WalkDir::new(src).into_iter().filter_entry(|e| {
+        let name = e.file_name().to_string_lossy();
+        !(name == ".git" || (e.depth() == 1 && name.starts_with("build-")))
+    });
+    let mut out = BTreeSet::new();
+    for e in walk.filter_map(|e| e.ok()) {
+        if !e.file_type().is_file() || !e.file_name().to_string_lossy().starts_with("Kconfig") {
+            continue;
+        }
+        let Ok(text) = std::fs::read_to_string(e.path()) else {
+            continue;
+        };
+        for line in text.lines() {
+            let mut words = line.split_whitespace();
+            if let (Some("config" | "menuconfig"), Some(sym)) = (words.next(), words.next()) {
+                out.insert(format!("CONFIG_{sym}"));
+            }
+        }
+    }
+    out
+}
+
+/// The mismatches of requested options that no Kconfig file defines:
+/// these are misspelled or absent from this kernel version, not options
+/// whose dependencies are off.
+pub fn undefined<'m>(mismatches: &'m [Mismatch], known: &BTreeSet<String>) -> Vec<&'m Mismatch> {
+    mismatches
+        .iter()
+        .filter(|m| !known.contains(&m.req.option))
         .collect()
 }
 

@@ -167,7 +167,7 @@ fn fill_tree(
     ));
     installed.push((
         doc.join("changelog.gz"),
-        gzip(changelog(name, version, profile, manifest).as_bytes())?,
+        gzip(changelog(name, version, profile, manifest)?.as_bytes())?,
     ));
     let mut md5sums = String::new();
     for (path, data) in &installed {
@@ -200,7 +200,7 @@ fn dpkg_deb(tree: &Path, deb: &Path) -> Result<()> {
     let sh = cmd::shell()?;
     let built = cmd::output(
         cmd::cmd!(sh, "dpkg-deb --root-owner-group -Zxz --build {tree} {tmp}")
-            .env("SOURCE_DATE_EPOCH", source_date_epoch().to_string()),
+            .env("SOURCE_DATE_EPOCH", source_date_epoch()?.to_string()),
     );
     if let Err(e) = built {
         let _ = fs::remove_file(&tmp);
@@ -212,7 +212,7 @@ fn dpkg_deb(tree: &Path, deb: &Path) -> Result<()> {
 
 /// Directories 0755, every mtime SOURCE_DATE_EPOCH.
 fn fix_times_and_modes(tree: &Path) -> Result<()> {
-    let t = SystemTime::UNIX_EPOCH + Duration::from_secs(source_date_epoch());
+    let t = SystemTime::UNIX_EPOCH + Duration::from_secs(source_date_epoch()?);
     for e in walkdir::WalkDir::new(tree).contents_first(true) {
         let e = e?;
         if e.file_type().is_dir() {
@@ -266,14 +266,14 @@ fn control(name: &str, version: &str, profile: &str, m: &Manifest, size_kib: u64
     s
 }
 
-fn changelog(name: &str, version: &str, profile: &str, m: &Manifest) -> String {
-    format!(
+fn changelog(name: &str, version: &str, profile: &str, m: &Manifest) -> Result<String> {
+    Ok(format!(
         "{name} ({version}) unstable; urgency=medium\n\n  \
          * Built by cargo xtask package --deb from profile {profile}: Linux\n    \
          {}; the kernel source is named in manifest.json.\n\n -- {MAINTAINER}  {}\n",
         m.kernel.release,
-        rfc2822(source_date_epoch())
-    )
+        rfc2822(source_date_epoch()?)
+    ))
 }
 
 /// `Mon, 01 Jan 2024 00:00:00 +0000` from the kernel stage's timestamp

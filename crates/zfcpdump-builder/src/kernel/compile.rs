@@ -151,13 +151,13 @@ impl Kernel<'_> {
         cache: Option<(&CompileCache, &Path)>,
     ) -> Result<u64> {
         run_logged(
-            self.make_through(src, obj, cache).arg("olddefconfig"),
+            self.make_through(src, obj, cache)?.arg("olddefconfig"),
             log,
             "kernel olddefconfig",
             None,
         )?;
         run_logged(
-            self.make_through(src, obj, cache)
+            self.make_through(src, obj, cache)?
                 .arg(format!("-j{}", self.jobs()))
                 .arg("bzImage"),
             log,

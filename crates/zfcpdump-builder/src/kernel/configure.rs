@@ -120,7 +120,7 @@ impl Kernel<'_> {
             self.profile.kernel.fragments.len()
         );
         run_logged(
-            self.make(&src, &scratch)
+            self.make(&src, &scratch)?
                 .arg(&self.profile.kernel.defconfig),
             &log,
             "kernel defconfig",
@@ -130,13 +130,13 @@ impl Kernel<'_> {
         let base = fs::read_to_string(&dotconfig)?;
         fs::write(&dotconfig, kconfig::apply(&base, &reqs))?;
         run_logged(
-            self.make(&src, &scratch).arg("olddefconfig"),
+            self.make(&src, &scratch)?.arg("olddefconfig"),
             &log,
             "kernel olddefconfig",
             None,
         )?;
         let final_text = fs::read_to_string(&dotconfig)?;
-        self.check_final(&reqs, &final_text, &dotconfig)?;
+        self.check_final(&src, &reqs, &final_text, &dotconfig)?;
         let config_sha256 = util::sha256_bytes(final_text.as_bytes());
         let compile_key = self.compile_key(inputs, &config_sha256);
         util::write_atomic(&self.config_path(configure_key), final_text.as_bytes())?;
@@ -173,27 +173,62 @@ impl Kernel<'_> {
         for k in ["source", "compiler", "cc"] {
             ckey.insert(k.into(), inputs.get(k).cloned().unwrap_or_default());
         }
-        for (k, v) in self.make_vars().into_iter().chain(self.build_env()) {
-            ckey.insert(format!("make {k}"), v);
+        // The make variables and build environment, as the inputs hold them.
+        for (k, v) in inputs.iter().filter(|(k, _)| k.starts_with("make ")) {
+            ckey.insert(k.clone(), v.clone());
         }
         key_of(&ckey)
     }
 
-    /// The requested-vs-final check of a .config made by olddefconfig.
-    pub(super) fn check_final(&self, reqs: &[Requirement], text: &str, path: &Path) -> Result<()> {
+    /// The requested-vs-final check of a .config made by olddefconfig, in
+    /// the source at `src`: an option no Kconfig file defines is told apart
+    /// from one whose dependencies are off.
+    pub(super) fn check_final(
+        &self,
+        src: &Path,
+        reqs: &[Requirement],
+        text: &str,
+        path: &Path,
+    ) -> Result<()> {
         let mismatches = kconfig::check(reqs, &Config::parse(text));
-        if !mismatches.is_empty() {
-            let list: Vec<String> = mismatches.iter().map(|m| format!("  {m}")).collect();
-            bail!(
-                "kernel configuration of profile {:?}: {} requested option(s) did not survive olddefconfig \
-                 (usually a dependency is off; add it to the fragment):\n{}\nfinal .config: {}",
-                self.profile.name,
-                mismatches.len(),
-                list.join("\n"),
-                path.display()
-            );
+        if mismatches.is_empty() {
+            return Ok(());
         }
-        Ok(())
+        let known = kconfig::defined_symbols(src);
+        let undefined = kconfig::undefined(&mismatches, &known);
+        let mut parts = Vec::new();
+        if !undefined.is_empty() {
+            let list: Vec<String> = undefined
+                .iter()
+                .map(|m| format!("  {} (requested by {})", m.req.option, m.req.origin))
+                .collect();
+            parts.push(format!(
+                "{} requested option(s) exist in no Kconfig file of {} (misspelled, or not in \
+                 this kernel version; remove them or fix the name):\n{}",
+                undefined.len(),
+                src.display(),
+                list.join("\n")
+            ));
+        }
+        let dropped: Vec<String> = mismatches
+            .iter()
+            .filter(|m| known.contains(&m.req.option))
+            .map(|m| format!("  {m}"))
+            .collect();
+        if !dropped.is_empty() {
+            parts.push(format!(
+                "{} requested option(s) did not survive olddefconfig (usually a dependency is \
+                 off; add it to the fragment):\n{}",
+                dropped.len(),
+                dropped.join("\n")
+            ));
+        }
+        bail!(
+            "kernel configuration of profile {:?}: {}\nfinal .config: {}",
+            self.profile.name,
+            parts.join("\n"),
+            path.display()
+        )
     }
 
     pub(super) fn config_path(&self, configure_key: &str) -> PathBuf {

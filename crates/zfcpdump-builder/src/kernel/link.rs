@@ -88,14 +88,14 @@ impl Kernel<'_> {
         let dotconfig = scratch.join(".config");
         fs::write(&dotconfig, kconfig::apply(compile_text, &link_reqs))?;
         run_logged(
-            self.make(src, scratch).arg("olddefconfig"),
+            self.make(src, scratch)?.arg("olddefconfig"),
             log,
             "kernel olddefconfig (built-in initramfs)",
             None,
         )?;
         let text = fs::read_to_string(&dotconfig)?;
         let all: Vec<Requirement> = reqs.iter().cloned().chain(link_reqs).collect();
-        self.check_final(&all, &text, &dotconfig)?;
+        self.check_final(src, &all, &text, &dotconfig)?;
         let others: Vec<String> = Config::parse(compile_text)
             .differing(&Config::parse(&text))
             .into_iter()

@@ -253,9 +253,9 @@ impl<'a> Kernel<'a> {
         ]
     }
 
-    fn build_env(&self) -> Vec<(String, String)> {
-        let epoch = source_date_epoch();
-        vec![
+    fn build_env(&self) -> Result<Vec<(String, String)>> {
+        let epoch = source_date_epoch()?;
+        Ok(vec![
             ("SOURCE_DATE_EPOCH".into(), epoch.to_string()),
             ("KBUILD_BUILD_TIMESTAMP".into(), kbuild_timestamp(epoch)),
             ("KBUILD_BUILD_USER".into(), BUILD_USER.into()),
@@ -263,7 +263,7 @@ impl<'a> Kernel<'a> {
             ("KBUILD_BUILD_VERSION".into(), BUILD_VERSION.into()),
             ("LC_ALL".into(), "C".into()),
             ("TZ".into(), "UTC".into()),
-        ]
+        ])
     }
 
     fn source_root(&self) -> Result<PathBuf> {
@@ -280,7 +280,7 @@ impl<'a> Kernel<'a> {
     }
 
     /// make in `obj`, with CC as it is without the compile cache.
-    fn make(&self, src: &Path, obj: &Path) -> Command {
+    fn make(&self, src: &Path, obj: &Path) -> Result<Command> {
         self.make_through(src, obj, None)
     }
 
@@ -291,7 +291,7 @@ impl<'a> Kernel<'a> {
         src: &Path,
         obj: &Path,
         cache: Option<(&ccache::CompileCache, &Path)>,
-    ) -> Command {
+    ) -> Result<Command> {
         let mut c = Command::new("make");
         c.arg("-C").arg(src).arg(format!("O={}", obj.display()));
         for (k, v) in self.make_vars() {
@@ -306,11 +306,11 @@ impl<'a> Kernel<'a> {
             self.profile.kernel.cross_compile,
             prefix_maps(src, obj)
         ));
-        c.envs(self.build_env());
+        c.envs(self.build_env()?);
         if let Some((cache, stats)) = cache {
             cache.configure(&mut c, src, obj, stats);
         }
-        c
+        Ok(c)
     }
 
     /// What `run` would do, without doing it.
@@ -400,7 +400,7 @@ impl Stage for Kernel<'_> {
             i.insert(format!("fragment {name}"), util::sha256_bytes(&text));
         }
         i.insert("compiler".into(), self.compiler_version()?);
-        for (k, v) in self.make_vars().into_iter().chain(self.build_env()) {
+        for (k, v) in self.make_vars().into_iter().chain(self.build_env()?) {
             i.insert(format!("make {k}"), v);
         }
         i.insert(
@@ -502,11 +502,30 @@ pub fn footprint(vmlinux: &Path) -> Result<u64> {
     Ok(end.div_ceil(PAGE) * PAGE)
 }
 
-pub fn source_date_epoch() -> u64 {
-    std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(DEFAULT_SOURCE_DATE_EPOCH)
+/// `SOURCE_DATE_EPOCH`, or the fixed default when it is unset or empty.
+/// A value that is not a time is an error, not the default: a release
+/// would otherwise carry a date other than the one its builder asked for.
+pub fn source_date_epoch() -> Result<u64> {
+    parse_source_date_epoch(std::env::var_os("SOURCE_DATE_EPOCH").as_deref())
+}
+
+fn parse_source_date_epoch(v: Option<&std::ffi::OsStr>) -> Result<u64> {
+    let Some(v) = v.filter(|v| !v.is_empty()) else {
+        return Ok(DEFAULT_SOURCE_DATE_EPOCH);
+    };
+    // The initramfs's cpio holds 32-bit times.
+    v.to_str()
+        .and_then(|s| s.parse::<u64>().ok())
+        .filter(|&n| n <= u64::from(u32::MAX))
+        .with_context(|| {
+            format!(
+                "SOURCE_DATE_EPOCH={}: expected seconds since 1970-01-01 UTC, a whole number \
+                 from 0 to {} (e.g. `git log -1 --format=%ct`); unset it for the default {}",
+                v.to_string_lossy(),
+                u32::MAX,
+                DEFAULT_SOURCE_DATE_EPOCH
+            )
+        })
 }
 
 /// `date -u` style text of an epoch, as the kernel's uname -v shows it.
@@ -580,6 +599,7 @@ mod tests {
         );
     }
     use crate::cache::write_json;
+    use crate::kconfig;
     use crate::profile;
 
     /// A project root with a fake source dir and one fragment; the host gcc
@@ -767,6 +787,57 @@ mod tests {
             reqs.iter()
                 .any(|r| r.option == "CONFIG_KVM" && r.value == "n")
         );
+    }
+
+    /// Found by a packager: a misspelled option was reported as one whose
+    /// dependencies are off.
+    #[test]
+    fn an_option_in_no_kconfig_is_named_as_such() {
+        let d = fake_root();
+        let root = d.path();
+        fs::create_dir_all(root.join("linux/drivers")).unwrap();
+        fs::write(
+            root.join("linux/drivers/Kconfig"),
+            "config A\n\tbool \"a\"\n\tdepends on B\nmenuconfig B\n\tbool \"b\"\n",
+        )
+        .unwrap();
+        let p = profile::load(root, "p", &[]).unwrap();
+        let k = Kernel::new(root, &p, None);
+        let reqs = kconfig::parse_fragment("x.config", "CONFIG_A=y\nCONFIG_TYPO=y\n").unwrap();
+        let e = k
+            .check_final(&root.join("linux"), &reqs, "# CONFIG_B is not set\n", Path::new(".config"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("1 requested option(s) exist in no Kconfig file")
+                && e.contains("  CONFIG_TYPO (requested by x.config:2)"),
+            "{e}"
+        );
+        assert!(
+            e.contains("1 requested option(s) did not survive olddefconfig")
+                && e.contains("  CONFIG_A: requested y, final not set (requested by x.config:1)"),
+            "{e}"
+        );
+        assert!(!e.contains("CONFIG_TYPO: requested"), "{e}");
+    }
+
+    /// Found by a packager: `SOURCE_DATE_EPOCH=yesterday` built with the
+    /// default date, silently.
+    #[test]
+    fn source_date_epoch_is_parsed_strictly() {
+        use std::ffi::OsStr;
+        let p = |v: &str| parse_source_date_epoch(Some(OsStr::new(v)));
+        assert_eq!(parse_source_date_epoch(None).unwrap(), DEFAULT_SOURCE_DATE_EPOCH);
+        assert_eq!(p("").unwrap(), DEFAULT_SOURCE_DATE_EPOCH);
+        assert_eq!(p("1700000000").unwrap(), 1_700_000_000);
+        assert_eq!(p("0").unwrap(), 0);
+        for bad in ["yesterday", "-1", "1.5", " 17", "4294967296"] {
+            let e = format!("{:#}", p(bad).unwrap_err());
+            assert!(
+                e.contains(&format!("SOURCE_DATE_EPOCH={bad}: expected seconds since 1970")),
+                "{bad}: {e}"
+            );
+        }
     }
 
     #[test]

@@ -62,20 +62,67 @@ pub(super) fn unpacked_root(dest: &Path) -> Option<PathBuf> {
     }
 }
 
+/// The compressions a kernel source tarball may have, by its name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TarballKind {
+    Tar,
+    Xz,
+    Gzip,
+    Bzip2,
+    Zstd,
+}
+
+/// The name endings [`TarballKind::of`] knows, for messages.
+pub const TARBALL_ENDINGS: &str = ".tar, .tar.xz, .tar.gz, .tgz, .tar.bz2, .tar.zst";
+
+impl TarballKind {
+    /// The kind a tarball's name says; None for any other file.
+    pub fn of(path: &Path) -> Option<TarballKind> {
+        let name = path.file_name()?.to_str()?;
+        [
+            (".tar", TarballKind::Tar),
+            (".tar.xz", TarballKind::Xz),
+            (".txz", TarballKind::Xz),
+            (".tar.gz", TarballKind::Gzip),
+            (".tgz", TarballKind::Gzip),
+            (".tar.bz2", TarballKind::Bzip2),
+            (".tbz2", TarballKind::Bzip2),
+            (".tar.zst", TarballKind::Zstd),
+            (".tzst", TarballKind::Zstd),
+        ]
+        .into_iter()
+        .find(|(end, _)| name.ends_with(end))
+        .map(|(_, k)| k)
+    }
+
+    /// Refuses a name with no known ending, saying which endings there are.
+    pub fn check(path: &Path) -> Result<TarballKind> {
+        TarballKind::of(path).with_context(|| {
+            format!(
+                "{}: unsupported archive type: a kernel source tarball ends in one of \
+                 {TARBALL_ENDINGS}",
+                path.display()
+            )
+        })
+    }
+
+    fn reader(self, f: fs::File) -> Result<Box<dyn std::io::Read>> {
+        let buf = BufReader::with_capacity(1 << 20, f);
+        Ok(match self {
+            TarballKind::Tar => Box::new(buf),
+            TarballKind::Xz => Box::new(xz2::read::XzDecoder::new(buf)),
+            TarballKind::Gzip => Box::new(flate2::read::GzDecoder::new(buf)),
+            TarballKind::Bzip2 => Box::new(bzip2::read::BzDecoder::new(buf)),
+            TarballKind::Zstd => Box::new(zstd::stream::read::Decoder::with_buffer(buf)?),
+        })
+    }
+}
+
 fn unpack_into(tarball: &Path, dest: &Path) -> Result<()> {
+    let kind = TarballKind::check(tarball)?;
     let f =
         fs::File::open(tarball).with_context(|| format!("cannot open {}", tarball.display()))?;
-    let reader: Box<dyn std::io::Read> = match tarball.extension().and_then(|e| e.to_str()) {
-        Some("xz") => Box::new(xz2::read::XzDecoder::new(BufReader::with_capacity(
-            1 << 20,
-            f,
-        ))),
-        Some("tar") => Box::new(BufReader::new(f)),
-        _ => bail!(
-            "{}: unsupported archive type: use a .tar or .tar.xz kernel source",
-            tarball.display()
-        ),
-    };
+    let reader = kind.reader(f)?;
     let mut ar = tar::Archive::new(reader);
     ar.set_preserve_permissions(true);
     for entry in ar.entries()? {
@@ -217,5 +264,45 @@ mod tests {
         let (d, r) = unpack_bytes(&t);
         r.unwrap();
         assert!(d.path().join("out/linux/a/link").is_symlink());
+    }
+
+    /// Found by a packager: .tar.gz, .tar.bz2 and .tar.zst sources were
+    /// refused, and only at unpack, after the preflight had passed.
+    #[test]
+    fn every_tarball_kind_unpacks() {
+        use std::io::Write;
+        let tar = tar_with(&[("linux-x/Makefile", tar::EntryType::Regular, None)]);
+        let d = tempfile::tempdir().unwrap();
+        let compressed: [(&str, Vec<u8>); 5] = [
+            ("src.tar", tar.clone()),
+            ("src.tar.xz", {
+                let mut w = xz2::write::XzEncoder::new(Vec::new(), 1);
+                w.write_all(&tar).unwrap();
+                w.finish().unwrap()
+            }),
+            ("src.tar.gz", {
+                let mut w = flate2::write::GzEncoder::new(Vec::new(), Default::default());
+                w.write_all(&tar).unwrap();
+                w.finish().unwrap()
+            }),
+            ("src.tar.bz2", {
+                let mut w = bzip2::write::BzEncoder::new(Vec::new(), Default::default());
+                w.write_all(&tar).unwrap();
+                w.finish().unwrap()
+            }),
+            ("src.tar.zst", zstd::encode_all(&tar[..], 1).unwrap()),
+        ];
+        for (name, bytes) in compressed {
+            let tarball = d.path().join(name);
+            fs::write(&tarball, bytes).unwrap();
+            let root = unpack_tarball(&tarball, &d.path().join(format!("out-{name}")))
+                .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+            assert_eq!(fs::read(root.join("Makefile")).unwrap(), b"data", "{name}");
+        }
+        let e = TarballKind::check(Path::new("/src/linux.zip")).unwrap_err();
+        assert!(
+            e.to_string().contains("unsupported archive type") && e.to_string().contains(".tar.zst"),
+            "{e}"
+        );
     }
 }
