@@ -7,7 +7,6 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use zfcpdump_builder::profile::ProfileArgs;
 use zfcpdump_builder::{agent, dist, fetch, package};
 use zfcpdump_lab::{bench, boot, cachelab, ci, crashlab, e2e, faults, fuzz};
 
@@ -29,8 +28,10 @@ enum Task {
     Dist(dist::DistArgs),
     /// Cross-build the static s390x dump agent
     Agent(agent::AgentArgs),
-    /// Print the resolved profile and each stage's cache state; runs nothing
-    Plan(ProfileArgs),
+    /// Check the profile and the command line (the preflight), then print the
+    /// resolved profile and each stage's cache state; builds nothing. `--check`:
+    /// the preflight alone
+    Plan(dist::PlanArgs),
     /// Show the memory budget and initramfs contents of a dist build
     Size(dist::SizeArgs),
     /// Install dist artifacts under the names zipl looks for

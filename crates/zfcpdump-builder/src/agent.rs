@@ -46,6 +46,20 @@ const PACKAGE: &str = "zfcpdump-agent";
 /// The crates whose sources end up in the binary.
 const SOURCE_CRATES: &[&str] = &["crates/zfcpdump-agent", "crates/zfcpdump-format"];
 const LINKER: &str = "s390x-linux-musl-gcc";
+/// The one target the stage builds: the agent is /init of the s390x dump
+/// kernel, static, on musl (the linker above).
+pub const TARGET: &str = "s390x-unknown-linux-musl";
+
+/// The preflight's check of `agent.target`.
+pub fn check_target(profile: &Profile) -> Result<String> {
+    let t = &profile.agent.target;
+    ensure!(
+        t == TARGET,
+        "agent.target = {t:?}: the agent runs as /init of the s390x dump kernel; the \
+         supported target is {TARGET:?}"
+    );
+    Ok(t.clone())
+}
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct AgentRecord {

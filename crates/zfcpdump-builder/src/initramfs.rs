@@ -113,11 +113,7 @@ impl<'a> Initramfs<'a> {
     }
 
     fn rootfs(&self) -> PathBuf {
-        self.profile
-            .initramfs
-            .rootfs
-            .clone()
-            .unwrap_or_else(|| self.root.join("rootfs"))
+        rootfs_of(self.root, self.profile)
     }
 
     /// The agent's config file, generated from the profile's agent section.
@@ -134,50 +130,7 @@ impl<'a> Initramfs<'a> {
 
     /// Everything that goes into the archive.
     pub fn archive(&self) -> Result<Archive> {
-        let rootfs = self.rootfs();
-        let mut ar = Archive::new();
-        let manifest_path = rootfs.join("manifest.toml");
-        let text = fs::read_to_string(&manifest_path)
-            .with_context(|| format!("cannot read {}", manifest_path.display()))?;
-        let m: Manifest =
-            toml::from_str(&text).with_context(|| format!("{}", manifest_path.display()))?;
-        let src = |what: &str, p: &str| format!("{} ({what} {p})", manifest_path.display());
-        for d in m.dir {
-            ar.add(Record {
-                source: src("dir", &d.path),
-                path: d.path,
-                mode: d.mode,
-                kind: Kind::Dir,
-            })?;
-        }
-        for n in m.node {
-            let kind = match n.kind {
-                NodeKind::Char => Kind::Char {
-                    major: n.major,
-                    minor: n.minor,
-                },
-                NodeKind::Block => Kind::Block {
-                    major: n.major,
-                    minor: n.minor,
-                },
-            };
-            ar.add(Record {
-                source: src("node", &n.path),
-                path: n.path,
-                mode: n.mode,
-                kind,
-            })?;
-        }
-        for s in m.symlink {
-            check_link(&s.path, &s.target).with_context(|| src("symlink", &s.path))?;
-            ar.add(Record {
-                source: src("symlink", &s.path),
-                path: s.path,
-                mode: 0o777,
-                kind: Kind::Symlink(s.target),
-            })?;
-        }
-        add_overlay(&mut ar, &rootfs.join("overlay"))?;
+        let mut ar = rootfs_archive(&rootfs_of(self.root, self.profile))?;
         ar.add(Record {
             path: "init".into(),
             mode: 0o755,
@@ -192,6 +145,82 @@ impl<'a> Initramfs<'a> {
         })?;
         Ok(ar)
     }
+}
+
+/// The rootfs tree of a profile: `initramfs.rootfs`, or the project's.
+fn rootfs_of(root: &Path, profile: &Profile) -> PathBuf {
+    profile
+        .initramfs
+        .rootfs
+        .clone()
+        .unwrap_or_else(|| root.join("rootfs"))
+}
+
+/// The preflight's check of the rootfs tree: its manifest and overlay
+/// make an archive (the agent and its config are added at build time).
+pub fn check_rootfs(root: &Path, profile: &Profile) -> Result<String> {
+    let rootfs = rootfs_of(root, profile);
+    if !rootfs.is_dir() {
+        bail!(
+            "initramfs.rootfs: {} is not a directory (a rootfs tree holds manifest.toml and \
+             overlay/, as the project's rootfs/ does)",
+            rootfs.display()
+        );
+    }
+    let ar = rootfs_archive(&rootfs)?;
+    Ok(format!(
+        "{} entries from {}",
+        ar.records().len(),
+        rootfs.display()
+    ))
+}
+
+/// The entries of a rootfs tree: its manifest's, then its overlay's.
+fn rootfs_archive(rootfs: &Path) -> Result<Archive> {
+    let mut ar = Archive::new();
+    let manifest_path = rootfs.join("manifest.toml");
+    let text = fs::read_to_string(&manifest_path)
+        .with_context(|| format!("cannot read {}", manifest_path.display()))?;
+    let m: Manifest =
+        toml::from_str(&text).with_context(|| format!("{}", manifest_path.display()))?;
+    let src = |what: &str, p: &str| format!("{} ({what} {p})", manifest_path.display());
+    for d in m.dir {
+        ar.add(Record {
+            source: src("dir", &d.path),
+            path: d.path,
+            mode: d.mode,
+            kind: Kind::Dir,
+        })?;
+    }
+    for n in m.node {
+        let kind = match n.kind {
+            NodeKind::Char => Kind::Char {
+                major: n.major,
+                minor: n.minor,
+            },
+            NodeKind::Block => Kind::Block {
+                major: n.major,
+                minor: n.minor,
+            },
+        };
+        ar.add(Record {
+            source: src("node", &n.path),
+            path: n.path,
+            mode: n.mode,
+            kind,
+        })?;
+    }
+    for s in m.symlink {
+        check_link(&s.path, &s.target).with_context(|| src("symlink", &s.path))?;
+        ar.add(Record {
+            source: src("symlink", &s.path),
+            path: s.path,
+            mode: 0o777,
+            kind: Kind::Symlink(s.target),
+        })?;
+    }
+    add_overlay(&mut ar, &rootfs.join("overlay"))?;
+    Ok(ar)
 }
 
 impl Stage for Initramfs<'_> {

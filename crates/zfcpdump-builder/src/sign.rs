@@ -107,19 +107,38 @@ fn openssl<S: AsRef<OsStr>>(args: &[S], what: &str) -> Result<Vec<u8>> {
     Ok(out.stdout)
 }
 
+/// The key and certificate files of the profile's `[sign]`, resolved
+/// (`env:` variables set, files present) without signing anything: the
+/// preflight's check. A `pkcs11:` key is only used when signing.
+pub fn check_files(profile: &Profile) -> Result<String> {
+    let Some(sign) = &profile.sign else {
+        return Ok("no [sign]".into());
+    };
+    let key = match resolve_key(profile, sign)? {
+        Key::File(p) => p.display().to_string(),
+        Key::Pkcs11(_) => "a pkcs11: token".into(),
+    };
+    let cert = resolve_certificate(profile, sign)?;
+    Ok(format!("key {key}, certificate {}", cert.display()))
+}
+
+fn resolve_certificate(profile: &Profile, sign: &Sign) -> Result<PathBuf> {
+    resolve_file(
+        profile,
+        "certificate",
+        &sign.certificate,
+        "certificate",
+        " (X.509, PEM or DER)",
+    )
+}
+
 /// Signs `image` into `<cache>/sign/<profile>/zfcpdump.image` and verifies
 /// it; the unsigned image is left as it is.
 pub fn sign(root: &Path, profile: &Profile, image: &Path) -> Result<SignRecord> {
     let sign = profile.sign.as_ref().context("the profile has no [sign]")?;
     let t = std::time::Instant::now();
     let key = resolve_key(profile, sign)?;
-    let cert = &resolve_file(
-        profile,
-        "certificate",
-        &sign.certificate,
-        "certificate",
-        " (X.509, PEM or DER)",
-    )?;
+    let cert = &resolve_certificate(profile, sign)?;
     // One directory per unsigned image: a variant signed in the same run
     // (e2e's elided build) does not replace another's.
     let unsigned_sha = util::sha256_file(image)?;

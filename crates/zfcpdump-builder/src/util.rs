@@ -110,6 +110,15 @@ pub fn tmp_name(path: &Path) -> PathBuf {
 }
 
 /// Human-readable duration for progress lines and reports.
+/// A profile's files as `plan` shows them: the profile, then its parents.
+pub fn join_paths(files: &[PathBuf]) -> String {
+    files
+        .iter()
+        .map(|f| f.display().to_string())
+        .collect::<Vec<_>>()
+        .join(" <- ")
+}
+
 pub fn fmt_duration(d: Duration) -> String {
     let s = d.as_secs();
     if s >= 60 {

@@ -9,6 +9,7 @@ mod builtin;
 mod dist;
 mod kernel;
 mod package;
+mod preflight;
 mod readers;
 mod s390tools;
 mod sign;

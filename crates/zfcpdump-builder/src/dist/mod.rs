@@ -23,13 +23,14 @@ use crate::{provision, util};
 mod install;
 mod manifest;
 mod plan;
+pub mod preflight;
 mod publish;
 mod reproducible;
 mod size;
 
 pub use install::{InstallArgs, install};
 pub use manifest::{Artifact, InitramfsInfo, KernelInfo, Manifest, Toolchain};
-pub use plan::plan;
+pub use plan::{PlanArgs, plan};
 pub use publish::publish;
 pub use reproducible::copy_sources;
 pub use size::{SizeArgs, size};
@@ -193,13 +194,10 @@ fn sign_image(root: &Path, profile: &Profile, kernel: &KernelRecord) -> Result<S
 /// returns the stage records of the first.
 pub fn run(args: &DistArgs) -> Result<Built> {
     let root = util::project_root();
+    preflight::gate(&root, args)?;
     let built = build_and_publish(&root, args, &args.profile, args.out_dir.clone())?;
     let mut dirs = vec![(args.profile.clone(), out_dir(&root, args, &args.profile)?)];
-    for name in &args.also_profile {
-        let pa = ProfileArgs {
-            profile: name.clone(),
-            sets: args.profile.sets.clone(),
-        };
+    for pa in preflight::profiles(args).into_iter().skip(1) {
         build_and_publish(&root, args, &pa, None)?;
         dirs.push((pa.clone(), out_dir(&root, args, &pa)?));
     }

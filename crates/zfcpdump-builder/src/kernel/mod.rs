@@ -189,7 +189,8 @@ impl<'a> Kernel<'a> {
         }
     }
 
-    fn source_id(&self) -> Result<SourceId> {
+    /// The source's identity; checks a tarball's kind and pin.
+    pub(crate) fn source_id(&self) -> Result<SourceId> {
         let s = &self.profile.kernel.source;
         if let Some(tarball) = &s.tarball {
             if !tarball.is_file() {
@@ -205,6 +206,7 @@ impl<'a> Kernel<'a> {
                     }
                 );
             }
+            source::TarballKind::check(tarball)?;
             let sum = util::sha256_file_cached(&util::cache_dir(self.root), tarball)?;
             if let Some(pin) = &s.sha256
                 && !pin.eq_ignore_ascii_case(&sum)
@@ -233,6 +235,64 @@ impl<'a> Kernel<'a> {
             pinned: false,
             git_commit: git_commit(dir),
         })
+    }
+
+    /// The preflight's check of the source: a tarball that provisioning
+    /// will install (`install`) passes unread; any other is identified as
+    /// the stage will identify it.
+    pub fn check_source(&self, install: bool) -> Result<String> {
+        if let Some(t) = &self.profile.kernel.source.tarball
+            && !t.exists()
+            && install
+            && let Some(n) = crate::provision::kernel_source(t)
+        {
+            return Ok(format!(
+                "{} will be installed (Debian package {})",
+                t.display(),
+                n.package
+            ));
+        }
+        let id = self.source_id()?;
+        Ok(match &id.sha256 {
+            Some(sum) => format!(
+                "{} sha256 {}{}",
+                id.path.display(),
+                &sum[..16],
+                if id.pinned { " (pinned)" } else { "" }
+            ),
+            None => format!("{}", id.path.display()),
+        })
+    }
+
+    /// The preflight's check of `kernel.defconfig`, where the source is at
+    /// hand (a dir, or a tarball unpacked before); Ok(None) otherwise.
+    pub fn check_defconfig(&self) -> Result<Option<String>> {
+        let s = &self.profile.kernel.source;
+        let src = match (&s.dir, &s.tarball) {
+            (Some(d), _) => Some(d.clone()),
+            (None, Some(t)) if t.is_file() => {
+                let sum = util::sha256_file_cached(&util::cache_dir(self.root), t)?;
+                source::unpacked_root(&self.tarball_dest(&sum))
+            }
+            _ => None,
+        };
+        let Some(src) = src else { return Ok(None) };
+        let k = &self.profile.kernel;
+        let path = src
+            .join("arch")
+            .join(&k.arch)
+            .join("configs")
+            .join(&k.defconfig);
+        if !path.is_file() {
+            bail!(
+                "kernel.defconfig = {:?}: {} does not exist (the defconfigs of this source are \
+                 in {})",
+                k.defconfig,
+                path.display(),
+                path.parent().unwrap_or(&src).display()
+            );
+        }
+        Ok(Some(path.display().to_string()))
     }
 
     /// `s390x-linux-gnu-gcc --version`, first line.
@@ -805,7 +865,12 @@ mod tests {
         let k = Kernel::new(root, &p, None);
         let reqs = kconfig::parse_fragment("x.config", "CONFIG_A=y\nCONFIG_TYPO=y\n").unwrap();
         let e = k
-            .check_final(&root.join("linux"), &reqs, "# CONFIG_B is not set\n", Path::new(".config"))
+            .check_final(
+                &root.join("linux"),
+                &reqs,
+                "# CONFIG_B is not set\n",
+                Path::new(".config"),
+            )
             .unwrap_err()
             .to_string();
         assert!(
@@ -827,14 +892,19 @@ mod tests {
     fn source_date_epoch_is_parsed_strictly() {
         use std::ffi::OsStr;
         let p = |v: &str| parse_source_date_epoch(Some(OsStr::new(v)));
-        assert_eq!(parse_source_date_epoch(None).unwrap(), DEFAULT_SOURCE_DATE_EPOCH);
+        assert_eq!(
+            parse_source_date_epoch(None).unwrap(),
+            DEFAULT_SOURCE_DATE_EPOCH
+        );
         assert_eq!(p("").unwrap(), DEFAULT_SOURCE_DATE_EPOCH);
         assert_eq!(p("1700000000").unwrap(), 1_700_000_000);
         assert_eq!(p("0").unwrap(), 0);
         for bad in ["yesterday", "-1", "1.5", " 17", "4294967296"] {
             let e = format!("{:#}", p(bad).unwrap_err());
             assert!(
-                e.contains(&format!("SOURCE_DATE_EPOCH={bad}: expected seconds since 1970")),
+                e.contains(&format!(
+                    "SOURCE_DATE_EPOCH={bad}: expected seconds since 1970"
+                )),
                 "{bad}: {e}"
             );
         }

@@ -301,7 +301,8 @@ mod tests {
         }
         let e = TarballKind::check(Path::new("/src/linux.zip")).unwrap_err();
         assert!(
-            e.to_string().contains("unsupported archive type") && e.to_string().contains(".tar.zst"),
+            e.to_string().contains("unsupported archive type")
+                && e.to_string().contains(".tar.zst"),
             "{e}"
         );
     }

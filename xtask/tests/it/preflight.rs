@@ -1,0 +1,257 @@
+//! The preflight: every setting that can be wrong without building is
+//! refused by `dist` before its first stage, in seconds. Each case here
+//! once failed only after the kernel compile (issue 24). `dist` runs for
+//! real; a preflight that let a case through would start the stages, and
+//! the watchdog below fails the test instead of waiting for a compile.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::common::{root, text};
+
+/// Longer than any preflight (well under a second here), far shorter than
+/// a stage: the agent's build alone takes a minute.
+const WATCHDOG: Duration = Duration::from_secs(60);
+
+/// A profile beside the test's files that extends the project's default
+/// and adds `extra` (TOML).
+fn profile(dir: &Path, extra: &str) -> PathBuf {
+    let p = dir.join("p.toml");
+    fs::write(
+        &p,
+        format!(
+            "extends = \"{}\"\n{extra}",
+            root().join("profiles/default.toml").display()
+        ),
+    )
+    .unwrap();
+    p
+}
+
+/// `cargo xtask <args>` with `env`, killed after [`WATCHDOG`].
+fn xtask_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(root())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run xtask");
+    let t = Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if t.elapsed() > WATCHDOG {
+            child.kill().unwrap();
+            let o = child.wait_with_output().unwrap();
+            panic!(
+                "`xtask {}` ran past the preflight for {WATCHDOG:?}:\n{}",
+                args.join(" "),
+                text(&o)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// `dist` of `profile` with `more` arguments and `env` must fail in the
+/// preflight, saying `want`, having built and published nothing.
+fn refused(profile: &Path, more: &[&str], env: &[(&str, &str)], want: &str) -> String {
+    let out = profile.parent().unwrap().join("out");
+    let mut args = vec![
+        "dist",
+        "--no-provision",
+        "--profile",
+        profile.to_str().unwrap(),
+        "--out-dir",
+        out.to_str().unwrap(),
+    ];
+    args.extend(more);
+    let o = xtask_env(&args, env);
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(t.contains("preflight failed"), "{t}");
+    assert!(t.contains(want), "wanted {want:?} in:\n{t}");
+    for stage in ["[kernel]", "[agent]", "[initramfs]", "[budget]"] {
+        assert!(!t.contains(stage), "a stage ran ({stage}):\n{t}");
+    }
+    assert!(!out.exists(), "{} was written", out.display());
+    t
+}
+
+#[test]
+fn a_missing_sign_key_is_refused_before_building() {
+    let d = tempfile::tempdir().unwrap();
+    let p = profile(
+        d.path(),
+        "[sign]\nkey = \"absent.pem\"\ncertificate = \"cert.pem\"\n",
+    );
+    let t = refused(&p, &[], &[], "sign.key = \"");
+    assert!(t.contains("absent.pem does not exist"), "{t}");
+}
+
+#[test]
+fn an_unset_sign_variable_is_refused_before_building() {
+    let d = tempfile::tempdir().unwrap();
+    let p = profile(
+        d.path(),
+        "[sign]\nkey = \"env:ZFCPDUMP_TEST_NO_SUCH_KEY\"\ncertificate = \"cert.pem\"\n",
+    );
+    refused(
+        &p,
+        &[],
+        &[],
+        "the environment variable ZFCPDUMP_TEST_NO_SUCH_KEY is not set",
+    );
+}
+
+#[test]
+fn offline_without_fetched_crates_is_refused_before_building() {
+    let d = tempfile::tempdir().unwrap();
+    let p = profile(d.path(), "");
+    // An empty cargo home: nothing was fetched into it.
+    let home = d.path().join("cargo-home");
+    fs::create_dir_all(&home).unwrap();
+    let t = refused(
+        &p,
+        &["--offline"],
+        &[("CARGO_HOME", home.to_str().unwrap())],
+        "--offline: the workspace's crates are not all in cargo's cache; run `cargo xtask fetch`",
+    );
+    assert!(!t.contains("s390x-linux-musl-gcc"), "{t}");
+}
+
+#[test]
+fn a_mistyped_also_profile_is_refused_before_building() {
+    let d = tempfile::tempdir().unwrap();
+    let p = profile(d.path(), "");
+    refused(
+        &p,
+        &["--also-profile", "defualt-builtin"],
+        &[],
+        "profile defualt-builtin: cannot read profile",
+    );
+}
+
+#[test]
+fn check_reproducible_outside_git_is_refused_before_building() {
+    let d = tempfile::tempdir().unwrap();
+    let p = profile(d.path(), "");
+    // git then finds no repository around the project.
+    let t = refused(
+        &p,
+        &["--check-reproducible"],
+        &[("GIT_DIR", d.path().join("no-git").to_str().unwrap())],
+        "is not a git checkout: --check-reproducible builds again from the files git knows of",
+    );
+    assert!(t.contains("--check-reproducible"), "{t}");
+}
+
+#[test]
+fn a_rootfs_that_is_not_there_is_refused_before_building() {
+    let d = tempfile::tempdir().unwrap();
+    let p = profile(d.path(), "[initramfs]\nrootfs = \"nowhere\"\n");
+    refused(&p, &[], &[], "nowhere is not a directory");
+}
+
+#[test]
+fn a_foreign_agent_target_is_refused_before_building() {
+    let d = tempfile::tempdir().unwrap();
+    let p = profile(d.path(), "[agent]\ntarget = \"x86_64-unknown-linux-gnu\"\n");
+    refused(
+        &p,
+        &[],
+        &[],
+        "agent.target = \"x86_64-unknown-linux-gnu\": the agent runs as /init of the s390x dump kernel",
+    );
+}
+
+#[test]
+fn an_unknown_archive_type_is_refused_before_building() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("linux-6.1.zip");
+    fs::write(&src, b"PK").unwrap();
+    let p = profile(
+        d.path(),
+        &format!("[kernel]\nsource = {{ tarball = \"{}\" }}\n", src.display()),
+    );
+    refused(&p, &[], &[], "unsupported archive type");
+}
+
+#[test]
+fn an_invalid_source_date_epoch_is_refused_before_building() {
+    let d = tempfile::tempdir().unwrap();
+    let p = profile(d.path(), "");
+    refused(
+        &p,
+        &[],
+        &[("SOURCE_DATE_EPOCH", "yesterday")],
+        "SOURCE_DATE_EPOCH=yesterday: expected seconds since 1970",
+    );
+}
+
+#[test]
+fn a_missing_defconfig_is_refused_before_building() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("linux");
+    fs::create_dir_all(src.join("arch/s390/configs")).unwrap();
+    fs::write(src.join("Makefile"), "VERSION = 6\n").unwrap();
+    let p = profile(
+        d.path(),
+        &format!(
+            "[kernel]\nsource = {{ dir = \"{}\" }}\ndefconfig = \"zfcpdmp_defconfig\"\n",
+            src.display()
+        ),
+    );
+    refused(&p, &[], &[], "kernel.defconfig = \"zfcpdmp_defconfig\"");
+}
+
+#[test]
+fn a_fragment_that_is_not_there_is_refused_before_building() {
+    let d = tempfile::tempdir().unwrap();
+    let p = profile(d.path(), "[kernel]\nfragments = [\"./absent.config\"]\n");
+    refused(&p, &[], &[], "cannot read");
+}
+
+/// `plan` prints the plan only once every check passed: a failure leaves
+/// stdout empty (it printed the resolved profile, then failed).
+#[test]
+fn plan_writes_nothing_to_stdout_when_it_fails() {
+    let d = tempfile::tempdir().unwrap();
+    let p = profile(d.path(), "[initramfs]\nrootfs = \"nowhere\"\n");
+    for check in [false, true] {
+        let mut args = vec!["plan", "--profile", p.to_str().unwrap()];
+        if check {
+            args.push("--check");
+        }
+        let o = xtask_env(&args, &[]);
+        let t = text(&o);
+        assert!(!o.status.success(), "{t}");
+        assert!(
+            o.stdout.is_empty(),
+            "stdout: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
+        assert!(t.contains("nowhere is not a directory"), "{t}");
+    }
+}
+
+/// `plan --check` lists every check and passes on the shipped default.
+#[test]
+fn plan_check_passes_on_the_default_profile() {
+    let o = xtask_env(&["plan", "--check"], &[]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    for what in [
+        "ok   default: kernel source",
+        "ok   default: kernel fragments",
+        "ok   default: agent target",
+        "ok   default: initramfs rootfs",
+        "ok   SOURCE_DATE_EPOCH",
+        "preflight passed",
+    ] {
+        assert!(t.contains(what), "{what}:\n{t}");
+    }
+}
