@@ -215,6 +215,36 @@ fn a_fragment_that_is_not_there_is_refused_before_building() {
     refused(&p, &[], &[], "cannot read");
 }
 
+#[test]
+fn a_compile_cache_variable_that_means_nothing_is_refused_before_building() {
+    let d = tempfile::tempdir().unwrap();
+    let p = profile(d.path(), "");
+    refused(
+        &p,
+        &[],
+        &[("ZFCPDUMP_COMPILE_CACHE", "of")],
+        "ZFCPDUMP_COMPILE_CACHE=of: expected on or off",
+    );
+    refused(
+        &p,
+        &[],
+        &[("ZFCPDUMP_COMPILE_CACHE_REMOTE", "cache-host:6379")],
+        "ZFCPDUMP_COMPILE_CACHE_REMOTE=cache-host:6379: expected a ccache remote storage URL",
+    );
+}
+
+#[test]
+fn the_same_profile_twice_is_refused_before_building() {
+    let d = tempfile::tempdir().unwrap();
+    let p = profile(d.path(), "");
+    refused(
+        &p,
+        &["--also-profile", p.to_str().unwrap()],
+        &[],
+        "is built by an earlier profile of this command line already",
+    );
+}
+
 /// `plan` prints the plan only once every check passed: a failure leaves
 /// stdout empty (it printed the resolved profile, then failed).
 #[test]

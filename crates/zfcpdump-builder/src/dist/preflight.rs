@@ -167,6 +167,10 @@ fn check_profile(r: &mut Report, root: &Path, p: &Profile, install: bool) {
         format!("{n}: initramfs rootfs"),
         initramfs::check_rootfs(root, p),
     );
+    r.add(
+        format!("{n}: compile cache"),
+        kernel::ccache::Setting::check_env(p),
+    );
     if p.sign.is_some() {
         r.add(format!("{n}: sign"), sign::check_files(p));
     }

@@ -90,6 +90,34 @@ impl Setting {
             .map(CompileCache::at)
     }
 
+    /// The preflight's check of the compile cache's variables: a value of
+    /// [`OFF_VAR`] that means neither on nor off, or a remote that is no
+    /// URL, would otherwise be taken silently as "on".
+    pub fn check_env(profile: &Profile) -> Result<String> {
+        if let Ok(v) = std::env::var(OFF_VAR)
+            && !matches!(
+                v.to_ascii_lowercase().as_str(),
+                "" | "on" | "1" | "true" | "yes" | "off" | "0" | "false" | "no"
+            )
+        {
+            anyhow::bail!("{OFF_VAR}={v}: expected on or off (1/0, true/false, yes/no)");
+        }
+        if let Ok(r) = std::env::var(REMOTE_VAR)
+            && !r.is_empty()
+            && !r.split_once("://").is_some_and(|(s, rest)| {
+                !s.is_empty()
+                    && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+')
+                    && !rest.is_empty()
+            })
+        {
+            anyhow::bail!(
+                "{REMOTE_VAR}={r}: expected a ccache remote storage URL such as \
+                 redis://host:6379 or http://host/cache"
+            );
+        }
+        Ok(Setting::of(profile).describe())
+    }
+
     /// One line for `plan` and the build's log.
     pub fn describe(&self) -> String {
         match self {
