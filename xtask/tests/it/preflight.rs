@@ -127,12 +127,14 @@ fn offline_without_fetched_crates_is_refused_before_building() {
 fn a_mistyped_also_profile_is_refused_before_building() {
     let d = tempfile::tempdir().unwrap();
     let p = profile(d.path(), "");
-    refused(
+    let t = refused(
         &p,
         &["--also-profile", "defualt-builtin"],
         &[],
-        "profile defualt-builtin: cannot read profile",
+        "profile defualt-builtin: no profile \"defualt-builtin\"",
     );
+    // It lists the names there are.
+    assert!(t.contains(", default-builtin,"), "{t}");
 }
 
 #[test]

@@ -103,7 +103,10 @@ pub fn run(root: &Path, args: &DistArgs) -> Report {
                 names.push(p.name.clone());
                 check_profile(&mut r, root, &p, install);
             }
-            Err(e) => r.add(format!("profile {}", pa.profile), Err::<String, _>(e)),
+            Err(e) => r.add(
+                format!("profile {}", pa.profile),
+                Err::<String, _>(e).with_context(|| known_profiles(root, &pa.profile)),
+            ),
         }
     }
     r.add(
@@ -130,6 +133,31 @@ pub fn gate(root: &Path, args: &DistArgs) -> Result<()> {
         util::fmt_duration(t.elapsed())
     );
     Ok(())
+}
+
+/// For a bare profile name that is not there: the names there are.
+fn known_profiles(root: &Path, arg: &str) -> String {
+    let dir = crate::profile::profiles_dir(root);
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            e.ok()?
+                .file_name()
+                .to_str()?
+                .strip_suffix(".toml")
+                .map(String::from)
+        })
+        .collect();
+    names.sort();
+    if arg.contains('/') || arg.ends_with(".toml") || names.iter().any(|n| n == arg) {
+        return format!("profile {arg}");
+    }
+    format!(
+        "no profile {arg:?}; {} holds: {}",
+        dir.display(),
+        names.join(", ")
+    )
 }
 
 /// The profile and every `--also-profile`, with the command line's sets.
