@@ -8,13 +8,17 @@
 //! 2. the raw tables are merged, parent first, then `--set` overrides;
 //! 3. the merged table becomes a [`Profile`] with every default filled in.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 use zfcpdump_format::size::parse_size;
+
+mod origin;
+pub use origin::Origin;
+use origin::{Origins, in_file, key_lines};
 
 /// The default budget: the HSA of machines before z15.
 pub const DEFAULT_BUDGET: u64 = 32 << 20;
@@ -35,6 +39,9 @@ pub struct Profile {
     /// Sign zfcpdump.image for secure IPL.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sign: Option<Sign>,
+    /// Where each key was set: [`Profile::origin`].
+    #[serde(skip)]
+    origins: Origins,
 }
 
 /// `[sign]`: the appended PKCS#7 signature zipl 2.42+ requires for secure
@@ -372,7 +379,7 @@ pub fn load(root: &Path, arg: &str, sets: &[String]) -> Result<Profile> {
         .to_string();
 
     // Walk the chain child first, then merge parent first.
-    let mut chain: Vec<(PathBuf, toml::Table)> = Vec::new();
+    let mut chain: Vec<Layer> = Vec::new();
     let mut seen = BTreeSet::new();
     let mut next = Some(path);
     while let Some(p) = next.take() {
@@ -380,10 +387,9 @@ pub fn load(root: &Path, arg: &str, sets: &[String]) -> Result<Profile> {
             // A parent that is not there is the child's error: name the
             // file and line of its `extends`.
             match chain.last() {
-                Some((child, _)) => anyhow::anyhow!(
-                    "{}:{}: extends: cannot read the parent profile {}: {e}",
-                    child.display(),
-                    key_line(child, "extends").unwrap_or(1),
+                Some(child) => anyhow::anyhow!(
+                    "{}: extends: cannot read the parent profile {}: {e}",
+                    in_file(&child.path, &child.lines, "extends"),
                     p.display()
                 ),
                 None => anyhow::anyhow!("cannot read profile {}: {e}", p.display()),
@@ -392,25 +398,37 @@ pub fn load(root: &Path, arg: &str, sets: &[String]) -> Result<Profile> {
         if !seen.insert(canon.clone()) {
             let cycle: Vec<String> = chain
                 .iter()
-                .map(|(f, _)| f.display().to_string())
+                .map(|l| l.path.display().to_string())
                 .chain([canon.display().to_string()])
                 .collect();
             bail!("profile extends cycle: {}", cycle.join(" -> "));
         }
-        let table = load_file(&canon)?;
+        let (table, lines) = load_file(&canon)?;
         if let Some(parent) = table.get("extends").and_then(|v| v.as_str()) {
             next = Some(resolve_extends(root, &canon, parent));
         }
-        chain.push((canon, table));
+        chain.push(Layer {
+            path: canon,
+            table,
+            lines,
+        });
     }
 
-    let files: Vec<PathBuf> = chain.iter().map(|(p, _)| p.clone()).collect();
+    let files: Vec<PathBuf> = chain.iter().map(|l| l.path.clone()).collect();
     let mut merged = toml::Table::new();
-    for (_, table) in chain.into_iter().rev() {
-        merge(&mut merged, table);
+    let mut origins = Origins::default();
+    for (rank, layer) in chain.into_iter().rev().enumerate() {
+        for (k, v) in &layer.table {
+            origins.record(k, v, &|key| key == "kernel.source", &|key| {
+                let origin = in_file(&layer.path, &layer.lines, key);
+                let line = layer.lines.get(key).copied().unwrap_or(0);
+                ((rank, line), origin)
+            });
+        }
+        merge(&mut merged, layer.table);
     }
-    for set in sets {
-        apply_set(&mut merged, set)?;
+    for (i, set) in sets.iter().enumerate() {
+        apply_set(&mut merged, &mut origins, set, (files.len() + i, 0))?;
     }
 
     let m: Merged = toml::Value::Table(merged).try_into().map_err(|e| {
@@ -427,34 +445,40 @@ pub fn load(root: &Path, arg: &str, sets: &[String]) -> Result<Profile> {
         initramfs: m.initramfs,
         budget: m.budget,
         sign: m.sign,
+        origins,
     };
     validate(&profile)?;
-    if let Some(f) = profile.files.iter().find(|f| {
-        load_file(f).is_ok_and(|t| {
-            t.get("agent")
-                .and_then(|a| a.get("zero_page_elision"))
-                .is_some()
-        })
-    }) {
+    if let Some(o) = profile.origins.get("agent.zero_page_elision") {
         eprintln!(
-            "warning: {}: agent.zero_page_elision is deprecated; use agent.dump_level (1 for zero \
-             pages only); where both are set, dump_level wins",
-            f.display()
+            "warning: {o}: agent.zero_page_elision is deprecated; use agent.dump_level (1 for zero \
+             pages only); where both are set, dump_level wins"
         );
     }
     Ok(profile)
 }
 
-/// The 1-based line of a top-level `key = …` in the file at `path`.
-fn key_line(path: &Path, key: &str) -> Option<usize> {
-    let text = std::fs::read_to_string(path).ok()?;
-    text.lines()
-        .position(|l| {
-            l.trim_start()
-                .strip_prefix(key)
-                .is_some_and(|r| r.trim_start().starts_with('='))
-        })
-        .map(|i| i + 1)
+/// One file of the `extends` chain: its canonical path, its table (paths
+/// made absolute), and the line of each of its keys.
+struct Layer {
+    path: PathBuf,
+    table: toml::Table,
+    lines: BTreeMap<String, usize>,
+}
+
+impl Profile {
+    /// Where `key`, a dotted path such as `kernel.source.sha256` (or a
+    /// table, `kernel.source`), was set: the file and line that won the
+    /// merge, or the `--set` argument. A key no file and no `--set` sets
+    /// (a default) is the profile's own file, without a line.
+    pub fn origin(&self, key: &str) -> Origin {
+        self.origins
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| Origin::File {
+                path: self.files[0].clone(),
+                line: None,
+            })
+    }
 }
 
 fn resolve_extends(root: &Path, from: &Path, parent: &str) -> PathBuf {
@@ -467,13 +491,14 @@ fn resolve_extends(root: &Path, from: &Path, parent: &str) -> PathBuf {
 
 /// Reads one file, checks it against the schema with spans, and makes its
 /// relative source paths absolute (relative to that file).
-fn load_file(path: &Path) -> Result<toml::Table> {
+fn load_file(path: &Path) -> Result<(toml::Table, BTreeMap<String, usize>)> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read profile {}", path.display()))?;
     check_text(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let mut table: toml::Table = text
         .parse()
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let lines = key_lines(&text);
     let base = path.parent().unwrap_or(Path::new("."));
     // Fragments: a bare name lives in kernel-config/, a path is relative to
     // the profile that names it (for out-of-tree profiles).
@@ -521,7 +546,7 @@ fn load_file(path: &Path) -> Result<toml::Table> {
             }
         }
     }
-    Ok(table)
+    Ok((table, lines))
 }
 
 /// Checks profile text against the schema. The error carries toml's
@@ -566,7 +591,13 @@ fn merge_at(into: &mut toml::Table, from: toml::Table, prefix: &str) {
 
 /// `--set section.key=value`: the value is TOML if it parses as such,
 /// otherwise a string; the key is checked against the schema like a file.
-fn apply_set(merged: &mut toml::Table, set: &str) -> Result<()> {
+/// `rank` orders it after the files and the `--set`s before it.
+fn apply_set(
+    merged: &mut toml::Table,
+    origins: &mut Origins,
+    set: &str,
+    rank: (usize, usize),
+) -> Result<()> {
     let (key, value) = set.split_once('=').with_context(|| {
         format!("--set {set:?}: expected KEY=VALUE, e.g. initramfs.compression=xz")
     })?;
@@ -592,9 +623,14 @@ fn apply_set(merged: &mut toml::Table, set: &str) -> Result<()> {
     cur.insert(parts[parts.len() - 1].to_string(), value);
     let text = toml::to_string(&doc)?;
     check_text(&text).map_err(|e| anyhow::anyhow!("--set {set:?}: {}", e.message()))?;
+    let here = || (rank, Origin::Set(set.to_string()));
     // `--set` replaces, it does not accumulate.
     let mut cur = &mut *merged;
-    for p in &parts[..parts.len() - 1] {
+    for (i, p) in parts[..parts.len() - 1].iter().enumerate() {
+        if !cur.contains_key(*p) {
+            let (r, o) = here();
+            origins.set(&parts[..=i].join("."), r, o);
+        }
         cur = cur
             .entry(p.to_string())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()))
@@ -609,42 +645,105 @@ fn apply_set(merged: &mut toml::Table, set: &str) -> Result<()> {
         };
     }
     let (k, v) = leaf.into_iter().next().expect("one key");
+    origins.forget_below(key);
+    origins.record(key, &v, &|_| false, &|_| here());
     cur.insert(k, v);
     Ok(())
 }
 
-/// Rules that span fields, checked after merging.
+/// Rules that span fields, checked after merging. Each error names where
+/// the key at fault was set; of two keys that conflict, the one set later.
 fn validate(p: &Profile) -> Result<()> {
-    let file = p.files[0].display();
+    let o = &p.origins;
     let s = &p.kernel.source;
+    // `, set at …` for the other key of a pair, when it was set elsewhere.
+    let other = |at: &str, key: &str| {
+        let there = p.origin(key);
+        if there == p.origin(at) {
+            String::new()
+        } else {
+            format!(
+                " (`{}` is set at {there})",
+                key.rsplit('.').next().unwrap_or(key)
+            )
+        }
+    };
     match (&s.tarball, &s.dir) {
         (Some(_), Some(_)) => {
-            bail!("{file}: kernel.source: set either `tarball` or `dir`, not both")
+            let at = o.later("kernel.source.dir", "kernel.source.tarball");
+            let key = if at.ends_with("dir") {
+                "kernel.source.tarball"
+            } else {
+                "kernel.source.dir"
+            };
+            bail!(
+                "{}: kernel.source: set either `tarball` or `dir`, not both{}",
+                p.origin(at),
+                other(at, key)
+            )
         }
         (None, None) => {
-            bail!("{file}: kernel.source: set `tarball` (with an optional `sha256`) or `dir`")
+            let at = if o.get("kernel.source").is_some() {
+                "kernel.source"
+            } else {
+                "kernel"
+            };
+            bail!(
+                "{}: kernel.source: set `tarball` (with an optional `sha256`) or `dir`",
+                p.origin(at)
+            )
         }
         (None, Some(_)) if s.sha256.is_some() => {
-            bail!("{file}: kernel.source.sha256 pins a tarball; it cannot be used with `dir`")
+            let at = o.later("kernel.source.sha256", "kernel.source.dir");
+            bail!(
+                "{}: kernel.source.sha256 pins a tarball; it cannot be used with `dir`{}",
+                p.origin(at),
+                other(at, "kernel.source.dir")
+            )
+        }
+        (Some(_), None) if s.allow_dirty => {
+            let at = o.later("kernel.source.allow_dirty", "kernel.source.tarball");
+            bail!(
+                "{}: kernel.source.allow_dirty is for a `dir` source (a git work tree with \
+                 uncommitted changes); it cannot be used with `tarball`{}",
+                p.origin(at),
+                other(at, "kernel.source.tarball")
+            )
         }
         _ => {}
     }
     if let Some(h) = &s.sha256
         && (h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()))
     {
-        bail!("{file}: kernel.source.sha256 must be 64 hex digits, got {h:?}");
+        bail!(
+            "{}: kernel.source.sha256 must be 64 hex digits, got {h:?}",
+            p.origin("kernel.source.sha256")
+        );
     }
     if p.kernel.arch != "s390" {
         bail!(
-            "{file}: kernel.arch = {:?}: only \"s390\" is supported (zfcpdump is an IBM Z dump tool)",
+            "{}: kernel.arch = {:?}: only \"s390\" is supported (zfcpdump is an IBM Z dump tool)",
+            p.origin("kernel.arch"),
             p.kernel.arch
         );
     }
     if p.budget.total == 0 || p.budget.runtime_reserve >= p.budget.total {
+        let at = if p.budget.total == 0 {
+            "budget.total"
+        } else {
+            o.later("budget.runtime_reserve", "budget.total")
+        };
+        let key = if at == "budget.total" {
+            "budget.runtime_reserve"
+        } else {
+            "budget.total"
+        };
         bail!(
-            "{file}: budget.runtime_reserve ({}) must be smaller than budget.total ({})",
+            "{}: budget.runtime_reserve ({}) must be smaller than budget.total ({}){}",
+            p.origin(at),
             p.budget.runtime_reserve,
-            p.budget.total
+            p.budget.total,
+            other(at, key)
         );
     }
     Ok(())

@@ -235,3 +235,236 @@ fn shipped_profiles_load() {
             .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
     }
 }
+
+const HEX: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
+
+/// The canonical path of `name` under the root, as errors print it.
+fn at(d: &tempfile::TempDir, name: &str) -> String {
+    d.path()
+        .join(name)
+        .canonicalize()
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+#[test]
+fn origin_is_the_file_and_line_that_won_or_the_set() {
+    let d = root_with(&[
+        ("profiles/default.toml", BASE),
+        (
+            "profiles/child.toml",
+            "extends = \"default\"\n\
+             [kernel.source]\n\
+             dir = \"/src/linux\"\n\
+             [agent]\n\
+             dump_level = 1\n",
+        ),
+        (
+            "profiles/dotted.toml",
+            "extends = \"default\"\n\
+             # a comment\n\
+             kernel.source.tarball = \"/b.tar.xz\"\n\
+             kernel.source.sha256 = \"0000000000000000000000000000000000000000000000000000000000000000\"\n\
+             budget.total = \"64M\"\n",
+        ),
+    ]);
+    let child = at(&d, "profiles/child.toml");
+    let default = at(&d, "profiles/default.toml");
+    let p = load(d.path(), "child", &["initramfs.compression=xz".into()]).unwrap();
+    let o = |k: &str| p.origin(k).to_string();
+    assert_eq!(o("kernel.source.dir"), format!("{child}:3"));
+    assert_eq!(o("kernel.source"), format!("{child}:2"));
+    assert_eq!(o("agent.dump_level"), format!("{child}:5"));
+    assert_eq!(o("kernel.fragments"), format!("{default}:4"));
+    assert_eq!(o("extends"), format!("{child}:1"));
+    // The parent's tarball was replaced with its table: a default now.
+    assert_eq!(o("kernel.source.tarball"), child);
+    assert_eq!(o("kernel.defconfig"), child);
+    assert_eq!(
+        p.origin("initramfs.compression"),
+        Origin::Set("initramfs.compression=xz".into())
+    );
+    assert_eq!(
+        o("initramfs.compression"),
+        "--set \"initramfs.compression=xz\""
+    );
+    assert_eq!(
+        p.origin("kernel.source.dir"),
+        Origin::File {
+            path: child.clone().into(),
+            line: Some(3)
+        }
+    );
+
+    let dotted = at(&d, "profiles/dotted.toml");
+    let p = load(d.path(), "dotted", &[]).unwrap();
+    let o = |k: &str| p.origin(k).to_string();
+    assert_eq!(o("kernel.source.tarball"), format!("{dotted}:3"));
+    assert_eq!(o("kernel.source.sha256"), format!("{dotted}:4"));
+    assert_eq!(o("budget.total"), format!("{dotted}:5"));
+    // An inline table: every key on its line.
+    assert_eq!(
+        load(d.path(), "default", &[])
+            .unwrap()
+            .origin("kernel.source.tarball")
+            .to_string(),
+        format!("{default}:3")
+    );
+    // The origins are not part of what a profile serializes to.
+    let json = toml::to_string(&p).unwrap();
+    assert!(!json.contains("origins"), "{json}");
+}
+
+#[test]
+fn cross_field_errors_name_the_key_at_fault() {
+    let d = root_with(&[
+        ("profiles/default.toml", BASE),
+        (
+            "profiles/dir.toml",
+            "[kernel]\nsource = { dir = \"/src/linux\" }\n",
+        ),
+        (
+            "profiles/budget.toml",
+            "extends = \"default\"\n[budget]\ntotal = \"64M\"\nruntime_reserve = \"16M\"\n",
+        ),
+    ]);
+    let files: &[(&str, &str)] = &[
+        (
+            "short.toml",
+            "extends = \"default\"\n[kernel.source]\ntarball = \"/a.tar.xz\"\nsha256 = \"00\"\n",
+        ),
+        (
+            "both.toml",
+            "# both\n[kernel]\nsource = { tarball = \"/a.tar.xz\", dir = \"/b\" }\n",
+        ),
+        ("neither.toml", "[kernel]\n\nsource = { }\n"),
+        (
+            "pin.toml",
+            "[kernel]\nsource = { dir = \"/b\", sha256 = \"00\" }\n",
+        ),
+        (
+            "arch.toml",
+            "extends = \"default\"\n[kernel]\narch = \"x86\"\n",
+        ),
+        (
+            "small.toml",
+            "extends = \"budget\"\n[budget]\n\ntotal = \"16M\"\n",
+        ),
+        (
+            "dirty.toml",
+            "[kernel]\nsource = { tarball = \"/a.tar.xz\", allow_dirty = true }\n",
+        ),
+    ];
+    for (name, text) in files {
+        fs::write(d.path().join("profiles").join(name), text).unwrap();
+    }
+    let p = |n: &str| at(&d, &format!("profiles/{n}.toml"));
+    let sha_set = format!("kernel.source.sha256={HEX}");
+    let cases: Vec<(&str, Vec<String>, String)> = vec![
+        (
+            "short",
+            vec![],
+            format!(
+                "{}:4: kernel.source.sha256 must be 64 hex digits, got \"00\"",
+                p("short")
+            ),
+        ),
+        (
+            "default",
+            vec!["kernel.source.sha256=00".into()],
+            "--set \"kernel.source.sha256=00\": kernel.source.sha256 must be 64 hex digits, \
+             got \"00\""
+                .into(),
+        ),
+        (
+            "both",
+            vec![],
+            format!(
+                "{}:3: kernel.source: set either `tarball` or `dir`, not both",
+                p("both")
+            ),
+        ),
+        (
+            "neither",
+            vec![],
+            format!(
+                "{}:3: kernel.source: set `tarball` (with an optional `sha256`) or `dir`",
+                p("neither")
+            ),
+        ),
+        (
+            "pin",
+            vec![],
+            format!(
+                "{}:2: kernel.source.sha256 pins a tarball; it cannot be used with `dir`",
+                p("pin")
+            ),
+        ),
+        (
+            "dir",
+            vec![sha_set.clone()],
+            format!(
+                "--set \"{sha_set}\": kernel.source.sha256 pins a tarball; it cannot be used \
+                 with `dir` (`dir` is set at {}:2)",
+                p("dir")
+            ),
+        ),
+        (
+            "arch",
+            vec![],
+            format!(
+                "{}:3: kernel.arch = \"x86\": only \"s390\" is supported",
+                p("arch")
+            ),
+        ),
+        (
+            "default",
+            vec!["kernel.arch=x86".into()],
+            "--set \"kernel.arch=x86\": kernel.arch = \"x86\"".into(),
+        ),
+        (
+            "small",
+            vec![],
+            format!(
+                "{}:4: budget.runtime_reserve (16777216) must be smaller than budget.total \
+                 (16777216) (`runtime_reserve` is set at {}:4)",
+                p("small"),
+                p("budget")
+            ),
+        ),
+        (
+            "budget",
+            vec!["budget.runtime_reserve=\"1G\"".into()],
+            "--set \"budget.runtime_reserve=\\\"1G\\\"\": budget.runtime_reserve".into(),
+        ),
+        (
+            "dirty",
+            vec![],
+            format!(
+                "{}:2: kernel.source.allow_dirty is for a `dir` source",
+                p("dirty")
+            ),
+        ),
+        (
+            "default",
+            vec!["kernel.source.allow_dirty=true".into()],
+            format!(
+                "--set \"kernel.source.allow_dirty=true\": kernel.source.allow_dirty is for a \
+                 `dir` source (a git work tree with uncommitted changes); it cannot be used \
+                 with `tarball` (`tarball` is set at {}:3)",
+                p("default")
+            ),
+        ),
+    ];
+    for (name, sets, want) in cases {
+        let e = format!("{:#}", load(d.path(), name, &sets).unwrap_err());
+        assert!(
+            e.starts_with(&want),
+            "{name} {sets:?}:\n got: {e}\nwant: {want}"
+        );
+    }
+    // allow_dirty with a dir is what it is for.
+    let p = load(d.path(), "dir", &["kernel.source.allow_dirty=true".into()]).unwrap();
+    assert!(p.kernel.source.allow_dirty);
+}
