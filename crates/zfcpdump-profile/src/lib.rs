@@ -624,6 +624,26 @@ fn apply_set(
     let text = toml::to_string(&doc)?;
     check_text(&text).map_err(|e| anyhow::anyhow!("--set {set:?}: {}", e.message()))?;
     let here = || (rank, Origin::Set(set.to_string()));
+    // Like a child profile's source table, the first `--set` of a kind of
+    // source replaces the inherited table: a `dir` must not keep the
+    // parent's `tarball` or `sha256`. What other `--set`s put there stays.
+    if matches!(key, "kernel.source.dir" | "kernel.source.tarball")
+        && let Some(src) = merged
+            .get_mut("kernel")
+            .and_then(|k| k.get_mut("source"))
+            .and_then(|s| s.as_table_mut())
+        && !matches!(origins.get("kernel.source"), Some(Origin::Set(_)))
+    {
+        src.retain(|k, _| {
+            matches!(
+                origins.get(&format!("kernel.source.{k}")),
+                Some(Origin::Set(_))
+            )
+        });
+        origins.forget_below_but_sets("kernel.source");
+        let (r, o) = here();
+        origins.set("kernel.source", r, o);
+    }
     // `--set` replaces, it does not accumulate.
     let mut cur = &mut *merged;
     for (i, p) in parts[..parts.len() - 1].iter().enumerate() {

@@ -72,6 +72,13 @@ impl Origins {
         self.keys.retain(|k, _| !k.starts_with(&prefix));
     }
 
+    /// Forgets what files set below `key`, keeping what `--set`s set.
+    pub(crate) fn forget_below_but_sets(&mut self, key: &str) {
+        let prefix = format!("{key}.");
+        self.keys
+            .retain(|k, (_, o)| !k.starts_with(&prefix) || matches!(o, Origin::Set(_)));
+    }
+
     pub(crate) fn set(&mut self, key: &str, rank: Rank, origin: Origin) {
         self.keys.insert(key.to_string(), (rank, origin));
     }

@@ -468,3 +468,92 @@ fn cross_field_errors_name_the_key_at_fault() {
     let p = load(d.path(), "dir", &["kernel.source.allow_dirty=true".into()]).unwrap();
     assert!(p.kernel.source.allow_dirty);
 }
+
+/// `--set` of a kind of source replaces the inherited source table, as a
+/// child profile's does; further `--set`s of its keys merge into it.
+#[test]
+fn set_of_a_source_kind_replaces_the_inherited_source() {
+    let pinned = format!(
+        "[kernel]\nsource = {{ tarball = \"/usr/src/linux.tar.xz\", sha256 = \"{HEX}\" }}\n"
+    );
+    let d = root_with(&[
+        ("profiles/default.toml", BASE),
+        ("profiles/pinned.toml", &pinned),
+        (
+            "profiles/dirty.toml",
+            "[kernel]\nsource = { dir = \"/src/linux\", allow_dirty = true }\n",
+        ),
+    ]);
+    let set = |s: &[&str]| s.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    for name in ["default", "pinned"] {
+        let p = load(d.path(), name, &set(&["kernel.source.dir=/x"]))
+            .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        assert_eq!(p.kernel.source.dir.as_deref(), Some(Path::new("/x")));
+        assert_eq!(p.kernel.source.tarball, None, "{name}");
+        assert_eq!(p.kernel.source.sha256, None, "{name}");
+        assert_eq!(
+            p.origin("kernel.source.dir").to_string(),
+            "--set \"kernel.source.dir=/x\""
+        );
+    }
+    // The new table drops allow_dirty too.
+    let p = load(d.path(), "dirty", &set(&["kernel.source.dir=/y"])).unwrap();
+    assert!(!p.kernel.source.allow_dirty);
+    // A tarball and its pin, in either order.
+    let sha = format!("kernel.source.sha256={HEX}");
+    for sets in [
+        set(&["kernel.source.tarball=/a.tar.xz", &sha]),
+        set(&[&sha, "kernel.source.tarball=/a.tar.xz"]),
+    ] {
+        let p = load(d.path(), "pinned", &sets).unwrap_or_else(|e| panic!("{sets:?}: {e:#}"));
+        assert_eq!(
+            p.kernel.source.tarball.as_deref(),
+            Some(Path::new("/a.tar.xz"))
+        );
+        assert_eq!(p.kernel.source.sha256.as_deref(), Some(HEX));
+        assert_eq!(p.origin("kernel.source.sha256"), Origin::Set(sha.clone()));
+    }
+    // sha256 or allow_dirty alone merge into the inherited table.
+    let p = load(d.path(), "default", &set(&[&sha])).unwrap();
+    assert_eq!(
+        p.kernel.source.tarball.as_deref(),
+        Some(Path::new("/usr/src/linux-source-6.1.tar.xz"))
+    );
+    let p = load(
+        d.path(),
+        "dirty",
+        &set(&["kernel.source.allow_dirty=false"]),
+    )
+    .unwrap();
+    assert_eq!(
+        p.kernel.source.dir.as_deref(),
+        Some(Path::new("/src/linux"))
+    );
+    // Both kinds on one command line: the second `--set` is at fault.
+    let e = format!(
+        "{:#}",
+        load(
+            d.path(),
+            "default",
+            &set(&["kernel.source.dir=/x", "kernel.source.tarball=/a.tar.xz"])
+        )
+        .unwrap_err()
+    );
+    assert_eq!(
+        e,
+        "--set \"kernel.source.tarball=/a.tar.xz\": kernel.source: set either `tarball` or \
+         `dir`, not both (`dir` is set at --set \"kernel.source.dir=/x\")"
+    );
+    // A pin for a dir named by --set: that --set, not a file.
+    let e = format!(
+        "{:#}",
+        load(d.path(), "pinned", &set(&["kernel.source.dir=/x", &sha])).unwrap_err()
+    );
+    assert!(
+        e.starts_with(&format!(
+            "--set \"{sha}\": kernel.source.sha256 pins a tarball; it cannot be used with `dir` \
+             (`dir` is set at --set \"kernel.source.dir=/x\")"
+        )),
+        "{e}"
+    );
+}
