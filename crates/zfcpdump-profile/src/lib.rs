@@ -13,9 +13,8 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Serialize};
-use zfcpdump_format::size::parse_size;
-
+use serde::{Deserialize, Deserializer, Serialize};
+mod de;
 mod origin;
 pub use origin::Origin;
 use origin::{Origins, in_file, key_lines};
@@ -47,7 +46,7 @@ pub struct Profile {
 /// `[sign]`: the appended PKCS#7 signature zipl 2.42+ requires for secure
 /// IPL, made as the kernel's scripts/sign-file makes it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table ([sign])")]
 pub struct Sign {
     /// The private key: a PEM file (relative to the profile that sets it),
     /// `env:VAR` (a variable naming that file, so that CI keeps the key out
@@ -60,13 +59,21 @@ pub struct Sign {
     pub hash: SignHash,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum SignHash {
     #[default]
     Sha256,
     Sha384,
     Sha512,
+}
+
+/// By hand: serde's own enum says "wanted string or table" of a number.
+impl<'de> Deserialize<'de> for SignHash {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let all = [SignHash::Sha256, SignHash::Sha384, SignHash::Sha512];
+        de::choice(d, &["sha256", "sha384", "sha512"]).map(|i| all[i])
+    }
 }
 
 impl fmt::Display for SignHash {
@@ -80,21 +87,21 @@ impl fmt::Display for SignHash {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table ([kernel])")]
 pub struct Kernel {
     pub source: Source,
     #[serde(default = "default_defconfig")]
     pub defconfig: String,
     /// File names under `kernel-config/`, or paths relative to the profile,
     /// applied in order after the defconfig.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de::names")]
     pub fragments: Vec<String>,
     #[serde(default = "default_arch")]
     pub arch: String,
     #[serde(default = "default_cross")]
     pub cross_compile: String,
     /// make -j; 0 means the number of CPUs. Not part of any cache key.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de::whole")]
     pub jobs: u32,
     /// Compile through the compile cache (ccache) when it is installed.
     /// Never part of a cache key: the cache does not change what is built.
@@ -104,7 +111,10 @@ pub struct Kernel {
 
 /// Exactly one of `tarball` or `dir`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table ([kernel.source] or source = { … })"
+)]
 pub struct Source {
     pub tarball: Option<PathBuf>,
     /// Pins the tarball; the build fails when it differs.
@@ -117,19 +127,19 @@ pub struct Source {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table ([agent])")]
 pub struct Agent {
     #[serde(default = "default_target")]
     pub target: String,
     /// How long the agent waits for the IPL disk to appear.
-    #[serde(default = "default_device_timeout")]
+    #[serde(default = "default_device_timeout", deserialize_with = "de::whole")]
     pub device_timeout_s: u32,
-    #[serde(default = "default_progress_interval")]
+    #[serde(default = "default_progress_interval", deserialize_with = "de::whole")]
     pub progress_interval_s: u32,
     /// Pages to leave out at dump time, makedumpfile's `-d` bits (1 zero,
     /// 2 cache, 4 private cache, 8 user, 16 free); 0 is byte-exact. The
     /// operator's `zfcpdump.dump_level=N` overrides it at dump time.
-    #[serde(default, deserialize_with = "de_dump_level")]
+    #[serde(default, deserialize_with = "de::dump_level")]
     pub dump_level: Option<u8>,
     /// Deprecated: `true` is `dump_level = 1`; `dump_level` wins where both
     /// are set.
@@ -144,18 +154,7 @@ impl Agent {
     }
 }
 
-fn de_dump_level<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u8>, D::Error> {
-    let n = i64::deserialize(d)?;
-    if !(0..=31).contains(&n) {
-        return Err(serde::de::Error::custom(format!(
-            "dump_level = {n}: expected 0 to 31 (makedumpfile's -d bits: 1 zero pages, 2 cache, \
-             4 private cache, 8 user, 16 free)"
-        )));
-    }
-    Ok(Some(n as u8))
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     #[default]
@@ -177,6 +176,19 @@ impl Compression {
     }
 }
 
+/// By hand: serde's own enum says "wanted string or table" of a number.
+impl<'de> Deserialize<'de> for Compression {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let all = [
+            Compression::Gzip,
+            Compression::Xz,
+            Compression::Zstd,
+            Compression::None,
+        ];
+        de::choice(d, &["gzip", "xz", "zstd", "none"]).map(|i| all[i])
+    }
+}
+
 impl fmt::Display for Compression {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = match self {
@@ -190,7 +202,7 @@ impl fmt::Display for Compression {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table ([initramfs])")]
 pub struct Initramfs {
     #[serde(default)]
     pub compression: Compression,
@@ -206,15 +218,15 @@ pub struct Initramfs {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table ([budget])")]
 pub struct Budget {
     /// Memory the dump kernel may use: the HSA size of the target machines.
-    #[serde(default = "default_budget", deserialize_with = "de_size")]
+    #[serde(default = "default_budget", deserialize_with = "de::size")]
     pub total: u64,
     /// Left for the running kernel (page tables, slab, page cache of the
     /// device) and the agent. 8 MiB: the zfcpdump kernel reports about 22 MiB
     /// available of 32 MiB after boot, and the agent itself needs 2 MiB.
-    #[serde(default = "default_reserve", deserialize_with = "de_size")]
+    #[serde(default = "default_reserve", deserialize_with = "de::size")]
     pub runtime_reserve: u64,
 }
 
@@ -246,28 +258,10 @@ fn default_reserve() -> u64 {
     DEFAULT_RUNTIME_RESERVE
 }
 
-/// Sizes are byte counts or strings such as "32MiB", "512K", "1G": the
-/// grammar of [`zfcpdump_format::size`], which every tool shares.
-fn de_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Int(u64),
-        Str(String),
-    }
-    match Raw::deserialize(d) {
-        Ok(Raw::Int(n)) => Ok(n),
-        Ok(Raw::Str(s)) => parse_size(&s).map_err(serde::de::Error::custom),
-        Err(_) => Err(serde::de::Error::custom(
-            "expected a size: a byte count or a string such as \"32MiB\"",
-        )),
-    }
-}
-
 /// The shape of one profile file: everything optional, since a file may
 /// extend another. Only used to check a file on its own with spans.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table")]
 #[allow(dead_code)] // fields are read by serde's checks only
 struct ProfileFile {
     extends: Option<String>,
@@ -279,7 +273,7 @@ struct ProfileFile {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table ([sign])")]
 #[allow(dead_code)]
 struct SignFile {
     key: Option<String>,
@@ -288,47 +282,47 @@ struct SignFile {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table ([kernel])")]
 #[allow(dead_code)]
 struct KernelFile {
     source: Option<Source>,
     defconfig: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_names")]
     fragments: Option<Vec<String>>,
     arch: Option<String>,
     cross_compile: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_whole")]
     jobs: Option<u32>,
     compile_cache: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table ([agent])")]
 #[allow(dead_code)]
 struct AgentFile {
     target: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_whole")]
     device_timeout_s: Option<u32>,
+    #[serde(default, deserialize_with = "de::opt_whole")]
     progress_interval_s: Option<u32>,
-    #[serde(default, deserialize_with = "de_dump_level")]
+    #[serde(default, deserialize_with = "de::dump_level")]
     dump_level: Option<u8>,
     zero_page_elision: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table ([budget])")]
 #[allow(dead_code)]
 struct BudgetFile {
-    #[serde(default, deserialize_with = "de_opt_size")]
+    #[serde(default, deserialize_with = "de::opt_size")]
     total: Option<u64>,
-    #[serde(default, deserialize_with = "de_opt_size")]
+    #[serde(default, deserialize_with = "de::opt_size")]
     runtime_reserve: Option<u64>,
-}
-
-fn de_opt_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    de_size(d).map(Some)
 }
 
 /// The merged, default-free form, deserialized into [`Profile`]'s sections.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table")]
 struct Merged {
     #[serde(default)]
     #[allow(dead_code)]
@@ -433,8 +427,9 @@ pub fn load(root: &Path, arg: &str, sets: &[String]) -> Result<Profile> {
 
     let m: Merged = toml::Value::Table(merged).try_into().map_err(|e| {
         anyhow::anyhow!(
-            "profile {} (after extends and --set): {e}",
-            files[0].display()
+            "profile {} (after extends and --set): {}",
+            files[0].display(),
+            de::humanize(&e.to_string())
         )
     })?;
     let profile = Profile {
@@ -494,7 +489,16 @@ fn resolve_extends(root: &Path, from: &Path, parent: &str) -> PathBuf {
 fn load_file(path: &Path) -> Result<(toml::Table, BTreeMap<String, usize>)> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read profile {}", path.display()))?;
-    check_text(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    if let Ok(t) = text.parse::<toml::Table>()
+        && let Some(key) = array_for_table(&t)
+    {
+        bail!(
+            "{}: {key}: invalid type: array, expected a table ([{key}])",
+            in_file(path, &key_lines(&text), key)
+        );
+    }
+    check_text(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), de::humanize(&e.to_string())))?;
     let mut table: toml::Table = text
         .parse()
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
@@ -553,6 +557,29 @@ fn load_file(path: &Path) -> Result<(toml::Table, BTreeMap<String, usize>)> {
 /// "line N, column M" and the offending key, and lists the allowed keys.
 fn check_text(text: &str) -> Result<(), toml::de::Error> {
     toml::from_str::<ProfileFile>(text).map(|_| ())
+}
+
+/// The first of the profile's tables given as an array: serde would read
+/// it field by field, in order (`initramfs = ["xz"]`), and accept it.
+fn array_for_table(t: &toml::Table) -> Option<&'static str> {
+    [
+        "kernel",
+        "kernel.source",
+        "agent",
+        "initramfs",
+        "budget",
+        "sign",
+    ]
+    .into_iter()
+    .find(|key| {
+        let mut v = None;
+        let mut cur = Some(t);
+        for part in key.split('.') {
+            v = cur.and_then(|c| c.get(part));
+            cur = v.and_then(|v| v.as_table());
+        }
+        matches!(v, Some(toml::Value::Array(_)))
+    })
 }
 
 /// Child values override parent values; tables merge recursively, except
@@ -621,8 +648,12 @@ fn apply_set(
             .expect("fresh table");
     }
     cur.insert(parts[parts.len() - 1].to_string(), value);
+    if let Some(key) = array_for_table(&doc) {
+        bail!("--set {set:?}: {key}: invalid type: array, expected a table ([{key}])");
+    }
     let text = toml::to_string(&doc)?;
-    check_text(&text).map_err(|e| anyhow::anyhow!("--set {set:?}: {}", e.message()))?;
+    check_text(&text)
+        .map_err(|e| anyhow::anyhow!("--set {set:?}: {}", de::humanize(e.message())))?;
     let here = || (rank, Origin::Set(set.to_string()));
     // Like a child profile's source table, the first `--set` of a kind of
     // source replaces the inherited table: a `dir` must not keep the

@@ -557,3 +557,193 @@ fn set_of_a_source_kind_replaces_the_inherited_source() {
         "{e}"
     );
 }
+
+/// What a Rust type or serde's data model would leak into a message.
+const RUSTISMS: &[&str] = &[
+    "struct ",
+    "i64",
+    "u32",
+    "u8",
+    "u64",
+    "Option",
+    "option",
+    "enum ",
+    "sequence",
+    "map,",
+    "wanted string",
+    "path string",
+];
+
+/// Every field given a value of the wrong type: a table as a string, a
+/// number as a string, a bool as a number, and so on.
+#[test]
+fn wrong_types_are_explained_without_rust_types() {
+    let cases: &[(&str, &str)] = &[
+        ("extends = 3", "expected a string"),
+        ("kernel = \"x\"", "expected a table ([kernel])"),
+        ("kernel = []", "expected a table ([kernel])"),
+        (
+            "[[kernel]]\nsource = { dir = \"/x\" }",
+            "expected a table ([kernel])",
+        ),
+        (
+            "[kernel]\nsource = [\"/a.tar.xz\"]",
+            "expected a table ([kernel.source])",
+        ),
+        ("agent = [\"t\", 3, 10]", "expected a table ([agent])"),
+        ("[kernel]\nsource = \"x\"", "expected a table"),
+        ("[kernel]\nsource = 1", "expected a table"),
+        ("[kernel.source]\ntarball = 3", "expected a path"),
+        ("[kernel.source]\ntarball = {a = 1}", "expected a path"),
+        ("[kernel.source]\nsha256 = 3", "expected a string"),
+        ("[kernel.source]\ndir = [\"a\"]", "expected a path"),
+        ("[kernel.source]\nallow_dirty = 1", "expected true or false"),
+        (
+            "[kernel.source]\nallow_dirty = \"yes\"",
+            "expected true or false",
+        ),
+        ("[kernel]\ndefconfig = 3", "expected a string"),
+        ("[kernel]\ndefconfig = {a = 1}", "expected a string"),
+        (
+            "[kernel]\nfragments = \"x.config\"",
+            "expected an array of file names",
+        ),
+        ("[kernel]\nfragments = [3]", "expected a string"),
+        (
+            "[kernel]\nfragments = {a = 1}",
+            "expected an array of file names",
+        ),
+        ("[kernel]\narch = 3", "expected a string"),
+        ("[kernel]\ncross_compile = true", "expected a string"),
+        ("[kernel]\njobs = \"3\"", "expected a whole number"),
+        ("[kernel]\njobs = -1", "expected a whole number"),
+        ("[kernel]\njobs = 1.5", "expected a whole number"),
+        ("[kernel]\njobs = 99999999999", "expected a whole number"),
+        ("[kernel]\ncompile_cache = 1", "expected true or false"),
+        (
+            "[kernel]\ncompile_cache = \"true\"",
+            "expected true or false",
+        ),
+        ("agent = \"x\"", "expected a table ([agent])"),
+        ("[agent]\ntarget = 3", "expected a string"),
+        (
+            "[agent]\ndevice_timeout_s = \"30\"",
+            "expected a whole number",
+        ),
+        (
+            "[agent]\nprogress_interval_s = \"10\"",
+            "expected a whole number",
+        ),
+        (
+            "[agent]\nprogress_interval_s = -10",
+            "expected a whole number",
+        ),
+        (
+            "[agent]\ndump_level = \"3\"",
+            "expected a whole number from 0 to 31",
+        ),
+        (
+            "[agent]\ndump_level = 1.0",
+            "expected a whole number from 0 to 31",
+        ),
+        ("[agent]\ndump_level = 32", "expected 0 to 31"),
+        ("[agent]\nzero_page_elision = 1", "expected true or false"),
+        ("initramfs = 3", "expected a table ([initramfs])"),
+        (
+            "initramfs = [\"xz\", \"/r\", true]",
+            "expected a table ([initramfs])",
+        ),
+        ("budget = [1, 0]", "expected a table ([budget])"),
+        (
+            "sign = [\"k\", \"c\", \"sha256\"]",
+            "expected a table ([sign])",
+        ),
+        ("[initramfs]\ncompression = 3", "`gzip`, `xz`, `zstd`"),
+        (
+            "[initramfs]\ncompression = {gzip = 1}",
+            "`gzip`, `xz`, `zstd`",
+        ),
+        ("[initramfs]\ncompression = true", "`gzip`, `xz`, `zstd`"),
+        ("[initramfs]\nrootfs = 3", "expected a path"),
+        ("[initramfs]\nbuiltin = 0", "expected true or false"),
+        ("budget = \"32M\"", "expected a table ([budget])"),
+        ("[budget]\ntotal = true", "expected a size"),
+        ("[budget]\nruntime_reserve = [1]", "expected a size"),
+        ("[budget]\ntotal = -1", "expected a size"),
+        ("sign = \"key.pem\"", "expected a table ([sign])"),
+        ("[sign]\nkey = 3", "expected a string"),
+        ("[sign]\ncertificate = []", "expected a string"),
+        ("[sign]\nhash = 256", "`sha256`, `sha384`, `sha512`"),
+        ("[sign]\nhash = \"md5\"", "`sha256`, `sha384`, `sha512`"),
+    ];
+    let d = root_with(&[("profiles/default.toml", BASE)]);
+    let file = d.path().join("profiles/p.toml");
+    for (text, want) in cases {
+        // Two lines of comment first: the line number must follow.
+        fs::write(&file, format!("# a\n# b\n{text}\n")).unwrap();
+        let e = format!("{:#}", load(d.path(), "p", &[]).unwrap_err());
+        let line = 3 + text.matches('\n').count();
+        let line = if text.starts_with("[[") {
+            line - 1
+        } else {
+            line
+        };
+        assert!(
+            e.contains(&format!("line {line},")) || e.contains(&format!("p.toml:{line}: ")),
+            "{text}: {e}"
+        );
+        assert!(e.contains("profiles/p.toml"), "{text}: {e}");
+        assert!(e.contains(want), "{text}: want {want:?}: {e}");
+        for r in RUSTISMS {
+            assert!(!e.contains(r), "{text}: {r:?} in: {e}");
+        }
+    }
+    // The same through --set: the --set is named.
+    for set in [
+        "kernel=3",
+        "kernel.jobs=x",
+        "kernel.fragments=x",
+        "kernel.compile_cache=1",
+        "kernel.source=x",
+        "agent.dump_level=x",
+        "initramfs.compression=3",
+        "initramfs=3",
+        "initramfs=[\"xz\"]",
+        "kernel.source=[\"/a.tar.xz\", \"00\", \"/b\", false]",
+        "budget.total=true",
+        "sign.hash=1",
+    ] {
+        let e = format!(
+            "{:#}",
+            load(d.path(), "default", &[set.to_string()]).unwrap_err()
+        );
+        assert!(e.starts_with(&format!("--set {set:?}: ")), "{e}");
+        for r in RUSTISMS {
+            assert!(!e.contains(r), "{set}: {r:?} in: {e}");
+        }
+    }
+}
+
+/// serde reads a struct from an array field by field, in order: a table
+/// given as an array loaded (`initramfs = ["xz", "/r", true]` was xz,
+/// rootfs /r, builtin).
+#[test]
+fn tables_given_as_arrays_are_refused() {
+    let d = root_with(&[(
+        "profiles/p.toml",
+        &format!("initramfs = [\"xz\", \"/r\", true]\n{BASE}"),
+    )]);
+    let e = format!("{:#}", load(d.path(), "p", &[]).unwrap_err());
+    assert!(
+        e.ends_with("p.toml:1: initramfs: invalid type: array, expected a table ([initramfs])"),
+        "{e}"
+    );
+    let d = root_with(&[("profiles/default.toml", BASE)]);
+    let set = "budget=[\"64M\", \"16M\"]".to_string();
+    let e = format!("{:#}", load(d.path(), "default", &[set]).unwrap_err());
+    assert_eq!(
+        e,
+        "--set \"budget=[\\\"64M\\\", \\\"16M\\\"]\": budget: invalid type: array, expected a \
+         table ([budget])"
+    );
+}
