@@ -353,11 +353,20 @@ pub fn profiles_dir(root: &Path) -> PathBuf {
     root.join("profiles")
 }
 
-/// Resolves `--profile NAME|PATH`: a bare name means `profiles/NAME.toml`.
+/// Resolves `--profile NAME|PATH`: a bare name means `profiles/NAME.toml`;
+/// a path (one with a `/`, or ending in `.toml`) is used as is, or with
+/// `.toml` added when only that file exists (`./child` is `./child.toml`).
 pub fn profile_path(root: &Path, arg: &str) -> PathBuf {
     let p = Path::new(arg);
-    if arg.ends_with(".toml") || p.components().count() > 1 {
+    if arg.ends_with(".toml") {
         p.to_path_buf()
+    } else if p.components().count() > 1 {
+        let with_toml = PathBuf::from(format!("{arg}.toml"));
+        if !p.exists() && with_toml.is_file() {
+            with_toml
+        } else {
+            p.to_path_buf()
+        }
     } else {
         profiles_dir(root).join(format!("{arg}.toml"))
     }
@@ -386,6 +395,9 @@ pub fn load(root: &Path, arg: &str, sets: &[String]) -> Result<Profile> {
                     in_file(&child.path, &child.lines, "extends"),
                     p.display()
                 ),
+                None if !p.exists() && !arg.ends_with(".toml") && arg.contains('/') => {
+                    anyhow::anyhow!("cannot read profile {} (nor {arg}.toml): {e}", p.display())
+                }
                 None => anyhow::anyhow!("cannot read profile {}: {e}", p.display()),
             }
         })?;

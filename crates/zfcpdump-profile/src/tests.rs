@@ -747,3 +747,51 @@ fn tables_given_as_arrays_are_refused() {
          table ([budget])"
     );
 }
+
+/// `--profile ./child` names `./child.toml` when only that exists.
+#[test]
+fn a_profile_path_without_toml_finds_the_toml_file() {
+    let d = root_with(&[
+        ("elsewhere/child.toml", BASE),
+        ("elsewhere/both", "not toml"),
+        ("elsewhere/both.toml", BASE),
+    ]);
+    let child = d.path().join("elsewhere/child");
+    let arg = child.to_str().unwrap();
+    assert_eq!(
+        profile_path(d.path(), arg),
+        d.path().join("elsewhere/child.toml")
+    );
+    let p = load(d.path(), arg, &[]).unwrap_or_else(|e| panic!("{e:#}"));
+    assert_eq!(p.name, "child");
+    assert_eq!(
+        p.files,
+        vec![
+            d.path()
+                .join("elsewhere/child.toml")
+                .canonicalize()
+                .unwrap()
+        ]
+    );
+    // A file of that very name wins; a bare name is still profiles/NAME.
+    let both = d.path().join("elsewhere/both");
+    assert_eq!(profile_path(d.path(), both.to_str().unwrap()), both);
+    assert_eq!(
+        profile_path(d.path(), "child"),
+        d.path().join("profiles/child.toml")
+    );
+    // Neither there: both named.
+    let none = d.path().join("elsewhere/none");
+    let e = format!(
+        "{:#}",
+        load(d.path(), none.to_str().unwrap(), &[]).unwrap_err()
+    );
+    assert!(
+        e.starts_with(&format!(
+            "cannot read profile {} (nor {}.toml): ",
+            none.display(),
+            none.display()
+        )),
+        "{e}"
+    );
+}
