@@ -391,9 +391,10 @@ pub fn load(root: &Path, arg: &str, sets: &[String]) -> Result<Profile> {
             // file and line of its `extends`.
             match chain.last() {
                 Some(child) => anyhow::anyhow!(
-                    "{}: extends: cannot read the parent profile {}: {e}",
+                    "{}: extends: cannot read the parent profile {}: {e}{}",
                     in_file(&child.path, &child.lines, "extends"),
-                    p.display()
+                    p.display(),
+                    extends_hint(child)
                 ),
                 None if !p.exists() && !arg.ends_with(".toml") && arg.contains('/') => {
                     anyhow::anyhow!("cannot read profile {} (nor {arg}.toml): {e}", p.display())
@@ -486,6 +487,25 @@ impl Profile {
                 line: None,
             })
     }
+}
+
+/// A bare name is looked up in profiles/ only; when a file of that name
+/// sits beside the profile, say how to name it (as the kernel stage does
+/// for a fragment).
+fn extends_hint(child: &Layer) -> String {
+    let Some(name) = child.table.get("extends").and_then(|v| v.as_str()) else {
+        return String::new();
+    };
+    let beside = child.path.with_file_name(format!("{name}.toml"));
+    if name.ends_with(".toml") || name.contains('/') || !beside.is_file() {
+        return String::new();
+    }
+    format!(
+        "; {} sits beside the profile {}: a bare name is looked up in profiles/ only, so \
+         write extends = \"./{name}.toml\" there",
+        beside.display(),
+        child.path.display()
+    )
 }
 
 fn resolve_extends(root: &Path, from: &Path, parent: &str) -> PathBuf {

@@ -795,3 +795,44 @@ fn a_profile_path_without_toml_finds_the_toml_file() {
         "{e}"
     );
 }
+
+/// `extends = "base"` outside profiles/ with base.toml beside it: say so,
+/// as the kernel stage does for a fragment.
+#[test]
+fn a_bare_extends_beside_the_profile_is_hinted() {
+    let d = root_with(&[
+        ("elsewhere/base.toml", BASE),
+        ("elsewhere/child.toml", "# mine\nextends = \"base\"\n"),
+    ]);
+    let child = d.path().join("elsewhere/child.toml");
+    let e = format!(
+        "{:#}",
+        load(d.path(), child.to_str().unwrap(), &[]).unwrap_err()
+    );
+    let child = child.canonicalize().unwrap();
+    let base = child.with_file_name("base.toml");
+    assert!(
+        e.starts_with(&format!(
+            "{}:2: extends: cannot read the parent profile {}: ",
+            child.display(),
+            d.path().join("profiles/base.toml").display()
+        )),
+        "{e}"
+    );
+    assert!(
+        e.ends_with(&format!(
+            "; {} sits beside the profile {}: a bare name is looked up in profiles/ only, so \
+             write extends = \"./base.toml\" there",
+            base.display(),
+            child.display()
+        )),
+        "{e}"
+    );
+    // No such file beside it: no hint.
+    fs::remove_file(&base).unwrap();
+    let e = format!(
+        "{:#}",
+        load(d.path(), child.to_str().unwrap(), &[]).unwrap_err()
+    );
+    assert!(!e.contains("sits beside"), "{e}");
+}
