@@ -438,6 +438,16 @@ pub fn load(root: &Path, arg: &str, sets: &[String]) -> Result<Profile> {
         apply_set(&mut merged, &mut origins, set, (files.len() + i, 0))?;
     }
 
+    // No source at all is `validate`'s error, which says what to set.
+    if let Some(kernel) = merged
+        .entry("kernel")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        .as_table_mut()
+    {
+        kernel
+            .entry("source")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    }
     let m: Merged = toml::Value::Table(merged).try_into().map_err(|e| {
         anyhow::anyhow!(
             "profile {} (after extends and --set): {}",

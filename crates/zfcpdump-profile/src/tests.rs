@@ -339,6 +339,8 @@ fn cross_field_errors_name_the_key_at_fault() {
             "# both\n[kernel]\nsource = { tarball = \"/a.tar.xz\", dir = \"/b\" }\n",
         ),
         ("neither.toml", "[kernel]\n\nsource = { }\n"),
+        ("nokernel.toml", "[agent]\ndump_level = 1\n"),
+        ("nosource.toml", "\n[kernel]\njobs = 2\n"),
         (
             "pin.toml",
             "[kernel]\nsource = { dir = \"/b\", sha256 = \"00\" }\n",
@@ -391,6 +393,22 @@ fn cross_field_errors_name_the_key_at_fault() {
             format!(
                 "{}:3: kernel.source: set `tarball` (with an optional `sha256`) or `dir`",
                 p("neither")
+            ),
+        ),
+        (
+            "nokernel",
+            vec![],
+            format!(
+                "{}: kernel.source: set `tarball` (with an optional `sha256`) or `dir`",
+                p("nokernel")
+            ),
+        ),
+        (
+            "nosource",
+            vec![],
+            format!(
+                "{}:2: kernel.source: set `tarball` (with an optional `sha256`) or `dir`",
+                p("nosource")
             ),
         ),
         (
