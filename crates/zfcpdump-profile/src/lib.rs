@@ -5,8 +5,12 @@
 //! 1. each file of the `extends` chain is checked on its own against
 //!    [`ProfileFile`] (all fields optional, unknown keys rejected), which gives
 //!    toml's span-carrying errors;
-//! 2. the raw tables are merged, parent first, then `--set` overrides;
-//! 3. the merged table becomes a [`Profile`] with every default filled in.
+//! 2. the raw tables are merged, parent first, then `--set` overrides,
+//!    keeping where each key was set ([`Profile::origin`]: the file and line
+//!    that won, or the `--set`);
+//! 3. the merged table becomes a [`Profile`] with every default filled in,
+//!    and the rules that span fields are checked, each error at the origin
+//!    of the key at fault.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
@@ -121,7 +125,8 @@ pub struct Source {
     pub sha256: Option<String>,
     pub dir: Option<PathBuf>,
     /// Build a `dir` that is a git work tree with uncommitted changes; it
-    /// is then known by its content instead of its commit.
+    /// is then known by its content instead of its commit. An error with a
+    /// `tarball`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_dirty: bool,
 }
