@@ -5,16 +5,23 @@
 //! 1. each file of the `extends` chain is checked on its own against
 //!    [`ProfileFile`] (all fields optional, unknown keys rejected), which gives
 //!    toml's span-carrying errors;
-//! 2. the raw tables are merged, parent first, then `--set` overrides;
-//! 3. the merged table becomes a [`Profile`] with every default filled in.
+//! 2. the raw tables are merged, parent first, then `--set` overrides,
+//!    keeping where each key was set ([`Profile::origin`]: the file and line
+//!    that won, or the `--set`);
+//! 3. the merged table becomes a [`Profile`] with every default filled in,
+//!    and the rules that span fields are checked, each error at the origin
+//!    of the key at fault.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
-use serde::{Deserialize, Serialize};
-use zfcpdump_format::size::parse_size;
+use serde::{Deserialize, Deserializer, Serialize};
+mod de;
+mod origin;
+pub use origin::Origin;
+use origin::{Origins, in_file, key_lines};
 
 /// The default budget: the HSA of machines before z15.
 pub const DEFAULT_BUDGET: u64 = 32 << 20;
@@ -35,12 +42,15 @@ pub struct Profile {
     /// Sign zfcpdump.image for secure IPL.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sign: Option<Sign>,
+    /// Where each key was set: [`Profile::origin`].
+    #[serde(skip)]
+    origins: Origins,
 }
 
 /// `[sign]`: the appended PKCS#7 signature zipl 2.42+ requires for secure
 /// IPL, made as the kernel's scripts/sign-file makes it.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table ([sign])")]
 pub struct Sign {
     /// The private key: a PEM file (relative to the profile that sets it),
     /// `env:VAR` (a variable naming that file, so that CI keeps the key out
@@ -53,13 +63,21 @@ pub struct Sign {
     pub hash: SignHash,
 }
 
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum SignHash {
     #[default]
     Sha256,
     Sha384,
     Sha512,
+}
+
+/// By hand: serde's own enum says "wanted string or table" of a number.
+impl<'de> Deserialize<'de> for SignHash {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let all = [SignHash::Sha256, SignHash::Sha384, SignHash::Sha512];
+        de::choice(d, &["sha256", "sha384", "sha512"]).map(|i| all[i])
+    }
 }
 
 impl fmt::Display for SignHash {
@@ -73,21 +91,21 @@ impl fmt::Display for SignHash {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table ([kernel])")]
 pub struct Kernel {
     pub source: Source,
     #[serde(default = "default_defconfig")]
     pub defconfig: String,
     /// File names under `kernel-config/`, or paths relative to the profile,
     /// applied in order after the defconfig.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de::names")]
     pub fragments: Vec<String>,
     #[serde(default = "default_arch")]
     pub arch: String,
     #[serde(default = "default_cross")]
     pub cross_compile: String,
     /// make -j; 0 means the number of CPUs. Not part of any cache key.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "de::whole")]
     pub jobs: u32,
     /// Compile through the compile cache (ccache) when it is installed.
     /// Never part of a cache key: the cache does not change what is built.
@@ -97,32 +115,36 @@ pub struct Kernel {
 
 /// Exactly one of `tarball` or `dir`.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(
+    deny_unknown_fields,
+    expecting = "a table ([kernel.source] or source = { … })"
+)]
 pub struct Source {
     pub tarball: Option<PathBuf>,
     /// Pins the tarball; the build fails when it differs.
     pub sha256: Option<String>,
     pub dir: Option<PathBuf>,
     /// Build a `dir` that is a git work tree with uncommitted changes; it
-    /// is then known by its content instead of its commit.
+    /// is then known by its content instead of its commit. An error with a
+    /// `tarball`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub allow_dirty: bool,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table ([agent])")]
 pub struct Agent {
     #[serde(default = "default_target")]
     pub target: String,
     /// How long the agent waits for the IPL disk to appear.
-    #[serde(default = "default_device_timeout")]
+    #[serde(default = "default_device_timeout", deserialize_with = "de::whole")]
     pub device_timeout_s: u32,
-    #[serde(default = "default_progress_interval")]
+    #[serde(default = "default_progress_interval", deserialize_with = "de::whole")]
     pub progress_interval_s: u32,
     /// Pages to leave out at dump time, makedumpfile's `-d` bits (1 zero,
     /// 2 cache, 4 private cache, 8 user, 16 free); 0 is byte-exact. The
     /// operator's `zfcpdump.dump_level=N` overrides it at dump time.
-    #[serde(default, deserialize_with = "de_dump_level")]
+    #[serde(default, deserialize_with = "de::dump_level")]
     pub dump_level: Option<u8>,
     /// Deprecated: `true` is `dump_level = 1`; `dump_level` wins where both
     /// are set.
@@ -137,18 +159,7 @@ impl Agent {
     }
 }
 
-fn de_dump_level<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u8>, D::Error> {
-    let n = i64::deserialize(d)?;
-    if !(0..=31).contains(&n) {
-        return Err(serde::de::Error::custom(format!(
-            "dump_level = {n}: expected 0 to 31 (makedumpfile's -d bits: 1 zero pages, 2 cache, \
-             4 private cache, 8 user, 16 free)"
-        )));
-    }
-    Ok(Some(n as u8))
-}
-
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq, Default)]
 #[serde(rename_all = "lowercase")]
 pub enum Compression {
     #[default]
@@ -170,6 +181,19 @@ impl Compression {
     }
 }
 
+/// By hand: serde's own enum says "wanted string or table" of a number.
+impl<'de> Deserialize<'de> for Compression {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let all = [
+            Compression::Gzip,
+            Compression::Xz,
+            Compression::Zstd,
+            Compression::None,
+        ];
+        de::choice(d, &["gzip", "xz", "zstd", "none"]).map(|i| all[i])
+    }
+}
+
 impl fmt::Display for Compression {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let s = match self {
@@ -183,7 +207,7 @@ impl fmt::Display for Compression {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table ([initramfs])")]
 pub struct Initramfs {
     #[serde(default)]
     pub compression: Compression,
@@ -199,15 +223,15 @@ pub struct Initramfs {
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table ([budget])")]
 pub struct Budget {
     /// Memory the dump kernel may use: the HSA size of the target machines.
-    #[serde(default = "default_budget", deserialize_with = "de_size")]
+    #[serde(default = "default_budget", deserialize_with = "de::size")]
     pub total: u64,
     /// Left for the running kernel (page tables, slab, page cache of the
     /// device) and the agent. 8 MiB: the zfcpdump kernel reports about 22 MiB
     /// available of 32 MiB after boot, and the agent itself needs 2 MiB.
-    #[serde(default = "default_reserve", deserialize_with = "de_size")]
+    #[serde(default = "default_reserve", deserialize_with = "de::size")]
     pub runtime_reserve: u64,
 }
 
@@ -239,28 +263,10 @@ fn default_reserve() -> u64 {
     DEFAULT_RUNTIME_RESERVE
 }
 
-/// Sizes are byte counts or strings such as "32MiB", "512K", "1G": the
-/// grammar of [`zfcpdump_format::size`], which every tool shares.
-fn de_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<u64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Int(u64),
-        Str(String),
-    }
-    match Raw::deserialize(d) {
-        Ok(Raw::Int(n)) => Ok(n),
-        Ok(Raw::Str(s)) => parse_size(&s).map_err(serde::de::Error::custom),
-        Err(_) => Err(serde::de::Error::custom(
-            "expected a size: a byte count or a string such as \"32MiB\"",
-        )),
-    }
-}
-
 /// The shape of one profile file: everything optional, since a file may
 /// extend another. Only used to check a file on its own with spans.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table")]
 #[allow(dead_code)] // fields are read by serde's checks only
 struct ProfileFile {
     extends: Option<String>,
@@ -272,7 +278,7 @@ struct ProfileFile {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table ([sign])")]
 #[allow(dead_code)]
 struct SignFile {
     key: Option<String>,
@@ -281,47 +287,47 @@ struct SignFile {
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table ([kernel])")]
 #[allow(dead_code)]
 struct KernelFile {
     source: Option<Source>,
     defconfig: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_names")]
     fragments: Option<Vec<String>>,
     arch: Option<String>,
     cross_compile: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_whole")]
     jobs: Option<u32>,
     compile_cache: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table ([agent])")]
 #[allow(dead_code)]
 struct AgentFile {
     target: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_whole")]
     device_timeout_s: Option<u32>,
+    #[serde(default, deserialize_with = "de::opt_whole")]
     progress_interval_s: Option<u32>,
-    #[serde(default, deserialize_with = "de_dump_level")]
+    #[serde(default, deserialize_with = "de::dump_level")]
     dump_level: Option<u8>,
     zero_page_elision: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table ([budget])")]
 #[allow(dead_code)]
 struct BudgetFile {
-    #[serde(default, deserialize_with = "de_opt_size")]
+    #[serde(default, deserialize_with = "de::opt_size")]
     total: Option<u64>,
-    #[serde(default, deserialize_with = "de_opt_size")]
+    #[serde(default, deserialize_with = "de::opt_size")]
     runtime_reserve: Option<u64>,
-}
-
-fn de_opt_size<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-    de_size(d).map(Some)
 }
 
 /// The merged, default-free form, deserialized into [`Profile`]'s sections.
 #[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "a table")]
 struct Merged {
     #[serde(default)]
     #[allow(dead_code)]
@@ -352,11 +358,20 @@ pub fn profiles_dir(root: &Path) -> PathBuf {
     root.join("profiles")
 }
 
-/// Resolves `--profile NAME|PATH`: a bare name means `profiles/NAME.toml`.
+/// Resolves `--profile NAME|PATH`: a bare name means `profiles/NAME.toml`;
+/// a path (one with a `/`, or ending in `.toml`) is used as is, or with
+/// `.toml` added when only that file exists (`./child` is `./child.toml`).
 pub fn profile_path(root: &Path, arg: &str) -> PathBuf {
     let p = Path::new(arg);
-    if arg.ends_with(".toml") || p.components().count() > 1 {
+    if arg.ends_with(".toml") {
         p.to_path_buf()
+    } else if p.components().count() > 1 {
+        let with_toml = PathBuf::from(format!("{arg}.toml"));
+        if !p.exists() && with_toml.is_file() {
+            with_toml
+        } else {
+            p.to_path_buf()
+        }
     } else {
         profiles_dir(root).join(format!("{arg}.toml"))
     }
@@ -372,7 +387,7 @@ pub fn load(root: &Path, arg: &str, sets: &[String]) -> Result<Profile> {
         .to_string();
 
     // Walk the chain child first, then merge parent first.
-    let mut chain: Vec<(PathBuf, toml::Table)> = Vec::new();
+    let mut chain: Vec<Layer> = Vec::new();
     let mut seen = BTreeSet::new();
     let mut next = Some(path);
     while let Some(p) = next.take() {
@@ -380,43 +395,69 @@ pub fn load(root: &Path, arg: &str, sets: &[String]) -> Result<Profile> {
             // A parent that is not there is the child's error: name the
             // file and line of its `extends`.
             match chain.last() {
-                Some((child, _)) => anyhow::anyhow!(
-                    "{}:{}: extends: cannot read the parent profile {}: {e}",
-                    child.display(),
-                    key_line(child, "extends").unwrap_or(1),
-                    p.display()
+                Some(child) => anyhow::anyhow!(
+                    "{}: extends: cannot read the parent profile {}: {e}{}",
+                    in_file(&child.path, &child.lines, "extends"),
+                    p.display(),
+                    extends_hint(child)
                 ),
+                None if !p.exists() && !arg.ends_with(".toml") && arg.contains('/') => {
+                    anyhow::anyhow!("cannot read profile {} (nor {arg}.toml): {e}", p.display())
+                }
                 None => anyhow::anyhow!("cannot read profile {}: {e}", p.display()),
             }
         })?;
         if !seen.insert(canon.clone()) {
             let cycle: Vec<String> = chain
                 .iter()
-                .map(|(f, _)| f.display().to_string())
+                .map(|l| l.path.display().to_string())
                 .chain([canon.display().to_string()])
                 .collect();
             bail!("profile extends cycle: {}", cycle.join(" -> "));
         }
-        let table = load_file(&canon)?;
+        let (table, lines) = load_file(&canon)?;
         if let Some(parent) = table.get("extends").and_then(|v| v.as_str()) {
             next = Some(resolve_extends(root, &canon, parent));
         }
-        chain.push((canon, table));
+        chain.push(Layer {
+            path: canon,
+            table,
+            lines,
+        });
     }
 
-    let files: Vec<PathBuf> = chain.iter().map(|(p, _)| p.clone()).collect();
+    let files: Vec<PathBuf> = chain.iter().map(|l| l.path.clone()).collect();
     let mut merged = toml::Table::new();
-    for (_, table) in chain.into_iter().rev() {
-        merge(&mut merged, table);
+    let mut origins = Origins::default();
+    for (rank, layer) in chain.into_iter().rev().enumerate() {
+        for (k, v) in &layer.table {
+            origins.record(k, v, &|key| key == "kernel.source", &|key| {
+                let origin = in_file(&layer.path, &layer.lines, key);
+                let line = layer.lines.get(key).copied().unwrap_or(0);
+                ((rank, line), origin)
+            });
+        }
+        merge(&mut merged, layer.table);
     }
-    for set in sets {
-        apply_set(&mut merged, set)?;
+    for (i, set) in sets.iter().enumerate() {
+        apply_set(&mut merged, &mut origins, set, (files.len() + i, 0))?;
     }
 
+    // No source at all is `validate`'s error, which says what to set.
+    if let Some(kernel) = merged
+        .entry("kernel")
+        .or_insert_with(|| toml::Value::Table(toml::Table::new()))
+        .as_table_mut()
+    {
+        kernel
+            .entry("source")
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+    }
     let m: Merged = toml::Value::Table(merged).try_into().map_err(|e| {
         anyhow::anyhow!(
-            "profile {} (after extends and --set): {e}",
-            files[0].display()
+            "profile {} (after extends and --set): {}",
+            files[0].display(),
+            de::humanize(&e.to_string())
         )
     })?;
     let profile = Profile {
@@ -427,34 +468,59 @@ pub fn load(root: &Path, arg: &str, sets: &[String]) -> Result<Profile> {
         initramfs: m.initramfs,
         budget: m.budget,
         sign: m.sign,
+        origins,
     };
     validate(&profile)?;
-    if let Some(f) = profile.files.iter().find(|f| {
-        load_file(f).is_ok_and(|t| {
-            t.get("agent")
-                .and_then(|a| a.get("zero_page_elision"))
-                .is_some()
-        })
-    }) {
+    if let Some(o) = profile.origins.get("agent.zero_page_elision") {
         eprintln!(
-            "warning: {}: agent.zero_page_elision is deprecated; use agent.dump_level (1 for zero \
-             pages only); where both are set, dump_level wins",
-            f.display()
+            "warning: {o}: agent.zero_page_elision is deprecated; use agent.dump_level (1 for zero \
+             pages only); where both are set, dump_level wins"
         );
     }
     Ok(profile)
 }
 
-/// The 1-based line of a top-level `key = …` in the file at `path`.
-fn key_line(path: &Path, key: &str) -> Option<usize> {
-    let text = std::fs::read_to_string(path).ok()?;
-    text.lines()
-        .position(|l| {
-            l.trim_start()
-                .strip_prefix(key)
-                .is_some_and(|r| r.trim_start().starts_with('='))
-        })
-        .map(|i| i + 1)
+/// One file of the `extends` chain: its canonical path, its table (paths
+/// made absolute), and the line of each of its keys.
+struct Layer {
+    path: PathBuf,
+    table: toml::Table,
+    lines: BTreeMap<String, usize>,
+}
+
+impl Profile {
+    /// Where `key`, a dotted path such as `kernel.source.sha256` (or a
+    /// table, `kernel.source`), was set: the file and line that won the
+    /// merge, or the `--set` argument. A key no file and no `--set` sets
+    /// (a default) is the profile's own file, without a line.
+    pub fn origin(&self, key: &str) -> Origin {
+        self.origins
+            .get(key)
+            .cloned()
+            .unwrap_or_else(|| Origin::File {
+                path: self.files[0].clone(),
+                line: None,
+            })
+    }
+}
+
+/// A bare name is looked up in profiles/ only; when a file of that name
+/// sits beside the profile, say how to name it (as the kernel stage does
+/// for a fragment).
+fn extends_hint(child: &Layer) -> String {
+    let Some(name) = child.table.get("extends").and_then(|v| v.as_str()) else {
+        return String::new();
+    };
+    let beside = child.path.with_file_name(format!("{name}.toml"));
+    if name.ends_with(".toml") || name.contains('/') || !beside.is_file() {
+        return String::new();
+    }
+    format!(
+        "; {} sits beside the profile {}: a bare name is looked up in profiles/ only, so \
+         write extends = \"./{name}.toml\" there",
+        beside.display(),
+        child.path.display()
+    )
 }
 
 fn resolve_extends(root: &Path, from: &Path, parent: &str) -> PathBuf {
@@ -467,13 +533,23 @@ fn resolve_extends(root: &Path, from: &Path, parent: &str) -> PathBuf {
 
 /// Reads one file, checks it against the schema with spans, and makes its
 /// relative source paths absolute (relative to that file).
-fn load_file(path: &Path) -> Result<toml::Table> {
+fn load_file(path: &Path) -> Result<(toml::Table, BTreeMap<String, usize>)> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read profile {}", path.display()))?;
-    check_text(&text).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    if let Ok(t) = text.parse::<toml::Table>()
+        && let Some(key) = array_for_table(&t)
+    {
+        bail!(
+            "{}: {key}: invalid type: array, expected a table ([{key}])",
+            in_file(path, &key_lines(&text), key)
+        );
+    }
+    check_text(&text)
+        .map_err(|e| anyhow::anyhow!("{}: {}", path.display(), de::humanize(&e.to_string())))?;
     let mut table: toml::Table = text
         .parse()
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+    let lines = key_lines(&text);
     let base = path.parent().unwrap_or(Path::new("."));
     // Fragments: a bare name lives in kernel-config/, a path is relative to
     // the profile that names it (for out-of-tree profiles).
@@ -521,13 +597,36 @@ fn load_file(path: &Path) -> Result<toml::Table> {
             }
         }
     }
-    Ok(table)
+    Ok((table, lines))
 }
 
 /// Checks profile text against the schema. The error carries toml's
 /// "line N, column M" and the offending key, and lists the allowed keys.
 fn check_text(text: &str) -> Result<(), toml::de::Error> {
     toml::from_str::<ProfileFile>(text).map(|_| ())
+}
+
+/// The first of the profile's tables given as an array: serde would read
+/// it field by field, in order (`initramfs = ["xz"]`), and accept it.
+fn array_for_table(t: &toml::Table) -> Option<&'static str> {
+    [
+        "kernel",
+        "kernel.source",
+        "agent",
+        "initramfs",
+        "budget",
+        "sign",
+    ]
+    .into_iter()
+    .find(|key| {
+        let mut v = None;
+        let mut cur = Some(t);
+        for part in key.split('.') {
+            v = cur.and_then(|c| c.get(part));
+            cur = v.and_then(|v| v.as_table());
+        }
+        matches!(v, Some(toml::Value::Array(_)))
+    })
 }
 
 /// Child values override parent values; tables merge recursively, except
@@ -566,7 +665,13 @@ fn merge_at(into: &mut toml::Table, from: toml::Table, prefix: &str) {
 
 /// `--set section.key=value`: the value is TOML if it parses as such,
 /// otherwise a string; the key is checked against the schema like a file.
-fn apply_set(merged: &mut toml::Table, set: &str) -> Result<()> {
+/// `rank` orders it after the files and the `--set`s before it.
+fn apply_set(
+    merged: &mut toml::Table,
+    origins: &mut Origins,
+    set: &str,
+    rank: (usize, usize),
+) -> Result<()> {
     let (key, value) = set.split_once('=').with_context(|| {
         format!("--set {set:?}: expected KEY=VALUE, e.g. initramfs.compression=xz")
     })?;
@@ -590,11 +695,40 @@ fn apply_set(merged: &mut toml::Table, set: &str) -> Result<()> {
             .expect("fresh table");
     }
     cur.insert(parts[parts.len() - 1].to_string(), value);
+    if let Some(key) = array_for_table(&doc) {
+        bail!("--set {set:?}: {key}: invalid type: array, expected a table ([{key}])");
+    }
     let text = toml::to_string(&doc)?;
-    check_text(&text).map_err(|e| anyhow::anyhow!("--set {set:?}: {}", e.message()))?;
+    check_text(&text)
+        .map_err(|e| anyhow::anyhow!("--set {set:?}: {}", de::humanize(e.message())))?;
+    let here = || (rank, Origin::Set(set.to_string()));
+    // Like a child profile's source table, the first `--set` of a kind of
+    // source replaces the inherited table: a `dir` must not keep the
+    // parent's `tarball` or `sha256`. What other `--set`s put there stays.
+    if matches!(key, "kernel.source.dir" | "kernel.source.tarball")
+        && let Some(src) = merged
+            .get_mut("kernel")
+            .and_then(|k| k.get_mut("source"))
+            .and_then(|s| s.as_table_mut())
+        && !matches!(origins.get("kernel.source"), Some(Origin::Set(_)))
+    {
+        src.retain(|k, _| {
+            matches!(
+                origins.get(&format!("kernel.source.{k}")),
+                Some(Origin::Set(_))
+            )
+        });
+        origins.forget_below_but_sets("kernel.source");
+        let (r, o) = here();
+        origins.set("kernel.source", r, o);
+    }
     // `--set` replaces, it does not accumulate.
     let mut cur = &mut *merged;
-    for p in &parts[..parts.len() - 1] {
+    for (i, p) in parts[..parts.len() - 1].iter().enumerate() {
+        if !cur.contains_key(*p) {
+            let (r, o) = here();
+            origins.set(&parts[..=i].join("."), r, o);
+        }
         cur = cur
             .entry(p.to_string())
             .or_insert_with(|| toml::Value::Table(toml::Table::new()))
@@ -609,284 +743,109 @@ fn apply_set(merged: &mut toml::Table, set: &str) -> Result<()> {
         };
     }
     let (k, v) = leaf.into_iter().next().expect("one key");
+    origins.forget_below(key);
+    origins.record(key, &v, &|_| false, &|_| here());
     cur.insert(k, v);
     Ok(())
 }
 
-/// Rules that span fields, checked after merging.
+/// Rules that span fields, checked after merging. Each error names where
+/// the key at fault was set; of two keys that conflict, the one set later.
 fn validate(p: &Profile) -> Result<()> {
-    let file = p.files[0].display();
+    let o = &p.origins;
     let s = &p.kernel.source;
+    // `, set at …` for the other key of a pair, when it was set elsewhere.
+    let other = |at: &str, key: &str| {
+        let there = p.origin(key);
+        if there == p.origin(at) {
+            String::new()
+        } else {
+            format!(
+                " (`{}` is set at {there})",
+                key.rsplit('.').next().unwrap_or(key)
+            )
+        }
+    };
     match (&s.tarball, &s.dir) {
         (Some(_), Some(_)) => {
-            bail!("{file}: kernel.source: set either `tarball` or `dir`, not both")
+            let at = o.later("kernel.source.dir", "kernel.source.tarball");
+            let key = if at.ends_with("dir") {
+                "kernel.source.tarball"
+            } else {
+                "kernel.source.dir"
+            };
+            bail!(
+                "{}: kernel.source: set either `tarball` or `dir`, not both{}",
+                p.origin(at),
+                other(at, key)
+            )
         }
         (None, None) => {
-            bail!("{file}: kernel.source: set `tarball` (with an optional `sha256`) or `dir`")
+            let at = if o.get("kernel.source").is_some() {
+                "kernel.source"
+            } else {
+                "kernel"
+            };
+            bail!(
+                "{}: kernel.source: set `tarball` (with an optional `sha256`) or `dir`",
+                p.origin(at)
+            )
         }
         (None, Some(_)) if s.sha256.is_some() => {
-            bail!("{file}: kernel.source.sha256 pins a tarball; it cannot be used with `dir`")
+            let at = o.later("kernel.source.sha256", "kernel.source.dir");
+            bail!(
+                "{}: kernel.source.sha256 pins a tarball; it cannot be used with `dir`{}",
+                p.origin(at),
+                other(at, "kernel.source.dir")
+            )
+        }
+        (Some(_), None) if s.allow_dirty => {
+            let at = o.later("kernel.source.allow_dirty", "kernel.source.tarball");
+            bail!(
+                "{}: kernel.source.allow_dirty is for a `dir` source (a git work tree with \
+                 uncommitted changes); it cannot be used with `tarball`{}",
+                p.origin(at),
+                other(at, "kernel.source.tarball")
+            )
         }
         _ => {}
     }
     if let Some(h) = &s.sha256
         && (h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()))
     {
-        bail!("{file}: kernel.source.sha256 must be 64 hex digits, got {h:?}");
+        bail!(
+            "{}: kernel.source.sha256 must be 64 hex digits, got {h:?}",
+            p.origin("kernel.source.sha256")
+        );
     }
     if p.kernel.arch != "s390" {
         bail!(
-            "{file}: kernel.arch = {:?}: only \"s390\" is supported (zfcpdump is an IBM Z dump tool)",
+            "{}: kernel.arch = {:?}: only \"s390\" is supported (zfcpdump is an IBM Z dump tool)",
+            p.origin("kernel.arch"),
             p.kernel.arch
         );
     }
     if p.budget.total == 0 || p.budget.runtime_reserve >= p.budget.total {
+        let at = if p.budget.total == 0 {
+            "budget.total"
+        } else {
+            o.later("budget.runtime_reserve", "budget.total")
+        };
+        let key = if at == "budget.total" {
+            "budget.runtime_reserve"
+        } else {
+            "budget.total"
+        };
         bail!(
-            "{file}: budget.runtime_reserve ({}) must be smaller than budget.total ({})",
+            "{}: budget.runtime_reserve ({}) must be smaller than budget.total ({}){}",
+            p.origin(at),
             p.budget.runtime_reserve,
-            p.budget.total
+            p.budget.total,
+            other(at, key)
         );
     }
     Ok(())
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use std::fs;
-
-    fn root_with(files: &[(&str, &str)]) -> tempfile::TempDir {
-        let dir = tempfile::tempdir().unwrap();
-        fs::create_dir_all(dir.path().join("profiles")).unwrap();
-        for (name, text) in files {
-            let p = dir.path().join(name);
-            fs::create_dir_all(p.parent().unwrap()).unwrap();
-            fs::write(p, text).unwrap();
-        }
-        dir
-    }
-
-    const BASE: &str = r#"
-[kernel]
-source = { tarball = "/usr/src/linux-source-6.1.tar.xz" }
-fragments = ["zfcpdump.config"]
-"#;
-
-    #[test]
-    fn defaults_are_filled_in() {
-        let d = root_with(&[("profiles/default.toml", BASE)]);
-        let p = load(d.path(), "default", &[]).unwrap();
-        assert_eq!(p.name, "default");
-        assert_eq!(p.kernel.defconfig, "zfcpdump_defconfig");
-        assert_eq!(p.kernel.cross_compile, "s390x-linux-gnu-");
-        assert_eq!(p.initramfs.compression, Compression::Gzip);
-        assert_eq!(p.budget.total, 32 << 20);
-        assert_eq!(p.agent.progress_interval_s, 10);
-    }
-
-    #[test]
-    fn extends_merges_and_accumulates_fragments() {
-        let d = root_with(&[
-            ("profiles/default.toml", BASE),
-            (
-                "profiles/big.toml",
-                "extends = \"default\"\n[kernel]\nfragments = [\"extra.config\"]\n[budget]\ntotal = \"64MiB\"\n",
-            ),
-        ]);
-        let p = load(d.path(), "big", &[]).unwrap();
-        assert_eq!(p.name, "big");
-        assert_eq!(p.kernel.fragments, vec!["zfcpdump.config", "extra.config"]);
-        assert_eq!(p.budget.total, 64 << 20);
-        assert_eq!(p.files.len(), 2);
-    }
-
-    #[test]
-    fn extends_by_relative_path_and_relative_tarball() {
-        let d = root_with(&[
-            (
-                "elsewhere/base.toml",
-                "[kernel]\nsource = { tarball = \"src/linux.tar.xz\" }\n",
-            ),
-            ("elsewhere/child.toml", "extends = \"base.toml\"\n"),
-        ]);
-        let path = d.path().join("elsewhere/child.toml");
-        let p = load(d.path(), path.to_str().unwrap(), &[]).unwrap();
-        assert_eq!(p.name, "child");
-        let tarball = p.kernel.source.tarball.unwrap();
-        assert!(
-            tarball.ends_with("elsewhere/src/linux.tar.xz"),
-            "{tarball:?}"
-        );
-        assert!(tarball.is_absolute());
-    }
-
-    #[test]
-    fn child_source_replaces_the_parents() {
-        let d = root_with(&[
-            ("profiles/default.toml", BASE),
-            (
-                "profiles/dir.toml",
-                "extends = \"default\"\n[kernel]\nsource = { dir = \"/src/linux\" }\n",
-            ),
-        ]);
-        let p = load(d.path(), "dir", &[]).unwrap();
-        assert_eq!(
-            p.kernel.source.dir.as_deref(),
-            Some(Path::new("/src/linux"))
-        );
-        assert_eq!(p.kernel.source.tarball, None);
-    }
-
-    /// Found by the profile fuzz target: a missing parent's error named
-    /// only the parent, not the profile (and line) whose `extends` asked
-    /// for it.
-    #[test]
-    fn missing_parent_names_the_child_file_and_line() {
-        let d = root_with(&[(
-            "profiles/child.toml",
-            "# a profile\n\nextends = \"/nowhere/default\"\n",
-        )]);
-        let e = format!("{:#}", load(d.path(), "child", &[]).unwrap_err());
-        assert!(
-            e.contains("child.toml:3: extends: cannot read the parent profile /nowhere/default"),
-            "{e}"
-        );
-        // The profile asked for on the command line is its own error.
-        let e = format!("{:#}", load(d.path(), "absent", &[]).unwrap_err());
-        assert!(
-            e.starts_with("cannot read profile ") && e.contains("absent.toml"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn cycle_is_an_error() {
-        let d = root_with(&[
-            ("profiles/a.toml", "extends = \"b\"\n"),
-            ("profiles/b.toml", "extends = \"a\"\n"),
-        ]);
-        let e = load(d.path(), "a", &[]).unwrap_err().to_string();
-        assert!(e.contains("cycle"), "{e}");
-        assert!(e.contains("a.toml") && e.contains("b.toml"), "{e}");
-    }
-
-    #[test]
-    fn unknown_key_names_file_line_column_and_allowed_keys() {
-        let text = format!("{BASE}\n[initramfs]\ncompresion = \"xz\"\n");
-        let d = root_with(&[("profiles/bad.toml", &text)]);
-        let e = format!("{:#}", load(d.path(), "bad", &[]).unwrap_err());
-        assert!(e.contains("bad.toml"), "{e}");
-        assert!(e.contains("line 7, column 1"), "{e}");
-        assert!(e.contains("unknown field `compresion`"), "{e}");
-        assert!(
-            e.contains("`compression`") && e.contains("`builtin`"),
-            "{e}"
-        );
-    }
-
-    #[test]
-    fn bad_enum_value_lists_the_choices() {
-        let text = format!("{BASE}\n[initramfs]\ncompression = \"lz4\"\n");
-        let d = root_with(&[("profiles/bad.toml", &text)]);
-        let e = format!("{:#}", load(d.path(), "bad", &[]).unwrap_err());
-        assert!(e.contains("line 7, column 15"), "{e}");
-        assert!(e.contains("`gzip`, `xz`, `zstd`"), "{e}");
-    }
-
-    #[test]
-    fn bad_size_is_explained() {
-        let text = format!("{BASE}\n[budget]\ntotal = \"32 parsecs\"\n");
-        let d = root_with(&[("profiles/bad.toml", &text)]);
-        let e = format!("{:#}", load(d.path(), "bad", &[]).unwrap_err());
-        assert!(e.contains("line 7"), "{e}");
-        assert!(e.contains("size"), "{e}");
-    }
-
-    #[test]
-    fn set_overrides_and_is_checked() {
-        let d = root_with(&[("profiles/default.toml", BASE)]);
-        let p = load(
-            d.path(),
-            "default",
-            &[
-                "initramfs.compression=xz".into(),
-                "budget.total=\"64M\"".into(),
-                "kernel.jobs=3".into(),
-            ],
-        )
-        .unwrap();
-        assert_eq!(p.initramfs.compression, Compression::Xz);
-        assert_eq!(p.budget.total, 64 << 20);
-        assert_eq!(p.kernel.jobs, 3);
-
-        let e = format!(
-            "{:#}",
-            load(d.path(), "default", &["initramfs.level=9".into()]).unwrap_err()
-        );
-        assert!(e.contains("unknown field `level`"), "{e}");
-        let e = format!(
-            "{:#}",
-            load(d.path(), "default", &["initramfs.compression".into()]).unwrap_err()
-        );
-        assert!(e.contains("KEY=VALUE"), "{e}");
-    }
-
-    #[test]
-    fn source_needs_exactly_one_kind() {
-        let d = root_with(&[(
-            "profiles/both.toml",
-            "[kernel]\nsource = { tarball = \"/a.tar.xz\", dir = \"/b\" }\n",
-        )]);
-        let e = load(d.path(), "both", &[]).unwrap_err().to_string();
-        assert!(e.contains("not both"), "{e}");
-        let d = root_with(&[(
-            "profiles/pin.toml",
-            "[kernel]\nsource = { dir = \"/b\", sha256 = \"00\" }\n",
-        )]);
-        let e = load(d.path(), "pin", &[]).unwrap_err().to_string();
-        assert!(e.contains("cannot be used with `dir`"), "{e}");
-    }
-
-    #[test]
-    fn missing_profile_names_the_path() {
-        let d = root_with(&[]);
-        let e = format!("{:#}", load(d.path(), "nope", &[]).unwrap_err());
-        assert!(e.contains("profiles/nope.toml"), "{e}");
-    }
-
-    #[test]
-    fn sizes_use_the_shared_grammar() {
-        for (size, want) in [
-            ("\"32MiB\"", 32 << 20),
-            ("\"512K\"", 512 << 10),
-            ("\"1G\"", 1 << 30),
-            ("\"48 mib\"", 48 << 20),
-            ("\"0x4000000\"", 64 << 20),
-            ("33554432", 32 << 20),
-        ] {
-            let text = format!("{BASE}\n[budget]\ntotal = \"2GiB\"\nruntime_reserve = {size}\n");
-            let d = root_with(&[("profiles/p.toml", &text)]);
-            let p = load(d.path(), "p", &[]).unwrap_or_else(|e| panic!("{size}: {e:#}"));
-            assert_eq!(p.budget.runtime_reserve, want, "{size}");
-        }
-        let text = format!("{BASE}\n[budget]\ntotal = \"32MB\"\n");
-        let d = root_with(&[("profiles/p.toml", &text)]);
-        let e = format!("{:#}", load(d.path(), "p", &[]).unwrap_err());
-        assert!(e.contains("p.toml") && e.contains("line 7"), "{e}");
-        assert!(e.contains("invalid size suffix 'MB' in '32MB'"), "{e}");
-        assert!(e.contains("write M or MiB"), "{e}");
-    }
-
-    #[test]
-    fn shipped_profiles_load() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .ancestors()
-            .nth(2)
-            .unwrap();
-        for entry in fs::read_dir(root.join("profiles")).unwrap() {
-            let path = entry.unwrap().path();
-            load(root, path.to_str().unwrap(), &[])
-                .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
-        }
-    }
-}
+mod tests;
