@@ -55,8 +55,9 @@ pub fn check_target(profile: &Profile) -> Result<String> {
     let t = &profile.agent.target;
     ensure!(
         t == TARGET,
-        "agent.target = {t:?}: the agent runs as /init of the s390x dump kernel; the \
-         supported target is {TARGET:?}"
+        "{}: agent.target = {t:?}: the agent runs as /init of the s390x dump kernel; the \
+         supported target is {TARGET:?}",
+        profile.origin("agent.target")
     );
     Ok(t.clone())
 }

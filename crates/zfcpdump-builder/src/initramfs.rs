@@ -162,8 +162,9 @@ pub fn check_rootfs(root: &Path, profile: &Profile) -> Result<String> {
     let rootfs = rootfs_of(root, profile);
     if !rootfs.is_dir() {
         bail!(
-            "initramfs.rootfs: {} is not a directory (a rootfs tree holds manifest.toml and \
+            "{}: initramfs.rootfs: {} is not a directory (a rootfs tree holds manifest.toml and \
              overlay/, as the project's rootfs/ does)",
+            profile.origin("initramfs.rootfs"),
             rootfs.display()
         );
     }

@@ -57,9 +57,8 @@ fn resolve_file(
 ) -> Result<PathBuf> {
     let err = |why: String| {
         anyhow::anyhow!(
-            "profile {:?} ({}): sign.{field} = {value:?}: {why}",
-            profile.name,
-            profile.files[0].display(),
+            "{}: sign.{field} = {value:?}: {why}",
+            profile.origin(&format!("sign.{field}"))
         )
     };
     let path = match value.strip_prefix("env:") {

@@ -88,7 +88,7 @@ fn a_missing_sign_key_is_refused_before_building() {
         d.path(),
         "[sign]\nkey = \"absent.pem\"\ncertificate = \"cert.pem\"\n",
     );
-    let t = refused(&p, &[], &[], "sign.key = \"");
+    let t = refused(&p, &[], &[], "p.toml:3: sign.key = \"");
     assert!(t.contains("absent.pem does not exist"), "{t}");
 }
 
@@ -155,7 +155,7 @@ fn check_reproducible_outside_git_is_refused_before_building() {
 fn a_rootfs_that_is_not_there_is_refused_before_building() {
     let d = tempfile::tempdir().unwrap();
     let p = profile(d.path(), "[initramfs]\nrootfs = \"nowhere\"\n");
-    refused(&p, &[], &[], "nowhere is not a directory");
+    refused(&p, &[], &[], "p.toml:3: initramfs.rootfs: ");
 }
 
 #[test]
@@ -166,7 +166,7 @@ fn a_foreign_agent_target_is_refused_before_building() {
         &p,
         &[],
         &[],
-        "agent.target = \"x86_64-unknown-linux-gnu\": the agent runs as /init of the s390x dump kernel",
+        "p.toml:3: agent.target = \"x86_64-unknown-linux-gnu\": the agent runs as /init of the s390x dump kernel",
     );
 }
 
@@ -180,6 +180,27 @@ fn an_unknown_archive_type_is_refused_before_building() {
         &format!("[kernel]\nsource = {{ tarball = \"{}\" }}\n", src.display()),
     );
     refused(&p, &[], &[], "unsupported archive type");
+}
+
+/// The pin's error names the profile, and the line, that pins.
+#[test]
+fn a_wrong_sha256_names_the_file_and_line_that_pins_it() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("linux-6.1.tar.xz");
+    fs::write(&src, b"not the kernel").unwrap();
+    let p = profile(
+        d.path(),
+        &format!(
+            "[kernel]\nsource = {{ tarball = \"{}\", sha256 = \"{}\" }}\n",
+            src.display(),
+            "0".repeat(64)
+        ),
+    );
+    let t = refused(&p, &[], &[], "p.toml:3: kernel.source.sha256 pins 00000000");
+    assert!(
+        t.contains(&format!("but {} has sha256 ", src.display())),
+        "{t}"
+    );
 }
 
 #[test]

@@ -49,8 +49,8 @@ impl Kernel<'_> {
             let path = self.fragment_path(name);
             let text = fs::read_to_string(&path).with_context(|| {
                 format!(
-                    "kernel fragment {name:?} (profile {}): cannot read {}{}",
-                    self.profile.name,
+                    "{}: kernel.fragments: {name:?}: cannot read {}{}",
+                    self.profile.origin("kernel.fragments"),
                     path.display(),
                     self.fragment_hint(name)
                 )

@@ -193,9 +193,10 @@ impl<'a> Kernel<'a> {
     pub(crate) fn source_id(&self) -> Result<SourceId> {
         let s = &self.profile.kernel.source;
         if let Some(tarball) = &s.tarball {
+            let at = self.profile.origin("kernel.source.tarball");
             if !tarball.is_file() {
                 bail!(
-                    "kernel source tarball {} does not exist{}",
+                    "{at}: kernel.source.tarball: {} does not exist{}",
                     tarball.display(),
                     match crate::provision::kernel_source(tarball) {
                         Some(n) => format!(
@@ -206,13 +207,16 @@ impl<'a> Kernel<'a> {
                     }
                 );
             }
-            source::TarballKind::check(tarball)?;
+            source::TarballKind::check(tarball)
+                .with_context(|| format!("{at}: kernel.source.tarball"))?;
             let sum = util::sha256_file_cached(&util::cache_dir(self.root), tarball)?;
             if let Some(pin) = &s.sha256
                 && !pin.eq_ignore_ascii_case(&sum)
             {
                 bail!(
-                    "kernel source tarball {}: sha256 is {sum}, but the profile pins {pin}",
+                    "{}: kernel.source.sha256 pins {pin}, but {} has sha256 {sum}: another \
+                     kernel source than the one pinned (correct the pin, or the tarball)",
+                    self.profile.origin("kernel.source.sha256"),
                     tarball.display()
                 );
             }
@@ -226,7 +230,11 @@ impl<'a> Kernel<'a> {
         }
         let dir = s.dir.as_ref().expect("validated: tarball or dir");
         if !dir.join("Makefile").is_file() {
-            bail!("kernel source dir {} has no Makefile", dir.display());
+            bail!(
+                "{}: kernel.source.dir: {} has no Makefile (not a kernel source tree)",
+                self.profile.origin("kernel.source.dir"),
+                dir.display()
+            );
         }
         Ok(SourceId {
             kind: "dir".into(),
@@ -285,8 +293,9 @@ impl<'a> Kernel<'a> {
             .join(&k.defconfig);
         if !path.is_file() {
             bail!(
-                "kernel.defconfig = {:?}: {} does not exist (the defconfigs of this source are \
-                 in {})",
+                "{}: kernel.defconfig = {:?}: {} does not exist (the defconfigs of this source \
+                 are in {})",
+                self.profile.origin("kernel.defconfig"),
                 k.defconfig,
                 path.display(),
                 path.parent().unwrap_or(&src).display()
