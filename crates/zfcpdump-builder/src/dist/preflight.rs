@@ -103,10 +103,13 @@ pub fn run(root: &Path, args: &DistArgs) -> Report {
                 names.push(p.name.clone());
                 check_profile(&mut r, root, &p, install);
             }
-            Err(e) => r.add(
-                format!("profile {}", pa.profile),
-                Err::<String, _>(e).with_context(|| known_profiles(root, &pa.profile)),
-            ),
+            Err(e) => {
+                let e = match known_profiles(root, &pa.profile) {
+                    Some(hint) => e.context(hint),
+                    None => e,
+                };
+                r.add(format!("profile {}", pa.profile), Err::<String, _>(e))
+            }
         }
     }
     r.add(
@@ -136,7 +139,7 @@ pub fn gate(root: &Path, args: &DistArgs) -> Result<()> {
 }
 
 /// For a bare profile name that is not there: the names there are.
-fn known_profiles(root: &Path, arg: &str) -> String {
+fn known_profiles(root: &Path, arg: &str) -> Option<String> {
     let dir = crate::profile::profiles_dir(root);
     let mut names: Vec<String> = std::fs::read_dir(&dir)
         .into_iter()
@@ -151,13 +154,13 @@ fn known_profiles(root: &Path, arg: &str) -> String {
         .collect();
     names.sort();
     if arg.contains('/') || arg.ends_with(".toml") || names.iter().any(|n| n == arg) {
-        return format!("profile {arg}");
+        return None;
     }
-    format!(
+    Some(format!(
         "no profile {arg:?}; {} holds: {}",
         dir.display(),
         names.join(", ")
-    )
+    ))
 }
 
 /// The profile and every `--also-profile`, with the command line's sets.
@@ -173,13 +176,18 @@ pub(super) fn profiles(args: &DistArgs) -> Vec<ProfileArgs> {
 fn check_profile(r: &mut Report, root: &Path, p: &Profile, install: bool) {
     let n = &p.name;
     let kernel = Kernel::new(root, p, None);
-    r.add(format!("{n}: kernel source"), kernel.check_source(install));
-    r.add(
-        format!("{n}: kernel defconfig"),
-        kernel
-            .check_defconfig()
-            .map(|d| d.unwrap_or_else(|| "checked once the tarball is unpacked".into())),
-    );
+    let source = kernel.check_source(install);
+    let source_ok = source.is_ok();
+    r.add(format!("{n}: kernel source"), source);
+    // The defconfig is looked up in that source: only once it is known.
+    if source_ok {
+        r.add(
+            format!("{n}: kernel defconfig"),
+            kernel
+                .check_defconfig()
+                .map(|d| d.unwrap_or_else(|| "checked once the tarball is unpacked".into())),
+        );
+    }
     r.add(
         format!("{n}: kernel fragments"),
         kernel.requirements().map(|reqs| {
