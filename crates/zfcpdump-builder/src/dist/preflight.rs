@@ -55,10 +55,11 @@ impl Report {
             return Ok(());
         }
         let failed: Vec<String> = self
-            .failures()
-            .map(|c| {
-                let why = c.outcome.as_ref().err().expect("a failure");
-                format!("  {}: {}", c.what, why.replace('\n', "\n    "))
+            .checks
+            .iter()
+            .filter_map(|c| {
+                let why = c.outcome.as_ref().err()?;
+                Some(format!("  {}: {}", c.what, why.replace('\n', "\n    ")))
             })
             .collect();
         bail!(
