@@ -19,6 +19,15 @@ pub fn xtask(args: &[&str]) -> Output {
         .expect("run xtask")
 }
 
+/// `dir/name.toml`, a profile that extends the project's `parent`
+/// profile and adds `extra` (TOML).
+pub fn child_profile(dir: &Path, name: &str, parent: &str, extra: &str) -> PathBuf {
+    let p = dir.join(format!("{name}.toml"));
+    let parent = root().join(format!("profiles/{parent}.toml"));
+    std::fs::write(&p, format!("extends = \"{}\"\n{extra}", parent.display())).unwrap();
+    p
+}
+
 /// stdout then stderr, as one text for assertions and failure messages.
 pub fn text(o: &Output) -> String {
     format!(

@@ -2,7 +2,7 @@
 //! cross compiler. They share the stage cache with `cargo xtask dist`, so
 //! CI compiles each distinct kernel configuration once.
 
-use crate::common::{root, text, xtask};
+use crate::common::{child_profile, root, text, xtask};
 
 use std::path::{Path, PathBuf};
 use std::{fs, time::SystemTime};
@@ -113,15 +113,12 @@ fn option_dropped_by_kconfig_fails_before_compiling() {
     // zfcpdump_defconfig leaves off (a dump tool has no network):
     // olddefconfig drops it.
     fs::write(dir.path().join("net-only.config"), "CONFIG_VIRTIO_NET=y\n").unwrap();
-    fs::write(
-        dir.path().join("dropped.toml"),
-        format!(
-            "extends = \"{}\"\n[kernel]\nfragments = [\"./net-only.config\"]\n",
-            root().join("profiles/default.toml").display()
-        ),
-    )
-    .unwrap();
-    let profile = dir.path().join("dropped.toml");
+    let profile = child_profile(
+        dir.path(),
+        "dropped",
+        "default",
+        "[kernel]\nfragments = [\"./net-only.config\"]\n",
+    );
     let o = xtask(&[
         "dist",
         "--no-provision",

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{root, text};
+use crate::common::{child_profile, root, text};
 
 /// Longer than any preflight (well under a second here), far shorter than
 /// a stage: the agent's build alone takes a minute.
@@ -18,16 +18,7 @@ const WATCHDOG: Duration = Duration::from_secs(60);
 /// A profile beside the test's files that extends the project's default
 /// and adds `extra` (TOML).
 fn profile(dir: &Path, extra: &str) -> PathBuf {
-    let p = dir.join("p.toml");
-    fs::write(
-        &p,
-        format!(
-            "extends = \"{}\"\n{extra}",
-            root().join("profiles/default.toml").display()
-        ),
-    )
-    .unwrap();
-    p
+    child_profile(dir, "p", "default", extra)
 }
 
 /// `cargo xtask <args>` with `env`, killed after [`WATCHDOG`].

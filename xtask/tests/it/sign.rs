@@ -4,7 +4,7 @@
 //! does not, and a missing key is an error that names the profile field.
 //! The profile extends default-builtin, so each build is a relink at most.
 
-use crate::common::{root, text, xtask};
+use crate::common::{child_profile, root, text, xtask};
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -16,16 +16,12 @@ use zfcpdump_format::modsig;
 /// A profile beside a throwaway key: `[sign]` with the given key value.
 fn signed_profile(dir: &Path, key: &str) -> PathBuf {
     sign::throwaway_key(dir).unwrap();
-    let p = dir.join("signed.toml");
-    fs::write(
-        &p,
-        format!(
-            "extends = \"{}\"\n[sign]\nkey = \"{key}\"\ncertificate = \"cert.pem\"\n",
-            root().join("profiles/default-builtin.toml").display()
-        ),
+    child_profile(
+        dir,
+        "signed",
+        "default-builtin",
+        &format!("[sign]\nkey = \"{key}\"\ncertificate = \"cert.pem\"\n"),
     )
-    .unwrap();
-    p
 }
 
 fn dist(profile: &Path, out: &Path) -> std::process::Output {
