@@ -34,9 +34,15 @@ pub struct Manifest {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct KernelInfo {
     pub release: String,
-    /// Tarball sha256, or `git <commit>`, or `unpinned <release>`.
+    /// Tarball sha256; for a source dir `git <commit>`, `git <commit>
+    /// dirty content sha256 <hash>` or `dir content sha256 <hash>`
+    /// (manifests older than the identity: `unpinned <release>`).
     pub source: String,
     pub source_pinned: bool,
+    /// What the source is known by: `tarball-sha256`, `git-commit`,
+    /// `git-dirty-content` or `tree-content`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_identity: Option<kernel::Identity>,
     pub config_sha256: String,
     pub footprint: u64,
     /// The initramfs linked into the image, when it is built in.
@@ -80,11 +86,7 @@ pub(super) fn manifest(root: &Path, profile: &Profile, b: &Built) -> Result<Mani
         })
     };
     let src = &b.kernel.source;
-    let source = match (&src.sha256, &src.git_commit) {
-        (Some(sum), _) => sum.clone(),
-        (None, Some(commit)) => format!("git {commit}"),
-        (None, None) => format!("unpinned {}", b.kernel.release),
-    };
+    let source = source_text(src, &b.kernel.release);
     // Paths relative to the project, so that the manifest does not depend
     // on where the checkout is.
     let mut p = serde_json::to_value(profile)?;
@@ -102,6 +104,7 @@ pub(super) fn manifest(root: &Path, profile: &Profile, b: &Built) -> Result<Mani
             release: b.kernel.release.clone(),
             source,
             source_pinned: src.pinned,
+            source_identity: src.identity,
             config_sha256: b.kernel.config_sha256.clone(),
             footprint: b.kernel.footprint,
             embedded_initramfs: b.kernel.embedded.clone(),
@@ -129,6 +132,18 @@ pub(super) fn manifest(root: &Path, profile: &Profile, b: &Built) -> Result<Mani
     })
 }
 
+/// The manifest's name of the kernel source: the tarball's sha256, or what
+/// the source dir is known by.
+fn source_text(src: &kernel::SourceId, release: &str) -> String {
+    match (&src.sha256, src.identity, &src.git_commit) {
+        (Some(sum), _, _) => sum.clone(),
+        (None, Some(_), _) => src.key(),
+        // A record older than the identity.
+        (None, None, Some(commit)) => format!("git {commit}"),
+        (None, None, None) => format!("unpinned {release}"),
+    }
+}
+
 /// The first line of `program arg` (a tool's version), or "unknown".
 fn first_line(program: &str, arg: &str) -> String {
     cmd::shell()
@@ -145,4 +160,47 @@ pub(super) fn read_manifest(path: &Path) -> Result<Manifest> {
         )
     })?;
     serde_json::from_slice(&data).with_context(|| format!("{} is not a manifest", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kernel::{Identity, SourceId};
+
+    fn dir_source(identity: Option<Identity>, commit: Option<&str>) -> SourceId {
+        SourceId {
+            kind: "dir".into(),
+            path: "/src/linux".into(),
+            sha256: None,
+            pinned: false,
+            git_commit: commit.map(Into::into),
+            identity,
+            content_sha256: Some("c0ffee".into()),
+        }
+    }
+
+    /// A source dir is named by what it is known by; a commit only when
+    /// the dir is the top of its work tree.
+    #[test]
+    fn the_source_is_named_by_its_identity() {
+        let text = |id, commit| source_text(&dir_source(id, commit), "6.1.0");
+        assert_eq!(
+            text(Some(Identity::TreeContent), None),
+            "dir content sha256 c0ffee"
+        );
+        assert_eq!(text(Some(Identity::GitCommit), Some("abc")), "git abc");
+        assert_eq!(
+            text(Some(Identity::GitDirtyContent), Some("abc")),
+            "git abc dirty content sha256 c0ffee"
+        );
+        assert_eq!(text(None, None), "unpinned 6.1.0");
+        let tarball = SourceId {
+            kind: "tarball".into(),
+            sha256: Some("5e11".into()),
+            identity: Some(Identity::TarballSha256),
+            content_sha256: None,
+            ..dir_source(None, None)
+        };
+        assert_eq!(source_text(&tarball, "6.1.0"), "5e11");
+    }
 }

@@ -181,7 +181,7 @@ impl Kernel<'_> {
             .filter_map(|e| e.ok())
             .filter(|e| e.file_name().to_string_lossy().starts_with("build-"))
             .filter_map(|e| read_json::<CompileRecord>(&e.path().join("stage.json")))
-            .filter(|r| r.source.sha256 == source.sha256 && r.source.path == source.path)
+            .filter(|r| r.source.same_tree(source))
             .filter_map(|r| r.objects)
             .max()
     }

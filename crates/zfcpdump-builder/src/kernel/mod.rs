@@ -22,6 +22,7 @@
 //! target directory queue instead of compiling into one `O=` directory at
 //! once.
 
+use std::cell::OnceCell;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,13 +33,14 @@ use serde::{Deserialize, Serialize};
 pub mod ccache;
 mod compile;
 mod configure;
+mod identity;
 mod link;
 mod make;
 mod source;
 
+pub use identity::Identity;
 pub use link::{EMBEDDED_OPTION, embedded_name};
 use make::{Progress, run_logged};
-use source::git_commit;
 pub use source::{stays_inside, unpack_tarball};
 
 use crate::cache::{Lookup, Slot};
@@ -49,7 +51,7 @@ use crate::stage::Stage;
 use crate::util;
 
 /// Bump when the stage changes what it produces.
-const STAGE_VERSION: &str = "kernel-2";
+const STAGE_VERSION: &str = "kernel-3";
 
 /// Fixed default for SOURCE_DATE_EPOCH: 2024-01-01T00:00:00Z. Any fixed
 /// value makes builds reproducible; this one is documented in README.
@@ -116,17 +118,54 @@ struct CompileRecord {
     compile_cache: bool,
 }
 
-/// How the source was identified.
+/// How the source was identified (see `identity.rs`).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct SourceId {
     /// "tarball" or "dir".
     pub kind: String,
+    /// Where it was: recorded, but no part of any key.
     pub path: PathBuf,
     /// The tarball's sha256, pinned or as found.
     pub sha256: Option<String>,
     pub pinned: bool,
-    /// For a source dir that is a git tree.
+    /// For a source dir that is the top of a git work tree.
     pub git_commit: Option<String>,
+    /// What the source is known by; None in records older than it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub identity: Option<Identity>,
+    /// A source dir's content hash, when it is known by its content (a
+    /// dirty work tree: of its changes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content_sha256: Option<String>,
+}
+
+impl SourceId {
+    /// The source as the stage's input names it: what it is known by,
+    /// never where it is.
+    pub fn key(&self) -> String {
+        let commit = self.git_commit.as_deref().unwrap_or("none");
+        let content = self.content_sha256.as_deref().unwrap_or("none");
+        match (self.identity, &self.sha256) {
+            (Some(Identity::TarballSha256) | None, Some(sum)) => format!("tarball sha256 {sum}"),
+            (Some(Identity::GitCommit), _) => format!("git {commit}"),
+            (Some(Identity::GitDirtyContent), _) => {
+                format!("git {commit} dirty content sha256 {content}")
+            }
+            (Some(Identity::TreeContent), _) => format!("dir content sha256 {content}"),
+            // A record older than the identity: as it was keyed then.
+            (_, None) => format!("dir {} git {commit}", self.path.display()),
+        }
+    }
+
+    /// Whether `other` is a source of the same tree: the same tarball, the
+    /// same identity, or (an estimate's business only) the same dir.
+    fn same_tree(&self, other: &SourceId) -> bool {
+        match (&self.sha256, &other.sha256) {
+            (Some(a), Some(b)) => a == b,
+            (None, None) => self.path == other.path || self.key() == other.key(),
+            _ => false,
+        }
+    }
 }
 
 /// The configure step's cache record.
@@ -153,6 +192,8 @@ pub struct Kernel<'a> {
     /// for a profile with `initramfs.builtin`, None for the others (and for
     /// `plan` while the initramfs is to be rebuilt).
     pub embed: Option<&'a InitramfsRecord>,
+    /// The source's identity, found once: a source dir's may walk the tree.
+    source: OnceCell<SourceId>,
 }
 
 /// The stage's state without running anything: for `plan`.
@@ -186,11 +227,21 @@ impl<'a> Kernel<'a> {
             cache: util::cache_dir(root).join("kernel"),
             profile,
             embed,
+            source: OnceCell::new(),
         }
     }
 
-    /// The source's identity; checks a tarball's kind and pin.
+    /// The source's identity, found on the first call; checks a
+    /// tarball's kind and pin, and a dir's dirt.
     pub(crate) fn source_id(&self) -> Result<SourceId> {
+        if let Some(id) = self.source.get() {
+            return Ok(id.clone());
+        }
+        let id = self.find_source_id()?;
+        Ok(self.source.get_or_init(|| id).clone())
+    }
+
+    fn find_source_id(&self) -> Result<SourceId> {
         let s = &self.profile.kernel.source;
         if let Some(tarball) = &s.tarball {
             let at = self.profile.origin("kernel.source.tarball");
@@ -226,6 +277,8 @@ impl<'a> Kernel<'a> {
                 sha256: Some(sum),
                 pinned: s.sha256.is_some(),
                 git_commit: None,
+                identity: Some(Identity::TarballSha256),
+                content_sha256: None,
             });
         }
         let dir = s.dir.as_ref().expect("validated: tarball or dir");
@@ -236,12 +289,15 @@ impl<'a> Kernel<'a> {
                 dir.display()
             );
         }
+        let id = identity::identify_dir(dir, s.allow_dirty, &self.cache)?;
         Ok(SourceId {
             kind: "dir".into(),
             path: dir.clone(),
             sha256: None,
             pinned: false,
-            git_commit: git_commit(dir),
+            git_commit: id.git_commit,
+            identity: Some(id.identity),
+            content_sha256: id.content_sha256,
         })
     }
 
@@ -441,18 +497,7 @@ impl Stage for Kernel<'_> {
     fn inputs(&self) -> Result<Inputs> {
         let mut i = Inputs::new();
         i.insert("stage".into(), STAGE_VERSION.into());
-        let src = self.source_id()?;
-        i.insert(
-            "source".into(),
-            match &src.sha256 {
-                Some(sum) => format!("tarball sha256 {sum}"),
-                None => format!(
-                    "dir {} git {}",
-                    src.path.display(),
-                    src.git_commit.as_deref().unwrap_or("none")
-                ),
-            },
-        );
+        i.insert("source".into(), self.source_id()?.key());
         i.insert("defconfig".into(), self.profile.kernel.defconfig.clone());
         for r in self
             .requirements()?
@@ -785,6 +830,19 @@ mod tests {
         let (plan, _) = stage_plan(root, &[]);
         assert!(matches!(plan.state, State::UpToDate(_)));
 
+        // The source dir is known by its content: an appended line
+        // invalidates, and putting it back finds the build again.
+        let mk = root.join("linux/Makefile");
+        fs::write(&mk, "VERSION = 6\nPATCHLEVEL = 2\n").unwrap();
+        let (plan, _) = stage_plan(root, &[]);
+        assert!(
+            matches!(plan.state, State::Rebuild { ref why } if why == "source changed"),
+            "source edit not detected"
+        );
+        fs::write(&mk, "VERSION = 6\n").unwrap();
+        let (plan, _) = stage_plan(root, &[]);
+        assert!(matches!(plan.state, State::UpToDate(_)));
+
         // Another initrd compression requires another decompressor.
         let (plan, _) = stage_plan(root, &["initramfs.compression=xz"]);
         match plan.state {
@@ -917,6 +975,28 @@ mod tests {
                 "{bad}: {e}"
             );
         }
+    }
+
+    /// A record written before the identity still reads, keyed as then.
+    #[test]
+    fn a_source_id_of_an_older_record_parses() {
+        let old: SourceId = serde_json::from_str(
+            r#"{"kind":"dir","path":"/src/linux","sha256":null,"pinned":false,"git_commit":null}"#,
+        )
+        .unwrap();
+        assert_eq!(old.identity, None);
+        assert_eq!(old.key(), "dir /src/linux git none");
+        let new = SourceId {
+            identity: Some(Identity::TreeContent),
+            content_sha256: Some("ab".into()),
+            ..old.clone()
+        };
+        assert_eq!(new.key(), "dir content sha256 ab");
+        let text = serde_json::to_string(&new).unwrap();
+        assert!(text.contains(r#""identity":"tree-content""#), "{text}");
+        assert_eq!(serde_json::from_str::<SourceId>(&text).unwrap(), new);
+        // The progress estimate still finds the older compile of the dir.
+        assert!(new.same_tree(&old));
     }
 
     #[test]

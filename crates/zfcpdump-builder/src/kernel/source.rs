@@ -1,5 +1,5 @@
 //! The kernel source: a tarball unpacked once (refusing entries that would
-//! land outside), or a source dir; its git commit when it is a git tree.
+//! land outside), or a source dir (whose identity is `identity.rs`'s).
 
 use std::fs;
 use std::io::BufReader;
@@ -8,14 +8,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 
-use crate::cmd::{self, cmd};
 use crate::util;
-
-/// The commit checked out in `dir`; None when it is no git tree.
-pub(super) fn git_commit(dir: &Path) -> Option<String> {
-    let sh = cmd::shell().ok()?;
-    cmd::read(cmd!(sh, "git -C {dir} rev-parse HEAD")).ok()
-}
 
 /// Unpacks a kernel tarball once into `dest` and returns the source root.
 /// Entries that would land outside `dest` are refused, not skipped.
