@@ -317,15 +317,8 @@ impl<'a> Kernel<'a> {
             ));
         }
         let id = self.source_id()?;
-        Ok(match &id.sha256 {
-            Some(sum) => format!(
-                "{} sha256 {}{}",
-                id.path.display(),
-                &sum[..16],
-                if id.pinned { " (pinned)" } else { "" }
-            ),
-            None => format!("{}", id.path.display()),
-        })
+        let pinned = if id.pinned { " (pinned)" } else { "" };
+        Ok(format!("{}: {}{pinned}", id.path.display(), id.key()))
     }
 
     /// The preflight's check of `kernel.defconfig`, where the source is at
