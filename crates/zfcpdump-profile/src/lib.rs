@@ -550,7 +550,13 @@ fn load_file(path: &Path) -> Result<(toml::Table, BTreeMap<String, usize>)> {
         .parse()
         .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
     let lines = key_lines(&text);
-    let base = path.parent().unwrap_or(Path::new("."));
+    absolutize(&mut table, path.parent().unwrap_or(Path::new(".")));
+    Ok((table, lines))
+}
+
+/// Makes the relative paths of `table` absolute against `base`: the file
+/// that names them, or the working directory for a `--set`.
+fn absolutize(table: &mut toml::Table, base: &Path) {
     // Fragments: a bare name lives in kernel-config/, a path is relative to
     // the profile that names it (for out-of-tree profiles).
     if let Some(toml::Value::Array(frags)) =
@@ -597,7 +603,6 @@ fn load_file(path: &Path) -> Result<(toml::Table, BTreeMap<String, usize>)> {
             }
         }
     }
-    Ok((table, lines))
 }
 
 /// Checks profile text against the schema. The error carries toml's
@@ -701,6 +706,10 @@ fn apply_set(
     let text = toml::to_string(&doc)?;
     check_text(&text)
         .map_err(|e| anyhow::anyhow!("--set {set:?}: {}", de::humanize(e.message())))?;
+    // A path on the command line is relative to where it was typed.
+    if let Ok(cwd) = std::env::current_dir() {
+        absolutize(&mut doc, &cwd);
+    }
     let here = || (rank, Origin::Set(set.to_string()));
     // Like a child profile's source table, the first `--set` of a kind of
     // source replaces the inherited table: a `dir` must not keep the

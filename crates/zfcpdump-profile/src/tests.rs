@@ -854,3 +854,36 @@ fn a_bare_extends_beside_the_profile_is_hinted() {
     );
     assert!(!e.contains("sits beside"), "{e}");
 }
+
+/// A relative path given with `--set` is relative to where the command
+/// was typed, as a path in a file is relative to that file; it was kept
+/// relative, and then meant something else to every stage.
+#[test]
+fn set_paths_are_relative_to_the_working_directory() {
+    let d = root_with(&[("profiles/default.toml", BASE)]);
+    let cwd = std::env::current_dir().unwrap();
+    let p = load(
+        d.path(),
+        "default",
+        &[
+            "kernel.source.dir=linux".into(),
+            "initramfs.rootfs=my/rootfs".into(),
+            "kernel.fragments=[\"./x.config\", \"bare.config\"]".into(),
+            "sign.key=env:KEY".into(),
+            "sign.certificate=cert.pem".into(),
+        ],
+    )
+    .unwrap();
+    assert_eq!(p.kernel.source.dir, Some(cwd.join("linux")));
+    assert_eq!(p.initramfs.rootfs, Some(cwd.join("my/rootfs")));
+    assert_eq!(
+        p.kernel.fragments,
+        vec![
+            cwd.join("./x.config").display().to_string(),
+            "bare.config".into()
+        ]
+    );
+    let sign = p.sign.unwrap();
+    assert_eq!(sign.key, "env:KEY");
+    assert_eq!(Path::new(&sign.certificate), cwd.join("cert.pem"));
+}
