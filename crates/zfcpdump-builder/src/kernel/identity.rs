@@ -70,6 +70,9 @@ const QUOTED_CHANGES: usize = 5;
 /// one tick of the stat the cache holds would keep all of it.
 const RACY: Duration = Duration::from_secs(2);
 
+/// Walks that must read this much say so before they start.
+const ANNOUNCE_BYTES: u64 = 64 << 20;
+
 /// Walks taking longer print what they did.
 const REPORT_AFTER: Duration = Duration::from_secs(1);
 
@@ -608,6 +611,18 @@ impl TreeWalk {
                 let todo: Vec<usize> = (0..items.len())
                     .filter(|&i| items[i].kind == Kind::File && items[i].hash.is_none())
                     .collect();
+                // A first walk reads the whole tree (seconds for a
+                // kernel): say so before, not only after.
+                let bytes: u64 = todo.iter().map(|&i| items[i].stat.size).sum();
+                if bytes >= ANNOUNCE_BYTES {
+                    eprintln!(
+                        "[kernel] identifying source tree {}: reading {} files ({:.1} MiB) not in \
+                         its stat cache",
+                        real.display(),
+                        todo.len(),
+                        bytes as f64 / (1 << 20) as f64
+                    );
+                }
                 for (i, hash) in hash_files(real, &items, &todo)? {
                     stats.hashed += 1;
                     stats.hashed_bytes += items[i].stat.size;
