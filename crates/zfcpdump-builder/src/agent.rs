@@ -163,6 +163,8 @@ impl<'a> Agent<'a> {
         cmd.current_dir(self.root)
             .args([
                 "build",
+                // Cargo.lock as committed: a build never resolves anew.
+                "--locked",
                 "--profile",
                 "agent",
                 "-p",

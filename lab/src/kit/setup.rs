@@ -224,6 +224,7 @@ pub(crate) fn build_host_tools(
     c.args([
         "build",
         "--quiet",
+        "--locked",
         "--release",
         "-p",
         "zfcpdump-disk",
