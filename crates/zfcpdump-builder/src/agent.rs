@@ -156,7 +156,10 @@ impl<'a> Agent<'a> {
     /// crash lab builds its pattern writer this way.
     pub fn cross_build(&self, package: &str) -> Result<PathBuf> {
         if rust_src().is_none() {
-            bail!("the rust-src component is missing: rustup component add rust-src");
+            bail!(
+                "the toolchain in use has no rust-src (`rustc --print sysroot`/lib/rustlib/src): \
+                 rustup component add rust-src, or the distribution's rust-src package"
+            );
         }
         self.write_empty_unwind()?;
         let mut cmd = Command::new(env!("CARGO"));

@@ -152,24 +152,51 @@ fn present(n: &Need) -> bool {
     }
 }
 
-/// rustup components: build-std needs the standard library's source.
+/// Toolchain components: build-std needs the standard library's source.
 pub const BUILD_COMPONENTS: &[&str] = &["rust-src"];
 /// `cargo xtask test` also runs rustfmt and clippy.
 pub const TEST_COMPONENTS: &[&str] = &["rust-src", "rustfmt", "clippy"];
 
-/// The components of `wanted` that rustup does not list as installed
-/// (all of them without rustup).
-fn missing_components(wanted: &[&'static str]) -> Vec<&'static str> {
-    let Ok(installed) =
-        cmd::shell().and_then(|sh| cmd::read(cmd!(sh, "rustup component list --installed")))
-    else {
-        return wanted.to_vec();
+/// Whether the toolchain in use has component `c`, asked of the toolchain
+/// itself (its sysroot, its cargo), so that a distribution's Rust, which
+/// has no rustup, counts as much as rustup's.
+fn component_present(c: &str) -> bool {
+    let cargo = env!("CARGO");
+    let works = |sub: &str| {
+        cmd::shell()
+            .and_then(|sh| cmd::read(cmd!(sh, "{cargo} {sub} --version")))
+            .is_ok()
     };
+    match c {
+        "rust-src" => crate::agent::rust_src().is_some(),
+        "rustfmt" => works("fmt"),
+        "clippy" => works("clippy"),
+        _ => false,
+    }
+}
+
+/// The components of `wanted` that the toolchain in use lacks.
+fn missing_components(wanted: &[&'static str]) -> Vec<&'static str> {
     wanted
         .iter()
         .copied()
-        .filter(|c| !installed.lines().any(|l| l.starts_with(c)))
+        .filter(|c| !component_present(c))
         .collect()
+}
+
+/// How to add a missing component: rustup's command where rustup manages
+/// the toolchain, the distribution's packages otherwise.
+fn component_hint(comps: &[&str]) -> String {
+    if util::have_command("rustup") {
+        format!("rustup component add {}", comps.join(" "))
+    } else {
+        format!(
+            "install the {} of the Rust toolchain in use (no rustup here); Debian, Fedora and \
+             SUSE package rust-src as `rust-src`, rustfmt and clippy as `rustfmt` and \
+             `rust-clippy` (Debian), `rustfmt` and `clippy` (Fedora, SUSE)",
+            comps.join(", ")
+        )
+    }
 }
 
 /// Everything: the build, the tests, every kernel source CI builds.
@@ -207,7 +234,7 @@ pub fn ensure(needs: &[&Need], components: &[&'static str], allowed: bool) -> Re
         },
         pkgs.join(" ")
     );
-    let rustup_cmd = format!("rustup component add {}", comps.join(" "));
+    let comp_hint = component_hint(&comps);
     let describe = || {
         let mut s = String::new();
         for n in needs.iter().filter(|n| !present(n)) {
@@ -217,7 +244,7 @@ pub fn ensure(needs: &[&Need], components: &[&'static str], allowed: bool) -> Re
             ));
         }
         for c in &comps {
-            s.push_str(&format!("  rustup component {c}\n"));
+            s.push_str(&format!("  Rust toolchain component {c}\n"));
         }
         s
     };
@@ -234,7 +261,7 @@ pub fn ensure(needs: &[&Need], components: &[&'static str], allowed: bool) -> Re
             }
         }
         if !comps.is_empty() {
-            msg.push_str(&format!("  {rustup_cmd}\n"));
+            msg.push_str(&format!("  {comp_hint}\n"));
         }
         bail!(msg);
     }
@@ -244,6 +271,9 @@ pub fn ensure(needs: &[&Need], components: &[&'static str], allowed: bool) -> Re
     );
     let sh = cmd::shell()?;
     if !comps.is_empty() {
+        if !util::have_command("rustup") {
+            bail!("missing Rust toolchain components: {comp_hint}");
+        }
         cmd::run(cmd!(sh, "rustup component add {comps...}"))?;
     }
     if !pkgs.is_empty() {

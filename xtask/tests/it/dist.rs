@@ -203,3 +203,47 @@ fn install_puts_zipl_names_with_packager_modes() {
             .is_file()
     );
 }
+
+/// A distribution's Rust has no rustup: the host check asks the toolchain
+/// in use (its sysroot's rust-src), not `rustup component list`, which
+/// failed such a host with "missing rustup component rust-src".
+#[test]
+fn dist_runs_with_rustup_out_of_the_picture() {
+    if !test_tier::slow("runs dist on the real kernel (compiles it if the cache is cold)") {
+        return;
+    }
+    let _g = crate::common::stage_cache_lock();
+    let sysroot = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .unwrap();
+    let sysroot = String::from_utf8(sysroot.stdout).unwrap();
+    // The toolchain's own bin first, then the system's: no ~/.cargo/bin,
+    // where rustup and its proxies live.
+    let path = format!(
+        "{}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        sysroot.trim()
+    );
+    let rustup = Command::new("sh")
+        .args(["-c", "command -v rustup"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(
+        !rustup.status.success(),
+        "rustup is still on {path}: {}",
+        text(&rustup)
+    );
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("dist");
+    let o = Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(["dist", "--no-provision", "--out-dir", out.to_str().unwrap()])
+        .current_dir(root())
+        .env("PATH", &path)
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .env_remove("RUSTUP_HOME")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(out.join("zfcpdump.image").is_file());
+}
