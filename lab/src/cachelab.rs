@@ -105,7 +105,7 @@ pub fn run(args: &CachelabArgs) -> Result<()> {
         .chain(
             provision::TEST
                 .iter()
-                .filter(|n| n.package == "redis-server"),
+                .filter(|n| n.package == Some("redis-server")),
         )
         .collect();
     provision::ensure(&needs, &[], !args.no_provision)?;

@@ -119,7 +119,7 @@ pub fn run(args: &FuzzArgs) -> Result<()> {
     let root = util::project_root();
     let needs: Vec<&provision::Need> = provision::TEST
         .iter()
-        .filter(|n| n.package == "g++")
+        .filter(|n| n.package == Some("g++"))
         .collect();
     provision::ensure(&needs, &[], !args.no_provision && !args.offline)?;
     let dir = util::cache_dir(&root).join("fuzz");

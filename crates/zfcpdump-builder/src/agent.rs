@@ -45,7 +45,7 @@ const STAGE_VERSION: &str = "agent-1";
 const PACKAGE: &str = "zfcpdump-agent";
 /// The crates whose sources end up in the binary.
 const SOURCE_CRATES: &[&str] = &["crates/zfcpdump-agent", "crates/zfcpdump-format"];
-const LINKER: &str = "s390x-linux-musl-gcc";
+pub const LINKER: &str = "s390x-linux-musl-gcc";
 /// The one target the stage builds: the agent is /init of the s390x dump
 /// kernel, static, on musl (the linker above).
 pub const TARGET: &str = "s390x-unknown-linux-musl";

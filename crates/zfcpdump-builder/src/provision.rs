@@ -1,68 +1,151 @@
 //! Host provisioning: find what is missing and, on Debian-like hosts,
 //! install it (as root, or through `sudo -n`), saying what it installs.
 
+use std::borrow::Cow;
+use std::fmt;
+use std::io::Write;
 use std::path::Path;
+use std::process::{Command, Stdio};
 
 use anyhow::{Result, bail};
 
 use crate::cmd::{self, cmd};
+use crate::profile::Profile;
 use crate::util;
 
 /// Something the build or the tests need from the host.
 pub struct Need {
-    /// What is checked: a command on PATH, an absolute file path, or
-    /// `dpkg:PACKAGE` (installed, for files whose path depends on the
-    /// architecture).
-    pub check: &'static str,
-    /// The Debian package that provides it.
-    pub package: &'static str,
+    pub check: Check,
+    /// The Debian package that provides it; None when Debian has none (a
+    /// cross compiler of another prefix): then it can only be listed.
+    pub package: Option<&'static str>,
     pub why: &'static str,
 }
 
-/// Everything `dist` needs.
+/// How a [`Need`] is found. The checks ask the tools themselves where
+/// they can, so that a host of any distribution passes when it has them.
+pub enum Check {
+    /// A command on PATH.
+    Command(Cow<'static, str>),
+    /// An absolute path.
+    File(&'static str),
+    /// A Debian package, installed (a library whose path depends on the
+    /// architecture).
+    Dpkg(&'static str),
+    /// `cc` preprocesses a file that includes `header` (a library's
+    /// headers where the compiler looks for them).
+    Header {
+        cc: Cow<'static, str>,
+        header: &'static str,
+    },
+    /// `cc` links a program (with `flags`): its C library is there.
+    Links {
+        cc: Cow<'static, str>,
+        flags: &'static str,
+    },
+}
+
+impl fmt::Display for Check {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Check::Command(c) => write!(f, "{c}"),
+            Check::File(p) => write!(f, "{p}"),
+            Check::Dpkg(p) => write!(f, "dpkg:{p}"),
+            Check::Header { cc, header } => write!(f, "<{header}> (as {cc} finds it)"),
+            Check::Links { cc, flags: "" } => {
+                write!(f, "a C library {cc} links with")
+            }
+            Check::Links { cc, flags } => write!(f, "a C library `{cc} {flags}` links with"),
+        }
+    }
+}
+
+/// What `dist` needs whatever the profile; [`build_needs`] adds the
+/// profile's compilers.
 pub const BUILD: &[Need] = &[
     need("make", "make", "runs the kernel build"),
     need("gcc", "gcc", "host programs of the kernel build"),
-    need(
-        "s390x-linux-gnu-gcc",
-        "gcc-s390x-linux-gnu",
-        "cross-compiles the kernel",
-    ),
-    // Without a libc for the cross compiler, kconfig's CC_CAN_LINK test
-    // flips with whatever else is installed: make it always true.
-    need(
-        "/usr/s390x-linux-gnu/include/stdio.h",
-        "libc6-dev-s390x-cross",
-        "a fixed kernel .config (CC_CAN_LINK)",
-    ),
     need("flex", "flex", "kconfig"),
     need("bison", "bison", "kconfig"),
     need("bc", "bc", "kernel build scripts"),
-    need(
-        "/usr/include/libelf.h",
-        "libelf-dev",
-        "objtool and kernel build scripts",
-    ),
-    need(
-        "/usr/include/openssl/ssl.h",
-        "libssl-dev",
-        "kernel build scripts",
-    ),
-    need(
-        "/usr/bin/s390x-linux-musl-gcc",
-        "musl-dev:s390x",
-        "links the static agent",
-    ),
-    need(
-        "/usr/lib/s390x-linux-musl/libc.a",
-        "musl-dev:s390x",
-        "links the static agent",
-    ),
+    Need {
+        check: Check::Header {
+            cc: Cow::Borrowed("gcc"),
+            header: "libelf.h",
+        },
+        package: Some("libelf-dev"),
+        why: "objtool and kernel build scripts",
+    },
+    Need {
+        check: Check::Header {
+            cc: Cow::Borrowed("gcc"),
+            header: "openssl/ssl.h",
+        },
+        package: Some("libssl-dev"),
+        why: "kernel build scripts",
+    },
     need("cpio", "cpio", "reads initramfs archives back in tests"),
     need("xz", "xz-utils", "initramfs compression checks"),
     need("zstd", "zstd", "initramfs compression checks"),
     need("openssl", "openssl", "signs images of profiles with [sign]"),
 ];
+
+/// The cross compiler prefix Debian's packages provide.
+pub const DEBIAN_CROSS: &str = "s390x-linux-gnu-";
+
+/// What a build of `profile` needs: [`BUILD`], the profile's cross
+/// compiler (`kernel.cross_compile`) and its C library, the agent's linker
+/// and its static C library, and the kernel source's package.
+pub fn build_needs(profile: &Profile) -> Vec<Need> {
+    let mut v = cross_needs(&profile.kernel.cross_compile);
+    if let Some(n) = profile
+        .kernel
+        .source
+        .tarball
+        .as_deref()
+        .and_then(kernel_source)
+    {
+        v.push(need_file(n.check_path(), n.package, n.why));
+    }
+    v
+}
+
+/// The compilers of a kernel cross prefix and of the agent.
+fn cross_needs(prefix: &str) -> Vec<Need> {
+    let debian = prefix == DEBIAN_CROSS;
+    let gcc = format!("{prefix}gcc");
+    let linker = crate::agent::LINKER;
+    vec![
+        Need {
+            check: Check::Command(Cow::Owned(gcc.clone())),
+            package: debian.then_some("gcc-s390x-linux-gnu"),
+            why: "cross-compiles the kernel (kernel.cross_compile)",
+        },
+        // Without a libc for the cross compiler, kconfig's CC_CAN_LINK
+        // test flips with whatever else is installed: make it always true.
+        Need {
+            check: Check::Links {
+                cc: Cow::Owned(gcc),
+                flags: "",
+            },
+            package: debian.then_some("libc6-dev-s390x-cross"),
+            why: "a fixed kernel .config (CC_CAN_LINK)",
+        },
+        Need {
+            check: Check::Command(Cow::Borrowed(linker)),
+            package: Some("musl-dev:s390x"),
+            why: "links the static agent",
+        },
+        Need {
+            check: Check::Links {
+                cc: Cow::Borrowed(linker),
+                flags: "-static",
+            },
+            package: Some("musl-dev:s390x"),
+            why: "links the static agent",
+        },
+    ]
+}
 
 /// What `dist` uses when it is there and installs when it may; without it
 /// the build still works.
@@ -125,31 +208,99 @@ pub const KERNEL_SOURCES: &[Need] = &[
 pub fn kernel_source(tarball: &Path) -> Option<&'static Need> {
     KERNEL_SOURCES
         .iter()
-        .find(|n| Path::new(n.check) == tarball)
+        .find(|n| n.check_path().is_some_and(|p| Path::new(p) == tarball))
 }
 
+/// The Debian package of a kernel source tarball, if Debian has one.
+pub fn kernel_source_package(tarball: &Path) -> Option<&'static str> {
+    kernel_source(tarball).and_then(|n| n.package)
+}
+
+impl Need {
+    /// The path a [`Check::File`] need checks.
+    pub fn check_path(&self) -> Option<&'static str> {
+        match self.check {
+            Check::File(p) => Some(p),
+            _ => None,
+        }
+    }
+
+    /// The Debian package, for messages: "package X", or that there is
+    /// none.
+    fn package_text(&self) -> String {
+        match self.package {
+            Some(p) => format!("package {p}"),
+            None => "no Debian package: install it yourself".into(),
+        }
+    }
+}
+
+/// A command, a file (an absolute path) or `dpkg:PACKAGE`.
 const fn need(check: &'static str, package: &'static str, why: &'static str) -> Need {
+    let check = match check.as_bytes() {
+        [b'/', ..] => Check::File(check),
+        [b'd', b'p', b'k', b'g', b':', ..] => Check::Dpkg(check.split_at(5).1),
+        _ => Check::Command(Cow::Borrowed(check)),
+    };
     Need {
         check,
+        package: Some(package),
+        why,
+    }
+}
+
+fn need_file(path: Option<&'static str>, package: Option<&'static str>, why: &'static str) -> Need {
+    Need {
+        check: Check::File(path.expect("a kernel source need is a file")),
         package,
         why,
     }
 }
 
 fn present(n: &Need) -> bool {
-    // A library whose path depends on the architecture: ask dpkg.
-    if let Some(pkg) = n.check.strip_prefix("dpkg:") {
+    match &n.check {
         // dpkg-query fails for a package it does not know.
-        let format = "-f=${Status}";
-        return cmd::shell()
-            .and_then(|sh| cmd::read(cmd!(sh, "dpkg-query -W {format} {pkg}")))
-            .is_ok_and(|status| status.contains("install ok installed"));
+        Check::Dpkg(pkg) => {
+            let format = "-f=${Status}";
+            cmd::shell()
+                .and_then(|sh| cmd::read(cmd!(sh, "dpkg-query -W {format} {pkg}")))
+                .is_ok_and(|status| status.contains("install ok installed"))
+        }
+        Check::File(p) => Path::new(p).exists(),
+        Check::Command(c) => util::have_command(c),
+        Check::Header { cc, header } => compiles(
+            cc,
+            &["-E", "-x", "c", "-o", "/dev/null", "-"],
+            &format!("#include <{header}>\n"),
+        ),
+        Check::Links { cc, flags } => {
+            let mut args: Vec<&str> = flags.split_whitespace().collect();
+            args.extend(["-x", "c", "-o", "/dev/null", "-"]);
+            compiles(
+                cc,
+                &args,
+                "#include <stdio.h>\nint main(void) { return puts(\"\"); }\n",
+            )
+        }
     }
-    if n.check.starts_with('/') {
-        Path::new(n.check).exists()
-    } else {
-        util::have_command(n.check)
-    }
+}
+
+/// Whether `cc args` succeeds on `source` given on stdin.
+fn compiles(cc: &str, args: &[&str], source: &str) -> bool {
+    let Ok(mut child) = Command::new(cc)
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+    else {
+        return false;
+    };
+    let fed = child
+        .stdin
+        .take()
+        .is_some_and(|mut i| i.write_all(source.as_bytes()).is_ok());
+    child.wait().is_ok_and(|s| s.success()) && fed
 }
 
 /// Toolchain components: build-std needs the standard library's source.
@@ -199,10 +350,13 @@ fn component_hint(comps: &[&str]) -> String {
     }
 }
 
-/// Everything: the build, the tests, every kernel source CI builds.
+/// Everything: the build (with Debian's cross prefix), the tests, every
+/// kernel source CI builds.
 pub fn ensure_all(allowed: bool) -> Result<()> {
+    let cross = cross_needs(DEBIAN_CROSS);
     let needs: Vec<&Need> = BUILD
         .iter()
+        .chain(&cross)
         .chain(BUILD_OPTIONAL)
         .chain(TEST)
         .chain(KERNEL_SOURCES)
@@ -210,73 +364,135 @@ pub fn ensure_all(allowed: bool) -> Result<()> {
     ensure(&needs, TEST_COMPONENTS, allowed)
 }
 
-/// Ensures `needs` are present. With `allowed`, installs what is missing
-/// where it can; otherwise fails listing what is missing and the command.
-pub fn ensure(needs: &[&Need], components: &[&'static str], allowed: bool) -> Result<()> {
-    let mut pkgs: Vec<&str> = Vec::new();
-    for n in needs.iter().filter(|n| !present(n)) {
-        if !pkgs.contains(&n.package) {
-            pkgs.push(n.package);
+/// What is missing of `needs` and `components`, and what installing it
+/// takes.
+struct Missing<'n> {
+    needs: Vec<&'n Need>,
+    components: Vec<&'static str>,
+    /// The Debian packages of the missing needs that have one.
+    packages: Vec<&'static str>,
+}
+
+impl<'n> Missing<'n> {
+    fn of(needs: &[&'n Need], components: &[&'static str]) -> Missing<'n> {
+        let needs: Vec<&Need> = needs.iter().copied().filter(|n| !present(n)).collect();
+        let mut packages = Vec::new();
+        for p in needs.iter().filter_map(|n| n.package) {
+            if !packages.contains(&p) {
+                packages.push(p);
+            }
+        }
+        Missing {
+            needs,
+            components: missing_components(components),
+            packages,
         }
     }
-    let comps = missing_components(components);
-    if pkgs.is_empty() && comps.is_empty() {
-        return Ok(());
+
+    fn is_empty(&self) -> bool {
+        self.needs.is_empty() && self.components.is_empty()
     }
-    let debian = Path::new("/etc/debian_version").exists();
-    let needs_s390x_arch = pkgs.iter().any(|p| p.ends_with(":s390x"));
-    let apt_cmd = format!(
-        "{}apt-get update && apt-get install -y --no-install-recommends {}",
-        if needs_s390x_arch {
+
+    /// Whether provisioning can install all of it here: a Debian-like host,
+    /// a package for every need, rustup for the components.
+    fn installable(&self) -> bool {
+        Path::new("/etc/debian_version").exists()
+            && self.needs.iter().all(|n| n.package.is_some())
+            && (self.components.is_empty() || util::have_command("rustup"))
+    }
+
+    fn apt_command(&self) -> String {
+        let arch = if self.packages.iter().any(|p| p.ends_with(":s390x")) {
             "dpkg --add-architecture s390x && "
         } else {
             ""
-        },
-        pkgs.join(" ")
-    );
-    let comp_hint = component_hint(&comps);
-    let describe = || {
+        };
+        format!(
+            "{arch}apt-get update && apt-get install -y --no-install-recommends {}",
+            self.packages.join(" ")
+        )
+    }
+
+    /// One line per missing thing.
+    fn describe(&self) -> String {
         let mut s = String::new();
-        for n in needs.iter().filter(|n| !present(n)) {
+        for n in &self.needs {
             s.push_str(&format!(
-                "  {} (package {}): {}\n",
-                n.check, n.package, n.why
+                "  {} ({}): {}\n",
+                n.check,
+                n.package_text(),
+                n.why
             ));
         }
-        for c in &comps {
+        for c in &self.components {
             s.push_str(&format!("  Rust toolchain component {c}\n"));
         }
         s
-    };
-    if !allowed || !debian {
-        let mut msg = format!("missing host prerequisites:\n{}", describe());
-        if !pkgs.is_empty() {
+    }
+
+    /// The error when it cannot or may not be installed: what is missing
+    /// and how to install it.
+    fn error(&self) -> anyhow::Error {
+        let mut msg = format!("missing host prerequisites:\n{}", self.describe());
+        let debian = Path::new("/etc/debian_version").exists();
+        if !self.packages.is_empty() {
             if debian {
-                msg.push_str(&format!("install them with:\n  sudo sh -c '{apt_cmd}'\n"));
+                msg.push_str(&format!(
+                    "install them with:\n  sudo sh -c '{}'\n",
+                    self.apt_command()
+                ));
             } else {
                 msg.push_str(
-                    "this host is not Debian-like: install the equivalents of these Debian \
-                     packages (see README, \"Other hosts\")\n",
+                    "install what provides them (the names are Debian's; docs/host.md gives \
+                     Fedora/RHEL's and SUSE's)\n",
                 );
             }
         }
-        if !comps.is_empty() {
-            msg.push_str(&format!("  {comp_hint}\n"));
+        if !self.components.is_empty() {
+            msg.push_str(&format!("  {}\n", component_hint(&self.components)));
         }
-        bail!(msg);
+        anyhow::anyhow!(msg)
+    }
+}
+
+/// The preflight's host check: Ok when everything is there, or when
+/// provisioning (`allowed`) will install what is missing; the error lists
+/// it otherwise. Installs nothing.
+pub fn check(needs: &[&Need], components: &[&'static str], allowed: bool) -> Result<String> {
+    let m = Missing::of(needs, components);
+    if m.is_empty() {
+        return Ok(format!("{} tools and libraries present", needs.len()));
+    }
+    if allowed && m.installable() {
+        let mut what: Vec<String> = m.packages.iter().map(|p| p.to_string()).collect();
+        what.extend(m.components.iter().map(|c| format!("rustup component {c}")));
+        return Ok(format!("will install {}", what.join(", ")));
+    }
+    Err(m.error())
+}
+
+/// Ensures `needs` are present. With `allowed`, installs what is missing
+/// where it can; otherwise fails listing what is missing and the command.
+/// A host that is not Debian-like passes when nothing is missing.
+pub fn ensure(needs: &[&Need], components: &[&'static str], allowed: bool) -> Result<()> {
+    let m = Missing::of(needs, components);
+    if m.is_empty() {
+        return Ok(());
+    }
+    if !allowed || !m.installable() {
+        return Err(m.error());
     }
     eprint!(
         "[provision] installing missing prerequisites:\n{}",
-        describe()
+        m.describe()
     );
     let sh = cmd::shell()?;
-    if !comps.is_empty() {
-        if !util::have_command("rustup") {
-            bail!("missing Rust toolchain components: {comp_hint}");
-        }
+    if !m.components.is_empty() {
+        let comps = &m.components;
         cmd::run(cmd!(sh, "rustup component add {comps...}"))?;
     }
-    if !pkgs.is_empty() {
+    if !m.packages.is_empty() {
+        let apt_cmd = m.apt_command();
         let apt = if is_root() {
             cmd!(sh, "sh -c {apt_cmd}")
         } else if cmd::output(cmd!(sh, "sudo -n true")).is_ok() {
@@ -290,13 +506,9 @@ pub fn ensure(needs: &[&Need], components: &[&'static str], allowed: bool) -> Re
         eprintln!("[provision] {apt_cmd}");
         cmd::run(apt.env("DEBIAN_FRONTEND", "noninteractive"))?;
     }
-    let still: Vec<&str> = needs
-        .iter()
-        .filter(|n| !present(n))
-        .map(|n| n.check)
-        .collect();
+    let still = Missing::of(&m.needs, &m.components);
     if !still.is_empty() {
-        bail!("still missing after installing: {}", still.join(", "));
+        bail!("still missing after installing:\n{}", still.describe());
     }
     Ok(())
 }

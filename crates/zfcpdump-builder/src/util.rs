@@ -109,7 +109,6 @@ pub fn tmp_name(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
-/// Human-readable duration for progress lines and reports.
 /// A profile's files as `plan` shows them: the profile, then its parents.
 pub fn join_paths(files: &[PathBuf]) -> String {
     files
@@ -119,6 +118,7 @@ pub fn join_paths(files: &[PathBuf]) -> String {
         .join(" <- ")
 }
 
+/// Human-readable duration for progress lines and reports.
 pub fn fmt_duration(d: Duration) -> String {
     let s = d.as_secs();
     if s >= 60 {

@@ -220,13 +220,28 @@ fn a_missing_defconfig_is_refused_before_building() {
         ),
     );
     refused(&p, &[], &[], "kernel.defconfig = \"zfcpdmp_defconfig\"");
+    // kbuild's own targets are no files: not looked for.
+    let p = profile(
+        d.path(),
+        &format!(
+            "[kernel]\nsource = {{ dir = \"{}\" }}\ndefconfig = \"tinyconfig\"\n",
+            src.display()
+        ),
+    );
+    let o = xtask_env(&["plan", "--check", "--profile", p.to_str().unwrap()], &[]);
+    let t = text(&o);
+    assert!(
+        t.contains("ok   p: kernel defconfig: kbuild's target tinyconfig"),
+        "{t}"
+    );
 }
 
 #[test]
 fn a_fragment_that_is_not_there_is_refused_before_building() {
     let d = tempfile::tempdir().unwrap();
     let p = profile(d.path(), "[kernel]\nfragments = [\"./absent.config\"]\n");
-    refused(&p, &[], &[], "cannot read");
+    let t = refused(&p, &[], &[], "p.toml:3: kernel.fragments: ");
+    assert!(t.contains("absent.config: No such file"), "{t}");
 }
 
 #[test]
@@ -298,4 +313,111 @@ fn plan_check_passes_on_the_default_profile() {
     ] {
         assert!(t.contains(what), "{what}:\n{t}");
     }
+}
+
+/// A PATH on which Debian's `s390x-linux-gnu-*` tools are hidden, with
+/// wrappers `s390x-test-linux-gnu-*` that call them: a host whose cross
+/// toolchain has another prefix. The toolchain's own bin comes first
+/// (`rustc --print sysroot`).
+fn path_with_another_prefix(dir: &Path) -> String {
+    let wrap = dir.join("wrap");
+    let bin = dir.join("bin");
+    fs::create_dir_all(&wrap).unwrap();
+    fs::create_dir_all(&bin).unwrap();
+    for sys in ["/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"] {
+        let Ok(entries) = fs::read_dir(sys) else {
+            continue;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(tool) = name.strip_prefix("s390x-linux-gnu-") {
+                let w = wrap.join(format!("s390x-test-linux-gnu-{tool}"));
+                fs::write(
+                    &w,
+                    format!("#!/bin/sh\nexec {} \"$@\"\n", e.path().display()),
+                )
+                .unwrap();
+                std::os::unix::fs::PermissionsExt::set_mode(
+                    &mut fs::metadata(&w).unwrap().permissions(),
+                    0o755,
+                );
+                fs::set_permissions(&w, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                    .unwrap();
+            } else if !bin.join(&name).exists() {
+                let _ = std::os::unix::fs::symlink(e.path(), bin.join(&name));
+            }
+        }
+    }
+    let sysroot = Command::new("rustc")
+        .args(["--print", "sysroot"])
+        .output()
+        .unwrap();
+    let sysroot = String::from_utf8(sysroot.stdout).unwrap();
+    format!(
+        "{}/bin:{}:{}",
+        sysroot.trim(),
+        wrap.display(),
+        bin.display()
+    )
+}
+
+/// The host check follows the profile's `kernel.cross_compile`: a host
+/// whose cross gcc has another prefix passes it, although Debian's
+/// `s390x-linux-gnu-gcc` is not there; a prefix with no gcc fails it,
+/// named. (It demanded `s390x-linux-gnu-gcc` whatever the profile said.)
+#[test]
+fn the_host_check_follows_the_profiles_compiler_prefix() {
+    let d = tempfile::tempdir().unwrap();
+    let path = path_with_another_prefix(d.path());
+    let hidden = Command::new("sh")
+        .args(["-c", "command -v s390x-linux-gnu-gcc"])
+        .env("PATH", &path)
+        .output()
+        .unwrap();
+    assert!(!hidden.status.success(), "s390x-linux-gnu-gcc is on {path}");
+    let p = profile(
+        d.path(),
+        "[kernel]\ncross_compile = \"s390x-test-linux-gnu-\"\n",
+    );
+    // Debian's musl-gcc is a wrapper of the glibc cross gcc, which it
+    // names in REALGCC: on such a host it names the host's.
+    let env = [
+        ("PATH", path.as_str()),
+        ("REALGCC", "s390x-test-linux-gnu-gcc"),
+    ];
+    let o = xtask_env(
+        &[
+            "plan",
+            "--check",
+            "--no-provision",
+            "--profile",
+            p.to_str().unwrap(),
+        ],
+        &env,
+    );
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("ok   p: host tools:"), "{t}");
+
+    let p = profile(
+        d.path(),
+        "[kernel]\ncross_compile = \"s390x-nope-linux-gnu-\"\n",
+    );
+    let o = xtask_env(
+        &[
+            "plan",
+            "--check",
+            "--no-provision",
+            "--profile",
+            p.to_str().unwrap(),
+        ],
+        &env,
+    );
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(
+        t.contains("s390x-nope-linux-gnu-gcc (no Debian package: install it yourself): cross-compiles the kernel"),
+        "{t}"
+    );
+    assert!(!t.contains("s390x-test-linux-gnu-gcc"), "{t}");
 }

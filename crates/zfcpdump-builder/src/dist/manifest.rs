@@ -104,7 +104,12 @@ pub(super) fn manifest(root: &Path, profile: &Profile, b: &Built) -> Result<Mani
             release: b.kernel.release.clone(),
             source,
             source_pinned: src.pinned,
-            source_identity: src.identity,
+            // A record from before the identity was kept: a tarball is known
+            // by its sha256 all the same.
+            source_identity: src.identity.or(src
+                .sha256
+                .is_some()
+                .then_some(kernel::Identity::TarballSha256)),
             config_sha256: b.kernel.config_sha256.clone(),
             footprint: b.kernel.footprint,
             embedded_initramfs: b.kernel.embedded.clone(),

@@ -157,22 +157,14 @@ pub fn build(
     })
 }
 
-/// The host packages and rustup components a build needs, the kernel
-/// source's package included; installed when `install` allows, and then
-/// the optional ones (the compile cache) too.
+/// The host tools and toolchain components a build of `profile` needs
+/// (its compilers, the kernel source's package); installed when `install`
+/// allows, and then the optional ones (the compile cache) too.
 fn prerequisites(profile: &Profile, install: bool) -> Result<()> {
-    let mut needs: Vec<&provision::Need> = provision::BUILD.iter().collect();
+    let build = provision::build_needs(profile);
+    let mut needs: Vec<&provision::Need> = provision::BUILD.iter().chain(&build).collect();
     if install && profile.kernel.compile_cache {
         needs.extend(provision::BUILD_OPTIONAL);
-    }
-    if let Some(n) = profile
-        .kernel
-        .source
-        .tarball
-        .as_deref()
-        .and_then(provision::kernel_source)
-    {
-        needs.push(n);
     }
     provision::ensure(&needs, provision::BUILD_COMPONENTS, install)
 }

@@ -12,7 +12,7 @@ use super::DistArgs;
 use crate::cmd::{self, cmd};
 use crate::kernel::Kernel;
 use crate::profile::{Profile, ProfileArgs};
-use crate::{agent, initramfs, kernel, sign, util};
+use crate::{agent, initramfs, kernel, provision, sign, util};
 
 /// One check: what was checked, and what it found or why it failed.
 pub struct Check {
@@ -73,7 +73,9 @@ impl Report {
     fn add<T: Into<String>>(&mut self, what: impl Into<String>, r: Result<T>) {
         self.checks.push(Check {
             what: what.into(),
-            outcome: r.map(Into::into).map_err(|e| format!("{e:#}")),
+            outcome: r
+                .map(Into::into)
+                .map_err(|e| format!("{e:#}").trim_end().to_string()),
         });
     }
 }
@@ -200,6 +202,12 @@ fn check_profile(r: &mut Report, root: &Path, p: &Profile, install: bool) {
         }),
     );
     r.add(format!("{n}: agent target"), agent::check_target(p));
+    let build = provision::build_needs(p);
+    let needs: Vec<&provision::Need> = provision::BUILD.iter().chain(&build).collect();
+    r.add(
+        format!("{n}: host tools"),
+        provision::check(&needs, provision::BUILD_COMPONENTS, install),
+    );
     r.add(
         format!("{n}: initramfs rootfs"),
         initramfs::check_rootfs(root, p),

@@ -107,10 +107,13 @@ fn second_build(
             Err(_) => p,
         }
     };
+    // From the working directory of this build: `--set` paths and a
+    // relative `--profile` outside the project mean what they meant here.
     let mut cmd = Command::new(env!("CARGO"));
-    cmd.current_dir(&src)
+    cmd.arg("run")
+        .arg("--manifest-path")
+        .arg(src.join("Cargo.toml"))
         .args([
-            "run",
             "--quiet",
             "--package",
             "xtask",

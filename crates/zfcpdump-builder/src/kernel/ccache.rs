@@ -102,17 +102,21 @@ impl Setting {
         {
             anyhow::bail!("{OFF_VAR}={v}: expected on or off (1/0, true/false, yes/no)");
         }
+        // ccache's remote storage URLs: `scheme:rest` (`file:/dir`,
+        // `redis://host`, `http://host/path`).
         if let Ok(r) = std::env::var(REMOTE_VAR)
             && !r.is_empty()
-            && !r.split_once("://").is_some_and(|(s, rest)| {
-                !s.is_empty()
-                    && s.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'+')
+            && !r.split_once(':').is_some_and(|(scheme, rest)| {
+                !scheme.is_empty()
+                    && scheme
+                        .bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b == b'+')
                     && !rest.is_empty()
             })
         {
             anyhow::bail!(
                 "{REMOTE_VAR}={r}: expected a ccache remote storage URL such as \
-                 redis://host:6379 or http://host/cache"
+                 redis://host:6379, http://host/cache or file:/shared/dir"
             );
         }
         Ok(Setting::of(profile).describe())

@@ -120,7 +120,12 @@ pub(super) fn identify_dir(dir: &Path, allow_dirty: bool, cache: &Path) -> Resul
 /// A git command run in `dir`, whatever git environment we were started
 /// in (a hook's GIT_DIR would point it elsewhere).
 fn git<'a>(sh: &'a cmd::Shell, dir: &Path) -> Cmd<'a> {
-    let mut c = cmd!(sh, "git --no-optional-locks -C {dir}");
+    // The user's settings must not hide a change (an exec bit with
+    // core.fileMode=false) nor change the diff's text (prefixes).
+    let mut c = cmd!(
+        sh,
+        "git --no-optional-locks -c core.fileMode=true -c diff.noprefix=false -C {dir}"
+    );
     for v in [
         "GIT_DIR",
         "GIT_WORK_TREE",
@@ -194,6 +199,7 @@ fn git_dirty_content(real: &Path, commit: &str) -> Result<String> {
     let diff = cmd::output(git(&sh, real).args([
         "diff",
         "--binary",
+        "--full-index",
         "--no-ext-diff",
         "--no-textconv",
         "--no-color",
@@ -571,6 +577,21 @@ impl TreeWalk {
             let meta = entry
                 .metadata()
                 .with_context(|| format!("cannot stat {}", entry.path().display()))?;
+            // A link is known by its target's name: one that leaves the
+            // tree would hide an edit of what it points to.
+            if meta.file_type().is_symlink()
+                && let Ok(to) = fs::canonicalize(entry.path())
+                && !to.starts_with(real)
+            {
+                bail!(
+                    "kernel source tree {}: {} links to {}, outside the tree: an edit there \
+                     would not change the tree's identity; copy the tree without such links \
+                     (cp -rL), or make it a git work tree",
+                    real.display(),
+                    entry.path().display(),
+                    to.display()
+                );
+            }
             let rel = entry.path().strip_prefix(real)?.as_os_str().as_bytes();
             items.push(Entry {
                 rel: rel.to_vec(),
@@ -796,6 +817,25 @@ mod tests {
         fs::remove_file(src.join("kernel/l.c")).unwrap();
         std::os::unix::fs::symlink("new.c", src.join("kernel/l.c")).unwrap();
         assert_ne!(id(&src, &cache), l);
+    }
+
+    /// Found in review: a link out of the tree counted by its name only,
+    /// so an edit of its target went unseen. Such a tree is refused; a
+    /// link that stays inside (even by an absolute path) is fine.
+    #[test]
+    fn a_link_out_of_the_tree_is_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let (src, cache) = (d.path().join("linux"), d.path().join("cache"));
+        tree(&src);
+        std::os::unix::fs::symlink(src.join("Makefile"), src.join("kernel/abs")).unwrap();
+        id(&src, &cache);
+        fs::write(d.path().join("site_defconfig"), "CONFIG_A=y\n").unwrap();
+        std::os::unix::fs::symlink("../../site_defconfig", src.join("kernel/site")).unwrap();
+        let e = identify_dir(&src, false, &cache).unwrap_err().to_string();
+        assert!(
+            e.contains("links to") && e.contains("outside the tree"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -51,7 +51,7 @@ use crate::stage::Stage;
 use crate::util;
 
 /// Bump when the stage changes what it produces.
-const STAGE_VERSION: &str = "kernel-3";
+const STAGE_VERSION: &str = "kernel-2";
 
 /// Fixed default for SOURCE_DATE_EPOCH: 2024-01-01T00:00:00Z. Any fixed
 /// value makes builds reproducible; this one is documented in README.
@@ -249,10 +249,9 @@ impl<'a> Kernel<'a> {
                 bail!(
                     "{at}: kernel.source.tarball: {} does not exist{}",
                     tarball.display(),
-                    match crate::provision::kernel_source(tarball) {
-                        Some(n) => format!(
-                            " (install Debian's {} package, or run without --no-provision)",
-                            n.package
+                    match crate::provision::kernel_source_package(tarball) {
+                        Some(p) => format!(
+                            " (install Debian's {p} package, or run without --no-provision)"
                         ),
                         None => String::new(),
                     }
@@ -308,12 +307,11 @@ impl<'a> Kernel<'a> {
         if let Some(t) = &self.profile.kernel.source.tarball
             && !t.exists()
             && install
-            && let Some(n) = crate::provision::kernel_source(t)
+            && let Some(p) = crate::provision::kernel_source_package(t)
         {
             return Ok(format!(
-                "{} will be installed (Debian package {})",
-                t.display(),
-                n.package
+                "{} will be installed (Debian package {p})",
+                t.display()
             ));
         }
         let id = self.source_id()?;
@@ -335,6 +333,11 @@ impl<'a> Kernel<'a> {
         };
         let Some(src) = src else { return Ok(None) };
         let k = &self.profile.kernel;
+        // kbuild's own targets (defconfig, tinyconfig, allnoconfig, ...)
+        // are no files; only `*_defconfig` names one under configs/.
+        if !k.defconfig.ends_with("_defconfig") {
+            return Ok(Some(format!("kbuild's target {}", k.defconfig)));
+        }
         let path = src
             .join("arch")
             .join(&k.arch)
