@@ -142,7 +142,22 @@ fn git<'a>(sh: &'a cmd::Shell, dir: &Path) -> Cmd<'a> {
 /// (not merely inside one) with a commit; None otherwise.
 fn git_top_commit(real: &Path) -> Option<String> {
     let sh = cmd::shell().ok()?;
-    let top = cmd::read(git(&sh, real).args(["rev-parse", "--show-toplevel"])).ok()?;
+    let top = match cmd::read(git(&sh, real).args(["rev-parse", "--show-toplevel"])) {
+        Ok(top) => top,
+        Err(e) => {
+            // Known by its content then, which misses nothing; but a work
+            // tree git cannot read (no git, "dubious ownership") is not
+            // refused when dirty, nor named by its commit: say so.
+            if real.join(".git").exists() {
+                eprintln!(
+                    "warning: {} is a git work tree, but git cannot read it ({e:#}); it is \
+                     known by its content instead",
+                    real.display()
+                );
+            }
+            return None;
+        }
+    };
     if fs::canonicalize(&top).ok()? != real {
         return None;
     }
