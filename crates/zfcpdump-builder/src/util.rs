@@ -109,6 +109,24 @@ pub fn tmp_name(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{name}.tmp-{}", std::process::id()))
 }
 
+/// Set by `--verbose`, or `ZFCPDUMP_VERBOSE=1` in the environment.
+static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// The environment variable of verbose mode, for pipelines.
+pub const VERBOSE_VAR: &str = "ZFCPDUMP_VERBOSE";
+
+/// Turns verbose mode on for this process (`--verbose`).
+pub fn set_verbose() {
+    VERBOSE.store(true, std::sync::atomic::Ordering::Relaxed);
+}
+
+/// Whether make's and cargo's output go to stderr as they come, for build
+/// farms that keep only the build's own log.
+pub fn verbose() -> bool {
+    VERBOSE.load(std::sync::atomic::Ordering::Relaxed)
+        || std::env::var(VERBOSE_VAR).is_ok_and(|v| !v.is_empty() && v != "0")
+}
+
 /// A profile's files as `plan` shows them: the profile, then its parents.
 pub fn join_paths(files: &[PathBuf]) -> String {
     files

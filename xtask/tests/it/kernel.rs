@@ -218,3 +218,68 @@ fn footprint_of_real_6_1_and_6_12_vmlinux_is_end_of_bss() {
         eprintln!("{profile} ({rel}): footprint {footprint:#x} = _end {end:#x}");
     }
 }
+
+/// A stand-in kernel tree whose kbuild says what ran: defconfig works,
+/// olddefconfig prints 40 lines and, with `fail`, fails. No compile.
+fn fake_kbuild(dir: &Path, fail: bool) -> PathBuf {
+    let src = dir.join("linux");
+    fs::create_dir_all(src.join("arch/s390/configs")).unwrap();
+    fs::write(src.join("arch/s390/configs/zfcpdump_defconfig"), "").unwrap();
+    let old = if fail {
+        "\t@echo FAKE-FIRST-LINE\n\t@seq 1 40\n\t@false\n"
+    } else {
+        "\t@echo FAKE-KBUILD olddefconfig\n"
+    };
+    fs::write(
+        src.join("Makefile"),
+        format!("%_defconfig:\n\t@echo FAKE-KBUILD $@\n\t@echo CONFIG_X=y > $(O)/.config\nolddefconfig:\n{old}"),
+    )
+    .unwrap();
+    child_profile(
+        dir,
+        "fake",
+        "default",
+        &format!("[kernel]\nsource = {{ dir = \"{}\" }}\n", src.display()),
+    )
+}
+
+/// Build farms keep only the build's own log: `--verbose` streams make's
+/// output there; without it, a failed make's whole output is in the error
+/// (it held the last 30 lines, and -j puts the first error anywhere).
+#[test]
+fn verbose_streams_make_and_a_failure_shows_the_whole_output() {
+    let d = tempfile::tempdir().unwrap();
+    let p = fake_kbuild(d.path(), false);
+    let out = d.path().join("out");
+    let dist = |extra: &[&str]| {
+        let mut args = vec![
+            "dist",
+            "--no-provision",
+            "--profile",
+            p.to_str().unwrap(),
+            "--out-dir",
+            out.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        xtask(&args)
+    };
+    // The stand-in's .config lacks what the stage requires: configure
+    // fails after its makes ran, before any compile.
+    let quiet = dist(&[]);
+    let t = text(&quiet);
+    assert!(!quiet.status.success(), "{t}");
+    assert!(!t.contains("FAKE-KBUILD olddefconfig"), "{t}");
+    let loud = dist(&["--verbose"]);
+    let t = text(&loud);
+    assert!(!loud.status.success(), "{t}");
+    assert!(t.contains("FAKE-KBUILD zfcpdump_defconfig"), "{t}");
+    assert!(t.contains("FAKE-KBUILD olddefconfig"), "{t}");
+
+    let d = tempfile::tempdir().unwrap();
+    let p = fake_kbuild(d.path(), true);
+    let o = xtask(&["dist", "--no-provision", "--profile", p.to_str().unwrap()]);
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(t.contains("FAKE-FIRST-LINE"), "{t}");
+    assert!(t.contains(" lines, also in "), "{t}");
+}

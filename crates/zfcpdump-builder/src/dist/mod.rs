@@ -56,6 +56,10 @@ pub struct DistArgs {
     /// Write the artifacts here instead of dist/<profile>/
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
+    /// Stream make's and cargo's output to stderr as it comes (the build
+    /// farm's log), instead of a progress line; also ZFCPDUMP_VERBOSE=1
+    #[arg(long, short)]
+    pub verbose: bool,
     /// Fail at once, naming the holder, when another build holds a stage's
     /// lock, instead of waiting for it
     #[arg(long)]
@@ -76,6 +80,7 @@ impl DistArgs {
             no_provision,
             offline,
             check_reproducible: false,
+            verbose: false,
             out_dir: None,
             no_wait: false,
             also_profile: Vec::new(),
@@ -186,6 +191,9 @@ fn sign_image(root: &Path, profile: &Profile, kernel: &KernelRecord) -> Result<S
 /// returns the stage records of the first.
 pub fn run(args: &DistArgs) -> Result<Built> {
     let root = util::project_root();
+    if args.verbose {
+        util::set_verbose();
+    }
     preflight::gate(&root, args)?;
     let built = build_and_publish(&root, args, &args.profile, args.out_dir.clone())?;
     let mut dirs = vec![(args.profile.clone(), out_dir(&root, args, &args.profile)?)];

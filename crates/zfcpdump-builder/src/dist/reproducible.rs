@@ -137,6 +137,9 @@ fn second_build(
     if args.offline {
         cmd.arg("--offline").env("CARGO_NET_OFFLINE", "true");
     }
+    if args.verbose {
+        cmd.arg("--verbose");
+    }
     let status = cmd.status().context("cannot run the second build")?;
     if !status.success() {
         bail!("the second build for --check-reproducible failed ({status})");

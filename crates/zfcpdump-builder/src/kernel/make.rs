@@ -1,5 +1,6 @@
-//! Running make: output appended to a log, a live progress line, and the
-//! log's last lines when it fails.
+//! Running make: output appended to a log, a live progress line (or, in
+//! verbose mode, the output itself on stderr, for build farms that keep
+//! only the build's own log), and the whole output when it fails.
 
 use std::fs;
 use std::io::{BufRead, BufReader, IsTerminal, Write};
@@ -42,10 +43,12 @@ impl Progress<'_> {
     }
 }
 
-/// Runs a command with stdout and stderr appended to `log`. With
-/// `progress`, shows a live line of elapsed time and objects compiled.
-/// On failure, prints the log's last lines and its path. Returns the
-/// number of objects compiled (CC and AS lines).
+/// Runs a command with stdout and stderr appended to `log`. In verbose
+/// mode ([`util::verbose`]) each line goes to stderr too; otherwise, with
+/// `progress`, a live line of elapsed time and objects compiled. On
+/// failure, the error holds the command's whole output (which verbose mode
+/// has shown already) and the log's path. Returns the number of objects
+/// compiled (CC and AS lines).
 pub(super) fn run_logged(
     cmd: &mut Command,
     log: &Path,
@@ -66,10 +69,11 @@ pub(super) fn run_logged(
     // reader below never sees end-of-file.
     cmd.stdout(Stdio::null()).stderr(Stdio::null());
     let start = Instant::now();
-    let tty = std::io::stderr().is_terminal();
+    let verbose = util::verbose();
+    let tty = !verbose && std::io::stderr().is_terminal();
     let mut objects = 0u64;
     let mut last_shown = Instant::now();
-    let mut tail: std::collections::VecDeque<String> = Default::default();
+    let mut output: Vec<String> = Vec::new();
     for line in BufReader::new(reader).lines() {
         let line = line.unwrap_or_default();
         writeln!(logf, "{line}")?;
@@ -77,16 +81,16 @@ pub(super) fn run_logged(
         if t.starts_with("CC ") || t.starts_with("AS ") {
             objects += 1;
         }
-        if tail.len() == 30 {
-            tail.pop_front();
+        if verbose {
+            eprintln!("{line}");
         }
-        tail.push_back(line);
+        output.push(line);
         let interval = if tty {
             Duration::from_millis(250)
         } else {
             Duration::from_secs(30)
         };
-        if let Some(p) = progress
+        if let Some(p) = progress.filter(|_| !verbose)
             && last_shown.elapsed() >= interval
         {
             last_shown = Instant::now();
@@ -104,19 +108,42 @@ pub(super) fn run_logged(
         eprint!("\r\x1b[K");
     }
     if !status.success() {
-        eprintln!("---- last lines of {} ----", log.display());
-        for l in &tail {
-            eprintln!("{l}");
-        }
-        eprintln!("----");
-        bail!("{what} failed ({status}); full log: {}", log.display());
+        bail!("{}", failure(what, &status.to_string(), &output, log, verbose));
     }
     Ok(objects)
+}
+
+/// The error of a failed make: with -j the first error may be anywhere in
+/// the output, and a build farm keeps only what we print, so the whole
+/// output goes in, unless verbose mode printed it already.
+fn failure(what: &str, status: &str, output: &[String], log: &Path, verbose: bool) -> String {
+    if verbose {
+        return format!("{what} failed ({status}); its output is above, and in {}", log.display());
+    }
+    format!(
+        "{what} failed ({status}); its output ({} lines, also in {}):\n{}",
+        output.len(),
+        log.display(),
+        output.join("\n")
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The error held make's last 30 lines: a -j build's first error was
+    /// often before them, and build farms keep only the build's log.
+    #[test]
+    fn a_failure_holds_the_whole_output() {
+        let output: Vec<String> = (0..100).map(|i| format!("line {i}")).collect();
+        let log = Path::new("/x/make.log");
+        let e = failure("make", "exit status: 2", &output, log, false);
+        assert!(e.contains("line 0\n") && e.contains("line 99"), "{e}");
+        assert!(e.contains("100 lines, also in /x/make.log"), "{e}");
+        let e = failure("make", "exit status: 2", &output, log, true);
+        assert!(!e.contains("line 0") && e.contains("output is above"), "{e}");
+    }
 
     #[test]
     fn progress_line_estimates_from_an_earlier_count() {
