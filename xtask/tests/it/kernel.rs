@@ -232,7 +232,12 @@ fn fake_kbuild(dir: &Path, fail: bool) -> PathBuf {
     };
     fs::write(
         src.join("Makefile"),
-        format!("%_defconfig:\n\t@echo FAKE-KBUILD $@\n\t@echo CONFIG_X=y > $(O)/.config\nolddefconfig:\n{old}"),
+        // The tree's own path makes its content, and so its stage keys,
+        // this run's: the stage cache is shared, the path enters no key.
+        format!(
+            "# {}\n%_defconfig:\n\t@echo FAKE-KBUILD $@\n\t@echo CONFIG_X=y > $(O)/.config\nolddefconfig:\n{old}",
+            src.display()
+        ),
     )
     .unwrap();
     child_profile(
@@ -263,17 +268,22 @@ fn verbose_streams_make_and_a_failure_shows_the_whole_output() {
         args.extend(extra);
         xtask(&args)
     };
-    // The stand-in's .config lacks what the stage requires: configure
-    // fails after its makes ran, before any compile.
-    let quiet = dist(&[]);
-    let t = text(&quiet);
-    assert!(!quiet.status.success(), "{t}");
-    assert!(!t.contains("FAKE-KBUILD olddefconfig"), "{t}");
+    // The stand-in configures (the stage writes what it requires into the
+    // .config, and its olddefconfig keeps it) and has no bzImage rule: the
+    // compile fails at once. Verbose first, so that configure runs in it.
     let loud = dist(&["--verbose"]);
     let t = text(&loud);
     assert!(!loud.status.success(), "{t}");
     assert!(t.contains("FAKE-KBUILD zfcpdump_defconfig"), "{t}");
     assert!(t.contains("FAKE-KBUILD olddefconfig"), "{t}");
+    assert!(t.contains("its output is above"), "{t}");
+    // Quiet: the makes that worked say nothing; the one that failed is
+    // in the error whole.
+    let quiet = dist(&[]);
+    let t = text(&quiet);
+    assert!(!quiet.status.success(), "{t}");
+    assert!(!t.contains("FAKE-KBUILD"), "{t}");
+    assert!(t.contains("No rule to make target"), "{t}");
 
     let d = tempfile::tempdir().unwrap();
     let p = fake_kbuild(d.path(), true);

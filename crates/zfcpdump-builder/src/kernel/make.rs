@@ -108,7 +108,10 @@ pub(super) fn run_logged(
         eprint!("\r\x1b[K");
     }
     if !status.success() {
-        bail!("{}", failure(what, &status.to_string(), &output, log, verbose));
+        bail!(
+            "{}",
+            failure(what, &status.to_string(), &output, log, verbose)
+        );
     }
     Ok(objects)
 }
@@ -118,7 +121,10 @@ pub(super) fn run_logged(
 /// output goes in, unless verbose mode printed it already.
 fn failure(what: &str, status: &str, output: &[String], log: &Path, verbose: bool) -> String {
     if verbose {
-        return format!("{what} failed ({status}); its output is above, and in {}", log.display());
+        return format!(
+            "{what} failed ({status}); its output is above, and in {}",
+            log.display()
+        );
     }
     format!(
         "{what} failed ({status}); its output ({} lines, also in {}):\n{}",
@@ -142,7 +148,10 @@ mod tests {
         assert!(e.contains("line 0\n") && e.contains("line 99"), "{e}");
         assert!(e.contains("100 lines, also in /x/make.log"), "{e}");
         let e = failure("make", "exit status: 2", &output, log, true);
-        assert!(!e.contains("line 0") && e.contains("output is above"), "{e}");
+        assert!(
+            !e.contains("line 0") && e.contains("output is above"),
+            "{e}"
+        );
     }
 
     #[test]
