@@ -375,46 +375,33 @@ fn the_host_check_follows_the_profiles_compiler_prefix() {
         .output()
         .unwrap();
     assert!(!hidden.status.success(), "s390x-linux-gnu-gcc is on {path}");
-    let p = profile(
-        d.path(),
-        "[kernel]\ncross_compile = \"s390x-test-linux-gnu-\"\n",
-    );
     // Debian's musl-gcc is a wrapper of the glibc cross gcc, which it
     // names in REALGCC: on such a host it names the host's.
     let env = [
         ("PATH", path.as_str()),
         ("REALGCC", "s390x-test-linux-gnu-gcc"),
     ];
-    let o = xtask_env(
-        &[
+    let check_with_prefix = |prefix: &str| {
+        let p = profile(
+            d.path(),
+            &format!("[kernel]\ncross_compile = \"{prefix}\"\n"),
+        );
+        let args = [
             "plan",
             "--check",
             "--no-provision",
             "--profile",
             p.to_str().unwrap(),
-        ],
-        &env,
-    );
-    let t = text(&o);
-    assert!(o.status.success(), "{t}");
+        ];
+        let o = xtask_env(&args, &env);
+        (o.status.success(), text(&o))
+    };
+    let (ok, t) = check_with_prefix("s390x-test-linux-gnu-");
+    assert!(ok, "{t}");
     assert!(t.contains("ok   p: host tools:"), "{t}");
 
-    let p = profile(
-        d.path(),
-        "[kernel]\ncross_compile = \"s390x-nope-linux-gnu-\"\n",
-    );
-    let o = xtask_env(
-        &[
-            "plan",
-            "--check",
-            "--no-provision",
-            "--profile",
-            p.to_str().unwrap(),
-        ],
-        &env,
-    );
-    let t = text(&o);
-    assert!(!o.status.success(), "{t}");
+    let (ok, t) = check_with_prefix("s390x-nope-linux-gnu-");
+    assert!(!ok, "{t}");
     assert!(
         t.contains("s390x-nope-linux-gnu-gcc (no Debian package: install it yourself): cross-compiles the kernel"),
         "{t}"
