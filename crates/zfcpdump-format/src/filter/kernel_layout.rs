@@ -342,11 +342,32 @@ impl KernelMap {
         if let Some((start, end, phys)) = self.image
             && (start..end).contains(&vaddr)
         {
-            return Some(vaddr - start + phys);
+            // os_info is the crashed kernel's word: a physical start near
+            // the top of the address space is refused, not added past it.
+            return (vaddr - start).checked_add(phys);
         }
         if vaddr < self.identity_base || self.vmemmap.is_some_and(|v| vaddr >= v) {
             return None;
         }
         Some(vaddr - self.identity_base)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Found by the vmcore fuzz target (in CI): an image whose physical
+    /// start lies near 2^64 overflowed the addition and panicked.
+    #[test]
+    fn an_image_near_the_top_of_the_address_space_maps_to_nothing() {
+        let map = KernelMap {
+            identity_base: 0x4000_0000_0000,
+            image: Some((0x3ff_ffa0_0000, 0x3ff_ffb0_0000, u64::MAX - 0x10)),
+            vmemmap: Some(0x1_0000_0000_0000),
+        };
+        assert_eq!(map.direct(0x3ff_ffa0_0000 + 0x1000), None);
+        assert_eq!(map.direct(0x3ff_ffa0_0000 + 0x8), Some(u64::MAX - 0x8));
+        assert_eq!(map.direct(0x4000_0000_1000), Some(0x1000));
     }
 }
