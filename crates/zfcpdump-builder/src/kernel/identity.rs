@@ -27,7 +27,7 @@ use crate::util;
 
 mod content;
 
-use content::{Kind, RACY, Stat, TreeWalk, hash_file, record, stat_cache_path, walk};
+use content::{Kind, RACY, Stat, TreeWalk, hash_file, record, stat_cache_path, stays_inside, walk};
 
 /// How a source is known (`SourceId::identity`).
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -228,6 +228,7 @@ fn git_dirty_content(real: &Path, commit: &str) -> Result<String> {
             let meta = entry
                 .metadata()
                 .with_context(|| format!("cannot stat {}", path.display()))?;
+            stays_inside(real, path, &meta)?;
             let kind = Kind::of(&meta);
             let hash = match kind {
                 Kind::File => Some(hash_file(path)?),

@@ -310,6 +310,24 @@ fn a_dirty_work_tree_is_refused_unless_allowed() {
     assert_ne!(identify_dir(&src, true, &cache).unwrap(), c);
 }
 
+/// The dirty hash records untracked links as the content walk does: one
+/// that leaves the tree is refused there too.
+#[test]
+fn an_untracked_link_out_of_a_dirty_tree_is_refused() {
+    let d = tempfile::tempdir().unwrap();
+    let (src, cache) = (d.path().join("linux"), d.path().join("cache"));
+    tree(&src);
+    git_in(&src, &["init", "-q"]);
+    commit_all(&src, "one");
+    fs::write(d.path().join("site_defconfig"), "CONFIG_A=y\n").unwrap();
+    std::os::unix::fs::symlink("../../site_defconfig", src.join("kernel/site")).unwrap();
+    let e = identify_dir(&src, true, &cache).unwrap_err().to_string();
+    assert!(
+        e.contains("links to") && e.contains("outside the tree"),
+        "{e}"
+    );
+}
+
 #[test]
 fn an_untracked_file_alone_makes_a_tree_dirty() {
     let d = tempfile::tempdir().unwrap();
