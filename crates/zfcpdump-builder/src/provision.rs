@@ -3,9 +3,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
 use anyhow::{Result, bail};
 
@@ -14,6 +12,7 @@ use crate::profile::Profile;
 use crate::util;
 
 /// Something the build or the tests need from the host.
+#[derive(Clone)]
 pub struct Need {
     pub check: Check,
     /// The Debian package that provides it; None when Debian has none (a
@@ -24,6 +23,7 @@ pub struct Need {
 
 /// How a [`Need`] is found. The checks ask the tools themselves where
 /// they can, so that a host of any distribution passes when it has them.
+#[derive(Clone)]
 pub enum Check {
     /// A command on PATH.
     Command(Cow<'static, str>),
@@ -97,16 +97,10 @@ pub const DEBIAN_CROSS: &str = "s390x-linux-gnu-";
 /// compiler (`kernel.cross_compile`) and its C library, the agent's linker
 /// and its static C library, and the kernel source's package.
 pub fn build_needs(profile: &Profile) -> Vec<Need> {
-    let mut v = cross_needs(&profile.kernel.cross_compile);
-    if let Some(n) = profile
-        .kernel
-        .source
-        .tarball
-        .as_deref()
-        .and_then(kernel_source)
-    {
-        v.push(need_file(n.check_path(), n.package, n.why));
-    }
+    let mut v = BUILD.to_vec();
+    v.extend(cross_needs(&profile.kernel.cross_compile));
+    let tarball = profile.kernel.source.tarball.as_deref();
+    v.extend(tarball.and_then(kernel_source).cloned());
     v
 }
 
@@ -249,14 +243,6 @@ const fn need(check: &'static str, package: &'static str, why: &'static str) -> 
     }
 }
 
-fn need_file(path: Option<&'static str>, package: Option<&'static str>, why: &'static str) -> Need {
-    Need {
-        check: Check::File(path.expect("a kernel source need is a file")),
-        package,
-        why,
-    }
-}
-
 fn present(n: &Need) -> bool {
     match &n.check {
         // dpkg-query fails for a package it does not know.
@@ -287,20 +273,9 @@ fn present(n: &Need) -> bool {
 
 /// Whether `cc args` succeeds on `source` given on stdin.
 fn compiles(cc: &str, args: &[&str], source: &str) -> bool {
-    let Ok(mut child) = Command::new(cc)
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-    else {
-        return false;
-    };
-    let fed = child
-        .stdin
-        .take()
-        .is_some_and(|mut i| i.write_all(source.as_bytes()).is_ok());
-    child.wait().is_ok_and(|s| s.success()) && fed
+    cmd::shell()
+        .and_then(|sh| cmd::output(cmd!(sh, "{cc} {args...}").stdin(source)))
+        .is_ok()
 }
 
 /// Toolchain components: build-std needs the standard library's source.
@@ -541,5 +516,29 @@ mod tests {
         }
         assert!(present(&need("sh", "dash", "test")));
         assert!(!present(&need("/nonexistent/zfcpdump", "x", "test")));
+    }
+
+    /// The compiler probes, through the host gcc: a header it finds or
+    /// not, a program it links or not, a compiler that is not there.
+    #[test]
+    fn compiler_probes_tell_present_from_missing() {
+        let probe = |check| {
+            present(&Need {
+                check,
+                package: None,
+                why: "test",
+            })
+        };
+        let gcc = || Cow::Borrowed("gcc");
+        let header = |header| Check::Header { cc: gcc(), header };
+        let links = |flags| Check::Links { cc: gcc(), flags };
+        assert!(probe(header("stdio.h")));
+        assert!(!probe(header("zfcpdump-no-such.h")));
+        assert!(probe(links("")));
+        assert!(!probe(links("-lzfcpdump-no-such")));
+        assert!(!probe(Check::Links {
+            cc: Cow::Borrowed("zfcpdump-no-such-gcc"),
+            flags: "",
+        }));
     }
 }

@@ -167,7 +167,7 @@ pub fn build(
 /// allows, and then the optional ones (the compile cache) too.
 fn prerequisites(profile: &Profile, install: bool) -> Result<()> {
     let build = provision::build_needs(profile);
-    let mut needs: Vec<&provision::Need> = provision::BUILD.iter().chain(&build).collect();
+    let mut needs: Vec<&provision::Need> = build.iter().collect();
     if install && profile.kernel.compile_cache {
         needs.extend(provision::BUILD_OPTIONAL);
     }

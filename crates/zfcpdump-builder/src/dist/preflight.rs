@@ -203,7 +203,7 @@ fn check_profile(r: &mut Report, root: &Path, p: &Profile, install: bool) {
     );
     r.add(format!("{n}: agent target"), agent::check_target(p));
     let build = provision::build_needs(p);
-    let needs: Vec<&provision::Need> = provision::BUILD.iter().chain(&build).collect();
+    let needs: Vec<&provision::Need> = build.iter().collect();
     r.add(
         format!("{n}: host tools"),
         provision::check(&needs, provision::BUILD_COMPONENTS, install),
