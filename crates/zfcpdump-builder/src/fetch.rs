@@ -2,11 +2,13 @@
 //! `cargo xtask dist --offline` then works with no network. The lab adds
 //! what its tests need (the lab crate's own `fetch`).
 
+use std::path::Path;
+
 use anyhow::{Context, Result};
 use clap::Args;
 
 use crate::agent;
-use crate::cmd::{self, cmd};
+use crate::cmd::{self, Cmd, Shell, cmd};
 use crate::{provision, util};
 
 #[derive(Args, Clone, Debug)]
@@ -25,9 +27,11 @@ pub fn run(args: &FetchArgs) -> Result<()> {
 
     let sh = cmd::shell()?;
     sh.change_dir(&root);
-    let cargo = env!("CARGO");
+    let src = agent::rust_src().context("the rust-src component is missing")?;
+    let [workspace, std] = build_crates(&sh, &src, false);
     eprintln!("[fetch] crates of the workspace (Cargo.lock)");
-    cmd::run(cmd!(sh, "{cargo} fetch --locked"))?;
+    cmd::run(workspace)?;
+    let cargo = env!("CARGO");
 
     eprintln!("[fetch] crates of the fuzz targets (fuzz/Cargo.lock)");
     cmd::run(cmd!(
@@ -35,13 +39,25 @@ pub fn run(args: &FetchArgs) -> Result<()> {
         "{cargo} fetch --locked --manifest-path fuzz/Cargo.toml"
     ))?;
 
-    // -Zbuild-std resolves std's own dependencies from the rust-src
-    // component's Cargo.lock; fetch them the same way.
-    let src = agent::rust_src().context("the rust-src component is missing")?;
     eprintln!(
         "[fetch] crates that build-std needs for std ({})",
         src.display()
     );
+    cmd::run(std)
+}
+
+/// The fetches of the crates a build compiles, in `sh`'s directory (the
+/// project): the workspace's (its Cargo.lock), then those build-std needs
+/// for std (the Cargo.lock of rust-src at `src`: -Zbuild-std resolves std's
+/// own dependencies from it). With `offline`, they only check that every
+/// crate is in cargo's cache: the preflight of `dist --offline`.
+pub(crate) fn build_crates<'a>(sh: &'a Shell, src: &Path, offline: bool) -> [Cmd<'a>; 2] {
+    let cargo = env!("CARGO");
     let library = src.join("library/Cargo.toml");
-    cmd::run(cmd!(sh, "{cargo} fetch --manifest-path {library}").env("RUSTC_BOOTSTRAP", "1"))
+    let offline = offline.then_some("--offline");
+    [
+        cmd!(sh, "{cargo} fetch {offline...} --locked"),
+        cmd!(sh, "{cargo} fetch {offline...} --manifest-path {library}")
+            .env("RUSTC_BOOTSTRAP", "1"),
+    ]
 }

@@ -10,6 +10,7 @@ use anyhow::{Context, Result, bail};
 
 use super::DistArgs;
 use crate::cmd::{self, cmd};
+use crate::fetch;
 use crate::kernel::Kernel;
 use crate::profile::{Profile, ProfileArgs};
 use crate::{agent, initramfs, kernel, provision, sign, util};
@@ -229,14 +230,10 @@ fn offline_ready(root: &Path) -> Result<String> {
         agent::rust_src().with_context(|| format!("the rust-src component is missing; {hint}"))?;
     let sh = cmd::shell()?;
     sh.change_dir(root);
-    let cargo = env!("CARGO");
-    cmd::output(cmd!(sh, "{cargo} fetch --offline --locked"))
+    let [workspace, std] = fetch::build_crates(&sh, &src, true);
+    cmd::output(workspace)
         .with_context(|| format!("the workspace's crates are not all in cargo's cache; {hint}"))?;
-    let library = src.join("library/Cargo.toml");
-    cmd::output(
-        cmd!(sh, "{cargo} fetch --offline --manifest-path {library}").env("RUSTC_BOOTSTRAP", "1"),
-    )
-    .with_context(|| {
+    cmd::output(std).with_context(|| {
         format!("the crates build-std needs for std are not all in cargo's cache; {hint}")
     })?;
     Ok("the crates of the workspace and of build-std are in cargo's cache".into())
