@@ -322,14 +322,21 @@ impl<'a> Kernel<'a> {
     /// The preflight's check of `kernel.defconfig`, where the source is at
     /// hand (a dir, or a tarball unpacked before); Ok(None) otherwise.
     pub fn check_defconfig(&self) -> Result<Option<String>> {
-        let s = &self.profile.kernel.source;
-        let src = match (&s.dir, &s.tarball) {
-            (Some(d), _) => Some(d.clone()),
-            (None, Some(t)) if t.is_file() => {
-                let sum = util::sha256_file_cached(&util::cache_dir(self.root), t)?;
-                source::unpacked_root(&self.tarball_dest(&sum))
-            }
-            _ => None,
+        // A tarball provisioning is to install is not at hand yet.
+        if self
+            .profile
+            .kernel
+            .source
+            .tarball
+            .as_ref()
+            .is_some_and(|t| !t.is_file())
+        {
+            return Ok(None);
+        }
+        let src = self.source_id()?;
+        let src = match &src.sha256 {
+            Some(sum) => source::unpacked_root(&self.tarball_dest(sum)),
+            None => Some(src.path),
         };
         let Some(src) = src else { return Ok(None) };
         let k = &self.profile.kernel;
