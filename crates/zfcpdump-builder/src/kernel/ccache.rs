@@ -62,10 +62,7 @@ impl Setting {
             return off("kernel.compile_cache = false");
         }
         if let Ok(v) = std::env::var(OFF_VAR)
-            && matches!(
-                v.to_ascii_lowercase().as_str(),
-                "off" | "0" | "false" | "no"
-            )
+            && switch(&v) == Some(false)
         {
             return Setting::Off {
                 why: format!("{OFF_VAR}={v}"),
@@ -95,10 +92,7 @@ impl Setting {
     /// URL, would otherwise be taken silently as "on".
     pub fn check_env(profile: &Profile) -> Result<String> {
         if let Ok(v) = std::env::var(OFF_VAR)
-            && !matches!(
-                v.to_ascii_lowercase().as_str(),
-                "" | "on" | "1" | "true" | "yes" | "off" | "0" | "false" | "no"
-            )
+            && switch(&v).is_none()
         {
             anyhow::bail!("{OFF_VAR}={v}: expected on or off (1/0, true/false, yes/no)");
         }
@@ -142,6 +136,16 @@ impl Setting {
             Setting::On(c) => Some(c),
             Setting::Off { .. } => None,
         }
+    }
+}
+
+/// What a value of [`OFF_VAR`] says: off (`Some(false)`), on (empty
+/// too), or neither (`None`).
+fn switch(v: &str) -> Option<bool> {
+    match v.to_ascii_lowercase().as_str() {
+        "" | "on" | "1" | "true" | "yes" => Some(true),
+        "off" | "0" | "false" | "no" => Some(false),
+        _ => None,
     }
 }
 
