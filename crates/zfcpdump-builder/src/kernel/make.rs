@@ -81,10 +81,12 @@ pub(super) fn run_logged(
         if t.starts_with("CC ") || t.starts_with("AS ") {
             objects += 1;
         }
+        // Verbose mode shows each line as it comes; else the error will.
         if verbose {
             eprintln!("{line}");
+        } else {
+            output.push(line);
         }
-        output.push(line);
         let interval = if tty {
             Duration::from_millis(250)
         } else {
