@@ -108,77 +108,30 @@ pub(crate) fn key_lines(text: &str) -> BTreeMap<String, usize> {
     out
 }
 
-/// A table or an inline table: what [`walk`] needs of either.
-trait Keys {
-    fn keys_spans(&self) -> Vec<(String, Option<usize>, Option<Child<'_>>)>;
-}
-
-enum Child<'a> {
-    Table(&'a toml_edit::Table),
-    Inline(&'a toml_edit::InlineTable),
-}
-
-fn child(item: &toml_edit::Item) -> Option<Child<'_>> {
-    match item {
-        toml_edit::Item::Table(t) => Some(Child::Table(t)),
-        toml_edit::Item::Value(toml_edit::Value::InlineTable(t)) => Some(Child::Inline(t)),
-        _ => None,
-    }
-}
-
-impl Keys for toml_edit::Table {
-    fn keys_spans(&self) -> Vec<(String, Option<usize>, Option<Child<'_>>)> {
-        self.iter()
-            .map(|(k, item)| {
-                let start = self
-                    .key(k)
-                    .and_then(|key| key.span())
-                    .or_else(|| item.span())
-                    .map(|s| s.start);
-                (k.to_string(), start, child(item))
-            })
-            .collect()
-    }
-}
-
-impl Keys for toml_edit::InlineTable {
-    fn keys_spans(&self) -> Vec<(String, Option<usize>, Option<Child<'_>>)> {
-        self.iter()
-            .map(|(k, v)| {
-                let start = self
-                    .key(k)
-                    .and_then(|key| key.span())
-                    .or_else(|| v.span())
-                    .map(|s| s.start);
-                let sub = match v {
-                    toml_edit::Value::InlineTable(t) => Some(Child::Inline(t)),
-                    _ => None,
-                };
-                (k.to_string(), start, sub)
-            })
-            .collect()
-    }
-}
-
+/// Records the line of every key of `t` (a table or an inline table) and
+/// of the tables below it.
 fn walk(
-    t: &dyn Keys,
+    t: &dyn toml_edit::TableLike,
     prefix: &str,
     line: &dyn Fn(usize) -> usize,
     out: &mut BTreeMap<String, usize>,
 ) {
-    for (k, start, sub) in t.keys_spans() {
+    for (k, item) in t.iter() {
         let path = if prefix.is_empty() {
-            k
+            k.to_string()
         } else {
             format!("{prefix}.{k}")
         };
+        let start = t
+            .get_key_value(k)
+            .and_then(|(key, _)| key.span())
+            .or_else(|| item.span())
+            .map(|s| s.start);
         if let Some(start) = start {
             out.insert(path.clone(), line(start));
         }
-        match sub {
-            Some(Child::Table(t)) => walk(t, &path, line, out),
-            Some(Child::Inline(t)) => walk(t, &path, line, out),
-            None => {}
+        if let Some(sub) = item.as_table_like() {
+            walk(sub, &path, line, out);
         }
         // A table whose key has no span of its own (implicit, such as
         // `kernel` of a lone `[kernel.source]`): its first key's line.
