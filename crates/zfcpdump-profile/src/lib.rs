@@ -431,7 +431,7 @@ pub fn load(root: &Path, arg: &str, sets: &[String]) -> Result<Profile> {
     let mut origins = Origins::default();
     for (rank, layer) in chain.into_iter().rev().enumerate() {
         for (k, v) in &layer.table {
-            origins.record(k, v, &|key| key == "kernel.source", &|key| {
+            origins.record(k, v, &|key| key == REPLACED_WHOLE, &|key| {
                 let origin = in_file(&layer.path, &layer.lines, key);
                 let line = layer.lines.get(key).copied().unwrap_or(0);
                 ((rank, line), origin)
@@ -634,6 +634,11 @@ fn array_for_table(t: &toml::Table) -> Option<&'static str> {
     })
 }
 
+/// The table a layer replaces whole rather than merging into it: a child's
+/// `dir` must not inherit its parent's `tarball`. The merge and the origins
+/// of the keys follow the same rule.
+const REPLACED_WHOLE: &str = "kernel.source";
+
 /// Child values override parent values; tables merge recursively, except
 /// `kernel.fragments`, which accumulates so that a profile can add to its
 /// parent's fragments, and `kernel.source`, which is replaced whole.
@@ -651,7 +656,7 @@ fn merge_at(into: &mut toml::Table, from: toml::Table, prefix: &str) {
         match (into.get_mut(&k), v) {
             // A child's source replaces its parent's: a `dir` must not
             // inherit the parent's `tarball`.
-            (Some(toml::Value::Table(a)), toml::Value::Table(b)) if path != "kernel.source" => {
+            (Some(toml::Value::Table(a)), toml::Value::Table(b)) if path != REPLACED_WHOLE => {
                 merge_at(a, b, &path)
             }
             (Some(toml::Value::Array(a)), toml::Value::Array(b)) if path == "kernel.fragments" => {
