@@ -2,7 +2,7 @@
 //! stage locks, on the real kernel: it shares the default profile's
 //! compile, so each test costs a relink (seconds), not a compile.
 
-use crate::common::{root, text, xtask};
+use crate::common::{dist_args, root, text, xtask};
 
 use std::fs;
 use std::path::Path;
@@ -24,19 +24,6 @@ fn unique_rootfs(dir: &Path, tag: &str) -> String {
     format!("initramfs.rootfs=\"{}\"", rootfs.display())
 }
 
-fn dist_args<'a>(profile: &'a str, set: &'a str, out: &'a Path) -> Vec<&'a str> {
-    vec![
-        "dist",
-        "--no-provision",
-        "--profile",
-        profile,
-        "--set",
-        set,
-        "--out-dir",
-        out.to_str().unwrap(),
-    ]
-}
-
 fn manifest(dir: &Path) -> serde_json::Value {
     serde_json::from_slice(&fs::read(dir.join("manifest.json")).unwrap()).unwrap()
 }
@@ -50,7 +37,7 @@ fn builtin_rootfs_change_relinks_without_recompiling() {
     let d = tempfile::tempdir().unwrap();
     let set = unique_rootfs(d.path(), "relink");
     let out = d.path().join("builtin");
-    let o = xtask(&dist_args(PROFILE, &set, &out));
+    let o = xtask(&dist_args(PROFILE, &out, &["--set", &set]));
     let t = text(&o);
     assert!(o.status.success(), "{t}");
     assert!(
@@ -82,7 +69,7 @@ fn builtin_rootfs_change_relinks_without_recompiling() {
     // The external variant of the same rootfs: the same archive, the
     // image without it; the compile is shared, so nothing compiles.
     let ext = d.path().join("external");
-    let o = xtask(&dist_args("default", &set, &ext));
+    let o = xtask(&dist_args("default", &ext, &["--set", &set]));
     let t = text(&o);
     assert!(o.status.success(), "{t}");
     assert!(!t.contains("[kernel] compiling"), "{t}");
@@ -103,7 +90,7 @@ fn builtin_rootfs_change_relinks_without_recompiling() {
     );
 
     // Unchanged: up to date, no link.
-    let o = xtask(&dist_args(PROFILE, &set, &out));
+    let o = xtask(&dist_args(PROFILE, &out, &["--set", &set]));
     let t = text(&o);
     assert!(
         t.contains("[kernel] up to date") && !t.contains("linking"),
@@ -153,7 +140,7 @@ fn two_builds_of_one_profile_link_once_the_second_waits() {
     let set = unique_rootfs(d.path(), "contend");
     let spawn = |name: &str| {
         Command::new(env!("CARGO_BIN_EXE_xtask"))
-            .args(dist_args(PROFILE, &set, &d.path().join(name)))
+            .args(dist_args(PROFILE, &d.path().join(name), &["--set", &set]))
             .current_dir(root())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -208,7 +195,7 @@ fn no_wait_fails_at_once_naming_the_holder() {
     )
     .unwrap();
     let out = d.path().join("out");
-    let mut args = dist_args(PROFILE, &set, &out);
+    let mut args = dist_args(PROFILE, &out, &["--set", &set]);
     args.push("--no-wait");
     let o = xtask(&args);
     let t = text(&o);

@@ -28,6 +28,21 @@ pub fn child_profile(dir: &Path, name: &str, parent: &str, extra: &str) -> PathB
     p
 }
 
+/// The arguments of `dist --no-provision` of `profile` (a name or a file)
+/// into `out`, then `more`.
+pub fn dist_args<'a>(profile: &'a str, out: &'a Path, more: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "dist",
+        "--no-provision",
+        "--profile",
+        profile,
+        "--out-dir",
+        out.to_str().unwrap(),
+    ];
+    args.extend(more);
+    args
+}
+
 /// stdout then stderr, as one text for assertions and failure messages.
 pub fn text(o: &Output) -> String {
     format!(

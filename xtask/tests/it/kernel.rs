@@ -2,7 +2,7 @@
 //! cross compiler. They share the stage cache with `cargo xtask dist`, so
 //! CI compiles each distinct kernel configuration once.
 
-use crate::common::{child_profile, root, text, xtask};
+use crate::common::{child_profile, dist_args, root, text, xtask};
 
 use std::path::{Path, PathBuf};
 use std::{fs, time::SystemTime};
@@ -256,18 +256,7 @@ fn verbose_streams_make_and_a_failure_shows_the_whole_output() {
     let d = tempfile::tempdir().unwrap();
     let p = fake_kbuild(d.path(), false);
     let out = d.path().join("out");
-    let dist = |extra: &[&str]| {
-        let mut args = vec![
-            "dist",
-            "--no-provision",
-            "--profile",
-            p.to_str().unwrap(),
-            "--out-dir",
-            out.to_str().unwrap(),
-        ];
-        args.extend(extra);
-        xtask(&args)
-    };
+    let dist = |extra: &[&str]| xtask(&dist_args(p.to_str().unwrap(), &out, extra));
     // The stand-in configures (the stage writes what it requires into the
     // .config, and its olddefconfig keeps it) and has no bzImage rule: the
     // compile fails at once. Verbose first, so that configure runs in it.

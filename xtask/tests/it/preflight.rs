@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::common::{child_profile, root, text};
+use crate::common::{child_profile, dist_args, root, text};
 
 /// Longer than any preflight (well under a second here), far shorter than
 /// a stage: the agent's build alone takes a minute.
@@ -51,15 +51,7 @@ fn xtask_env(args: &[&str], env: &[(&str, &str)]) -> Output {
 /// preflight, saying `want`, having built and published nothing.
 fn refused(profile: &Path, more: &[&str], env: &[(&str, &str)], want: &str) -> String {
     let out = profile.parent().unwrap().join("out");
-    let mut args = vec![
-        "dist",
-        "--no-provision",
-        "--profile",
-        profile.to_str().unwrap(),
-        "--out-dir",
-        out.to_str().unwrap(),
-    ];
-    args.extend(more);
+    let args = dist_args(profile.to_str().unwrap(), &out, more);
     let o = xtask_env(&args, env);
     let t = text(&o);
     assert!(!o.status.success(), "{t}");

@@ -4,7 +4,7 @@
 //! does not, and a missing key is an error that names the profile field.
 //! The profile extends default-builtin, so each build is a relink at most.
 
-use crate::common::{child_profile, root, text, xtask};
+use crate::common::{child_profile, dist_args, root, text, xtask};
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -25,14 +25,7 @@ fn signed_profile(dir: &Path, key: &str) -> PathBuf {
 }
 
 fn dist(profile: &Path, out: &Path) -> std::process::Output {
-    xtask(&[
-        "dist",
-        "--no-provision",
-        "--profile",
-        profile.to_str().unwrap(),
-        "--out-dir",
-        out.to_str().unwrap(),
-    ])
+    xtask(&dist_args(profile.to_str().unwrap(), out, &[]))
 }
 
 /// The kernel's scripts/sign-file, built on the host from the unpacked
