@@ -45,10 +45,21 @@ const STAGE_VERSION: &str = "agent-1";
 const PACKAGE: &str = "zfcpdump-agent";
 /// The crates whose sources end up in the binary.
 const SOURCE_CRATES: &[&str] = &["crates/zfcpdump-agent", "crates/zfcpdump-format"];
-pub const LINKER: &str = "s390x-linux-musl-gcc";
+/// The linker of [`TARGET`] unless `agent.linker` names another: Debian's
+/// musl wrapper around the s390x cross gcc.
+pub const MUSL_LINKER: &str = "s390x-linux-musl-gcc";
 /// The one target the stage builds: the agent is /init of the s390x dump
-/// kernel, static, on musl (the linker above).
+/// kernel, static, on musl.
 pub const TARGET: &str = "s390x-unknown-linux-musl";
+
+/// The agent's linker: `agent.linker`, else the target's.
+pub fn linker(profile: &Profile) -> String {
+    profile
+        .agent
+        .linker
+        .clone()
+        .unwrap_or_else(|| MUSL_LINKER.to_string())
+}
 
 /// The preflight's check of `agent.target`.
 pub fn check_target(profile: &Profile) -> Result<String> {
@@ -180,7 +191,7 @@ impl<'a> Agent<'a> {
             .arg("--target-dir")
             .arg(self.cargo_target_dir())
             .env("RUSTC_BOOTSTRAP", "1")
-            .env(target_env(self.target(), "LINKER"), LINKER)
+            .env(target_env(self.target(), "LINKER"), linker(self.profile))
             .env(target_env(self.target(), "RUSTFLAGS"), self.rustflags())
             .env_remove("RUSTFLAGS")
             .env(
@@ -193,8 +204,9 @@ impl<'a> Agent<'a> {
         let status = cmd.status().context("cannot run cargo")?;
         if !status.success() {
             bail!(
-                "cross-build of {package} failed ({status}); check that {LINKER} exists \
-                 (Debian: musl-dev:s390x) and rust-src is installed"
+                "cross-build of {package} failed ({status}); cargo's messages above say why \
+                 (the preflight found the linker {} and rust-src)",
+                linker(self.profile)
             );
         }
         let built = self
@@ -228,6 +240,14 @@ impl Stage for Agent<'_> {
         i.insert("target".into(), self.target().into());
         i.insert("rustc".into(), Self::rustc_version()?);
         i.insert("rustflags".into(), self.rustflags_template());
+        // Only a linker other than the default enters the key, so that the
+        // default's key stays what it was.
+        if let Some(l) = &self.profile.agent.linker {
+            let sh = cmd::shell()?;
+            let version = cmd::first_line(cmd!(sh, "{l} --version"))
+                .with_context(|| format!("agent.linker = {l:?}: cannot run it"))?;
+            i.insert("linker".into(), format!("{l}: {version}"));
+        }
         for file in ["Cargo.toml", "Cargo.lock"] {
             if let Ok(data) = fs::read(self.root.join(file)) {
                 i.insert(format!("file {file}"), util::sha256_bytes(&data));

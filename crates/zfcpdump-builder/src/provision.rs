@@ -41,7 +41,7 @@ pub enum Check {
     /// `cc` links a program (with `flags`): its C library is there.
     Links {
         cc: Cow<'static, str>,
-        flags: &'static str,
+        flags: Cow<'static, str>,
     },
 }
 
@@ -52,7 +52,7 @@ impl fmt::Display for Check {
             Check::File(p) => write!(f, "{p}"),
             Check::Dpkg(p) => write!(f, "dpkg:{p}"),
             Check::Header { cc, header } => write!(f, "<{header}> (as {cc} finds it)"),
-            Check::Links { cc, flags: "" } => {
+            Check::Links { cc, flags } if flags.is_empty() => {
                 write!(f, "a C library {cc} links with")
             }
             Check::Links { cc, flags } => write!(f, "a C library `{cc} {flags}` links with"),
@@ -93,25 +93,65 @@ pub const BUILD: &[Need] = &[
 /// The cross compiler prefix Debian's packages provide.
 pub const DEBIAN_CROSS: &str = "s390x-linux-gnu-";
 
-/// What a build of `profile` needs: [`BUILD`], the profile's cross
-/// compiler (`kernel.cross_compile`) and its C library, the agent's linker
-/// and its static C library, and the kernel source's package.
+/// What a build of `profile` needs: [`BUILD`], the kernel's compiler
+/// ([`kernel::compiler::cc`]) and its C library, the agent's linker and its
+/// static C library, and the kernel source's package.
 pub fn build_needs(profile: &Profile) -> Vec<Need> {
     let mut v = BUILD.to_vec();
-    v.extend(cross_needs(&profile.kernel.cross_compile));
+    v.extend(compiler_needs(&profile.kernel));
+    v.extend(agent_needs(&crate::agent::linker(profile)));
     let tarball = profile.kernel.source.tarball.as_deref();
     v.extend(tarball.and_then(kernel_source).cloned());
     v
 }
 
-/// The compilers of a kernel cross prefix and of the agent.
-fn cross_needs(prefix: &str) -> Vec<Need> {
-    let debian = prefix == DEBIAN_CROSS;
-    let gcc = format!("{prefix}gcc");
-    let linker = crate::agent::LINKER;
+/// The kernel's compiler: the cross gcc of `kernel.cross_compile`, or
+/// clang and LLVM's tools when `kernel.make_args` has `LLVM` (Debian's
+/// packages for plain and versioned names; a path has none), or a `CC` of
+/// `make_args`, checked by name only.
+fn compiler_needs(k: &crate::profile::Kernel) -> Vec<Need> {
+    use crate::kernel::compiler;
+    let cc = compiler::cc_program(k);
+    let cmd = |name: String, package: Option<&'static str>, why: &'static str| Need {
+        check: Check::Command(Cow::Owned(name)),
+        package,
+        why,
+    };
+    if let Some(llvm) = compiler::llvm(k) {
+        // kbuild's LLVM=1 or LLVM=-<version>: Debian's clang, lld and llvm
+        // (a version's packages are clang-<version> and so on, which
+        // provision cannot name statically: listed only).
+        let debian = llvm == "1";
+        let mut v = vec![
+            cmd(
+                cc,
+                debian.then_some("clang"),
+                "compiles the kernel (kernel.make_args: LLVM)",
+            ),
+            cmd(
+                compiler::llvm_tool(llvm, "ld.lld"),
+                debian.then_some("lld"),
+                "links the kernel (kernel.make_args: LLVM)",
+            ),
+        ];
+        for tool in ["llvm-ar", "llvm-nm", "llvm-objcopy"] {
+            v.push(cmd(
+                compiler::llvm_tool(llvm, tool),
+                debian.then_some("llvm"),
+                "the kernel's binutils (kernel.make_args: LLVM)",
+            ));
+        }
+        return v;
+    }
+    gcc_needs(cc)
+}
+
+/// A cross gcc `cc` and its C library.
+fn gcc_needs(cc: String) -> Vec<Need> {
+    let debian = cc == format!("{DEBIAN_CROSS}gcc");
     vec![
         Need {
-            check: Check::Command(Cow::Owned(gcc.clone())),
+            check: Check::Command(Cow::Owned(cc.clone())),
             package: debian.then_some("gcc-s390x-linux-gnu"),
             why: "cross-compiles the kernel (kernel.cross_compile)",
         },
@@ -119,24 +159,31 @@ fn cross_needs(prefix: &str) -> Vec<Need> {
         // test flips with whatever else is installed: make it always true.
         Need {
             check: Check::Links {
-                cc: Cow::Owned(gcc),
-                flags: "",
+                cc: Cow::Owned(cc),
+                flags: Cow::Borrowed(""),
             },
             package: debian.then_some("libc6-dev-s390x-cross"),
             why: "a fixed kernel .config (CC_CAN_LINK)",
         },
+    ]
+}
+
+/// The agent's linker and its static C library.
+fn agent_needs(linker: &str) -> Vec<Need> {
+    let debian = (linker == crate::agent::MUSL_LINKER).then_some("musl-dev:s390x");
+    vec![
         Need {
-            check: Check::Command(Cow::Borrowed(linker)),
-            package: Some("musl-dev:s390x"),
-            why: "links the static agent",
+            check: Check::Command(Cow::Owned(linker.to_string())),
+            package: debian,
+            why: "links the static agent (agent.linker)",
         },
         Need {
             check: Check::Links {
-                cc: Cow::Borrowed(linker),
-                flags: "-static",
+                cc: Cow::Owned(linker.to_string()),
+                flags: Cow::Borrowed("-static"),
             },
-            package: Some("musl-dev:s390x"),
-            why: "links the static agent",
+            package: debian,
+            why: "links the static agent (agent.linker)",
         },
     ]
 }
@@ -328,7 +375,8 @@ fn component_hint(comps: &[&str]) -> String {
 /// Everything: the build (with Debian's cross prefix), the tests, every
 /// kernel source CI builds.
 pub fn ensure_all(allowed: bool) -> Result<()> {
-    let cross = cross_needs(DEBIAN_CROSS);
+    let mut cross = gcc_needs(format!("{DEBIAN_CROSS}gcc"));
+    cross.extend(agent_needs(crate::agent::MUSL_LINKER));
     let needs: Vec<&Need> = BUILD
         .iter()
         .chain(&cross)

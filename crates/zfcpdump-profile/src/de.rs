@@ -105,6 +105,72 @@ pub(crate) fn opt_names<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<St
     names(d).map(Some)
 }
 
+/// Make variables the stage sets itself, which `kernel.make_args` must
+/// not override: the profile's own fields, the `O=` tree, and what makes
+/// the build reproducible.
+const RESERVED_MAKE_VARS: &[(&str, &str)] = &[
+    ("ARCH", "kernel.arch sets it"),
+    ("CROSS_COMPILE", "kernel.cross_compile sets it"),
+    ("O", "the stage builds in its own O= directory"),
+    ("KBUILD_OUTPUT", "the stage builds in its own O= directory"),
+    (
+        "SOURCE_DATE_EPOCH",
+        "the build takes it from the environment",
+    ),
+];
+
+/// `kernel.make_args`: an array of `NAME=value` make variables.
+pub(crate) fn make_vars<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    struct Vars;
+    impl<'de> Visitor<'de> for Vars {
+        type Value = Vec<String>;
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("an array of make variables, such as [\"LLVM=1\", \"KCFLAGS=-g0\"]")
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(s) = seq.next_element::<String>()? {
+                check_make_var(&s).map_err(de::Error::custom)?;
+                out.push(s);
+            }
+            Ok(out)
+        }
+    }
+    d.deserialize_seq(Vars)
+}
+
+pub(crate) fn opt_make_vars<'de, D: Deserializer<'de>>(
+    d: D,
+) -> Result<Option<Vec<String>>, D::Error> {
+    make_vars(d).map(Some)
+}
+
+/// One `NAME=value`: a make variable name, not one the stage sets.
+fn check_make_var(s: &str) -> Result<(), String> {
+    let Some((name, _)) = s.split_once('=') else {
+        return Err(format!(
+            "{s:?} is not a make variable: expected NAME=value, such as \"LLVM=1\" (make -j \
+             comes from kernel.jobs)"
+        ));
+    };
+    let valid = name
+        .bytes()
+        .enumerate()
+        .all(|(i, b)| b == b'_' || b.is_ascii_alphabetic() || (i > 0 && b.is_ascii_digit()));
+    if name.is_empty() || !valid {
+        return Err(format!("{s:?}: {name:?} is not a make variable name"));
+    }
+    if let Some((_, why)) = RESERVED_MAKE_VARS.iter().find(|(n, _)| *n == name) {
+        return Err(format!("{s:?}: {name} cannot be set here: {why}"));
+    }
+    if name.starts_with("KBUILD_BUILD_") {
+        return Err(format!(
+            "{s:?}: {name} cannot be set here: the stage fixes it so that builds reproduce"
+        ));
+    }
+    Ok(())
+}
+
 /// A lowercase name from `choices`; anything else lists them, as serde
 /// does for an unknown variant.
 pub(crate) fn choice<'de, D: Deserializer<'de>>(

@@ -104,6 +104,15 @@ pub struct Kernel {
     pub arch: String,
     #[serde(default = "default_cross")]
     pub cross_compile: String,
+    /// Extra make variables (`NAME=value`), such as `LLVM=1` or
+    /// `KCFLAGS=...`; part of the compile's key. `LLVM` or `CC` here names
+    /// the compiler instead of `<cross_compile>gcc`.
+    #[serde(
+        default,
+        deserialize_with = "de::make_vars",
+        skip_serializing_if = "Vec::is_empty"
+    )]
+    pub make_args: Vec<String>,
     /// make -j; 0 means the number of CPUs. Not part of any cache key.
     #[serde(default, deserialize_with = "de::whole")]
     pub jobs: u32,
@@ -136,6 +145,10 @@ pub struct Source {
 pub struct Agent {
     #[serde(default = "default_target")]
     pub target: String,
+    /// The linker of the agent's target, instead of the one the target
+    /// implies (`s390x-linux-musl-gcc` for musl).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linker: Option<String>,
     /// How long the agent waits for the IPL disk to appear.
     #[serde(default = "default_device_timeout", deserialize_with = "de::whole")]
     pub device_timeout_s: u32,
@@ -296,6 +309,8 @@ struct KernelFile {
     fragments: Option<Vec<String>>,
     arch: Option<String>,
     cross_compile: Option<String>,
+    #[serde(default, deserialize_with = "de::opt_make_vars")]
+    make_args: Option<Vec<String>>,
     #[serde(default, deserialize_with = "de::opt_whole")]
     jobs: Option<u32>,
     compile_cache: Option<bool>,
@@ -306,6 +321,7 @@ struct KernelFile {
 #[allow(dead_code)]
 struct AgentFile {
     target: Option<String>,
+    linker: Option<String>,
     #[serde(default, deserialize_with = "de::opt_whole")]
     device_timeout_s: Option<u32>,
     #[serde(default, deserialize_with = "de::opt_whole")]

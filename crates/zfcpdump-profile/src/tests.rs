@@ -633,6 +633,28 @@ fn wrong_types_are_explained_without_rust_types() {
         ),
         ("[kernel]\narch = 3", "expected a string"),
         ("[kernel]\ncross_compile = true", "expected a string"),
+        (
+            "[kernel]\nmake_args = \"LLVM=1\"",
+            "expected an array of make variables",
+        ),
+        ("[kernel]\nmake_args = [1]", "expected a string"),
+        (
+            "[kernel]\nmake_args = [\"-j4\"]",
+            "\"-j4\" is not a make variable: expected NAME=value",
+        ),
+        (
+            "[kernel]\nmake_args = [\"1X=y\"]",
+            "\"1X\" is not a make variable name",
+        ),
+        (
+            "[kernel]\nmake_args = [\"LLVM=1\", \"CROSS_COMPILE=x-\"]",
+            "CROSS_COMPILE cannot be set here: kernel.cross_compile sets it",
+        ),
+        (
+            "[kernel]\nmake_args = [\"KBUILD_BUILD_HOST=h\"]",
+            "KBUILD_BUILD_HOST cannot be set here",
+        ),
+        ("[agent]\nlinker = 3", "expected a string"),
         ("[kernel]\njobs = \"3\"", "expected a whole number"),
         ("[kernel]\njobs = -1", "expected a whole number"),
         ("[kernel]\njobs = 1.5", "expected a whole number"),

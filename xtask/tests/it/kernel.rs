@@ -282,3 +282,71 @@ fn verbose_streams_make_and_a_failure_shows_the_whole_output() {
     assert!(t.contains("FAKE-FIRST-LINE"), "{t}");
     assert!(t.contains(" lines, also in "), "{t}");
 }
+
+/// `kernel.make_args` reaches make, and `LLVM` there changes the stage's
+/// own `CC` (which make's command line would otherwise let win over
+/// kbuild's clang) and the host check: clang and LLVM's tools, not the
+/// cross gcc. `LLVM=<dir>/` names the tools by path, so stand-ins in a
+/// temporary directory serve.
+#[test]
+fn make_args_reach_make_and_llvm_replaces_gcc() {
+    let d = tempfile::tempdir().unwrap();
+    let src = d.path().join("linux");
+    fs::create_dir_all(src.join("arch/s390/configs")).unwrap();
+    fs::write(src.join("arch/s390/configs/zfcpdump_defconfig"), "").unwrap();
+    fs::write(
+        src.join("Makefile"),
+        format!(
+            "# {}\n%_defconfig:\n\t@echo FAKE-KBUILD CC=[$(CC)] LLVM=[$(LLVM)] KCFLAGS=[$(KCFLAGS)]\n\t@false\n",
+            src.display()
+        ),
+    )
+    .unwrap();
+    let llvm = d.path().join("llvm");
+    fs::create_dir_all(&llvm).unwrap();
+    let p = child_profile(
+        d.path(),
+        "llvm",
+        "default",
+        &format!(
+            "[kernel]\nsource = {{ dir = \"{}\" }}\nmake_args = [\"LLVM={}/\", \"KCFLAGS=-g0\"]\n",
+            src.display(),
+            llvm.display()
+        ),
+    );
+    let out = d.path().join("out");
+    let dist = || xtask(&dist_args(p.to_str().unwrap(), &out, &["--verbose"]));
+    // No LLVM yet: the preflight names its tools, and not the cross gcc.
+    let o = dist();
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    for tool in ["clang", "ld.lld", "llvm-objcopy"] {
+        assert!(
+            t.contains(&format!("{}/{tool}", llvm.display())),
+            "{tool}: {t}"
+        );
+    }
+    assert!(!t.contains("s390x-linux-gnu-gcc"), "{t}");
+    // Stand-ins: the compiler answers --version.
+    for tool in ["clang", "ld.lld", "llvm-ar", "llvm-nm", "llvm-objcopy"] {
+        let f = llvm.join(tool);
+        fs::write(&f, "#!/bin/sh\necho \"stand-in LLVM 99\"\n").unwrap();
+        fs::set_permissions(&f, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    let o = dist();
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    let line = t
+        .lines()
+        .find(|l| l.starts_with("FAKE-KBUILD"))
+        .unwrap_or_else(|| panic!("make did not run: {t}"));
+    assert!(
+        line.contains(&format!("CC=[{}/clang -ffile-prefix-map=", llvm.display())),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!("LLVM=[{}/]", llvm.display())),
+        "{line}"
+    );
+    assert!(line.contains("KCFLAGS=[-g0]"), "{line}");
+}

@@ -115,7 +115,10 @@ pub(super) fn manifest(root: &Path, profile: &Profile, b: &Built) -> Result<Mani
             embedded_initramfs: b.kernel.embedded.clone(),
         },
         toolchain: Toolchain {
-            cross_gcc: first_line(&format!("{}gcc", profile.kernel.cross_compile), "--version"),
+            cross_gcc: first_line(
+                &crate::kernel::compiler::cc_program(&profile.kernel),
+                "--version",
+            ),
             rustc: b.agent.rustc.clone(),
             cargo: first_line(env!("CARGO"), "-V"),
         },

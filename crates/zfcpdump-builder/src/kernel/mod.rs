@@ -32,6 +32,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod ccache;
 mod compile;
+pub mod compiler;
 mod configure;
 mod identity;
 mod link;
@@ -363,22 +364,41 @@ impl<'a> Kernel<'a> {
         Ok(Some(path.display().to_string()))
     }
 
-    /// `s390x-linux-gnu-gcc --version`, first line.
+    /// The kernel compiler's `--version`, first line ([`compiler::cc`]).
     fn compiler_version(&self) -> Result<String> {
-        let gcc = format!("{}gcc", self.profile.kernel.cross_compile);
+        let k = &self.profile.kernel;
+        let cc = compiler::cc(k);
+        let mut words = cc.split_whitespace();
+        let program = words.next().unwrap_or_default();
+        let flags: Vec<&str> = words.collect();
         let sh = cmd::shell()?;
-        cmd::first_line(cmd!(sh, "{gcc} --version")).with_context(|| {
-            format!("cannot run {gcc}: install the cross compiler (Debian: gcc-s390x-linux-gnu)")
+        cmd::first_line(cmd!(sh, "{program} {flags...} --version")).with_context(|| {
+            let hint = if compiler::llvm(k).is_some() {
+                "install clang, lld and llvm (kernel.make_args has LLVM)".to_string()
+            } else if k.cross_compile == crate::provision::DEBIAN_CROSS {
+                "install the cross compiler (Debian: gcc-s390x-linux-gnu)".to_string()
+            } else {
+                format!("check kernel.cross_compile = {:?}", k.cross_compile)
+            };
+            format!("cannot run the kernel's compiler {cc}: {hint}")
         })
     }
 
-    /// make variables other than -j and the per-directory paths.
+    /// make variables other than -j, CC and the per-directory paths: the
+    /// profile's, then `kernel.make_args` (but its `CC`, which [`Self::make_through`]
+    /// folds into the stage's own).
     fn make_vars(&self) -> Vec<(String, String)> {
         let k = &self.profile.kernel;
-        vec![
+        let mut v = vec![
             ("ARCH".into(), k.arch.clone()),
             ("CROSS_COMPILE".into(), k.cross_compile.clone()),
-        ]
+        ];
+        v.extend(
+            compiler::make_args(k)
+                .filter(|(n, _)| compiler::passed_through(n))
+                .map(|(n, val)| (n.to_string(), val.to_string())),
+        );
+        v
     }
 
     fn build_env(&self) -> Result<Vec<(String, String)>> {
@@ -429,9 +449,9 @@ impl<'a> Kernel<'a> {
         // boot decompressor, whose debug info paths would otherwise change
         // the build-id note that ends up in the image.
         c.arg(format!(
-            "CC={}{}gcc {}",
+            "CC={}{} {}",
             cache.map_or(String::new(), |(c, _)| format!("{} ", c.launcher())),
-            self.profile.kernel.cross_compile,
+            compiler::cc(&self.profile.kernel),
             prefix_maps(src, obj)
         ));
         c.envs(self.build_env()?);
@@ -523,8 +543,8 @@ impl Stage for Kernel<'_> {
         i.insert(
             "cc".into(),
             format!(
-                "{}gcc -ffile-prefix-map=<src>={MAPPED_SRC} -ffile-prefix-map=<obj>={MAPPED_OBJ}",
-                self.profile.kernel.cross_compile
+                "{} -ffile-prefix-map=<src>={MAPPED_SRC} -ffile-prefix-map=<obj>={MAPPED_OBJ}",
+                compiler::cc(&self.profile.kernel)
             ),
         );
         Ok(i)
