@@ -579,7 +579,10 @@ mod tests {
         };
         let gcc = || Cow::Borrowed("gcc");
         let header = |header| Check::Header { cc: gcc(), header };
-        let links = |flags| Check::Links { cc: gcc(), flags };
+        let links = |flags: &'static str| Check::Links {
+            cc: gcc(),
+            flags: Cow::Borrowed(flags),
+        };
         assert!(probe(header("stdio.h")));
         assert!(!probe(header("zfcpdump-no-such.h")));
         assert!(probe(links("")));
