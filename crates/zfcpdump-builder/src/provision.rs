@@ -589,7 +589,7 @@ mod tests {
         assert!(!probe(links("-lzfcpdump-no-such")));
         assert!(!probe(Check::Links {
             cc: Cow::Borrowed("zfcpdump-no-such-gcc"),
-            flags: "",
+            flags: Cow::Borrowed(""),
         }));
     }
 }
