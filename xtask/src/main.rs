@@ -7,7 +7,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-use zfcpdump_builder::{agent, dist, fetch, package};
+use zfcpdump_builder::{agent, dist, fetch, package, vendor};
 use zfcpdump_lab::{bench, boot, cachelab, ci, crashlab, e2e, faults, fuzz};
 
 #[derive(Parser)]
@@ -42,8 +42,13 @@ enum Task {
     Bench(bench::BenchArgs),
     /// Boot the dist artifacts under qemu-system-s390x (smoke test)
     Boot(boot::BootArgs),
-    /// Bring everything a build needs into local caches, for --offline
+    /// Bring everything builds and tests need into local caches, for
+    /// --offline (--build-only: what one profile's build needs)
     Fetch(fetch::FetchArgs),
+    /// Put every crate a build compiles (the workspace's and build-std's)
+    /// into vendor/, and make cargo build from it: for a source package
+    /// that builds with no network
+    Vendor(vendor::VendorArgs),
     /// End to end under qemu-system-s390x: real zipl prepares the disks, a
     /// profile's dump tool dumps, the readers that match its kernel
     /// (zgetdump, crash) and zfcpdump-disk check
@@ -72,7 +77,9 @@ enum Task {
 /// `fetch`: the builder's inputs, then the lab's sysroots.
 fn fetch_all(args: &fetch::FetchArgs) -> anyhow::Result<()> {
     fetch::run(args)?;
-    zfcpdump_lab::fetch::sysroots()?;
+    if !args.build_only {
+        zfcpdump_lab::fetch::sysroots()?;
+    }
     eprintln!(
         "[fetch] done: `cargo xtask dist --offline` now needs no network \
          (run cargo itself offline too: CARGO_NET_OFFLINE=true)"
@@ -92,6 +99,7 @@ fn main() -> ExitCode {
         Task::Boot(a) => boot::run(&a),
         Task::Bench(a) => bench::run(&a),
         Task::Fetch(a) => fetch_all(&a),
+        Task::Vendor(a) => vendor::run(&a),
         Task::E2e(a) => e2e::run(&a),
         Task::Crashlab(a) => crashlab::run(&a),
         Task::Faults(a) => faults::run(&a),

@@ -24,3 +24,4 @@ pub mod provision;
 pub mod sign;
 pub mod stage;
 pub mod util;
+pub mod vendor;

@@ -165,7 +165,7 @@ pub fn build(
 /// The host tools and toolchain components a build of `profile` needs
 /// (its compilers, the kernel source's package); installed when `install`
 /// allows, and then the optional ones (the compile cache) too.
-fn prerequisites(profile: &Profile, install: bool) -> Result<()> {
+pub fn prerequisites(profile: &Profile, install: bool) -> Result<()> {
     let build = provision::build_needs(profile);
     let mut needs: Vec<&provision::Need> = build.iter().collect();
     if install && profile.kernel.compile_cache {

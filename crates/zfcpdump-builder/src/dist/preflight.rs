@@ -223,20 +223,35 @@ fn check_profile(r: &mut Report, root: &Path, p: &Profile, install: bool) {
 }
 
 /// `--offline`: the crates of the workspace and those build-std needs are
-/// in cargo's local cache (what `cargo xtask fetch` brings).
+/// in the vendored directory (`cargo xtask vendor`) when the project builds
+/// from one, else in cargo's own cache (what `cargo xtask fetch` brings).
 fn offline_ready(root: &Path) -> Result<String> {
-    let hint = "run `cargo xtask fetch` while online first";
+    let (place, hint) = if crate::vendor::configured(root) {
+        (
+            "the vendored crates (.cargo/config.toml)",
+            "run `cargo xtask vendor` again while online (Cargo.lock or the toolchain changed \
+             since it ran)",
+        )
+    } else {
+        (
+            "cargo's cache",
+            "run `cargo xtask fetch --profile <profile>` while online first, or `cargo xtask \
+             vendor` for a tree that carries its crates",
+        )
+    };
     let src =
         agent::rust_src().with_context(|| format!("the rust-src component is missing; {hint}"))?;
     let sh = cmd::shell()?;
     sh.change_dir(root);
     let [workspace, std] = fetch::build_crates(&sh, &src, true);
     cmd::output(workspace)
-        .with_context(|| format!("the workspace's crates are not all in cargo's cache; {hint}"))?;
+        .with_context(|| format!("the workspace's crates are not all in {place}; {hint}"))?;
     cmd::output(std).with_context(|| {
-        format!("the crates build-std needs for std are not all in cargo's cache; {hint}")
+        format!("the crates build-std needs for std are not all in {place}; {hint}")
     })?;
-    Ok("the crates of the workspace and of build-std are in cargo's cache".into())
+    Ok(format!(
+        "the crates of the workspace and of build-std are in {place}"
+    ))
 }
 
 /// `--check-reproducible` copies the sources git knows of: the project
