@@ -206,6 +206,7 @@ pub fn run(args: &TestArgs) -> Result<()> {
             let bg = s.spawn(|| {
                 fuzz(&mut lane);
                 release(&mut lane, &root);
+                packager(&mut lane, &root);
             });
             boots(&mut r);
             lab_runs(&mut r, &root);
@@ -411,6 +412,23 @@ fn release(r: &mut Runner, root: &std::path::Path) {
         &["ci/release.sh", "default", &out_arg],
     ) {
         r.check("release tarball verifies", || verify_release(&out));
+    }
+}
+
+/// A build farm's build: the committed tree vendored, built by `dist
+/// --offline` in a network namespace with no interface, with no rustup and
+/// a cross toolchain of another prefix (ci/packager.sh says how).
+fn packager(r: &mut Runner, root: &std::path::Path) {
+    let work = util::cache_dir(root).join("packager");
+    let work = work.display().to_string();
+    if r.run(
+        "packager build (vendored, no network, no rustup, another cross prefix)",
+        "bash",
+        &["ci/packager.sh", &work],
+    ) {
+        // 2 GB of unpacked kernel, objects and crates: only a failure's
+        // are worth keeping.
+        let _ = std::fs::remove_dir_all(&work);
     }
 }
 

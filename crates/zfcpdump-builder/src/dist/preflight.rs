@@ -235,7 +235,7 @@ fn offline_ready(root: &Path) -> Result<String> {
     } else {
         (
             "cargo's cache",
-            "run `cargo xtask fetch --profile <profile>` while online first, or `cargo xtask \
+            "run `cargo xtask fetch --build-only --profile <profile>` while online first, or `cargo xtask \
              vendor` for a tree that carries its crates",
         )
     };
