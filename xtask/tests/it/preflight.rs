@@ -101,7 +101,8 @@ fn offline_without_fetched_crates_is_refused_before_building() {
         &p,
         &["--offline"],
         &[("CARGO_HOME", home.to_str().unwrap())],
-        "--offline: the workspace's crates are not all in cargo's cache; run `cargo xtask fetch`",
+        "--offline: the workspace's crates are not all in cargo's cache; run `cargo xtask fetch \
+         --build-only --profile <profile>` while online first, or `cargo xtask vendor`",
     );
     assert!(!t.contains("s390x-linux-musl-gcc"), "{t}");
 }
