@@ -1,13 +1,19 @@
 //! The agent stage: cross-builds the static s390x dump agent (/init).
 //!
-//! s390x-unknown-linux-musl is a tier-3 target with no prebuilt std, so std
-//! is built from the rust-src component (`-Zbuild-std`, allowed on the
-//! stable toolchain through RUSTC_BOOTSTRAP=1, as the kernel's own Rust
-//! build does). The panic strategy is `immediate-abort`: the cross
-//! toolchain has no unwinder for musl, and none is needed when nothing
-//! unwinds; a panic then traps (SIGILL), which the agent's PID-1 signal
-//! handler turns into `Dump failed` and a power-off.
-
+//! Two targets, each static:
+//! - `s390x-unknown-linux-gnu`, with glibc linked statically: on a
+//!   toolchain that has this target's std (a distribution's rustc with its
+//!   s390x std package, or rustup's `rustup target add`), a plain stable
+//!   `cargo build`. A panic aborts (SIGABRT). Where the toolchain has no
+//!   such std, std is built from rust-src (`-Zbuild-std`, allowed through
+//!   RUSTC_BOOTSTRAP=1, as the kernel's own Rust build does).
+//! - `s390x-unknown-linux-musl`: a tier-3 target with no prebuilt std, so
+//!   always `-Zbuild-std`. The panic strategy is `immediate-abort` (Rust
+//!   1.92 or later): the cross toolchain has no unwinder for musl, and none
+//!   is needed when nothing unwinds; a panic then traps (SIGILL).
+//!
+//! Either way the agent's PID-1 signal handler turns the signal into `Dump
+//! failed` and a power-off.
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -45,32 +51,77 @@ const STAGE_VERSION: &str = "agent-1";
 const PACKAGE: &str = "zfcpdump-agent";
 /// The crates whose sources end up in the binary.
 const SOURCE_CRATES: &[&str] = &["crates/zfcpdump-agent", "crates/zfcpdump-format"];
-/// The linker of [`TARGET`] unless `agent.linker` names another: Debian's
-/// musl wrapper around the s390x cross gcc.
+/// The linker of [`MUSL_TARGET`] unless `agent.linker` names another:
+/// Debian's musl wrapper around the s390x cross gcc.
 pub const MUSL_LINKER: &str = "s390x-linux-musl-gcc";
-/// The one target the stage builds: the agent is /init of the s390x dump
-/// kernel, static, on musl.
-pub const TARGET: &str = "s390x-unknown-linux-musl";
+/// Static glibc: a prebuilt std where the toolchain has one.
+pub const GNU_TARGET: &str = "s390x-unknown-linux-gnu";
+/// Static musl: std always built from rust-src.
+pub const MUSL_TARGET: &str = "s390x-unknown-linux-musl";
+/// The targets the stage builds: the agent is /init of the s390x dump
+/// kernel, static.
+pub const TARGETS: &[&str] = &[GNU_TARGET, MUSL_TARGET];
 
-/// The agent's linker: `agent.linker`, else the target's.
+/// The agent's linker: `agent.linker`, else the target's: the kernel's
+/// cross gcc for glibc (`<kernel.cross_compile>gcc`), Debian's musl
+/// wrapper for musl.
 pub fn linker(profile: &Profile) -> String {
-    profile
-        .agent
-        .linker
-        .clone()
-        .unwrap_or_else(|| MUSL_LINKER.to_string())
+    match &profile.agent.linker {
+        Some(l) => l.clone(),
+        None if profile.agent.target == GNU_TARGET => {
+            format!("{}gcc", profile.kernel.cross_compile)
+        }
+        None => MUSL_LINKER.to_string(),
+    }
+}
+
+/// Where the agent's std comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Std {
+    /// The toolchain's own, prebuilt for the target: a stable build.
+    Toolchain,
+    /// Built from the toolchain's rust-src (`-Zbuild-std`).
+    Build,
+}
+
+/// The std of a build for `target` with the toolchain in use: the
+/// toolchain's own where it has one for glibc, else built.
+pub fn std_for(target: &str) -> Std {
+    if target == GNU_TARGET && has_prebuilt_std(target) {
+        Std::Toolchain
+    } else {
+        Std::Build
+    }
+}
+
+/// Whether the toolchain's library directory for `target` holds a std.
+fn has_prebuilt_std(target: &str) -> bool {
+    let Ok(sh) = cmd::shell() else { return false };
+    let Ok(dir) = cmd::read(cmd!(sh, "rustc --print target-libdir --target {target}")) else {
+        return false;
+    };
+    fs::read_dir(dir).is_ok_and(|rd| {
+        rd.flatten().any(|e| {
+            let n = e.file_name();
+            let n = n.to_string_lossy();
+            n.starts_with("libstd-") && n.ends_with(".rlib")
+        })
+    })
 }
 
 /// The preflight's check of `agent.target`.
 pub fn check_target(profile: &Profile) -> Result<String> {
     let t = &profile.agent.target;
     ensure!(
-        t == TARGET,
+        TARGETS.contains(&t.as_str()),
         "{}: agent.target = {t:?}: the agent runs as /init of the s390x dump kernel; the \
-         supported target is {TARGET:?}",
+         supported targets are {GNU_TARGET:?} (static glibc) and {MUSL_TARGET:?} (static musl)",
         profile.origin("agent.target")
     );
-    Ok(t.clone())
+    Ok(match std_for(t) {
+        Std::Toolchain => format!("{t}, the toolchain's std"),
+        Std::Build => format!("{t}, std built from rust-src (-Zbuild-std)"),
+    })
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -110,29 +161,41 @@ impl<'a> Agent<'a> {
         self.cache.join("cargo-target")
     }
 
+    fn std(&self) -> Std {
+        std_for(self.target())
+    }
+
     fn rustflags(&self) -> String {
-        let src = rust_src()
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
         let cargo_home = std::env::var("CARGO_HOME")
             .ok()
             .or_else(|| std::env::var("HOME").ok().map(|h| format!("{h}/.cargo")))
             .unwrap_or_default();
-        [
+        let mut flags = vec![
             "-C target-feature=+crt-static".to_string(),
             // Otherwise a PIE with an interpreter, which the kernel cannot
             // start as /init.
             "-C relocation-model=static".into(),
-            "-C link-self-contained=no".into(),
-            "-Z unstable-options".into(),
-            "-C panic=immediate-abort".into(),
-            // Reproducible: no build paths in the binary.
-            format!("--remap-path-prefix={}=/build", self.root.display()),
-            format!("--remap-path-prefix={src}=/rust-src"),
-            format!("--remap-path-prefix={cargo_home}=/cargo"),
-            format!("-L native={}", self.unwind_dir().display()),
-        ]
-        .join(" ")
+        ];
+        if self.target() == MUSL_TARGET {
+            flags.extend([
+                "-C link-self-contained=no".into(),
+                "-Z unstable-options".into(),
+                "-C panic=immediate-abort".into(),
+            ]);
+        }
+        // Reproducible: no build paths in the binary.
+        flags.push(format!(
+            "--remap-path-prefix={}=/build",
+            self.root.display()
+        ));
+        if let Some(src) = rust_src().filter(|_| self.std() == Std::Build) {
+            flags.push(format!("--remap-path-prefix={}=/rust-src", src.display()));
+        }
+        flags.push(format!("--remap-path-prefix={cargo_home}=/cargo"));
+        if self.target() == MUSL_TARGET {
+            flags.push(format!("-L native={}", self.unwind_dir().display()));
+        }
+        flags.join(" ")
     }
 
     /// Holds an empty `libunwind.a`. std's musl target always links
@@ -166,13 +229,24 @@ impl<'a> Agent<'a> {
     /// once for every such binary). Returns the binary's path there. The
     /// crash lab builds its pattern writer this way.
     pub fn cross_build(&self, package: &str) -> Result<PathBuf> {
-        if rust_src().is_none() {
+        let std = self.std();
+        if std == Std::Build && rust_src().is_none() {
             bail!(
-                "the toolchain in use has no rust-src (`rustc --print sysroot`/lib/rustlib/src): \
-                 rustup component add rust-src, or the distribution's rust-src package"
+                "the toolchain in use has no std for {} and no rust-src to build one from \
+                 (`rustc --print sysroot`/lib/rustlib/src): rustup component add rust-src, or \
+                 the distribution's rust-src package{}",
+                self.target(),
+                if self.target() == GNU_TARGET {
+                    "; or its std for the target (rustup target add, Debian's \
+                     libstd-rust-dev:s390x)"
+                } else {
+                    ""
+                }
             );
         }
-        self.write_empty_unwind()?;
+        if self.target() == MUSL_TARGET {
+            self.write_empty_unwind()?;
+        }
         let mut cmd = Command::new(env!("CARGO"));
         cmd.current_dir(self.root)
             .args([
@@ -187,10 +261,8 @@ impl<'a> Agent<'a> {
                 package,
             ])
             .args(["--target", self.target()])
-            .args(["-Z", "build-std=std,panic_abort"])
             .arg("--target-dir")
             .arg(self.cargo_target_dir())
-            .env("RUSTC_BOOTSTRAP", "1")
             .env(target_env(self.target(), "LINKER"), linker(self.profile))
             .env(target_env(self.target(), "RUSTFLAGS"), self.rustflags())
             .env_remove("RUSTFLAGS")
@@ -198,6 +270,10 @@ impl<'a> Agent<'a> {
                 "SOURCE_DATE_EPOCH",
                 crate::kernel::source_date_epoch()?.to_string(),
             );
+        if std == Std::Build {
+            cmd.args(["-Z", "build-std=std,panic_abort"])
+                .env("RUSTC_BOOTSTRAP", "1");
+        }
         if self.offline {
             cmd.arg("--offline").env("CARGO_NET_OFFLINE", "true");
         }
@@ -240,6 +316,11 @@ impl Stage for Agent<'_> {
         i.insert("target".into(), self.target().into());
         i.insert("rustc".into(), Self::rustc_version()?);
         i.insert("rustflags".into(), self.rustflags_template());
+        // glibc's std is the toolchain's or built: a different binary. (For
+        // musl it is always built; its key stays what it was.)
+        if self.target() == GNU_TARGET {
+            i.insert("std".into(), format!("{:?}", self.std()));
+        }
         // Only a linker other than the default enters the key, so that the
         // default's key stays what it was.
         if let Some(l) = &self.profile.agent.linker {
@@ -273,8 +354,12 @@ impl Stage for Agent<'_> {
     fn build(&self, slot: &Slot) -> Result<AgentRecord> {
         let t = Instant::now();
         eprintln!(
-            "[agent] building {PACKAGE} for {} (build-std, profile agent)",
-            self.target()
+            "[agent] building {PACKAGE} for {} ({}, profile agent)",
+            self.target(),
+            match self.std() {
+                Std::Toolchain => "the toolchain's std",
+                Std::Build => "build-std",
+            }
         );
         let built = self.cross_build(PACKAGE)?;
         let data = fs::read(&built).with_context(|| format!("cannot read {}", built.display()))?;

@@ -42,44 +42,46 @@ pub fn run(args: &FetchArgs) -> Result<()> {
 
     let sh = cmd::shell()?;
     sh.change_dir(&root);
-    let src = agent::rust_src().context("the rust-src component is missing")?;
-    let [workspace, std] = build_crates(&sh, &src, false);
     eprintln!("[fetch] crates of the workspace (Cargo.lock)");
-    cmd::run(workspace)?;
+    cmd::run(workspace_crates(&sh, false))?;
     if args.build_only {
-        eprintln!(
-            "[fetch] crates that build-std needs for std ({})",
-            src.display()
-        );
-        return cmd::run(std);
+        let p = args.profile.load()?;
+        if agent::std_for(&p.agent.target) == agent::Std::Toolchain {
+            return Ok(());
+        }
     }
-    let cargo = env!("CARGO");
-
-    eprintln!("[fetch] crates of the fuzz targets (fuzz/Cargo.lock)");
-    cmd::run(cmd!(
-        sh,
-        "{cargo} fetch --locked --manifest-path fuzz/Cargo.toml"
-    ))?;
-
+    if !args.build_only {
+        let cargo = env!("CARGO");
+        eprintln!("[fetch] crates of the fuzz targets (fuzz/Cargo.lock)");
+        cmd::run(cmd!(
+            sh,
+            "{cargo} fetch --locked --manifest-path fuzz/Cargo.toml"
+        ))?;
+    }
+    let src = agent::rust_src().context("the rust-src component is missing")?;
     eprintln!(
         "[fetch] crates that build-std needs for std ({})",
         src.display()
     );
-    cmd::run(std)
+    cmd::run(std_crates(&sh, &src, false))
 }
 
-/// The fetches of the crates a build compiles, in `sh`'s directory (the
-/// project): the workspace's (its Cargo.lock), then those build-std needs
-/// for std (the Cargo.lock of rust-src at `src`: -Zbuild-std resolves std's
-/// own dependencies from it). With `offline`, they only check that every
-/// crate is in cargo's cache: the preflight of `dist --offline`.
-pub(crate) fn build_crates<'a>(sh: &'a Shell, src: &Path, offline: bool) -> [Cmd<'a>; 2] {
+/// The fetch of the workspace's crates (its Cargo.lock), in `sh`'s
+/// directory (the project). With `offline`, it only checks that every
+/// crate is there (cargo's cache, or the vendored directory): the
+/// preflight of `dist --offline`.
+pub(crate) fn workspace_crates(sh: &Shell, offline: bool) -> Cmd<'_> {
+    let cargo = env!("CARGO");
+    let offline = offline.then_some("--offline");
+    cmd!(sh, "{cargo} fetch {offline...} --locked")
+}
+
+/// The fetch of the crates build-std compiles for std: those of the
+/// Cargo.lock of rust-src at `src` (-Zbuild-std resolves std's own
+/// dependencies from it). `offline` as for [`workspace_crates`].
+pub(crate) fn std_crates<'a>(sh: &'a Shell, src: &Path, offline: bool) -> Cmd<'a> {
     let cargo = env!("CARGO");
     let library = src.join("library/Cargo.toml");
     let offline = offline.then_some("--offline");
-    [
-        cmd!(sh, "{cargo} fetch {offline...} --locked"),
-        cmd!(sh, "{cargo} fetch {offline...} --manifest-path {library}")
-            .env("RUSTC_BOOTSTRAP", "1"),
-    ]
+    cmd!(sh, "{cargo} fetch {offline...} --manifest-path {library}").env("RUSTC_BOOTSTRAP", "1")
 }

@@ -325,8 +325,18 @@ fn compiles(cc: &str, args: &[&str], source: &str) -> bool {
         .is_ok()
 }
 
-/// Toolchain components: build-std needs the standard library's source.
-pub const BUILD_COMPONENTS: &[&str] = &["rust-src"];
+/// Toolchain components of a build that builds std: the standard
+/// library's source.
+const BUILD_STD_COMPONENTS: &[&str] = &["rust-src"];
+
+/// The toolchain components a build of `profile` needs: rust-src where
+/// the agent's std is built from it ([`crate::agent::std_for`]).
+pub fn build_components(profile: &Profile) -> &'static [&'static str] {
+    match crate::agent::std_for(&profile.agent.target) {
+        crate::agent::Std::Build => BUILD_STD_COMPONENTS,
+        crate::agent::Std::Toolchain => &[],
+    }
+}
 /// `cargo xtask test` also runs rustfmt and clippy.
 pub const TEST_COMPONENTS: &[&str] = &["rust-src", "rustfmt", "clippy"];
 

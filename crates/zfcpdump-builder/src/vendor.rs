@@ -57,10 +57,17 @@ pub fn run(args: &VendorArgs) -> Result<()> {
             dir.display()
         );
     }
-    let src = agent::rust_src().context(
-        "the toolchain in use has no rust-src, whose Cargo.lock lists the crates build-std \
-         compiles: rustup component add rust-src, or the distribution's rust-src package",
-    )?;
+    // Without rust-src, only the workspace's: enough for a toolchain that
+    // has the agent's std prebuilt (agent::Std::Toolchain).
+    let src = agent::rust_src();
+    if src.is_none() {
+        eprintln!(
+            "[vendor] the toolchain in use has no rust-src: only the workspace's crates, so \
+             only profiles whose agent std is prebuilt (agent.target = {:?} with the target's \
+             std installed) build from this directory",
+            agent::GNU_TARGET
+        );
+    }
     // The block goes before vendoring: cargo vendor must still see
     // crates.io, not a replacement of a previous run.
     let text =
@@ -74,20 +81,18 @@ pub fn run(args: &VendorArgs) -> Result<()> {
     fs::create_dir_all(parent)?;
     let staged = parent.join(format!(".vendor-{}", std::process::id()));
     let _cleanup = Staged(staged.clone());
-    eprintln!(
-        "[vendor] the workspace's crates (Cargo.lock) and build-std's for std ({})",
-        src.display()
-    );
-    let status = std::process::Command::new(env!("CARGO"))
+    let mut vendor = std::process::Command::new(env!("CARGO"));
+    vendor
         .current_dir(&root)
-        .args([
-            "vendor",
-            "--locked",
-            "--versioned-dirs",
-            "--quiet",
-            "--sync",
-        ])
-        .arg(src.join("library/Cargo.toml"))
+        .args(["vendor", "--locked", "--versioned-dirs", "--quiet"]);
+    if let Some(src) = &src {
+        eprintln!(
+            "[vendor] the workspace's crates (Cargo.lock) and build-std's for std ({})",
+            src.display()
+        );
+        vendor.arg("--sync").arg(src.join("library/Cargo.toml"));
+    }
+    let status = vendor
         .arg(&staged)
         // std's own Cargo.toml uses unstable cargo features, as build-std
         // does when it reads it.
@@ -101,10 +106,11 @@ pub fn run(args: &VendorArgs) -> Result<()> {
              the crates in cargo's own cache: `cargo xtask fetch`)"
         );
     }
-    fs::write(
-        staged.join(MARKER),
-        format!("rust-src: {}\n", src.display()),
-    )?;
+    let std_note = match &src {
+        Some(src) => format!("rust-src: {}\n", src.display()),
+        None => "rust-src: none (the workspace's crates only)\n".to_string(),
+    };
+    fs::write(staged.join(MARKER), std_note)?;
     if dir.exists() {
         fs::remove_dir_all(&dir).with_context(|| format!("cannot replace {}", dir.display()))?;
     }

@@ -16,6 +16,16 @@ fn s390x_agent() -> PathBuf {
     PathBuf::from(test_tier::env("ZFCPDUMP_AGENT_S390X"))
 }
 
+/// Whether `bin` is the glibc build: glibc's static binaries carry the GNU
+/// ABI note, musl's do not.
+fn is_glibc(bin: &Path) -> bool {
+    use object::{Object, ObjectSection};
+    let data = std::fs::read(bin).unwrap();
+    let f = object::File::parse(&*data).unwrap();
+    f.section_by_name(".note.ABI-tag")
+        .is_some_and(|s| s.size() > 0)
+}
+
 fn agent(bin: &Path, args: &[&std::ffi::OsStr]) -> Output {
     Command::new("qemu-s390x-static")
         .arg(bin)
@@ -147,16 +157,27 @@ fn s390x_panic_traps_in_tool_mode() {
     if !test_tier::slow("runs the s390x agent under qemu-user") {
         return;
     }
-    // The s390x build aborts immediately on panic: a trap (SIGILL). Only
+    // The musl build aborts immediately on panic: a trap (SIGILL). Only
     // PID 1 installs the handler that turns it into `Dump failed` and a
     // power-off (proved by `cargo xtask boot` with zfcpdump.test_panic=1);
-    // tool mode just dies of the signal, having written nothing.
+    // tool mode just dies of the signal. The glibc build (panic=abort with
+    // std's panic runtime) runs the panic hook, which says where and exits
+    // 1. Either way nothing is written.
     let bin = s390x_agent();
     let w = World::new(512, spec());
     w.write_root("proc/cmdline", "zfcpdump.test_panic=1\n");
     let before = w.snapshot();
     let o = dump(&bin, &w, &[]);
-    assert_eq!(o.status.signal(), Some(libc::SIGILL), "{o:?}");
+    if is_glibc(&bin) {
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{o:?}");
+        assert!(
+            err.contains("Dump failed: agent crashed (panic at ") && err.contains("deliberate"),
+            "{err}"
+        );
+    } else {
+        assert_eq!(o.status.signal(), Some(libc::SIGILL), "{o:?}");
+    }
     assert_eq!(assert_same_except(&before, &w.image, &[]), 0);
 }
 

@@ -171,7 +171,7 @@ pub fn prerequisites(profile: &Profile, install: bool) -> Result<()> {
     if install && profile.kernel.compile_cache {
         needs.extend(provision::BUILD_OPTIONAL);
     }
-    provision::ensure(&needs, provision::BUILD_COMPONENTS, install)
+    provision::ensure(&needs, provision::build_components(profile), install)
 }
 
 /// The sign step of a profile with [sign].

@@ -86,6 +86,9 @@ pub fn run(root: &Path, args: &DistArgs) -> Report {
     let mut r = Report { checks: Vec::new() };
     let install = !args.no_provision && !args.offline;
     let mut names = Vec::new();
+    // Whether any profile builds std from rust-src: --offline then needs
+    // std's crates too.
+    let mut build_std = false;
     for pa in profiles(args) {
         match pa.load() {
             Ok(p) => {
@@ -105,6 +108,7 @@ pub fn run(root: &Path, args: &DistArgs) -> Report {
                     );
                 }
                 names.push(p.name.clone());
+                build_std |= agent::std_for(&p.agent.target) == agent::Std::Build;
                 check_profile(&mut r, root, &p, install);
             }
             Err(e) => {
@@ -121,7 +125,7 @@ pub fn run(root: &Path, args: &DistArgs) -> Report {
         kernel::source_date_epoch().map(|e| e.to_string()),
     );
     if args.offline {
-        r.add("--offline", offline_ready(root));
+        r.add("--offline", offline_ready(root, build_std));
     }
     if args.check_reproducible {
         r.add("--check-reproducible", git_checkout(root));
@@ -207,7 +211,7 @@ fn check_profile(r: &mut Report, root: &Path, p: &Profile, install: bool) {
     let needs: Vec<&provision::Need> = build.iter().collect();
     r.add(
         format!("{n}: host tools"),
-        provision::check(&needs, provision::BUILD_COMPONENTS, install),
+        provision::check(&needs, provision::build_components(p), install),
     );
     r.add(
         format!("{n}: initramfs rootfs"),
@@ -225,7 +229,7 @@ fn check_profile(r: &mut Report, root: &Path, p: &Profile, install: bool) {
 /// `--offline`: the crates of the workspace and those build-std needs are
 /// in the vendored directory (`cargo xtask vendor`) when the project builds
 /// from one, else in cargo's own cache (what `cargo xtask fetch` brings).
-fn offline_ready(root: &Path) -> Result<String> {
+fn offline_ready(root: &Path, build_std: bool) -> Result<String> {
     let (place, hint) = if crate::vendor::configured(root) {
         (
             "the vendored crates (.cargo/config.toml)",
@@ -239,14 +243,16 @@ fn offline_ready(root: &Path) -> Result<String> {
              vendor` for a tree that carries its crates",
         )
     };
-    let src =
-        agent::rust_src().with_context(|| format!("the rust-src component is missing; {hint}"))?;
     let sh = cmd::shell()?;
     sh.change_dir(root);
-    let [workspace, std] = fetch::build_crates(&sh, &src, true);
-    cmd::output(workspace)
+    cmd::output(fetch::workspace_crates(&sh, true))
         .with_context(|| format!("the workspace's crates are not all in {place}; {hint}"))?;
-    cmd::output(std).with_context(|| {
+    if !build_std {
+        return Ok(format!("the crates of the workspace are in {place}"));
+    }
+    let src =
+        agent::rust_src().with_context(|| format!("the rust-src component is missing; {hint}"))?;
+    cmd::output(fetch::std_crates(&sh, &src, true)).with_context(|| {
         format!("the crates build-std needs for std are not all in {place}; {hint}")
     })?;
     Ok(format!(
