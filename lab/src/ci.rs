@@ -240,19 +240,28 @@ fn lint(r: &mut Runner) {
 fn builds(r: &mut Runner, root: &std::path::Path) -> Result<()> {
     // Builds the default profile into the shared stage cache, so that the
     // integration tests find it warm, and gives the s390x agent binary.
-    if r.xtask("dist (default profile)", &["dist", "--no-provision"]) {
-        let agent = agent_binary(root)?;
-        r.envs
-            .push(("ZFCPDUMP_AGENT_S390X".into(), agent.display().to_string()));
-    }
+    let gnu = r.xtask("dist (default profile)", &["dist", "--no-provision"]);
     // Kernel 6.12 LTS, compiled once, here, and shared with the tests,
     // boots, e2e and the crash lab below (the stage cache). These two
     // compiles are all CI needs: the lab boots the images that ship, and
-    // the built-in and signed profiles relink the same compiles.
-    r.xtask(
+    // the built-in and signed profiles relink the same compiles. Its agent
+    // is the musl one.
+    let musl = r.xtask(
         "dist (default-6.12 profile)",
         &["dist", "--no-provision", "--profile", "default-6.12"],
     );
+    // The agent's qemu-user tests run both agents.
+    if gnu && musl {
+        let agents = [
+            agent_binary(root, "default")?,
+            agent_binary(root, "default-6.12")?,
+        ];
+        let list = std::env::join_paths(agents)?;
+        r.envs.push((
+            "ZFCPDUMP_AGENT_S390X".into(),
+            list.to_string_lossy().into_owned(),
+        ));
+    }
     Ok(())
 }
 
@@ -363,27 +372,26 @@ fn lab_runs(r: &mut Runner, root: &std::path::Path) {
         "crash lab (kdump under QEMU: 6.1, 6.12, 6.12 into 6.1)",
         &["crashlab", "--no-provision"],
     );
-    // PID 1 must never die: a panic traps (SIGILL), and the handler
-    // still prints the verdict and powers off (QEMU exit 0, no panic).
-    for (profile, name) in [
+    // PID 1 must never die: the glibc agent's panic hook says where and
+    // powers off; the musl agent's panic traps (SIGILL, immediate-abort),
+    // and the signal handler still prints the verdict and powers off
+    // (QEMU exit 0, no kernel panic).
+    for (profile, name, expect) in [
         (
             "default",
-            "agent panic as PID 1 ends in power-off".to_string(),
+            "agent panic as PID 1 ends in power-off (glibc agent)",
+            "Dump failed: agent crashed (panic at ",
         ),
         (
             "default-6.12",
-            "agent panic as PID 1 ends in power-off (6.12)".to_string(),
+            "agent panic as PID 1 ends in power-off (6.12, musl agent)",
+            "Dump failed: agent crashed (signal SIGILL)",
         ),
     ] {
         r.boot(
-            &name,
+            name,
             profile,
-            &[
-                "--append",
-                "zfcpdump.test_panic=1",
-                "--expect",
-                "Dump failed: agent crashed (signal SIGILL)",
-            ],
+            &["--append", "zfcpdump.test_panic=1", "--expect", expect],
         );
     }
 }
@@ -465,11 +473,11 @@ fn summary(r: &Runner, t: Instant, reports: &std::path::Path) -> Result<()> {
     Ok(())
 }
 
-/// The agent binary of the default dist build, from its manifest's stage
-/// cache record.
-fn agent_binary(root: &std::path::Path) -> Result<PathBuf> {
+/// The agent binary of `profile`'s dist build, from its stage cache
+/// record.
+fn agent_binary(root: &std::path::Path, profile: &str) -> Result<PathBuf> {
     use zfcpdump_builder::stage::Stage as _;
-    let profile = zfcpdump_builder::profile::load(root, "default", &[])?;
+    let profile = zfcpdump_builder::profile::load(root, profile, &[])?;
     match zfcpdump_builder::agent::Agent::new(root, &profile, false).lookup()? {
         zfcpdump_builder::cache::Lookup::Hit(rec) => Ok(rec.binary),
         zfcpdump_builder::cache::Lookup::Miss { why } => {

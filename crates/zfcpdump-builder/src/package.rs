@@ -302,20 +302,51 @@ const MIT: &str = "Permission is hereby granted, free of charge, to any person o
  TORT OR OTHERWISE, ARISING FROM, OUT OF OR IN CONNECTION WITH THE
  SOFTWARE OR THE USE OR OTHER DEALINGS IN THE SOFTWARE.";
 
+/// What the agent links statically besides its own code, by its target
+/// (the manifest's profile): the licences the package must name.
+fn agent_libs(m: &Manifest) -> (&'static str, Option<&'static str>) {
+    let target = m.profile["agent"]["target"].as_str().unwrap_or_default();
+    if target == crate::agent::GNU_TARGET {
+        (
+            "the GNU C Library (LGPL-2.1-or-later; its source is Debian's glibc\n \
+             source package, `apt-get source glibc`). The agent's own source is\n \
+             public: it can be rebuilt and relinked against a modified C library\n \
+             with `cargo xtask agent`",
+            Some(
+                "License: LGPL-2.1-or-later\n \
+                 On Debian systems, the full text of the GNU Lesser General Public\n \
+                 License version 2.1 can be found in\n \
+                 /usr/share/common-licenses/LGPL-2.1.\n",
+            ),
+        )
+    } else {
+        ("musl libc (MIT)", None)
+    }
+}
+
 fn copyright(m: &Manifest, external: bool) -> String {
     let agent_file = if external {
         format!("{ZFCPDUMP_DIR}/zfcpdump-initrd")
     } else {
         "*".into()
     };
+    let (libc, libc_licence) = agent_libs(m);
+    let (licence, libc_holders) = if libc_licence.is_some() {
+        (
+            "MIT and LGPL-2.1-or-later",
+            "\n 1991-2025 Free Software Foundation, Inc. and the GNU C Library authors",
+        )
+    } else {
+        ("MIT", "")
+    };
     format!(
         "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n\
          Upstream-Name: zfcpdump-rs\n\n\
          Files: *\n\
-         Copyright: 2024-2026 zfcpdump-rs developers\n\
-         License: MIT\n\
+         Copyright: 2024-2026 zfcpdump-rs developers{libc_holders}\n\
+         License: {licence}\n\
          Comment: The dump agent ({agent_file}) and the build; the agent links\n \
-         Rust's standard library (MIT or Apache-2.0) and musl libc (MIT).\n\n\
+         Rust's standard library (MIT or Apache-2.0) and {libc}.\n\n\
          Files: {ZFCPDUMP_DIR}/zfcpdump-image\n\
          Copyright: 1991-2024 Linus Torvalds and the Linux kernel contributors\n\
          License: GPL-2.0-only\n\
@@ -330,14 +361,15 @@ fn copyright(m: &Manifest, external: bool) -> String {
          by the Free Software Foundation.\n \
          .\n \
          On Debian systems, the full text of the GNU General Public License\n \
-         version 2 can be found in /usr/share/common-licenses/GPL-2.\n",
+         version 2 can be found in /usr/share/common-licenses/GPL-2.\n{}",
         m.kernel.release,
         m.kernel.source,
         if external {
             ""
         } else {
-            "\n The image also holds the initramfs with the MIT-licensed agent."
-        }
+            "\n The image also holds the initramfs with the agent (see above)."
+        },
+        libc_licence.map(|l| format!("\n{l}")).unwrap_or_default()
     )
 }
 
