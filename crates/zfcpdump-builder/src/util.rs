@@ -72,9 +72,7 @@ pub fn sha256_file_cached(cache: &Path, path: &Path) -> Result<String> {
         meta.ino()
     );
     let memo = cache.join("sha256").join(sha256_bytes(id.as_bytes()));
-    if let Ok(s) = fs::read_to_string(&memo)
-        && s.len() == 64
-    {
+    if let Some(s) = fs::read_to_string(&memo).ok().filter(|s| s.len() == 64) {
         return Ok(s);
     }
     let sum = sha256_file(path)?;

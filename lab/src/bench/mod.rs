@@ -435,9 +435,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         fmt_bytes(avail)
     );
     check_space(&parent, need, avail)?;
-    if let Some(m) = mem_available()
-        && m < 2 * args.size + GIB
-    {
+    if let Some(m) = mem_available().filter(|&m| m < 2 * args.size + GIB) {
         eprintln!(
             "[bench] warning: {} of memory available: the vmcore may not stay in the page cache",
             fmt_bytes(m)

@@ -92,9 +92,7 @@ pub(super) fn run_logged(
         } else {
             Duration::from_secs(30)
         };
-        if let Some(p) = progress.filter(|_| !verbose)
-            && last_shown.elapsed() >= interval
-        {
+        if let Some(p) = progress.filter(|_| !verbose && last_shown.elapsed() >= interval) {
             last_shown = Instant::now();
             let msg = p.line(start.elapsed(), objects);
             if tty {
