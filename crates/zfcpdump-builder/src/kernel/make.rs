@@ -58,7 +58,7 @@ pub(super) fn run_logged(
     let mut logf =
         std::io::BufWriter::new(fs::OpenOptions::new().create(true).append(true).open(log)?);
     writeln!(logf, "$ {cmd:?}")?;
-    let (reader, writer) = std::io::pipe()?;
+    let (reader, writer) = util::pipe()?;
     cmd.stdin(Stdio::null())
         .stdout(writer.try_clone()?)
         .stderr(writer);
