@@ -56,9 +56,9 @@ fuzz_target!(|data: &[u8]| {
     let sets: Vec<String> = sets.lines().map(str::to_string).collect();
     let file = root().join("profiles/fuzz.toml");
     std::fs::write(&file, text).unwrap();
-    if let Err(e) = zfcpdump_profile::load(root(), "fuzz", &sets)
-        && let Err(why) = names_the_culprit(&format!("{e:#}"), root(), &file, &sets)
-    {
-        panic!("{why}");
+    if let Err(e) = zfcpdump_profile::load(root(), "fuzz", &sets) {
+        if let Err(why) = names_the_culprit(&format!("{e:#}"), root(), &file, &sets) {
+            panic!("{why}");
+        }
     }
 });

@@ -206,7 +206,7 @@ impl Boot<'_> {
             .with_context(|| format!("cannot create {}", self.log.display()))?;
         writeln!(log, "$ {cmd:?}")?;
         let t = Instant::now();
-        let (reader, writer) = std::io::pipe()?;
+        let (reader, writer) = zfcpdump_builder::util::pipe()?;
         let mut child = cmd
             .stdin(Stdio::null())
             .stdout(writer.try_clone()?)

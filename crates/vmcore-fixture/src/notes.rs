@@ -65,7 +65,7 @@ fn push_note(buf: &mut Vec<u8>, name: &str, ntype: u32, desc: &[u8]) {
 }
 
 fn pad4(buf: &mut Vec<u8>) {
-    while !buf.len().is_multiple_of(4) {
+    while buf.len() % 4 != 0 {
         buf.push(0);
     }
 }

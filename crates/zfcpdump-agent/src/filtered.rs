@@ -230,7 +230,7 @@ where
     T: DumpTarget + ?Sized,
 {
     assert!(
-        !buf.is_empty() && (buf.len() as u64).is_multiple_of(PAGE_SIZE),
+        !buf.is_empty() && buf.len() as u64 % PAGE_SIZE == 0,
         "the copy buffer must be whole pages"
     );
     let mut sink = DiskSink {

@@ -67,9 +67,7 @@ impl Log {
             // Printing must never fail the dump (or panic, as eprintln! would).
             let _ = std::io::stderr().write_all(s.as_bytes());
         }
-        if let Some(c) = &self.capture
-            && let Ok(mut c) = c.lock()
-        {
+        if let Some(mut c) = self.capture.as_ref().and_then(|c| c.lock().ok()) {
             c.push_str(&s);
         }
     }

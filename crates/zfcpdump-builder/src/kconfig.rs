@@ -50,9 +50,10 @@ pub fn parse_fragment(name: &str, text: &str) -> Result<Vec<Requirement>> {
 
 /// One .config line to (option, value); `n` for "is not set".
 fn parse_line(line: &str) -> Option<(&str, &str)> {
-    if let Some(rest) = line.strip_prefix("# ")
-        && let Some(opt) = rest.strip_suffix(" is not set")
-        && is_option_name(opt)
+    if let Some(opt) = line
+        .strip_prefix("# ")
+        .and_then(|rest| rest.strip_suffix(" is not set"))
+        .filter(|opt| is_option_name(opt))
     {
         return Some((opt, "n"));
     }

@@ -12,8 +12,9 @@
 //! is only informational, for the message a waiting build prints; it is
 //! never used to decide who holds the lock.
 
-use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -58,12 +59,12 @@ pub fn acquire(dir: &Path, what: &str, wait: Wait) -> Result<StageLock> {
         .truncate(false)
         .open(&path)
         .with_context(|| format!("opening {}", path.display()))?;
-    match file.try_lock() {
+    match flock(&file, libc::LOCK_EX | libc::LOCK_NB) {
         Ok(()) => {}
-        Err(TryLockError::Error(e)) => {
+        Err(e) if e.kind() != ErrorKind::WouldBlock => {
             return Err(e).with_context(|| format!("locking {}", path.display()));
         }
-        Err(TryLockError::WouldBlock) => {
+        Err(_would_block) => {
             let holder = holder(&mut file);
             if wait == Wait::NoWait {
                 bail!(
@@ -77,8 +78,7 @@ pub fn acquire(dir: &Path, what: &str, wait: Wait) -> Result<StageLock> {
                 path.display()
             );
             let start = Instant::now();
-            file.lock()
-                .with_context(|| format!("locking {}", path.display()))?;
+            flock(&file, libc::LOCK_EX).with_context(|| format!("locking {}", path.display()))?;
             eprintln!(
                 "[{what}] got the lock after {}",
                 util::fmt_duration(start.elapsed())
@@ -87,6 +87,19 @@ pub fn acquire(dir: &Path, what: &str, wait: Wait) -> Result<StageLock> {
     }
     write_holder(&mut file).with_context(|| format!("writing {}", path.display()))?;
     Ok(StageLock { file, path })
+}
+
+/// `flock(2)` with `op` on `file`: what `File::lock` (`LOCK_EX`) and
+/// `File::try_lock` (`LOCK_EX | LOCK_NB`, failing with `WouldBlock` when
+/// another open file holds the lock) do, which need Rust 1.89; the MSRV is
+/// 1.85.
+fn flock(file: &File, op: libc::c_int) -> std::io::Result<()> {
+    // SAFETY: flock takes any descriptor and `file` keeps this one open
+    // for the call.
+    if unsafe { libc::flock(file.as_raw_fd(), op) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
 }
 
 /// The holder as "pid N (command line)"; the file is empty while a holder

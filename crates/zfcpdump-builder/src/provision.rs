@@ -280,7 +280,11 @@ impl Need {
 const fn need(check: &'static str, package: &'static str, why: &'static str) -> Need {
     let check = match check.as_bytes() {
         [b'/', ..] => Check::File(check),
-        [b'd', b'p', b'k', b'g', b':', ..] => Check::Dpkg(check.split_at(5).1),
+        // Not `check.split_at(5).1`: const only since Rust 1.86 (MSRV 1.85).
+        [b'd', b'p', b'k', b'g', b':', rest @ ..] => match std::str::from_utf8(rest) {
+            Ok(pkg) => Check::Dpkg(pkg),
+            Err(_) => panic!("the rest of a str after an ASCII prefix is UTF-8"),
+        },
         _ => Check::Command(Cow::Borrowed(check)),
     };
     Need {

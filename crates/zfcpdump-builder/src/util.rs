@@ -2,6 +2,7 @@
 
 use std::fs;
 use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -24,6 +25,22 @@ fn workspace_root_of(dir: &Path) -> Option<PathBuf> {
                 .is_ok_and(|m| m.lines().any(|l| l.trim() == "[workspace]"))
         })
         .map(Path::to_path_buf)
+}
+
+/// A pipe as (read end, write end), both close-on-exec, for a child's
+/// merged stdout and stderr (`Stdio::from` the write end). What
+/// `std::io::pipe` does, which needs Rust 1.87; the MSRV is 1.85.
+pub fn pipe() -> std::io::Result<(fs::File, fs::File)> {
+    let mut fds: [libc::c_int; 2] = [-1; 2];
+    // SAFETY: `fds` is an array of two c_ints, where pipe2 writes the two
+    // descriptors.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 succeeded, so both descriptors are open, and nothing
+    // else owns them: each File closes its own.
+    let (reader, writer) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    Ok((reader.into(), writer.into()))
 }
 
 /// Where stages keep their outputs and cache records. Shared by `dist` and
@@ -72,9 +89,7 @@ pub fn sha256_file_cached(cache: &Path, path: &Path) -> Result<String> {
         meta.ino()
     );
     let memo = cache.join("sha256").join(sha256_bytes(id.as_bytes()));
-    if let Ok(s) = fs::read_to_string(&memo)
-        && s.len() == 64
-    {
+    if let Some(s) = fs::read_to_string(&memo).ok().filter(|s| s.len() == 64) {
         return Ok(s);
     }
     let sum = sha256_file(path)?;

@@ -149,9 +149,7 @@ impl AgentConfig {
                 return Err(err(ConfigErrorKind::DuplicateKey(key.to_string())));
             }
         }
-        if let Some(on) = elision
-            && !seen[2]
-        {
+        if let Some(on) = elision.filter(|_| !seen[2]) {
             cfg.dump_level = DumpLevel::new(on as u32).expect("0 or 1");
         }
         Ok(cfg)

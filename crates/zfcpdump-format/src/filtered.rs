@@ -283,7 +283,7 @@ impl FilteredPlan {
                 return Err(FilteredPlanError::OutOfFile { index });
             }
             if p.is_load() {
-                if !p.p_paddr.is_multiple_of(PAGE_SIZE) || !p.p_filesz.is_multiple_of(PAGE_SIZE) {
+                if p.p_paddr % PAGE_SIZE != 0 || p.p_filesz % PAGE_SIZE != 0 {
                     return Err(FilteredPlanError::Unaligned { index });
                 }
                 if p.p_offset < table_end {

@@ -552,8 +552,10 @@ fn resolve_extends(root: &Path, from: &Path, parent: &str) -> PathBuf {
 fn load_file(path: &Path) -> Result<(toml::Table, BTreeMap<String, usize>)> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read profile {}", path.display()))?;
-    if let Ok(t) = text.parse::<toml::Table>()
-        && let Some(key) = array_for_table(&t)
+    if let Some(key) = text
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|t| array_for_table(&t))
     {
         bail!(
             "{}: {key}: invalid type: array, expected a table ([{key}])",
@@ -579,30 +581,31 @@ fn absolutize(table: &mut toml::Table, base: &Path) {
         table.get_mut("kernel").and_then(|k| k.get_mut("fragments"))
     {
         for f in frags.iter_mut() {
-            if let toml::Value::String(s) = f
-                && s.contains('/')
-                && Path::new(s.as_str()).is_relative()
-            {
-                *s = base.join(&*s).display().to_string();
+            if let toml::Value::String(s) = f {
+                if s.contains('/') && Path::new(s.as_str()).is_relative() {
+                    *s = base.join(&*s).display().to_string();
+                }
             }
         }
     }
     if let Some(toml::Value::String(p)) =
         table.get_mut("initramfs").and_then(|i| i.get_mut("rootfs"))
-        && Path::new(p.as_str()).is_relative()
     {
-        *p = base.join(&*p).display().to_string();
+        if Path::new(p.as_str()).is_relative() {
+            *p = base.join(&*p).display().to_string();
+        }
     }
     // Signing files are relative to the profile too; env: and pkcs11: keys
     // are not paths.
     if let Some(sign) = table.get_mut("sign").and_then(|s| s.as_table_mut()) {
         for key in ["key", "certificate"] {
-            if let Some(toml::Value::String(p)) = sign.get_mut(key)
-                && !p.starts_with("env:")
-                && !p.starts_with("pkcs11:")
-                && Path::new(p.as_str()).is_relative()
-            {
-                *p = base.join(&*p).display().to_string();
+            if let Some(toml::Value::String(p)) = sign.get_mut(key) {
+                if !p.starts_with("env:")
+                    && !p.starts_with("pkcs11:")
+                    && Path::new(p.as_str()).is_relative()
+                {
+                    *p = base.join(&*p).display().to_string();
+                }
             }
         }
     }
@@ -612,10 +615,10 @@ fn absolutize(table: &mut toml::Table, base: &Path) {
         .and_then(|s| s.as_table_mut())
     {
         for key in ["tarball", "dir"] {
-            if let Some(toml::Value::String(p)) = src.get_mut(key)
-                && Path::new(p.as_str()).is_relative()
-            {
-                *p = base.join(&*p).display().to_string();
+            if let Some(toml::Value::String(p)) = src.get_mut(key) {
+                if Path::new(p.as_str()).is_relative() {
+                    *p = base.join(&*p).display().to_string();
+                }
             }
         }
     }
@@ -736,21 +739,23 @@ fn apply_set(
     // source replaces the inherited table: a `dir` must not keep the
     // parent's `tarball` or `sha256`. What other `--set`s put there stays.
     if matches!(key, "kernel.source.dir" | "kernel.source.tarball")
-        && let Some(src) = merged
+        && !matches!(origins.get("kernel.source"), Some(Origin::Set(_)))
+    {
+        if let Some(src) = merged
             .get_mut("kernel")
             .and_then(|k| k.get_mut("source"))
             .and_then(|s| s.as_table_mut())
-        && !matches!(origins.get("kernel.source"), Some(Origin::Set(_)))
-    {
-        src.retain(|k, _| {
-            matches!(
-                origins.get(&format!("kernel.source.{k}")),
-                Some(Origin::Set(_))
-            )
-        });
-        origins.forget_below_but_sets("kernel.source");
-        let (r, o) = here();
-        origins.set("kernel.source", r, o);
+        {
+            src.retain(|k, _| {
+                matches!(
+                    origins.get(&format!("kernel.source.{k}")),
+                    Some(Origin::Set(_))
+                )
+            });
+            origins.forget_below_but_sets("kernel.source");
+            let (r, o) = here();
+            origins.set("kernel.source", r, o);
+        }
     }
     // `--set` replaces, it does not accumulate.
     let mut cur = &mut *merged;
@@ -840,8 +845,10 @@ fn validate(p: &Profile) -> Result<()> {
         }
         _ => {}
     }
-    if let Some(h) = &s.sha256
-        && (h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()))
+    if let Some(h) = s
+        .sha256
+        .as_ref()
+        .filter(|h| h.len() != 64 || !h.chars().all(|c| c.is_ascii_hexdigit()))
     {
         bail!(
             "{}: kernel.source.sha256 must be 64 hex digits, got {h:?}",

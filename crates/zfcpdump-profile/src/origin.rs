@@ -135,14 +135,15 @@ fn walk(
         }
         // A table whose key has no span of its own (implicit, such as
         // `kernel` of a lone `[kernel.source]`): its first key's line.
-        if !out.contains_key(&path)
-            && let Some(first) = out
+        if !out.contains_key(&path) {
+            if let Some(first) = out
                 .range(format!("{path}.")..)
                 .take_while(|(p, _)| p.starts_with(&format!("{path}.")))
                 .map(|(_, l)| *l)
                 .min()
-        {
-            out.insert(path, first);
+            {
+                out.insert(path, first);
+            }
         }
     }
 }

@@ -267,7 +267,7 @@ fn parse_dump_area(stdout: &str) -> Option<(u64, u64)> {
 fn fmt_bytes(n: u64) -> String {
     for (unit, name) in [(GIB, "GiB"), (MIB, "MiB"), (KIB, "KiB")] {
         if n >= unit {
-            return if n.is_multiple_of(unit) {
+            return if n % unit == 0 {
                 format!("{} {name}", n / unit)
             } else {
                 format!("{:.1} {name}", n as f64 / unit as f64)
@@ -435,9 +435,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         fmt_bytes(avail)
     );
     check_space(&parent, need, avail)?;
-    if let Some(m) = mem_available()
-        && m < 2 * args.size + GIB
-    {
+    if let Some(m) = mem_available().filter(|&m| m < 2 * args.size + GIB) {
         eprintln!(
             "[bench] warning: {} of memory available: the vmcore may not stay in the page cache",
             fmt_bytes(m)

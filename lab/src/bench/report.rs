@@ -207,9 +207,10 @@ pub(super) fn render(r: &Report, commands: &[(String, String)]) -> String {
         push(&mut s, format!("- {n}"));
     }
     for f in &r.results {
-        if let Some(res) = f.resident_after
-            // More than 1% missing: the numbers include disk reads.
-            && res < f.vmcore_bytes - f.vmcore_bytes / 100
+        // More than 1% missing: the numbers include disk reads.
+        if let Some(res) = f
+            .resident_after
+            .filter(|&res| res < f.vmcore_bytes - f.vmcore_bytes / 100)
         {
             push(
                 &mut s,

@@ -52,11 +52,10 @@ pub(super) fn build_tools(root: &Path) -> Result<Tools> {
             let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else {
                 continue;
             };
-            if v["reason"] == "compiler-artifact"
-                && v["target"]["name"] == name
-                && let Some(exe) = v["executable"].as_str()
-            {
-                return Ok(PathBuf::from(exe));
+            if v["reason"] == "compiler-artifact" && v["target"]["name"] == name {
+                if let Some(exe) = v["executable"].as_str() {
+                    return Ok(PathBuf::from(exe));
+                }
             }
         }
         bail!("cargo did not report the {name} binary")

@@ -75,13 +75,13 @@ pub(super) fn left_by_dead_runs(parent: &Path, prefix: &str) -> Vec<PathBuf> {
 
 impl Drop for WorkDir {
     fn drop(&mut self) {
-        if let Err(e) = fs::remove_dir_all(&self.path)
-            && e.kind() != std::io::ErrorKind::NotFound
-        {
-            eprintln!(
-                "[bench] warning: cannot remove {}: {e}",
-                self.path.display()
-            );
+        if let Err(e) = fs::remove_dir_all(&self.path) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                eprintln!(
+                    "[bench] warning: cannot remove {}: {e}",
+                    self.path.display()
+                );
+            }
         }
     }
 }

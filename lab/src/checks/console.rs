@@ -81,15 +81,16 @@ pub(crate) fn console_order(console: &str, elided: bool, hsa_backed: bool) -> Ve
             .filter(|(_, v)| v.is_empty())
             .map(|(what, _)| format!("the console has no {what} line")),
     );
-    if !elided
-        && let Some(l) = lines
+    if !elided {
+        if let Some(l) = lines
             .iter()
             .find(|l| l.contains("filtered layout") || l.contains("filtered: "))
-    {
-        p.push(format!(
-            "filtering is off in this build, yet the console says {:?}",
-            l.trim()
-        ));
+        {
+            p.push(format!(
+                "filtering is off in this build, yet the console says {:?}",
+                l.trim()
+            ));
+        }
     }
     if groups.iter().any(|(_, v)| v.is_empty()) {
         return p;

@@ -85,10 +85,10 @@ pub(crate) fn first_difference(a: &Path, b: &Path, skip: &[Range<u64>]) -> Resul
         }
         fa.read_exact_at(&mut ba[..n], off)?;
         fb.read_exact_at(&mut bb[..n], off)?;
-        if ba[..n] != bb[..n]
-            && let Some(i) = (0..n).find(|&i| ba[i] != bb[i] && !skipped(off + i as u64))
-        {
-            return Ok(Some(off + i as u64));
+        if ba[..n] != bb[..n] {
+            if let Some(i) = (0..n).find(|&i| ba[i] != bb[i] && !skipped(off + i as u64)) {
+                return Ok(Some(off + i as u64));
+            }
         }
         off += n as u64;
     }

@@ -265,10 +265,7 @@ fn same_memory(a: &PhysMem, b: &PhysMem) -> Result<u64> {
             }
             for (i, page) in ba[..n].chunks_exact(PAGE_SIZE as usize).enumerate() {
                 let pa = at + i as u64 * PAGE_SIZE;
-                if pa >= LOWCORE_SIZE
-                    && pa.is_multiple_of(PAGE_SIZE)
-                    && page.iter().all(|&x| x == 0)
-                {
+                if pa >= LOWCORE_SIZE && pa % PAGE_SIZE == 0 && page.iter().all(|&x| x == 0) {
                     zero_pages += 1;
                 }
             }

@@ -136,16 +136,15 @@ fn run_watched(boot: &Boot, job: &Job, sock: &Path, v: &mut Verdict) -> Result<O
     let mut waiting: Option<Duration> = None;
     let mut plugged = false;
     let out = boot.run_watched(&extra, |now, line| {
-        if let (Some((start, _)), Some(l)) = (job.kill, line)
-            && anchor.is_none()
-            && l.starts_with(start)
-        {
-            anchor = Some(now);
+        if let (Some((start, _)), Some(l)) = (job.kill, line) {
+            if anchor.is_none() && l.starts_with(start) {
+                anchor = Some(now);
+            }
         }
-        if let (Some((_, delay)), Some(a)) = (job.kill, anchor)
-            && now >= a + delay
-        {
-            return Watch::Kill;
+        if let (Some((_, delay)), Some(a)) = (job.kill, anchor) {
+            if now >= a + delay {
+                return Watch::Kill;
+            }
         }
         if job.hotplug && !plugged {
             if line.is_some_and(|l| l.starts_with("test override zfcpdump.disk=")) {
@@ -301,14 +300,13 @@ fn check_disk(
         ("empty" | "incomplete", Holds::NoElf) => {}
         (s, _) => v.fail(format!("unexpected status {s:?}")),
     }
-    if let (Some((_, before)), Holds::Exact(name)) = (older, &holds)
-        && *name == "older"
-        && st.identity != before.identity
-    {
-        v.fail(format!(
-            "the older dump reads as {:?}, was {:?}",
-            st.identity, before.identity
-        ));
+    if let (Some((_, before)), Holds::Exact(name)) = (older, &holds) {
+        if *name == "older" && st.identity != before.identity {
+            v.fail(format!(
+                "the older dump reads as {:?}, was {:?}",
+                st.identity, before.identity
+            ));
+        }
     }
     match &job.expect {
         Expect::Fail {
@@ -321,8 +319,10 @@ fn check_disk(
                     states.join(" or ")
                 ));
             }
-            if *unchanged && let Some(at) = first_difference(&d.before, img, &[])? {
-                v.fail(format!("the disk changed at byte {at:#x}"));
+            if *unchanged {
+                if let Some(at) = first_difference(&d.before, img, &[])? {
+                    v.fail(format!("the disk changed at byte {at:#x}"));
+                }
             }
         }
         Expect::Success | Expect::Slow => {
@@ -337,12 +337,12 @@ fn check_disk(
         // holds it to what it looks like.
         Expect::PowerCut => {}
     }
-    if let Some(at) = job.not_zero_at
-        && verdict::zero_block(img, at)?
-    {
-        v.fail(format!(
-            "the block at disk byte {at:#x}, where the read failed, holds zeros"
-        ));
+    if let Some(at) = job.not_zero_at {
+        if verdict::zero_block(img, at)? {
+            v.fail(format!(
+                "the block at disk byte {at:#x}, where the read failed, holds zeros"
+            ));
+        }
     }
     // zgetdump must refuse whatever has no ELF header, and read a whole
     // dump of a source it can read.

@@ -223,8 +223,9 @@ fn downloaded(dir: &Path) -> Result<Vec<String>> {
     let mut v = Vec::new();
     for e in fs::read_dir(dir)? {
         let name = e?.file_name().to_string_lossy().into_owned();
-        if let Some(stem) = name.strip_suffix(".deb")
-            && let Some((pkg, _)) = stem.split_once('_')
+        if let Some((pkg, _)) = name
+            .strip_suffix(".deb")
+            .and_then(|stem| stem.split_once('_'))
         {
             v.push(pkg.to_string());
         }

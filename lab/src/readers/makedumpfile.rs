@@ -224,7 +224,7 @@ impl DumpableBitmap {
             "kdump header: implausible block_size {block} or sub_hdr_size {sub_blocks}"
         );
         ensure!(
-            bitmap_blocks > 0 && bitmap_blocks.is_multiple_of(2) && bitmap_blocks <= 1 << 24,
+            bitmap_blocks > 0 && bitmap_blocks % 2 == 0 && bitmap_blocks <= 1 << 24,
             "kdump header: bitmap_blocks {bitmap_blocks} is not two equal bitmaps"
         );
         let (bitmap1, half) = ((1 + sub_blocks) * block, bitmap_blocks * block / 2);

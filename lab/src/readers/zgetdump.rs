@@ -69,18 +69,17 @@ impl ZgetdumpInfo {
             if in_map {
                 // "0000000000000000 - 00000000003fffff (4 MB)"
                 let mut it = t.split_whitespace();
-                if let (Some(a), Some("-"), Some(b)) = (it.next(), it.next(), it.next())
-                    && let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16))
-                {
-                    memory_map.push(a..b + 1);
-                    continue;
+                if let (Some(a), Some("-"), Some(b)) = (it.next(), it.next(), it.next()) {
+                    if let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16))
+                    {
+                        memory_map.push(a..b + 1);
+                        continue;
+                    }
                 }
                 in_map = false;
             }
             // "CPU count (online).: 3": dots pad the key to a column.
-            if let Some((k, v)) = t.split_once(':')
-                && k.ends_with('.')
-            {
+            if let Some((k, v)) = t.split_once(':').filter(|(k, _)| k.ends_with('.')) {
                 fields.push((k.trim_end_matches('.').to_string(), v.trim().to_string()));
             }
         }

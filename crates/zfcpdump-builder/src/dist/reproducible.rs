@@ -170,13 +170,13 @@ fn compare(
         ));
     }
     // A signed image: the unsigned one must match on its own too.
-    if let (Some(x), Some(y)) = (&a.sign, &b.sign)
-        && x.unsigned_sha256 != y.unsigned_sha256
-    {
-        diffs.push(format!(
-            "  {name} unsigned {IMAGE}: sha256 {} vs {}",
-            x.unsigned_sha256, y.unsigned_sha256
-        ));
+    if let (Some(x), Some(y)) = (&a.sign, &b.sign) {
+        if x.unsigned_sha256 != y.unsigned_sha256 {
+            diffs.push(format!(
+                "  {name} unsigned {IMAGE}: sha256 {} vs {}",
+                x.unsigned_sha256, y.unsigned_sha256
+            ));
+        }
     }
     for (x, y) in a
         .artifacts

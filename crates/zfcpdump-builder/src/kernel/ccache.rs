@@ -61,8 +61,9 @@ impl Setting {
         if !profile.kernel.compile_cache {
             return off("kernel.compile_cache = false");
         }
-        if let Ok(v) = std::env::var(OFF_VAR)
-            && switch(&v) == Some(false)
+        if let Some(v) = std::env::var(OFF_VAR)
+            .ok()
+            .filter(|v| switch(v) == Some(false))
         {
             return Setting::Off {
                 why: format!("{OFF_VAR}={v}"),
@@ -91,27 +92,26 @@ impl Setting {
     /// [`OFF_VAR`] that means neither on nor off, or a remote that is no
     /// URL, would otherwise be taken silently as "on".
     pub fn check_env(profile: &Profile) -> Result<String> {
-        if let Ok(v) = std::env::var(OFF_VAR)
-            && switch(&v).is_none()
-        {
+        if let Some(v) = std::env::var(OFF_VAR).ok().filter(|v| switch(v).is_none()) {
             anyhow::bail!("{OFF_VAR}={v}: expected on or off (1/0, true/false, yes/no)");
         }
         // ccache's remote storage URLs: `scheme:rest` (`file:/dir`,
         // `redis://host`, `http://host/path`).
-        if let Ok(r) = std::env::var(REMOTE_VAR)
-            && !r.is_empty()
-            && !r.split_once(':').is_some_and(|(scheme, rest)| {
-                !scheme.is_empty()
-                    && scheme
-                        .bytes()
-                        .all(|b| b.is_ascii_alphanumeric() || b == b'+')
-                    && !rest.is_empty()
-            })
-        {
-            anyhow::bail!(
-                "{REMOTE_VAR}={r}: expected a ccache remote storage URL such as \
-                 redis://host:6379, http://host/cache or file:/shared/dir"
-            );
+        if let Ok(r) = std::env::var(REMOTE_VAR) {
+            if !r.is_empty()
+                && !r.split_once(':').is_some_and(|(scheme, rest)| {
+                    !scheme.is_empty()
+                        && scheme
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || b == b'+')
+                        && !rest.is_empty()
+                })
+            {
+                anyhow::bail!(
+                    "{REMOTE_VAR}={r}: expected a ccache remote storage URL such as \
+                     redis://host:6379, http://host/cache or file:/shared/dir"
+                );
+            }
         }
         Ok(Setting::of(profile).describe())
     }

@@ -58,7 +58,7 @@ pub(super) fn run_logged(
     let mut logf =
         std::io::BufWriter::new(fs::OpenOptions::new().create(true).append(true).open(log)?);
     writeln!(logf, "$ {cmd:?}")?;
-    let (reader, writer) = std::io::pipe()?;
+    let (reader, writer) = util::pipe()?;
     cmd.stdin(Stdio::null())
         .stdout(writer.try_clone()?)
         .stderr(writer);
@@ -92,9 +92,7 @@ pub(super) fn run_logged(
         } else {
             Duration::from_secs(30)
         };
-        if let Some(p) = progress.filter(|_| !verbose)
-            && last_shown.elapsed() >= interval
-        {
+        if let Some(p) = progress.filter(|_| !verbose && last_shown.elapsed() >= interval) {
             last_shown = Instant::now();
             let msg = p.line(start.elapsed(), objects);
             if tty {

@@ -261,8 +261,10 @@ impl<'a> Kernel<'a> {
             source::TarballKind::check(tarball)
                 .with_context(|| format!("{at}: kernel.source.tarball"))?;
             let sum = util::sha256_file_cached(&util::cache_dir(self.root), tarball)?;
-            if let Some(pin) = &s.sha256
-                && !pin.eq_ignore_ascii_case(&sum)
+            if let Some(pin) = s
+                .sha256
+                .as_ref()
+                .filter(|pin| !pin.eq_ignore_ascii_case(&sum))
             {
                 bail!(
                     "{}: kernel.source.sha256 pins {pin}, but {} has sha256 {sum}: another \
@@ -305,15 +307,14 @@ impl<'a> Kernel<'a> {
     /// will install (`install`) passes unread; any other is identified as
     /// the stage will identify it.
     pub fn check_source(&self, install: bool) -> Result<String> {
-        if let Some(t) = &self.profile.kernel.source.tarball
-            && !t.exists()
-            && install
-            && let Some(p) = crate::provision::kernel_source_package(t)
-        {
-            return Ok(format!(
-                "{} will be installed (Debian package {p})",
-                t.display()
-            ));
+        let tarball = self.profile.kernel.source.tarball.as_ref();
+        if let Some(t) = tarball.filter(|t| !t.exists() && install) {
+            if let Some(p) = crate::provision::kernel_source_package(t) {
+                return Ok(format!(
+                    "{} will be installed (Debian package {p})",
+                    t.display()
+                ));
+            }
         }
         let id = self.source_id()?;
         let pinned = if id.pinned { " (pinned)" } else { "" };

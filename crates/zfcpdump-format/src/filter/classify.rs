@@ -42,7 +42,7 @@ pub fn classify(page: &PageLayout, level: DumpLevel, pfn: u64, sp: &[u8]) -> Ver
     }
     if level.has(FREE) && page.buddy.matches(page_type) {
         let order = be_u64(sp, page.private);
-        if order < page.max_order as u64 && pfn.is_multiple_of(1 << order) {
+        if order < page.max_order as u64 && pfn % (1 << order) == 0 {
             return Verdict::Block(FREE, 1 << order);
         }
         return Verdict::Keep;

@@ -303,9 +303,7 @@ impl KernelMap {
         };
         // VMCOREINFO of V!=R kernels says the same; a disagreement means one
         // of them is not what the crashed kernel used.
-        if let Some(base) = info.identity_base
-            && base != map.identity_base
-        {
+        if let Some(base) = info.identity_base.filter(|&base| base != map.identity_base) {
             return Err(FilterError::Inconsistent(format!(
                 "IDENTITYBASE={base:#x} but os_info says {:#x}",
                 map.identity_base
@@ -322,10 +320,7 @@ impl KernelMap {
         ] {
             // os_info of V=R kernels has no such entry (0); VMCOREINFO then
             // says 0 too, or nothing.
-            if let Some(v) = given
-                && v != os_val(i)
-                && (map.image.is_some() || v != 0)
-            {
+            if let Some(v) = given.filter(|&v| v != os_val(i) && (map.image.is_some() || v != 0)) {
                 return Err(FilterError::Inconsistent(format!(
                     "{key}={v:#x} but os_info says {:#x}",
                     os_val(i)
@@ -339,12 +334,12 @@ impl KernelMap {
     /// `None` for anything else (vmemmap, vmalloc): those need the page
     /// tables.
     pub fn direct(&self, vaddr: u64) -> Option<u64> {
-        if let Some((start, end, phys)) = self.image
-            && (start..end).contains(&vaddr)
-        {
-            // os_info is the crashed kernel's word: a physical start near
-            // the top of the address space is refused, not added past it.
-            return (vaddr - start).checked_add(phys);
+        if let Some((start, end, phys)) = self.image {
+            if (start..end).contains(&vaddr) {
+                // os_info is the crashed kernel's word: a physical start near
+                // the top of the address space is refused, not added past it.
+                return (vaddr - start).checked_add(phys);
+            }
         }
         if vaddr < self.identity_base || self.vmemmap.is_some_and(|v| vaddr >= v) {
             return None;

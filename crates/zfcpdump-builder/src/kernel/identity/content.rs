@@ -89,18 +89,20 @@ impl Kind {
 /// A link is recorded by its target's name: one that leaves the tree `real`
 /// would hide an edit of what it points to, so it is refused.
 pub(super) fn stays_inside(real: &Path, path: &Path, meta: &fs::Metadata) -> Result<()> {
-    if meta.file_type().is_symlink()
-        && let Ok(to) = fs::canonicalize(path)
-        && !to.starts_with(real)
-    {
-        bail!(
-            "kernel source tree {}: {} links to {}, outside the tree: an edit there would not \
-             change the tree's identity; copy the tree without such links (cp -rL), or make it \
-             a git work tree",
-            real.display(),
-            path.display(),
-            to.display()
-        );
+    if meta.file_type().is_symlink() {
+        if let Some(to) = fs::canonicalize(path)
+            .ok()
+            .filter(|to| !to.starts_with(real))
+        {
+            bail!(
+                "kernel source tree {}: {} links to {}, outside the tree: an edit there would \
+                 not change the tree's identity; copy the tree without such links (cp -rL), or \
+                 make it a git work tree",
+                real.display(),
+                path.display(),
+                to.display()
+            );
+        }
     }
     Ok(())
 }
