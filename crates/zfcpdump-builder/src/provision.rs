@@ -87,8 +87,14 @@ pub const BUILD: &[Need] = &[
     need("cpio", "cpio", "reads initramfs archives back in tests"),
     need("xz", "xz-utils", "initramfs compression checks"),
     need("zstd", "zstd", "initramfs compression checks"),
-    need("openssl", "openssl", "signs images of profiles with [sign]"),
 ];
+
+/// What a profile with `[sign]` needs on top of [`BUILD`].
+pub const SIGN: &[Need] = &[need(
+    "openssl",
+    "openssl",
+    "signs images of profiles with [sign]",
+)];
 
 /// The cross compiler prefix Debian's packages provide.
 pub const DEBIAN_CROSS: &str = "s390x-linux-gnu-";
@@ -100,6 +106,9 @@ pub fn build_needs(profile: &Profile) -> Vec<Need> {
     let mut v = BUILD.to_vec();
     v.extend(compiler_needs(&profile.kernel));
     v.extend(agent_needs(&crate::agent::linker(profile)));
+    if profile.sign.is_some() {
+        v.extend(SIGN.iter().cloned());
+    }
     let tarball = profile.kernel.source.tarball.as_deref();
     v.extend(tarball.and_then(kernel_source).cloned());
     v
@@ -393,6 +402,7 @@ pub fn ensure_all(allowed: bool) -> Result<()> {
     cross.extend(agent_needs(crate::agent::MUSL_LINKER));
     let needs: Vec<&Need> = BUILD
         .iter()
+        .chain(SIGN)
         .chain(&cross)
         .chain(BUILD_OPTIONAL)
         .chain(TEST)
