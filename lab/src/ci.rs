@@ -425,17 +425,36 @@ fn release(r: &mut Runner, root: &std::path::Path) {
 
 /// A build farm's build: the committed tree vendored, built by `dist
 /// --offline` in a network namespace with no interface, with no rustup and
-/// a cross toolchain of another prefix (ci/packager.sh says how).
+/// a cross toolchain of another prefix (ci/packager.sh says how). Then the
+/// same vendored tree built by Debian 13's own toolchain in a chroot
+/// (ci/trixie.sh), and e2e with that build.
 fn packager(r: &mut Runner, root: &std::path::Path) {
-    let work = util::cache_dir(root).join("packager");
-    let work = work.display().to_string();
-    if r.run(
+    let cache = util::cache_dir(root);
+    let work = cache.join("packager");
+    let work_arg = work.display().to_string();
+    if !r.run(
         "packager build (vendored, no network, no rustup, another cross prefix)",
         "bash",
-        &["ci/packager.sh", &work],
+        &["ci/packager.sh", &work_arg],
     ) {
-        // 2 GB of unpacked kernel, objects and crates: only a failure's
-        // are worth keeping.
+        return;
+    }
+    let out = cache.join("trixie");
+    let out_arg = out.display().to_string();
+    let src_arg = work.join("src").display().to_string();
+    if r.run(
+        "Debian 13 chroot build (rustc 1.85, gcc 14, offline, vendored)",
+        "bash",
+        &["ci/trixie.sh", &src_arg, &out_arg],
+    ) {
+        r.xtask(
+            "end to end under QEMU (the Debian 13 chroot's build)",
+            &["e2e", "--no-provision", "--from", &out_arg],
+        );
+    }
+    // Gigabytes of unpacked kernel, objects and crates: only a failure's
+    // are worth keeping.
+    if r.steps.iter().all(|s| s.ok) {
         let _ = std::fs::remove_dir_all(&work);
     }
 }

@@ -73,6 +73,12 @@ pub struct E2eArgs {
     /// boot use the files that `dpkg-deb -x` unpacked
     #[arg(long)]
     pub deb: bool,
+    /// Test the dump tool in DIR, built elsewhere of the same profile (another
+    /// toolchain's build, such as ci/trixie.sh's): zfcpdump.image,
+    /// zfcpdump.rd, manifest.json and the kernel's vmlinux. The elided run
+    /// still uses this checkout's build
+    #[arg(long, value_name = "DIR", conflicts_with = "deb")]
+    pub from: Option<PathBuf>,
     #[command(flatten)]
     pub lab: LabArgs,
 }
@@ -121,7 +127,12 @@ pub fn run(args: &E2eArgs) -> Result<()> {
     fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
     let mut timings: Vec<(String, Duration)> = Vec::new();
 
-    let ctx = setup::setup(&args.profile, args.deb, &args.lab, &work, &mut timings)?;
+    let tool = match (&args.from, args.deb) {
+        (Some(dir), _) => setup::Tool::From(std::path::absolute(dir)?),
+        (None, true) => setup::Tool::Deb,
+        (None, false) => setup::Tool::Dist,
+    };
+    let ctx = setup::setup(&args.profile, &tool, &args.lab, &work, &mut timings)?;
     let res = run_all(&ctx, args, &mut timings);
     let total = t0.elapsed();
     let (table, ok) = match &res {

@@ -226,6 +226,11 @@ pub const TEST: &[Need] = &[
     ),
     need("lintian", "lintian", "checks the Debian package"),
     need(
+        "debootstrap",
+        "debootstrap",
+        "the Debian 13 chroot of ci/trixie.sh",
+    ),
+    need(
         "softhsm2-util",
         "softhsm2",
         "a PKCS#11 token for the signing test",

@@ -221,7 +221,13 @@ pub fn run(args: &FaultsArgs) -> Result<()> {
     let _ = fs::remove_dir_all(&work);
     fs::create_dir_all(&work).with_context(|| format!("cannot create {}", work.display()))?;
     let mut timings = Vec::new();
-    let ctx = setup::setup(&args.profile, false, &args.lab, &work, &mut timings)?;
+    let ctx = setup::setup(
+        &args.profile,
+        &setup::Tool::Dist,
+        &args.lab,
+        &work,
+        &mut timings,
+    )?;
     let images = fault_build(&root, &work, &name, &ctx, &args.lab)?;
 
     step("2. disks: real zipl --dumpto on a 512-byte and a 4K disk, and copies with an older dump");

@@ -21,11 +21,23 @@ use zfcpdump_builder::{provision, util};
 /// What turns the agent's zero-page elision on for the elided run.
 const ELISION_SET: &str = "agent.dump_level=1";
 
+/// Where the dump tool under test comes from.
+#[derive(Debug, Clone)]
+pub(crate) enum Tool {
+    /// This checkout's build of the profile (`dist/<profile>/`).
+    Dist,
+    /// The profile's Debian package, as `dpkg-deb -x` unpacks it.
+    Deb,
+    /// A build made elsewhere (another toolchain's, ci/trixie.sh): a
+    /// directory with dist's files and the kernel's `vmlinux`.
+    From(PathBuf),
+}
+
 /// Step 1, shared with the fault lab: provisions, builds the profile (and
 /// its variant with zero-page elision), the host tools and the readers.
 pub(crate) fn setup(
     profile_name: &str,
-    deb: bool,
+    tool: &Tool,
     lab: &LabArgs,
     work: &Path,
     timings: &mut Vec<(String, Duration)>,
@@ -75,18 +87,49 @@ pub(crate) fn setup(
         lab.offline,
     )?;
     timings.push(("build with zero-page elision".into(), t.elapsed()));
-    let (image, initrd) = match deb {
-        true => {
+    let (image, initrd, manifest) = match tool {
+        Tool::Deb => {
             let t = Instant::now();
             let files = unpacked_deb(&profile_args, work, lab)?;
             timings.push(("Debian package, dpkg-deb -x".into(), t.elapsed()));
             (
                 files.join("zfcpdump-image"),
                 external.then(|| files.join("zfcpdump-initrd")),
+                dist_dir.join(dist::MANIFEST),
             )
         }
-        false => (dist_dir.join(IMAGE), external.then(|| dist_dir.join(RD))),
+        Tool::Dist => (
+            dist_dir.join(IMAGE),
+            external.then(|| dist_dir.join(RD)),
+            dist_dir.join(dist::MANIFEST),
+        ),
+        Tool::From(dir) => (
+            dir.join(IMAGE),
+            external.then(|| dir.join(RD)),
+            dir.join(dist::MANIFEST),
+        ),
     };
+    let manifest: serde_json::Value = serde_json::from_slice(
+        &fs::read(&manifest).with_context(|| format!("cannot read {}", manifest.display()))?,
+    )?;
+    let (vmlinux, release) = match tool {
+        Tool::From(dir) => {
+            step(format!(
+                "1d. the dump tool under test is the one in {} (built elsewhere)",
+                dir.display()
+            ));
+            let release = manifest["kernel"]["release"]
+                .as_str()
+                .context("the manifest has no kernel.release")?
+                .to_string();
+            (dir.join("vmlinux"), release)
+        }
+        _ => (vmlinux, kernel_rec.release.clone()),
+    };
+    ensure!(vmlinux.is_file(), "{} is missing", vmlinux.display());
+    if let Some(rd) = &initrd {
+        step(format!("   {}", agent_in(rd, &manifest)?));
+    }
     let ctx = Ctx {
         cache,
         work: work.to_path_buf(),
@@ -99,11 +142,61 @@ pub(crate) fn setup(
         fixture_tool,
         readers,
         vmlinux,
-        release: kernel_rec.release.clone(),
+        release,
         keep: lab.keep,
     };
 
     Ok(ctx)
+}
+
+/// Which agent the initramfs `rd` holds, checked against the manifest's
+/// `agent.target`: glibc's static binaries carry the GNU ABI note
+/// (`.note.ABI-tag`), musl's do not. Read with GNU cpio and the
+/// compressor's own tool, independently of the builder's archive writer.
+fn agent_in(rd: &Path, manifest: &serde_json::Value) -> Result<String> {
+    use object::{Object, ObjectSection};
+    let target = manifest["profile"]["agent"]["target"]
+        .as_str()
+        .context("the manifest has no profile.agent.target")?;
+    let cat = match manifest["profile"]["initramfs"]["compression"].as_str() {
+        Some("xz") => "xzcat",
+        Some("zstd") => "zstdcat",
+        Some("none") => "cat",
+        _ => "zcat",
+    };
+    let o = Command::new("sh")
+        .args([
+            "-c",
+            &format!("{cat} \"$1\" | cpio -i --quiet --to-stdout init"),
+        ])
+        .args(["sh", &rd.display().to_string()])
+        .output()?;
+    ensure!(
+        o.status.success() && !o.stdout.is_empty(),
+        "cannot read /init out of {}: {}",
+        rd.display(),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let elf = object::File::parse(&*o.stdout).context("/init is not an ELF file")?;
+    let glibc = elf
+        .section_by_name(".note.ABI-tag")
+        .is_some_and(|s| s.size() > 0);
+    let want_glibc = target == zfcpdump_builder::agent::GNU_TARGET;
+    ensure!(
+        glibc == want_glibc,
+        "/init of {} is a {} binary, but the manifest says agent.target = {target}",
+        rd.display(),
+        if glibc { "glibc" } else { "musl" }
+    );
+    Ok(format!(
+        "agent: /init is {} bytes, {} (agent.target = {target})",
+        o.stdout.len(),
+        if glibc {
+            "static glibc (GNU ABI note)"
+        } else {
+            "static musl (no GNU ABI note)"
+        }
+    ))
 }
 
 /// The profile's Debian package, unpacked with `dpkg-deb -x` into the work
