@@ -197,19 +197,20 @@ pub fn run(args: &TestArgs) -> Result<()> {
     tests(&mut r, &root);
     if !args.quick {
         // Two lanes of about one core each: the QEMU steps (one guest
-        // thread each), and beside them fuzzing (one libFuzzer process at
-        // a time) and the release, whose clean rebuild compiles the kernel
-        // cold (the compile cache is off for it) with one make job.
+        // thread each), then fuzzing (one libFuzzer process at a time); and
+        // beside them the release, whose clean rebuild compiles the kernel
+        // cold (the compile cache is off for it) with one make job, and the
+        // packagers' builds.
         let mut lane = r.lane("[release lane] ");
         lane.envs.push(("CARGO_BUILD_JOBS".into(), "1".into()));
         std::thread::scope(|s| {
             let bg = s.spawn(|| {
-                fuzz(&mut lane);
                 release(&mut lane, &root);
                 packager(&mut lane, &root);
             });
             boots(&mut r);
             lab_runs(&mut r, &root);
+            fuzz(&mut r);
             bg.join().expect("the release lane does not panic");
         });
         for mut step in lane.steps {

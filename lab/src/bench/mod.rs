@@ -103,6 +103,11 @@ pub struct BenchArgs {
     /// sizes up to 2G, else off
     #[arg(long, value_name = "MB/s")]
     pub device_mbps: Option<u64>,
+    /// Time this s390x agent (a dist build's) under qemu-s390x-static
+    /// instead of the host build: emulated numbers, to compare two s390x
+    /// builds (the glibc and the musl agent) with each other
+    #[arg(long, value_name = "BIN")]
+    pub s390x_agent: Option<PathBuf>,
     /// Also write the numbers as JSON to OUT
     #[arg(long, value_name = "OUT")]
     pub json: Option<PathBuf>,
@@ -442,7 +447,10 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         );
     }
 
-    let tools = build_tools(&root)?;
+    let mut tools = build_tools(&root)?;
+    if let Some(bin) = &args.s390x_agent {
+        tools = tools.with_s390x_agent(bin)?;
+    }
     let mut b = Bench::new(tools, &parent)?;
     let probe = (args.size / 16).clamp(MIB, PROBE_MAX);
     let rss_probe = b.rss_probe(probe)?;

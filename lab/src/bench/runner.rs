@@ -22,8 +22,29 @@ use super::{
 /// The release binaries the bench runs.
 pub(super) struct Tools {
     agent: PathBuf,
+    /// Runs `agent` when it is not a host binary: qemu-s390x-static.
+    agent_runner: Option<&'static str>,
     fixture: PathBuf,
     disk: PathBuf,
+}
+
+impl Tools {
+    /// Times `bin`, an s390x agent (a dist build's), under qemu-user
+    /// instead of the host build. Its numbers are emulated: they compare
+    /// with another s390x build's, not with dd's.
+    pub(super) fn with_s390x_agent(mut self, bin: &Path) -> Result<Tools> {
+        let data = std::fs::read(bin).with_context(|| format!("cannot read {}", bin.display()))?;
+        let elf = object::File::parse(&*data)
+            .with_context(|| format!("{} is not an ELF file", bin.display()))?;
+        ensure!(
+            object::Object::architecture(&elf) == object::Architecture::S390x,
+            "{} is not an s390x binary",
+            bin.display()
+        );
+        self.agent = std::path::absolute(bin)?;
+        self.agent_runner = Some("qemu-s390x-static");
+        Ok(self)
+    }
 }
 
 /// Builds the host agent and tools in release mode; their paths come from
@@ -62,6 +83,7 @@ pub(super) fn build_tools(root: &Path) -> Result<Tools> {
     };
     Ok(Tools {
         agent: found("zfcpdump-agent")?,
+        agent_runner: None,
         fixture: found("vmcore-fixture")?,
         disk: found("zfcpdump-disk")?,
     })
@@ -199,7 +221,14 @@ impl Bench {
     }
 
     fn agent_cmd(&self, src: &Source, elide: bool) -> Command {
-        let mut c = Command::new(&self.tools.agent);
+        let mut c = match self.tools.agent_runner {
+            Some(runner) => {
+                let mut c = Command::new(runner);
+                c.arg(&self.tools.agent);
+                c
+            }
+            None => Command::new(&self.tools.agent),
+        };
         c.arg("--root")
             .arg(&self.root)
             .arg("--source")
@@ -211,6 +240,15 @@ impl Bench {
             c.arg("--config").arg(&self.elide_conf);
         }
         c
+    }
+
+    /// How the notes name the agent: the host build, or the s390x binary
+    /// under its runner.
+    fn agent_program(&self) -> String {
+        match self.tools.agent_runner {
+            Some(runner) => format!("{runner} {}", self.tools.agent.display()),
+            None => "zfcpdump-agent".into(),
+        }
     }
 
     fn dd_cmd(&self, src: &Source, bs: &str) -> Command {
@@ -227,12 +265,14 @@ impl Bench {
     pub(super) fn describe(&self, c: Contender) -> String {
         match c {
             Contender::Agent => format!(
-                "zfcpdump-agent --root ROOT --source VMCORE --disk disk.img --hsa-size {HSA_SIZE} \
-                 --sector-size 512"
+                "{} --root ROOT --source VMCORE --disk disk.img --hsa-size {HSA_SIZE} \
+                 --sector-size 512",
+                self.agent_program()
             ),
             Contender::AgentElided => format!(
-                "zfcpdump-agent --root ROOT --source VMCORE --disk disk.img --hsa-size {HSA_SIZE} \
+                "{} --root ROOT --source VMCORE --disk disk.img --hsa-size {HSA_SIZE} \
                  --sector-size 512 --config elide.conf  (elide.conf: {})",
+                self.agent_program(),
                 ELIDE_CONF.trim()
             ),
             Contender::Dd64K | Contender::Dd1M => format!(
