@@ -653,6 +653,7 @@ mod tests {
             zero_fractions: zf,
             dir: None,
             json: None,
+            s390x_agent: None,
             allow_small: false,
             latest: None,
             device_mbps: None,
