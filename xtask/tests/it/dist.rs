@@ -247,3 +247,59 @@ fn dist_runs_with_rustup_out_of_the_picture() {
     assert!(o.status.success(), "{}", text(&o));
     assert!(out.join("zfcpdump.image").is_file());
 }
+
+/// `install` checked nothing: with one byte of the image flipped it copied
+/// it and exited 0, and it could only install from dist/<profile>/. Now it
+/// takes `--from` (an `--out-dir` build) and installs nothing unless every
+/// file matches the manifest.
+#[test]
+fn install_from_an_out_dir_checks_every_file_first() {
+    if !test_tier::slow("runs dist on the real kernel") {
+        return;
+    }
+    let _g = crate::common::stage_cache_lock();
+    let d = tempfile::tempdir().unwrap();
+    let out = d.path().join("out");
+    let o = dist_into(&out, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    let image = out.join("zfcpdump.image");
+    let good = fs::read(&image).unwrap();
+    let mut bad = good.clone();
+    bad[good.len() / 2] ^= 1;
+    fs::write(&image, &bad).unwrap();
+    let dest = d.path().join("dest");
+    let install = || {
+        xtask(&[
+            "install",
+            "--from",
+            out.to_str().unwrap(),
+            "--destdir",
+            dest.to_str().unwrap(),
+        ])
+    };
+    let o = install();
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(
+        t.contains("is not the file its manifest lists") && t.contains("nothing was installed"),
+        "{t}"
+    );
+    assert!(!dest.exists(), "a damaged build installed something");
+    fs::write(&image, &good).unwrap();
+    let o = install();
+    assert!(o.status.success(), "{}", text(&o));
+    let dir = dest.join("usr/lib/s390-tools/zfcpdump");
+    assert_eq!(fs::read(dir.join("zfcpdump-image")).unwrap(), good);
+    assert!(dir.join("zfcpdump-initrd").is_file());
+
+    // The out dir is ours now: another dist replaces it. A file of
+    // someone else's in it makes the next dist refuse, and stays.
+    let o = dist_into(&out, &[]);
+    assert!(o.status.success(), "{}", text(&o));
+    fs::write(out.join("notes.txt"), "mine").unwrap();
+    let o = dist_into(&out, &[]);
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(t.contains("no dist build wrote (notes.txt)"), "{t}");
+    assert_eq!(fs::read_to_string(out.join("notes.txt")).unwrap(), "mine");
+}

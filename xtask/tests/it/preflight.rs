@@ -401,3 +401,32 @@ fn the_host_check_follows_the_profiles_compiler_prefix() {
     );
     assert!(!t.contains("s390x-test-linux-gnu-gcc"), "{t}");
 }
+
+/// `--out-dir DIR` deleted what was there: a test that published into a
+/// directory holding keep-me.txt and other-job/report.xml left only the
+/// artifacts. Now a directory that is not new, empty or an earlier output
+/// of dist is refused before anything is built, and kept as it was.
+#[test]
+fn an_out_dir_that_is_not_ours_is_refused_and_kept() {
+    let d = tempfile::tempdir().unwrap();
+    let p = profile(d.path(), "");
+    let out = d.path().join("workspace");
+    fs::create_dir_all(out.join("other-job")).unwrap();
+    fs::write(out.join("keep-me.txt"), "keep").unwrap();
+    fs::write(out.join("other-job/report.xml"), "<r/>").unwrap();
+    let args = dist_args(p.to_str().unwrap(), &out, &[]);
+    let o = xtask_env(&args, &[]);
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(t.contains("preflight failed"), "{t}");
+    assert!(
+        t.contains("is not empty and holds no manifest.json of a dist build"),
+        "{t}"
+    );
+    assert!(
+        t.contains("nothing was touched") && !t.contains("[kernel]"),
+        "{t}"
+    );
+    assert_eq!(fs::read_to_string(out.join("keep-me.txt")).unwrap(), "keep");
+    assert!(out.join("other-job/report.xml").is_file());
+}

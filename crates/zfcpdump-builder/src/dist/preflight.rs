@@ -110,6 +110,12 @@ pub fn run(root: &Path, args: &DistArgs) -> Report {
                 names.push(p.name.clone());
                 build_std |= agent::std_for(&p.agent.target) == agent::Std::Build;
                 check_profile(&mut r, root, &p, install);
+                r.add(
+                    format!("{}: output directory", p.name),
+                    super::out_dir(root, args, &pa).and_then(|d| {
+                        super::publish::check_out_dir(&d).map(|s| format!("{}: {s}", d.display()))
+                    }),
+                );
             }
             Err(e) => {
                 let e = match known_profiles(root, &pa.profile) {

@@ -8,14 +8,70 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 
+use super::manifest::read_manifest;
 use super::{Built, MANIFEST, Manifest};
 use crate::util;
+
+/// Whether `dir` may be replaced by an output: absent, empty, or a previous
+/// output of ours (our manifest, and only the files it lists besides it).
+/// Anything else is refused whole: publishing replaces the directory, and
+/// `--out-dir "$WORKSPACE"` must not wipe a workspace.
+pub fn check_out_dir(dir: &Path) -> Result<String> {
+    let entries = match fs::read_dir(dir) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok("a new directory".into()),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTDIR) => {
+            anyhow::bail!("{} is a file, not a directory", dir.display())
+        }
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+        Ok(rd) => rd
+            .map(|e| e.map(|e| e.file_name().to_string_lossy().into_owned()))
+            .collect::<io::Result<Vec<String>>>()?,
+    };
+    if entries.is_empty() {
+        return Ok("an empty directory".into());
+    }
+    let refuse = |why: String| {
+        anyhow::anyhow!(
+            "{} is not empty and {why}: an output directory is replaced whole, so it must be \
+             new, empty, or an earlier output of dist (choose another --out-dir; nothing was \
+             touched)",
+            dir.display()
+        )
+    };
+    let manifest = read_manifest(&dir.join(MANIFEST))
+        .map_err(|_| refuse(format!("holds no {MANIFEST} of a dist build")))?;
+    let ours: Vec<&str> = manifest
+        .artifacts
+        .iter()
+        .map(|a| a.name.as_str())
+        .chain([MANIFEST])
+        .collect();
+    let mut foreign: Vec<&String> = entries
+        .iter()
+        .filter(|e| !ours.contains(&e.as_str()))
+        .collect();
+    foreign.sort();
+    if !foreign.is_empty() {
+        let shown: Vec<&str> = foreign.iter().take(5).map(|s| s.as_str()).collect();
+        return Err(refuse(format!(
+            "holds {} entr{} no dist build wrote ({}{})",
+            foreign.len(),
+            if foreign.len() == 1 { "y" } else { "ies" },
+            shown.join(", "),
+            if foreign.len() > 5 { ", ..." } else { "" }
+        )));
+    }
+    Ok("an earlier output of dist, replaced".into())
+}
 
 /// Writes the three files into a fresh sibling directory, then swaps it in
 /// (`swap_in`): readers see the old complete set or the new one, never
 /// no directory, and a failed or interrupted build leaves no partial file
 /// under a final name.
 pub fn publish(dir: &Path, b: &Built, manifest: &Manifest) -> Result<()> {
+    // Again here, not only in the preflight: the directory may have
+    // changed during the build.
+    check_out_dir(dir)?;
     publish_files(dir, &b.files(), &serde_json::to_vec_pretty(manifest)?)
 }
 
