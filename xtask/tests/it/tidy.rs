@@ -169,3 +169,35 @@ fn architecture_names_every_module() {
         }
     }
 }
+
+/// Every manifest says the project is MIT, and there was no LICENSE file
+/// to say so: the file must exist and name the workspace's licence.
+#[test]
+fn the_licence_file_matches_the_manifests() {
+    let cargo = fs::read_to_string(root().join("Cargo.toml")).unwrap();
+    let id = cargo
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("license = "))
+        .expect("the workspace names its licence")
+        .trim_matches('"');
+    let licence = fs::read_to_string(root().join("LICENSE")).expect("a LICENSE file");
+    assert!(
+        licence.lines().next() == Some(&format!("{id} License")),
+        "LICENSE does not start with `{id} License`"
+    );
+}
+
+/// README gave packagers two answers for Debian's directory (`/lib/...`
+/// through `--zfcpdump-dir`, and `/usr/lib/...`); the package and
+/// Debian's /usr merge say `/usr/lib`, which is install's default.
+#[test]
+fn readme_gives_one_install_directory() {
+    let readme = fs::read_to_string(root().join("README.md")).unwrap();
+    assert!(
+        !readme.contains("--zfcpdump-dir /lib/"),
+        "README tells packagers to install into /lib/s390-tools/zfcpdump"
+    );
+    let install =
+        fs::read_to_string(root().join("crates/zfcpdump-builder/src/dist/install.rs")).unwrap();
+    assert!(install.contains("default_value = \"/usr/lib/s390-tools/zfcpdump\""));
+}

@@ -19,8 +19,8 @@ pub struct InstallArgs {
     /// Staging root, as in `make install DESTDIR=...`
     #[arg(long, value_name = "DIR")]
     pub destdir: PathBuf,
-    /// Where zipl looks for the dump tool. Debian's zipl looks in
-    /// /lib/s390-tools/zfcpdump
+    /// Where zipl looks for the dump tool (Debian's /lib/s390-tools/zfcpdump
+    /// is this directory on its /usr-merged systems)
     #[arg(long, value_name = "D", default_value = "/usr/lib/s390-tools/zfcpdump")]
     pub zfcpdump_dir: PathBuf,
     /// Also install manifest.json next to them
