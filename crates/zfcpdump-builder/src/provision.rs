@@ -41,7 +41,7 @@ pub enum Check {
     /// `cc` links a program (with `flags`): its C library is there.
     Links {
         cc: Cow<'static, str>,
-        flags: Cow<'static, str>,
+        flags: &'static str,
     },
 }
 
@@ -52,9 +52,7 @@ impl fmt::Display for Check {
             Check::File(p) => write!(f, "{p}"),
             Check::Dpkg(p) => write!(f, "dpkg:{p}"),
             Check::Header { cc, header } => write!(f, "<{header}> (as {cc} finds it)"),
-            Check::Links { cc, flags } if flags.is_empty() => {
-                write!(f, "a C library {cc} links with")
-            }
+            Check::Links { cc, flags: "" } => write!(f, "a C library {cc} links with"),
             Check::Links { cc, flags } => write!(f, "a C library `{cc} {flags}` links with"),
         }
     }
@@ -114,10 +112,10 @@ pub fn build_needs(profile: &Profile) -> Vec<Need> {
     v
 }
 
-/// The kernel's compiler: the cross gcc of `kernel.cross_compile`, or
-/// clang and LLVM's tools when `kernel.make_args` has `LLVM` (Debian's
-/// packages for plain and versioned names; a path has none), or a `CC` of
-/// `make_args`, checked by name only.
+/// The kernel's compiler and its C library: the cross gcc of
+/// `kernel.cross_compile` (or a `CC` of `kernel.make_args`, checked the same
+/// way), or clang and LLVM's tools when `make_args` has `LLVM` (Debian's
+/// packages for `LLVM=1` only).
 fn compiler_needs(k: &crate::profile::Kernel) -> Vec<Need> {
     use crate::kernel::compiler;
     let cc = compiler::cc_program(k);
@@ -169,7 +167,7 @@ fn gcc_needs(cc: String) -> Vec<Need> {
         Need {
             check: Check::Links {
                 cc: Cow::Owned(cc),
-                flags: Cow::Borrowed(""),
+                flags: "",
             },
             package: debian.then_some("libc6-dev-s390x-cross"),
             why: "a fixed kernel .config (CC_CAN_LINK)",
@@ -189,7 +187,7 @@ fn agent_needs(linker: &str) -> Vec<Need> {
         Need {
             check: Check::Links {
                 cc: Cow::Owned(linker.to_string()),
-                flags: Cow::Borrowed("-static"),
+                flags: "-static",
             },
             package: debian,
             why: "links the static agent (agent.linker)",
@@ -608,17 +606,14 @@ mod tests {
         };
         let gcc = || Cow::Borrowed("gcc");
         let header = |header| Check::Header { cc: gcc(), header };
-        let links = |flags: &'static str| Check::Links {
-            cc: gcc(),
-            flags: Cow::Borrowed(flags),
-        };
+        let links = |flags| Check::Links { cc: gcc(), flags };
         assert!(probe(header("stdio.h")));
         assert!(!probe(header("zfcpdump-no-such.h")));
         assert!(probe(links("")));
         assert!(!probe(links("-lzfcpdump-no-such")));
         assert!(!probe(Check::Links {
             cc: Cow::Borrowed("zfcpdump-no-such-gcc"),
-            flags: Cow::Borrowed(""),
+            flags: "",
         }));
     }
 }
