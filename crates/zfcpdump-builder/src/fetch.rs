@@ -32,24 +32,20 @@ pub struct FetchArgs {
 pub fn run(args: &FetchArgs) -> Result<()> {
     let root = util::project_root();
     // Host packages, the kernel source tarball and toolchain components.
-    if args.build_only {
+    let build_std = if args.build_only {
         let p = args.profile.load()?;
         eprintln!("[fetch] what a build of profile {} needs", p.name);
         dist::prerequisites(&p, !args.no_provision)?;
+        agent::std_for(&p.agent.target) == agent::Std::Build
     } else {
         provision::ensure_all(!args.no_provision)?;
-    }
+        true
+    };
 
     let sh = cmd::shell()?;
     sh.change_dir(&root);
     eprintln!("[fetch] crates of the workspace (Cargo.lock)");
     cmd::run(workspace_crates(&sh, false))?;
-    if args.build_only {
-        let p = args.profile.load()?;
-        if agent::std_for(&p.agent.target) == agent::Std::Toolchain {
-            return Ok(());
-        }
-    }
     if !args.build_only {
         let cargo = env!("CARGO");
         eprintln!("[fetch] crates of the fuzz targets (fuzz/Cargo.lock)");
@@ -57,6 +53,9 @@ pub fn run(args: &FetchArgs) -> Result<()> {
             sh,
             "{cargo} fetch --locked --manifest-path fuzz/Cargo.toml"
         ))?;
+    }
+    if !build_std {
+        return Ok(());
     }
     let src = agent::rust_src().context("the rust-src component is missing")?;
     eprintln!(
