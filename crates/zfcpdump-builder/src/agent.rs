@@ -14,6 +14,7 @@
 //!
 //! Either way the agent's PID-1 signal handler turns the signal into `Dump
 //! failed` and a power-off.
+use std::cell::OnceCell;
 use std::fs;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -139,6 +140,9 @@ pub struct Agent<'a> {
     pub profile: &'a Profile,
     pub offline: bool,
     cache: PathBuf,
+    /// [`std_for`] the target, asked of the toolchain once: the flags, the
+    /// key, the command line and the messages all follow it.
+    std: OnceCell<Std>,
 }
 
 impl<'a> Agent<'a> {
@@ -148,6 +152,7 @@ impl<'a> Agent<'a> {
             profile,
             offline,
             cache: util::cache_dir(root).join("agent"),
+            std: OnceCell::new(),
         }
     }
 
@@ -162,7 +167,7 @@ impl<'a> Agent<'a> {
     }
 
     fn std(&self) -> Std {
-        std_for(self.target())
+        *self.std.get_or_init(|| std_for(self.target()))
     }
 
     fn rustflags(&self) -> String {
