@@ -81,31 +81,7 @@ pub fn run(args: &VendorArgs) -> Result<()> {
     fs::create_dir_all(parent)?;
     let staged = parent.join(format!(".vendor-{}", std::process::id()));
     let _cleanup = Staged(staged.clone());
-    let mut vendor = std::process::Command::new(env!("CARGO"));
-    vendor
-        .current_dir(&root)
-        .args(["vendor", "--locked", "--versioned-dirs", "--quiet"]);
-    if let Some(src) = &src {
-        eprintln!(
-            "[vendor] the workspace's crates (Cargo.lock) and build-std's for std ({})",
-            src.display()
-        );
-        vendor.arg("--sync").arg(src.join("library/Cargo.toml"));
-    }
-    let status = vendor
-        .arg(&staged)
-        // std's own Cargo.toml uses unstable cargo features, as build-std
-        // does when it reads it.
-        .env("RUSTC_BOOTSTRAP", "1")
-        .stdout(std::process::Stdio::null())
-        .status()
-        .context("cannot run cargo vendor")?;
-    if !status.success() {
-        bail!(
-            "cargo vendor failed ({status}); its messages are above (it needs the network, or \
-             the crates in cargo's own cache: `cargo xtask fetch`)"
-        );
-    }
+    cargo_vendor(&root, src.as_deref(), &staged)?;
     let std_note = match &src {
         Some(src) => format!("rust-src: {}\n", src.display()),
         None => "rust-src: none (the workspace's crates only)\n".to_string(),
@@ -121,19 +97,7 @@ pub fn run(args: &VendorArgs) -> Result<()> {
         Ok(rel) => rel.display().to_string(),
         Err(_) => dir.display().to_string(),
     };
-    let block = format!(
-        "{BEGIN}\n[source.crates-io]\nreplace-with = \"{SOURCE_NAME}\"\n\n\
-         [source.{SOURCE_NAME}]\n# Relative to the project (the parent of .cargo/).\n\
-         directory = {shown:?}\n{END}\n"
-    );
-    let sep = if bare.is_empty() || bare.ends_with("\n\n") {
-        ""
-    } else if bare.ends_with('\n') {
-        "\n"
-    } else {
-        "\n\n"
-    };
-    util::write_atomic(&config, format!("{bare}{sep}{block}").as_bytes())?;
+    util::write_atomic(&config, with_block(&bare, &shown).as_bytes())?;
     let (crates, bytes) = size(&dir)?;
     eprintln!(
         "[vendor] {crates} crates, {:.1} MiB in {}; {} now builds from it.\n\
@@ -144,6 +108,56 @@ pub fn run(args: &VendorArgs) -> Result<()> {
         config.display()
     );
     Ok(())
+}
+
+/// `cargo vendor` of the workspace's crates, and of std's (those of the
+/// Cargo.lock of rust-src at `src`) when there is a rust-src, into `into`.
+fn cargo_vendor(root: &Path, src: Option<&Path>, into: &Path) -> Result<()> {
+    let mut vendor = std::process::Command::new(env!("CARGO"));
+    vendor
+        .current_dir(root)
+        .args(["vendor", "--locked", "--versioned-dirs", "--quiet"]);
+    if let Some(src) = src {
+        eprintln!(
+            "[vendor] the workspace's crates (Cargo.lock) and build-std's for std ({})",
+            src.display()
+        );
+        vendor.arg("--sync").arg(src.join("library/Cargo.toml"));
+    }
+    let status = vendor
+        .arg(into)
+        // std's own Cargo.toml uses unstable cargo features, as build-std
+        // does when it reads it.
+        .env("RUSTC_BOOTSTRAP", "1")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .context("cannot run cargo vendor")?;
+    if !status.success() {
+        bail!(
+            "cargo vendor failed ({status}); its messages are above (it needs the network, or \
+             the crates in cargo's own cache: `cargo xtask fetch`)"
+        );
+    }
+    Ok(())
+}
+
+/// The configuration `bare` (without a block) with the block that makes
+/// cargo take crates.io's crates from `dir` (as the config file shows it)
+/// appended, a blank line before it.
+fn with_block(bare: &str, dir: &str) -> String {
+    let block = format!(
+        "{BEGIN}\n[source.crates-io]\nreplace-with = \"{SOURCE_NAME}\"\n\n\
+         [source.{SOURCE_NAME}]\n# Relative to the project (the parent of .cargo/).\n\
+         directory = {dir:?}\n{END}\n"
+    );
+    let sep = if bare.is_empty() || bare.ends_with("\n\n") {
+        ""
+    } else if bare.ends_with('\n') {
+        "\n"
+    } else {
+        "\n\n"
+    };
+    format!("{bare}{sep}{block}")
 }
 
 /// The staging directory, removed when `run` ends whichever way (after
@@ -158,20 +172,14 @@ impl Drop for Staged {
 
 /// The crates (top directories) in `dir` and the bytes of all its files.
 fn size(dir: &Path) -> Result<(usize, u64)> {
-    let crates = fs::read_dir(dir)?
-        .filter(|e| e.as_ref().is_ok_and(|e| e.path().is_dir()))
-        .count();
+    let mut crates = 0;
     let mut bytes = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for e in fs::read_dir(&d)? {
-            let e = e?;
-            let t = e.file_type()?;
-            if t.is_dir() {
-                stack.push(e.path());
-            } else {
-                bytes += e.metadata()?.len();
-            }
+    for e in walkdir::WalkDir::new(dir).min_depth(1) {
+        let e = e?;
+        if e.depth() == 1 && e.file_type().is_dir() {
+            crates += 1;
+        } else if e.file_type().is_file() {
+            bytes += e.metadata()?.len();
         }
     }
     Ok((crates, bytes))
@@ -258,6 +266,9 @@ mod tests {
         assert_eq!(dir, Some(PathBuf::from("vendor")));
         let (out, dir) = without_block(base, cfg).unwrap();
         assert_eq!((out.as_str(), dir), (base, None));
+        // What `vendor` writes comes out whole again.
+        let (out, dir) = without_block(&with_block(base, "vendor"), cfg).unwrap();
+        assert_eq!((out.as_str(), dir), (base, Some(PathBuf::from("vendor"))));
         // A block cut short is not guessed at.
         let cut = format!("{base}{BEGIN}\n[source.crates-io]\n");
         assert!(without_block(&cut, cfg).is_err());
