@@ -82,23 +82,41 @@ pub(crate) fn dump_level<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u8>, 
     d.deserialize_u8(Level).map(Some)
 }
 
-/// `kernel.fragments`: an array of strings.
-pub(crate) fn names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    struct Names;
-    impl<'de> Visitor<'de> for Names {
+/// An array of strings, each passed through `check`; `expecting` names
+/// the array in errors of its shape.
+fn strings<'de, D: Deserializer<'de>>(
+    d: D,
+    expecting: &'static str,
+    check: fn(&str) -> Result<(), String>,
+) -> Result<Vec<String>, D::Error> {
+    struct Strings {
+        expecting: &'static str,
+        check: fn(&str) -> Result<(), String>,
+    }
+    impl<'de> Visitor<'de> for Strings {
         type Value = Vec<String>;
         fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("an array of file names, such as [\"zfcpdump.config\"]")
+            f.write_str(self.expecting)
         }
         fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
             let mut out = Vec::new();
             while let Some(s) = seq.next_element::<String>()? {
+                (self.check)(&s).map_err(de::Error::custom)?;
                 out.push(s);
             }
             Ok(out)
         }
     }
-    d.deserialize_seq(Names)
+    d.deserialize_seq(Strings { expecting, check })
+}
+
+/// `kernel.fragments`: an array of strings.
+pub(crate) fn names<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    strings(
+        d,
+        "an array of file names, such as [\"zfcpdump.config\"]",
+        |_| Ok(()),
+    )
 }
 
 pub(crate) fn opt_names<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
@@ -121,22 +139,11 @@ const RESERVED_MAKE_VARS: &[(&str, &str)] = &[
 
 /// `kernel.make_args`: an array of `NAME=value` make variables.
 pub(crate) fn make_vars<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    struct Vars;
-    impl<'de> Visitor<'de> for Vars {
-        type Value = Vec<String>;
-        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-            f.write_str("an array of make variables, such as [\"LLVM=1\", \"KCFLAGS=-g0\"]")
-        }
-        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
-            let mut out = Vec::new();
-            while let Some(s) = seq.next_element::<String>()? {
-                check_make_var(&s).map_err(de::Error::custom)?;
-                out.push(s);
-            }
-            Ok(out)
-        }
-    }
-    d.deserialize_seq(Vars)
+    strings(
+        d,
+        "an array of make variables, such as [\"LLVM=1\", \"KCFLAGS=-g0\"]",
+        check_make_var,
+    )
 }
 
 pub(crate) fn opt_make_vars<'de, D: Deserializer<'de>>(
